@@ -1,0 +1,37 @@
+// Matrix multiplication of a (possibly quantized) weight matrix with a batch of
+// activations: y[t][r] = sum_c W[r][c] * x[t][c]. Rows of W are split over the
+// rank's thread pool. Activations are converted once to vec_dot_type(W.type)
+// into caller-owned scratch, so the token loop does not allocate.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace tpinfer::cpu {
+
+// A weight matrix [rows, cols] in row-major order; row r starts at
+// data + r * row_stride bytes.
+struct WeightView {
+  DType type = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+  uint64_t row_stride = 0;
+};
+
+// Reusable scratch for activation conversion; grows as needed, never shrinks.
+struct MatmulScratch {
+  std::vector<uint8_t> bytes;
+};
+
+// x: [n_tokens, w.cols] floats, row stride w.cols; y: [n_tokens, w.rows].
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            MatmulScratch& scratch);
+
+// Plain reference: dequantize each row and accumulate in double.
+void matmul_ref(const WeightView& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace tpinfer::cpu

@@ -1,0 +1,55 @@
+// A fixed pool of worker threads for one rank. run(fn) calls fn(i, n) on every
+// one of the n threads (the caller is thread 0) and returns when all are done.
+// Workers spin briefly before sleeping, so the many short parallel regions of a
+// decode step do not pay a futex wake-up each. Optional CPU pinning: thread i
+// runs on cpus[i]. No allocation per run().
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tpinfer {
+
+class ThreadPool {
+ public:
+  // n_threads >= 1 (including the caller). cpus: empty, or one CPU id per thread.
+  explicit ThreadPool(int n_threads, std::vector<int> cpus = {});
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Runs fn(thread_index, n_threads) on every thread; blocks until all return.
+  // The first exception thrown by any thread is rethrown here.
+  void run(const std::function<void(int, int)>& fn);
+
+  // Splits [0, n) into contiguous chunks, one per thread (chunks aligned to
+  // `grain`), and calls fn(begin, end) for each non-empty chunk.
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void worker(int index);
+
+  int n_threads_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::exception_ptr error_;
+  std::mutex error_mutex_;
+};
+
+// Pins the calling thread to `cpu` (best effort; false if the OS refused).
+bool pin_current_thread(int cpu);
+
+}  // namespace tpinfer

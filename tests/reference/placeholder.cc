@@ -1,0 +1,1 @@
+// The reference forward pass lives here (see reference_model.h).
