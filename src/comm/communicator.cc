@@ -1,0 +1,26 @@
+#include "comm/communicator.h"
+
+namespace tpinfer {
+
+const char* collective_name(Collective c) {
+  switch (c) {
+    case Collective::AllReduce: return "all_reduce";
+    case Collective::AllGather: return "all_gather";
+    case Collective::Broadcast: return "broadcast";
+    case Collective::SendRecv: return "send_recv";
+    case Collective::Barrier: return "barrier";
+  }
+  return "unknown";
+}
+
+CollectiveCounter CommStats::total() const {
+  CollectiveCounter t;
+  for (const CollectiveCounter& c : by_kind) {
+    t.calls += c.calls;
+    t.bytes += c.bytes;
+    t.nanos += c.nanos;
+  }
+  return t;
+}
+
+}  // namespace tpinfer

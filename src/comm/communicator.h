@@ -1,0 +1,83 @@
+// The Communicator: collectives among the ranks of one tensor-parallel group.
+// Back ends: local (ranks are thread groups of one process, local_comm.h), and
+// later mpi and nccl. Every collective has a deadline: when it passes, the call
+// throws CommError naming the operation, its sequence number and the ranks that
+// did not arrive, and the group is poisoned so every other rank's pending or next
+// collective throws too: a stalled peer turns into an error, never a hang.
+// Each communicator counts calls, bytes and nanoseconds per kind of collective.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace tpinfer {
+
+enum class Collective { AllReduce, AllGather, Broadcast, SendRecv, Barrier };
+inline constexpr int kCollectiveKinds = 5;
+const char* collective_name(Collective c);
+
+struct CollectiveCounter {
+  uint64_t calls = 0;
+  uint64_t bytes = 0;  // bytes this rank moved over the link (sent + received payload)
+  uint64_t nanos = 0;  // wall time inside the collective, waiting included
+};
+
+struct CommStats {
+  std::array<CollectiveCounter, kCollectiveKinds> by_kind{};
+  const CollectiveCounter& operator[](Collective c) const { return by_kind[static_cast<size_t>(c)]; }
+  CollectiveCounter& operator[](Collective c) { return by_kind[static_cast<size_t>(c)]; }
+  CollectiveCounter total() const;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Short name of the back end ("local", "mpi", ...).
+  virtual const char* backend() const = 0;
+
+  // data[0, n) <- sum over ranks of data[0, n), on every rank.
+  virtual void all_reduce_sum(float* data, size_t n) = 0;
+  // recv <- concatenation over ranks r of (counts[r] floats from rank r's send);
+  // counts is the same on every rank and counts[rank()] floats are read from send.
+  virtual void all_gather(const float* send, std::span<const size_t> counts, float* recv) = 0;
+  // data[0, bytes) on every rank <- data on `root`.
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void send(const void* data, size_t bytes, int dst) = 0;
+  virtual void recv(void* data, size_t bytes, int src) = 0;
+  virtual void barrier() = 0;
+
+  const CommStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = CommStats{}; }
+
+ protected:
+  CommStats stats_;
+};
+
+// Times one collective and adds it to the counters (RAII).
+class CollectiveTimer {
+ public:
+  CollectiveTimer(CommStats& stats, Collective kind, uint64_t bytes)
+      : counter_(stats[kind]), bytes_(bytes), start_(std::chrono::steady_clock::now()) {}
+  ~CollectiveTimer() {
+    counter_.calls += 1;
+    counter_.bytes += bytes_;
+    counter_.nanos += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count());
+  }
+  CollectiveTimer(const CollectiveTimer&) = delete;
+  CollectiveTimer& operator=(const CollectiveTimer&) = delete;
+
+ private:
+  CollectiveCounter& counter_;
+  uint64_t bytes_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,242 @@
+#include "comm/local_comm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+using Clock = std::chrono::steady_clock;
+
+class LocalCommunicator final : public Communicator {
+ public:
+  LocalCommunicator(LocalGroup& group, int rank) : g_(group), rank_(rank) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return g_.size_; }
+  const char* backend() const override { return "local"; }
+
+  void all_reduce_sum(float* data, size_t n) override {
+    const int p = g_.size_;
+    CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));
+    begin(Collective::AllReduce);
+    if (p == 1) return;
+    publish(data);
+    const size_t begin_i = n * static_cast<size_t>(rank_) / static_cast<size_t>(p);
+    const size_t end_i = n * static_cast<size_t>(rank_ + 1) / static_cast<size_t>(p);
+    // Reduce-scatter: sum my slice of every peer's buffer into my own buffer.
+    // Rank order is fixed, so every rank's result is bit-identical.
+    if (end_i > begin_i) {
+      const size_t len = end_i - begin_i;
+      ensure_acc(len);
+      std::fill(acc_.begin(), acc_.begin() + static_cast<std::ptrdiff_t>(len), 0.0f);
+      for (int r = 0; r < p; ++r) {
+        const float* src = static_cast<const float*>(g_.slots_[static_cast<size_t>(r)].ptr) + begin_i;
+        for (size_t i = 0; i < len; ++i) acc_[i] += src[i];
+      }
+      std::memcpy(data + begin_i, acc_.data(), len * sizeof(float));
+    }
+    wait_all();
+    // All-gather: copy every other slice from its owner.
+    for (int r = 0; r < p; ++r) {
+      if (r == rank_) continue;
+      const size_t b = n * static_cast<size_t>(r) / static_cast<size_t>(p);
+      const size_t e = n * static_cast<size_t>(r + 1) / static_cast<size_t>(p);
+      const float* src = static_cast<const float*>(g_.slots_[static_cast<size_t>(r)].ptr);
+      if (e > b) std::memcpy(data + b, src + b, (e - b) * sizeof(float));
+    }
+    wait_all();  // nobody may reuse its buffer while a peer still reads it
+  }
+
+  void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
+    const int p = g_.size_;
+    if (counts.size() != static_cast<size_t>(p)) {
+      throw CommError(cat("all_gather on rank ", rank_, ": ", counts.size(), " counts for ", p, " ranks"));
+    }
+    size_t total = 0;
+    for (size_t c : counts) total += c;
+    CollectiveTimer timer(stats_, Collective::AllGather, (total - counts[static_cast<size_t>(rank_)]) * sizeof(float));
+    begin(Collective::AllGather);
+    publish(send);
+    size_t offset = 0;
+    for (int r = 0; r < p; ++r) {
+      const size_t c = counts[static_cast<size_t>(r)];
+      const float* src = r == rank_ ? send : static_cast<const float*>(g_.slots_[static_cast<size_t>(r)].ptr);
+      if (c > 0) std::memmove(recv + offset, src, c * sizeof(float));
+      offset += c;
+    }
+    wait_all();
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
+    begin(Collective::Broadcast);
+    if (g_.size_ == 1) return;
+    publish(data);
+    if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
+    wait_all();
+  }
+
+  void send(const void* data, size_t bytes, int dst) override {
+    CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
+    begin(Collective::SendRecv);
+    check_peer(dst, "send");
+    LocalGroup::Mailbox& box = mailbox(rank_, dst);
+    {
+      std::lock_guard<std::mutex> lock(box.mutex);
+      const auto* p = static_cast<const uint8_t*>(data);
+      box.messages.emplace_back(p, p + bytes);
+    }
+    box.ready.notify_all();
+  }
+
+  void recv(void* data, size_t bytes, int src) override {
+    CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
+    begin(Collective::SendRecv);
+    check_peer(src, "recv");
+    LocalGroup::Mailbox& box = mailbox(src, rank_);
+    const Clock::time_point deadline = Clock::now() + g_.timeout_;
+    std::unique_lock<std::mutex> lock(box.mutex);
+    while (box.messages.empty()) {
+      if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+      if (Clock::now() >= deadline) {
+        const std::string msg = cat("recv #", seq_, " on rank ", rank_, " timed out after ",
+                                    seconds(g_.timeout_), " s: rank ", src, " sent nothing");
+        lock.unlock();
+        g_.abort(msg);
+        throw CommError(msg);
+      }
+      box.ready.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    std::vector<uint8_t> message = std::move(box.messages.front());
+    box.messages.pop_front();
+    if (message.size() != bytes) {
+      throw CommError(cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src,
+                          ", got ", message.size()));
+    }
+    std::memcpy(data, message.data(), bytes);
+  }
+
+  void barrier() override {
+    CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    begin(Collective::Barrier);
+    wait_all();
+  }
+
+ private:
+  static double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
+
+  // Bytes one rank moves in a reduce-scatter + all-gather of `bytes`.
+  uint64_t bus_bytes(size_t bytes) const {
+    const size_t p = static_cast<size_t>(g_.size_);
+    return p <= 1 ? 0 : 2 * bytes * (p - 1) / p;
+  }
+
+  void ensure_acc(size_t n) {
+    if (acc_.size() < n) acc_.resize(n);
+  }
+
+  void check_peer(int peer, const char* op) const {
+    if (peer < 0 || peer >= g_.size_ || peer == rank_) {
+      throw CommError(cat(op, " on rank ", rank_, ": invalid peer ", peer, " (group of ", g_.size_, ")"));
+    }
+  }
+
+  LocalGroup::Mailbox& mailbox(int src, int dst) {
+    return *g_.mailboxes_[static_cast<size_t>(src * g_.size_ + dst)];
+  }
+
+  void begin(Collective kind) {
+    if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+    kind_ = kind;
+    ++seq_;
+  }
+
+  // Publishes this rank's buffer and waits until every rank has published.
+  void publish(const void* ptr) {
+    g_.slots_[static_cast<size_t>(rank_)].ptr = ptr;
+    wait_all();
+  }
+
+  // A barrier phase with the deadline. Spins briefly, then yields, then sleeps,
+  // so oversubscribed ranks (more ranks than cores) still make progress.
+  void wait_all() {
+    const uint64_t target = ++phase_;
+    g_.slots_[static_cast<size_t>(rank_)].arrived.store(target, std::memory_order_release);
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point deadline = start + g_.timeout_;
+    for (uint64_t iter = 0;; ++iter) {
+      bool all = true;
+      for (int r = 0; r < g_.size_ && all; ++r) {
+        all = g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_acquire) >= target;
+      }
+      if (all) return;
+      if ((iter & 255) == 0) {
+        if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+        if (Clock::now() >= deadline) timed_out(target);
+      }
+      if (iter < 4096) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      } else if (iter < 8192) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+  }
+
+  [[noreturn]] void timed_out(uint64_t target) {
+    std::string missing;
+    for (int r = 0; r < g_.size_; ++r) {
+      if (g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_acquire) < target) {
+        missing += missing.empty() ? "" : ", ";
+        missing += std::to_string(r);
+      }
+    }
+    const std::string msg = cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(g_.timeout_),
+                                " s on rank ", rank_, ": rank(s) ", missing, " did not arrive");
+    g_.abort(msg);
+    throw CommError(msg);
+  }
+
+  LocalGroup& g_;
+  int rank_;
+  uint64_t seq_ = 0;    // collectives called on this rank
+  uint64_t phase_ = 0;  // barrier phases passed
+  Collective kind_ = Collective::Barrier;
+  std::vector<float> acc_;
+};
+
+LocalGroup::LocalGroup(int size, std::chrono::milliseconds timeout)
+    : size_(size), timeout_(timeout), slots_(static_cast<size_t>(size)) {
+  if (size < 1) throw ConfigError(cat("a communicator group needs at least one rank, got ", size));
+  for (int i = 0; i < size * size; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
+}
+
+LocalGroup::~LocalGroup() = default;
+
+std::unique_ptr<Communicator> LocalGroup::communicator(int rank) {
+  if (rank < 0 || rank >= size_) throw ConfigError(cat("rank ", rank, " outside a group of ", size_));
+  return std::make_unique<LocalCommunicator>(*this, rank);
+}
+
+void LocalGroup::abort(const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(abort_mutex_);
+    if (aborted_.load()) return;
+    abort_message_ = message;
+    aborted_.store(true, std::memory_order_release);
+  }
+  for (auto& box : mailboxes_) box->ready.notify_all();
+}
+
+std::string LocalGroup::abort_message() const {
+  std::lock_guard<std::mutex> lock(abort_mutex_);
+  return abort_message_;
+}
+
+}  // namespace tpinfer

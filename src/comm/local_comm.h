@@ -1,0 +1,63 @@
+// The `local` back end: the ranks of a group are thread groups of one process
+// and exchange data through shared buffers. An all-reduce is a reduce-scatter
+// (each rank sums its 1/n slice straight out of every peer's buffer) followed by
+// an all-gather (each rank copies the other slices from their owners), with a
+// barrier between phases; no rank ever sums more than its slice.
+//
+// Usage: LocalGroup group(n, timeout); then rank r's thread calls
+// group.communicator(r) once and uses it. The group must outlive them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace tpinfer {
+
+class LocalGroup {
+ public:
+  LocalGroup(int size, std::chrono::milliseconds timeout);
+  ~LocalGroup();
+  LocalGroup(const LocalGroup&) = delete;
+  LocalGroup& operator=(const LocalGroup&) = delete;
+
+  int size() const { return size_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // The communicator of rank `rank` (call once per rank).
+  std::unique_ptr<Communicator> communicator(int rank);
+
+  // Poisons the group: every pending and future collective of every rank throws
+  // CommError with this message. The first message wins.
+  void abort(const std::string& message);
+  bool aborted() const { return aborted_.load(std::memory_order_acquire); }
+  std::string abort_message() const;
+
+ private:
+  friend class LocalCommunicator;
+  struct alignas(64) Slot {
+    std::atomic<uint64_t> arrived{0};  // barrier phases this rank has reached
+    const void* ptr = nullptr;         // buffer published for the current collective
+  };
+  struct Mailbox {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::deque<std::vector<uint8_t>> messages;
+  };
+
+  int size_;
+  std::chrono::milliseconds timeout_;
+  std::vector<Slot> slots_;
+  std::vector<std::unique_ptr<Mailbox>> mailboxes_;  // [src * size + dst]
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex abort_mutex_;
+  std::string abort_message_;
+};
+
+}  // namespace tpinfer

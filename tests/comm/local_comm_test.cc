@@ -1,0 +1,139 @@
+#include "comm/local_comm.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Runs fn(comm) on `n` rank threads of one LocalGroup; returns the error text
+// of each rank ("" if it finished cleanly).
+template <typename Fn>
+std::vector<std::string> run_ranks(int n, std::chrono::milliseconds timeout, Fn fn) {
+  LocalGroup group(n, timeout);
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = group.communicator(r);
+      try {
+        fn(*comm);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// Every rank's input is a distinct deterministic function of (rank, round, i),
+// so the expected sum is computable and a slice mixed up between ranks shows.
+float input(int rank, int round, size_t i) {
+  return static_cast<float>((static_cast<int64_t>(i) * 7919 + rank * 104729 + round * 31) % 2001 - 1000) / 64.0f;
+}
+
+TEST(LocalComm, AllReduceSizesAndRanks) {
+  const std::vector<size_t> lengths = {1, 7, 4096, 1000003};
+  for (int n = 1; n <= 8; ++n) {
+    for (size_t len : lengths) {
+      const int rounds = len > 100000 ? 3 : 1000;
+      auto errors = run_ranks(n, 30s, [&](Communicator& comm) {
+        std::vector<float> buf(len);
+        for (int round = 0; round < rounds; ++round) {
+          for (size_t i = 0; i < len; ++i) buf[i] = input(comm.rank(), round, i);
+          comm.all_reduce_sum(buf.data(), len);
+          // Inputs are multiples of 1/64 well inside float's exact range: sums are exact.
+          for (size_t i = 0; i < len; i += (len > 4096 ? 997 : 1)) {
+            float want = 0;
+            for (int r = 0; r < n; ++r) want += input(r, round, i);
+            if (buf[i] != want) {
+              throw std::runtime_error("rank " + std::to_string(comm.rank()) + " len " + std::to_string(len) +
+                                       " round " + std::to_string(round) + " index " + std::to_string(i));
+            }
+          }
+        }
+        EXPECT_EQ(comm.stats()[Collective::AllReduce].calls, static_cast<uint64_t>(rounds));
+      });
+      for (const auto& e : errors) ASSERT_EQ(e, "") << "n=" << n << " len=" << len;
+    }
+  }
+}
+
+TEST(LocalComm, AllGatherBroadcastSendRecv) {
+  for (int n = 1; n <= 8; ++n) {
+    auto errors = run_ranks(n, 30s, [&](Communicator& comm) {
+      std::vector<size_t> counts;
+      for (int r = 0; r < n; ++r) counts.push_back(static_cast<size_t>(r % 3 + 1));
+      std::vector<float> mine(counts[static_cast<size_t>(comm.rank())], static_cast<float>(comm.rank()));
+      std::vector<float> all(static_cast<size_t>(n) * 3);
+      comm.all_gather(mine.data(), counts, all.data());
+      size_t at = 0;
+      for (int r = 0; r < n; ++r) {
+        for (size_t k = 0; k < counts[static_cast<size_t>(r)]; ++k) EXPECT_EQ(all[at++], static_cast<float>(r));
+      }
+      int64_t value = comm.rank() == n - 1 ? 424242 : -1;
+      comm.broadcast(&value, sizeof(value), n - 1);
+      EXPECT_EQ(value, 424242);
+      if (n > 1) {
+        const int next = (comm.rank() + 1) % n, prev = (comm.rank() + n - 1) % n;
+        int payload = comm.rank() * 10;
+        comm.send(&payload, sizeof(payload), next);
+        int got = -1;
+        comm.recv(&got, sizeof(got), prev);
+        EXPECT_EQ(got, prev * 10);
+      }
+      comm.barrier();
+    });
+    for (const auto& e : errors) ASSERT_EQ(e, "") << "n=" << n;
+  }
+}
+
+// One rank skips a collective: every rank gets an error naming the collective,
+// its sequence number and the missing rank within timeout + 1 s, and nobody hangs.
+TEST(LocalComm, TimeoutNamesMissingRank) {
+  for (int n : {2, 4}) {
+    const auto start = std::chrono::steady_clock::now();
+    auto errors = run_ranks(n, 500ms, [&](Communicator& comm) {
+      std::vector<float> buf(64, 1.0f);
+      comm.all_reduce_sum(buf.data(), buf.size());
+      if (comm.rank() == 1) {
+        std::this_thread::sleep_for(2000ms);  // misses the second all-reduce
+        comm.barrier();                         // and then finds the group aborted
+      } else {
+        comm.all_reduce_sum(buf.data(), buf.size());
+      }
+    });
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(elapsed, 0.5 + 2.0 + 1.0);
+    for (int r = 0; r < n; ++r) {
+      const std::string& e = errors[static_cast<size_t>(r)];
+      EXPECT_NE(e.find("all_reduce #2 timed out"), std::string::npos) << "rank " << r << ": " << e;
+      EXPECT_NE(e.find("rank(s) 1 did not arrive"), std::string::npos) << "rank " << r << ": " << e;
+    }
+  }
+}
+
+TEST(LocalComm, RecvTimesOut) {
+  auto errors = run_ranks(2, 200ms, [&](Communicator& comm) {
+    if (comm.rank() == 0) {
+      int x;
+      comm.recv(&x, sizeof(x), 1);
+    }
+  });
+  EXPECT_NE(errors[0].find("recv #1 on rank 0 timed out"), std::string::npos) << errors[0];
+}
+
+}  // namespace
+}  // namespace tpinfer
