@@ -1,0 +1,180 @@
+#include "parallel/shard_plan.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += (s.empty() ? "" : ", ") + std::to_string(x);
+  return s;
+}
+
+// Heads per unit so that a rank's attn_output column range is block-aligned.
+int64_t heads_per_unit(const ModelConfig& m, const ShardConstraints& c) {
+  const int64_t hd = m.head_dim;
+  const int64_t g = std::gcd(hd, c.attn_output_block);
+  return c.attn_output_block / g;
+}
+
+std::vector<Range> ranges_from_counts(const std::vector<int64_t>& counts, int64_t unit, int64_t total) {
+  std::vector<Range> out;
+  int64_t at = 0;
+  for (int64_t c : counts) {
+    const int64_t end = std::min(total, at + c * unit);
+    out.push_back({at, end});
+    at = end;
+  }
+  return out;
+}
+
+// Why an even split into `tp` ranks is impossible, or "" if it is possible.
+std::string even_split_problem(const ModelConfig& m, const ShardConstraints& c, int tp) {
+  if (tp < 1) return cat("tensor-parallel-size must be at least 1, got ", tp);
+  if (m.n_heads % tp != 0) {
+    return cat("tensor-parallel-size ", tp, " does not divide ", m.n_heads, " attention heads");
+  }
+  const int64_t unit = heads_per_unit(m, c);
+  if ((m.n_heads / tp) % unit != 0) {
+    return cat("tensor-parallel-size ", tp, " gives ", m.n_heads / tp, " heads of ", m.head_dim,
+               " values per rank, which does not fall on the ", c.attn_output_block,
+               "-value quantization blocks of attn_output");
+  }
+  if (m.ffn % c.ffn_down_block != 0 || (m.ffn / c.ffn_down_block) % tp != 0) {
+    return cat("tensor-parallel-size ", tp, " does not split the FFN size ", m.ffn, " into whole ",
+               c.ffn_down_block, "-value quantization blocks of ffn_down");
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<int64_t> apportion(int64_t units, const std::vector<double>& weights, int64_t min_units) {
+  const size_t n = weights.size();
+  if (n == 0) throw ConfigError("cannot split over zero ranks");
+  double total = 0;
+  for (double w : weights) {
+    if (!(w > 0)) throw ConfigError(cat("tensor-split weights must be positive, got ", w));
+    total += w;
+  }
+  if (units < min_units * static_cast<int64_t>(n)) {
+    throw ConfigError(cat("cannot give ", n, " ranks at least ", min_units, " of ", units, " units each"));
+  }
+  // Largest remainder over all units, then ranks below the minimum take units
+  // from the rank that has the most.
+  std::vector<int64_t> counts(n, 0);
+  std::vector<std::pair<double, size_t>> remainders;
+  int64_t given = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double exact = static_cast<double>(units) * weights[i] / total;
+    const auto whole = static_cast<int64_t>(exact);
+    counts[i] = whole;
+    given += whole;
+    remainders.push_back({exact - static_cast<double>(whole), i});
+  }
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t k = 0; given < units; ++k, ++given) counts[remainders[k % n].second] += 1;
+  for (size_t i = 0; i < n; ++i) {
+    while (counts[i] < min_units) {
+      const auto most = std::max_element(counts.begin(), counts.end());
+      *most -= 1;
+      counts[i] += 1;
+    }
+  }
+  return counts;
+}
+
+std::vector<int> ShardPlan::valid_sizes(const ModelConfig& model, const ShardConstraints& constraints,
+                                        int max_size) {
+  std::vector<int> sizes;
+  for (int tp = 1; tp <= max_size; ++tp) {
+    if (even_split_problem(model, constraints, tp).empty()) sizes.push_back(tp);
+  }
+  return sizes;
+}
+
+ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const ShardConstraints& c) {
+  if (m.n_heads <= 0 || m.n_kv_heads <= 0 || m.n_heads % m.n_kv_heads != 0 || m.head_dim <= 0) {
+    throw ConfigError(cat("model has ", m.n_heads, " heads and ", m.n_kv_heads, " KV heads: cannot shard"));
+  }
+  const int tp = p.tp;
+  const bool uneven = !p.tensor_split.empty();
+  if (uneven && p.tensor_split.size() != static_cast<size_t>(tp)) {
+    throw ConfigError(cat("--tensor-split has ", p.tensor_split.size(), " weights for tensor-parallel-size ", tp));
+  }
+  if (!uneven) {
+    const std::string problem = even_split_problem(m, c, tp);
+    if (!problem.empty()) {
+      throw ConfigError(cat(problem, "; valid: ", join(valid_sizes(m, c, std::max(64, m.n_heads)))));
+    }
+  }
+  const std::vector<double> weights = uneven ? p.tensor_split : std::vector<double>(static_cast<size_t>(tp), 1.0);
+
+  ShardPlan plan;
+  plan.head_dim_ = m.head_dim;
+  plan.heads_per_kv_ = m.n_heads / m.n_kv_heads;
+
+  const int64_t head_unit = heads_per_unit(m, c);
+  if (m.n_heads % head_unit != 0) {
+    throw ConfigError(cat("attention heads of ", m.head_dim, " values cannot be grouped on ", c.attn_output_block,
+                          "-value blocks"));
+  }
+  if (m.ffn % c.ffn_down_block != 0) {
+    throw ConfigError(cat("FFN size ", m.ffn, " is not a multiple of the ", c.ffn_down_block,
+                          "-value blocks of ffn_down"));
+  }
+  std::vector<int64_t> head_counts, ffn_counts, vocab_counts;
+  try {
+    head_counts = apportion(m.n_heads / head_unit, weights, 1);
+    ffn_counts = apportion(m.ffn / c.ffn_down_block, weights, 0);
+  } catch (const ConfigError& e) {
+    throw ConfigError(cat("tensor-parallel-size ", tp, " with --tensor-split: ", e.what()));
+  }
+  const std::vector<Range> q = ranges_from_counts(head_counts, head_unit, m.n_heads);
+  const std::vector<Range> ffn = ranges_from_counts(ffn_counts, c.ffn_down_block, m.ffn);
+  std::vector<Range> vocab;
+  if (uneven) {
+    vocab = ranges_from_counts(apportion(m.vocab, weights, 0), 1, m.vocab);
+  } else {
+    // Vocabulary padded to a multiple of tp: ceil(V / tp) rows per rank.
+    const int64_t per = (static_cast<int64_t>(m.vocab) + tp - 1) / tp;
+    vocab = ranges_from_counts(std::vector<int64_t>(static_cast<size_t>(tp), per), 1, m.vocab);
+  }
+  for (int r = 0; r < tp; ++r) {
+    RankShard s;
+    s.q_heads = q[static_cast<size_t>(r)];
+    // The KV heads read by the rank's query heads; shared ones are replicated.
+    s.kv_heads = {s.q_heads.begin / plan.heads_per_kv_, (s.q_heads.end - 1) / plan.heads_per_kv_ + 1};
+    s.ffn = ffn[static_cast<size_t>(r)];
+    s.vocab = vocab[static_cast<size_t>(r)];
+    plan.ranks_.push_back(s);
+  }
+  return plan;
+}
+
+TensorSlice ShardPlan::slice(std::string_view name, int r) const {
+  const RankShard& s = rank(r);
+  const int64_t hd = head_dim_;
+  auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+  };
+  if (name == "token_embd.weight" || name == "output.weight") return {SplitKind::Rows, s.vocab};
+  if (ends_with(".attn_q.weight") || ends_with(".attn_q.bias")) {
+    return {SplitKind::Rows, {s.q_heads.begin * hd, s.q_heads.end * hd}};
+  }
+  if (ends_with(".attn_k.weight") || ends_with(".attn_k.bias") || ends_with(".attn_v.weight") ||
+      ends_with(".attn_v.bias")) {
+    return {SplitKind::Rows, {s.kv_heads.begin * hd, s.kv_heads.end * hd}};
+  }
+  if (ends_with(".attn_output.weight")) return {SplitKind::Cols, {s.q_heads.begin * hd, s.q_heads.end * hd}};
+  if (ends_with(".ffn_gate.weight") || ends_with(".ffn_up.weight")) return {SplitKind::Rows, s.ffn};
+  if (ends_with(".ffn_down.weight")) return {SplitKind::Cols, s.ffn};
+  return {SplitKind::Replicated, {}};
+}
+
+}  // namespace tpinfer
