@@ -1,2 +1,29 @@
+// tpinfer: tensor-parallel LLM inference. Each subcommand lives in cmd_*.cc;
+// this file only dispatches and turns errors into messages and exit codes
+// (1 for any error the user can act on).
+#include <CLI/CLI.hpp>
 #include <cstdio>
-int main() { std::puts("tpinfer"); return 0; }
+
+#include "cli/common.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tpinfer: tensor-parallel LLM inference"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tpinfer 0.1.0");
+  tpinfer::cli::register_run(app);
+  tpinfer::cli::register_perplexity(app);
+  tpinfer::cli::register_inspect(app);
+  tpinfer::cli::register_synth(app);
+  tpinfer::cli::register_tokenize(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -49,6 +49,9 @@ class Communicator {
   virtual void all_gather(const float* send, std::span<const size_t> counts, float* recv) = 0;
   // data[0, bytes) on every rank <- data on `root`.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // A broadcast whose non-root ranks may wait without deadline for the root (a
+  // worker idling until the driver has the next batch). An abort still wakes it.
+  virtual void broadcast_wait(void* data, size_t bytes, int root) = 0;
   virtual void send(const void* data, size_t bytes, int dst) = 0;
   virtual void recv(void* data, size_t bytes, int src) = 0;
   virtual void barrier() = 0;

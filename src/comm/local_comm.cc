@@ -79,6 +79,16 @@ class LocalCommunicator final : public Communicator {
     wait_all();
   }
 
+  void broadcast_wait(void* data, size_t bytes, int root) override {
+    CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
+    begin(Collective::Broadcast);
+    if (g_.size_ == 1) return;
+    g_.slots_[static_cast<size_t>(rank_)].ptr = data;
+    wait_all(/*deadline=*/rank_ == root);
+    if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
+    wait_all();
+  }
+
   void send(const void* data, size_t bytes, int dst) override {
     CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
     begin(Collective::SendRecv);
@@ -162,7 +172,7 @@ class LocalCommunicator final : public Communicator {
 
   // A barrier phase with the deadline. Spins briefly, then yields, then sleeps,
   // so oversubscribed ranks (more ranks than cores) still make progress.
-  void wait_all() {
+  void wait_all(bool deadline_applies = true) {
     const uint64_t target = ++phase_;
     g_.slots_[static_cast<size_t>(rank_)].arrived.store(target, std::memory_order_release);
     const Clock::time_point start = Clock::now();
@@ -175,7 +185,7 @@ class LocalCommunicator final : public Communicator {
       if (all) return;
       if ((iter & 255) == 0) {
         if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
-        if (Clock::now() >= deadline) timed_out(target);
+        if (deadline_applies && Clock::now() >= deadline) timed_out(target);
       }
       if (iter < 4096) {
 #if defined(__x86_64__)

@@ -1,0 +1,142 @@
+// tpinfer run: generate text from a prompt, streamed to stdout, with a stats
+// line on stderr (or one JSON object with --json).
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "engine/generator.h"
+
+namespace tpinfer::cli {
+namespace {
+
+struct RunOptions {
+  ModelOptions model;
+  std::string prompt;
+  int n = 128;
+  SamplingParams sampling;
+  bool json = false;
+  bool special = false;
+  bool ignore_eos = false;
+};
+
+nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seconds) {
+  nlohmann::ordered_json j;
+  const CollectiveCounter total = s.total();
+  j["collective_seconds"] = static_cast<double>(total.nanos) / 1e9;
+  j["collective_share"] = seconds > 0 ? static_cast<double>(total.nanos) / 1e9 / seconds : 0.0;
+  j["bytes_per_token"] = tokens > 0 ? static_cast<double>(total.bytes) / static_cast<double>(tokens) : 0.0;
+  j["all_reduces_per_token"] =
+      tokens > 0 ? static_cast<double>(s[Collective::AllReduce].calls) / static_cast<double>(tokens) : 0.0;
+  nlohmann::ordered_json kinds;
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    const CollectiveCounter& c = s.by_kind[static_cast<size_t>(k)];
+    kinds[collective_name(static_cast<Collective>(k))] = {{"calls", c.calls}, {"bytes", c.bytes},
+                                                          {"seconds", static_cast<double>(c.nanos) / 1e9}};
+  }
+  j["by_collective"] = kinds;
+  return j;
+}
+
+void run(RunOptions& o) {
+  Engine engine(o.model.model, engine_options(o.model));
+  const Tokenizer& tok = engine.tokenizer();
+  const std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true, o.special);
+  GenerateOptions gen;
+  gen.max_tokens = o.n;
+  gen.stop_at_eog = !o.ignore_eos;
+  GenerationStats stats;
+  StreamDecoder stream(tok);
+  std::string text;
+  const std::vector<int32_t> tokens = generate(
+      engine, prompt, o.sampling, gen,
+      [&](int32_t t) {
+        const std::string piece = stream.push(t);
+        text += piece;
+        if (!o.json) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      },
+      &stats);
+  const std::string rest = stream.finish();
+  text += rest;
+
+  const double pp_tps = stats.prefill_seconds > 0 ? static_cast<double>(stats.prompt_tokens) / stats.prefill_seconds : 0;
+  // The first generated token comes from the prefill; decode steps made the rest.
+  const int64_t decode_steps = std::max<int64_t>(0, stats.generated_tokens - 1);
+  const double tg_tps = stats.decode_seconds > 0 ? static_cast<double>(decode_steps) / stats.decode_seconds : 0;
+  uint64_t total_weights = 0;
+  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
+    const RankReport& rep = engine.rank_reports()[r];
+    total_weights += rep.weight_bytes;
+    ranks.push_back({{"rank", r},
+                     {"weight_bytes", rep.weight_bytes},
+                     {"kv_cache_bytes", rep.kv_bytes},
+                     {"q_heads", {rep.shard.q_heads.begin, rep.shard.q_heads.end}},
+                     {"kv_heads", {rep.shard.kv_heads.begin, rep.shard.kv_heads.end}},
+                     {"ffn", {rep.shard.ffn.begin, rep.shard.ffn.end}},
+                     {"vocab", {rep.shard.vocab.begin, rep.shard.vocab.end}}});
+  }
+  nlohmann::ordered_json st = {
+      {"load_seconds", engine.load_seconds()},
+      {"prompt_tokens", stats.prompt_tokens},
+      {"generated_tokens", stats.generated_tokens},
+      {"prompt_seconds", stats.prefill_seconds},
+      {"prompt_tokens_per_second", pp_tps},
+      {"decode_seconds", stats.decode_seconds},
+      {"generated_tokens_per_second", tg_tps},
+      {"tensor_parallel_size", engine.tp()},
+      {"comm_backend", "local"},
+      {"weight_bytes_total", total_weights},
+      {"ranks", ranks},
+      {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
+      {"prefill_comm", comm_json(stats.prefill_comm, stats.prompt_tokens, stats.prefill_seconds)},
+  };
+  if (o.json) {
+    nlohmann::ordered_json j = {{"prompt_tokens", prompt}, {"tokens", tokens}, {"text", text}, {"stats", st}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    return;
+  }
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  std::string per_rank;
+  for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
+    per_rank += (r ? ", " : "") + format_bytes(engine.rank_reports()[r].weight_bytes);
+  }
+  const auto& dc = st["decode_comm"];
+  std::fprintf(stderr,
+               "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | tp %d, weights "
+               "per rank: %s | comm: %.1f%% of decode time, %.0f bytes/token, %.1f all-reduces/token\n",
+               engine.load_seconds(), static_cast<long long>(stats.prompt_tokens), pp_tps,
+               static_cast<long long>(stats.generated_tokens), tg_tps, engine.tp(), per_rank.c_str(),
+               100.0 * dc["collective_share"].get<double>(), dc["bytes_per_token"].get<double>(),
+               dc["all_reduces_per_token"].get<double>());
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt");
+  add_model_options(*cmd, o->model);
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
+  cmd->add_option("-n,--n-predict,--max-tokens", o->n, "Tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature,--temp", o->sampling.temperature, "Sampling temperature (0: greedy)");
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)");
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)");
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)");
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)");
+  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the repetition penalty looks back");
+  cmd->add_option("--seed", o->sampling.seed, "Random seed");
+  cmd->add_flag("--json", o->json, "Print one JSON object with tokens, text and stats");
+  cmd->add_flag("--special", o->special, "Recognise special tokens written in the prompt");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-generation token");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace tpinfer::cli

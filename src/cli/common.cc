@@ -1,0 +1,66 @@
+#include "cli/common.h"
+
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include "core/error.h"
+
+namespace tpinfer::cli {
+
+void add_model_options(CLI::App& cmd, ModelOptions& o) {
+  cmd.add_option("-m,--model", o.model, "Model: a .gguf file or a Hugging Face folder")->required();
+  cmd.add_option("-t,--tp,--tensor-parallel-size", o.tp, "Tensor-parallel size (ranks)")->check(CLI::PositiveNumber);
+  cmd.add_option("--tensor-split", o.tensor_split, "Weights per rank for an uneven split, e.g. 3,1");
+  cmd.add_option("--threads-per-rank", o.threads_per_rank, "Threads of each rank (default: cores / tp)");
+  cmd.add_option("--comm-timeout", o.comm_timeout, "Seconds before a stalled collective is an error")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16, bf16");
+  cmd.add_option("-c,--ctx-size", o.ctx_size, "KV cache capacity in tokens (default: the model's context)");
+  cmd.add_flag("--no-pin", o.no_pin, "Do not pin rank threads to cores");
+}
+
+EngineOptions engine_options(const ModelOptions& o) {
+  EngineOptions e;
+  e.parallel.tp = o.tp;
+  if (!o.tensor_split.empty()) {
+    std::stringstream ss(o.tensor_split);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        size_t used = 0;
+        const double w = std::stod(item, &used);
+        if (used != item.size()) throw std::invalid_argument(item);
+        e.parallel.tensor_split.push_back(w);
+      } catch (const std::exception&) {
+        throw ConfigError(cat("--tensor-split: '", item, "' is not a number"));
+      }
+    }
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / o.tp);
+  e.parallel.comm_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.comm_timeout * 1000));
+  const auto kv = parse_dtype(o.kv_type);
+  if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16)) {
+    throw ConfigError(cat("--kv-cache-dtype '", o.kv_type, "' is not supported; valid: f32, f16, bf16"));
+  }
+  e.kv_type = *kv;
+  e.kv_tokens = o.ctx_size;
+  e.pin_threads = !o.no_pin;
+  return e;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace tpinfer::cli

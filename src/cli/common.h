@@ -1,0 +1,36 @@
+// Options shared by the commands that run a model (run, perplexity, bench,
+// serve): the model path and how it is split over ranks.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace tpinfer::cli {
+
+struct ModelOptions {
+  std::string model;
+  int tp = 1;
+  std::string tensor_split;  // "3,1"
+  int threads_per_rank = 0;  // 0: cores / tp (at least 1)
+  double comm_timeout = 60.0;
+  std::string kv_type = "f16";
+  int64_t ctx_size = 0;
+  bool no_pin = false;
+};
+
+void add_model_options(CLI::App& cmd, ModelOptions& o);
+EngineOptions engine_options(const ModelOptions& o);
+
+// Human-readable byte counts: "10.2 MiB".
+std::string format_bytes(uint64_t bytes);
+
+void register_run(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_tokenize(CLI::App& app);
+
+}  // namespace tpinfer::cli

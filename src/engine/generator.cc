@@ -1,0 +1,147 @@
+#include "engine/generator.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Runs `tokens` at positions [start, start + n) of one sequence in chunks;
+// want_logits selects positions (relative to start) whose logits are returned
+// through on_logits(position, logits).
+void run_chunks(Engine& engine, std::vector<int32_t>& table, const std::vector<int32_t>& tokens, int64_t start,
+                int chunk, const std::function<bool(int64_t)>& want,
+                const std::function<void(int64_t, const float*)>& on_logits) {
+  const int64_t vocab = engine.config().vocab;
+  Batch b;
+  for (int64_t at = 0; at < static_cast<int64_t>(tokens.size()); at += chunk) {
+    const int64_t end = std::min<int64_t>(static_cast<int64_t>(tokens.size()), at + chunk);
+    if (!engine.blocks().reserve(table, start + end)) {
+      throw Error(cat("KV cache full: ", start + end, " tokens need ", engine.blocks().blocks_for(start + end),
+                      " blocks, ", engine.blocks().n_blocks(), " exist"));
+    }
+    b.clear();
+    b.sequences.push_back({table});
+    for (int64_t i = at; i < end; ++i) {
+      b.tokens.push_back(tokens[static_cast<size_t>(i)]);
+      b.positions.push_back(static_cast<int32_t>(start + i));
+      b.seq.push_back(0);
+      b.want_logits.push_back(want(i) ? 1 : 0);
+    }
+    const std::vector<float>& logits = engine.step(b);
+    int64_t row = 0;
+    for (int64_t i = at; i < end; ++i) {
+      if (b.want_logits[static_cast<size_t>(i - at)]) on_logits(i, logits.data() + (row++) * vocab);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt, const SamplingParams& sampling,
+                              const GenerateOptions& options, const std::function<bool(int32_t)>& on_token,
+                              GenerationStats* stats) {
+  if (prompt.empty()) throw Error("the prompt is empty");
+  const int64_t vocab = engine.config().vocab;
+  const int64_t max_ctx = static_cast<int64_t>(engine.blocks().n_blocks()) * engine.blocks().block_size();
+  if (static_cast<int64_t>(prompt.size()) >= max_ctx) {
+    throw Error(cat("the prompt has ", prompt.size(), " tokens; the KV cache holds ", max_ctx));
+  }
+  Sampler sampler(sampling);
+  std::vector<int32_t> table;
+  std::vector<int32_t> history = prompt;
+  std::vector<int32_t> out;
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  GenerationStats local;
+  GenerationStats& st = stats ? *stats : local;
+  st.prompt_tokens = static_cast<int64_t>(prompt.size());
+
+  engine.reset_comm_stats();
+  auto t0 = Clock::now();
+  const int64_t last = static_cast<int64_t>(prompt.size()) - 1;
+  run_chunks(engine, table, prompt, 0, options.prefill_chunk, [&](int64_t i) { return i == last; },
+             [&](int64_t, const float* l) { std::copy(l, l + vocab, logits.begin()); });
+  st.prefill_seconds = since(t0);
+  st.prefill_comm = engine.comm_stats();
+  engine.reset_comm_stats();
+
+  t0 = Clock::now();
+  Batch b;
+  try {
+    for (int i = 0; i < options.max_tokens; ++i) {
+      const int32_t tok = sampler.sample(logits, history);
+      out.push_back(tok);
+      history.push_back(tok);
+      st.generated_tokens += 1;
+      const bool eog = options.stop_at_eog && engine.tokenizer().is_eog(tok);
+      if (!on_token(tok) || eog || i + 1 == options.max_tokens) break;
+      const int64_t pos = static_cast<int64_t>(history.size()) - 1;
+      if (pos >= max_ctx) break;  // context full
+      if (!engine.blocks().reserve(table, pos + 1)) break;
+      b.clear();
+      b.tokens = {tok};
+      b.positions = {static_cast<int32_t>(pos)};
+      b.seq = {0};
+      b.want_logits = {1};
+      b.sequences.push_back({table});
+      const std::vector<float>& l = engine.step(b);
+      std::copy(l.begin(), l.begin() + vocab, logits.begin());
+    }
+  } catch (...) {
+    engine.blocks().release(table);
+    throw;
+  }
+  st.decode_seconds = since(t0);
+  st.decode_comm = engine.comm_stats();
+  engine.blocks().release(table);
+  return out;
+}
+
+PerplexityResult perplexity(Engine& engine, const std::vector<int32_t>& tokens, int ctx,
+                            const std::function<void(int, double)>& on_chunk) {
+  if (ctx < 2) throw ConfigError(cat("--ctx must be at least 2, got ", ctx));
+  const int64_t n_chunks = static_cast<int64_t>(tokens.size()) / ctx;
+  if (n_chunks == 0) throw Error(cat("the text has ", tokens.size(), " tokens, fewer than one window of ", ctx));
+  const int64_t vocab = engine.config().vocab;
+  const int32_t bos = engine.tokenizer().bos();
+  PerplexityResult res;
+  const auto t0 = Clock::now();
+  double nll = 0;
+  std::vector<int32_t> table;
+  const int first = ctx / 2;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
+    if (bos >= 0) chunk[0] = bos;
+    try {
+      run_chunks(engine, table, chunk, 0, ctx, [&](int64_t i) { return i >= first && i < ctx - 1; },
+                 [&](int64_t i, const float* l) {
+                   // log softmax of the next token, in double
+                   double mx = l[0];
+                   for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v]));
+                   double sum = 0;
+                   for (int64_t v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
+                   const int32_t next = tokens[static_cast<size_t>(c * ctx + i + 1)];
+                   nll += -(l[next] - mx - std::log(sum));
+                   res.scored_tokens += 1;
+                 });
+    } catch (...) {
+      engine.blocks().release(table);
+      throw;
+    }
+    engine.blocks().release(table);
+    res.chunks += 1;
+    if (on_chunk) on_chunk(static_cast<int>(c), std::exp(nll / static_cast<double>(res.scored_tokens)));
+  }
+  res.nll_mean = nll / static_cast<double>(res.scored_tokens);
+  res.perplexity = std::exp(res.nll_mean);
+  res.seconds = since(t0);
+  return res;
+}
+
+}  // namespace tpinfer

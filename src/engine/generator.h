@@ -1,0 +1,52 @@
+// Single-sequence text generation and perplexity on an Engine: chunked prefill,
+// then one token per step, with timings and communication counters for the
+// stats line. (The server's continuous batching lives in engine/scheduler.h.)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+
+namespace tpinfer {
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  // Communication during decode (driver's counters).
+  CommStats decode_comm;
+  CommStats prefill_comm;
+};
+
+struct GenerateOptions {
+  int max_tokens = 128;
+  int prefill_chunk = 512;
+  bool stop_at_eog = true;
+};
+
+// Generates after `prompt`; calls on_token for every new token (return false to
+// stop). Returns the generated tokens.
+std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt, const SamplingParams& sampling,
+                              const GenerateOptions& options, const std::function<bool(int32_t)>& on_token,
+                              GenerationStats* stats = nullptr);
+
+struct PerplexityResult {
+  double perplexity = 0;
+  double nll_mean = 0;
+  int64_t scored_tokens = 0;
+  int chunks = 0;
+  double seconds = 0;
+};
+
+// llama.cpp's llama-perplexity: the tokens are cut into chunks of `ctx`, the
+// first token of each chunk becomes BOS (when the model has one), and only the
+// second half of each chunk is scored. on_chunk(i, running ppl) reports progress.
+PerplexityResult perplexity(Engine& engine, const std::vector<int32_t>& tokens, int ctx,
+                            const std::function<void(int, double)>& on_chunk = {});
+
+}  // namespace tpinfer

@@ -1,0 +1,65 @@
+#include "model/batch.h"
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+int64_t Batch::n_logits() const {
+  int64_t n = 0;
+  for (uint8_t w : want_logits) n += w ? 1 : 0;
+  return n;
+}
+
+void Batch::clear() {
+  tokens.clear();
+  positions.clear();
+  seq.clear();
+  want_logits.clear();
+  sequences.clear();
+}
+
+std::vector<int32_t> Batch::encode() const {
+  std::vector<int32_t> w;
+  w.push_back(static_cast<int32_t>(tokens.size()));
+  w.push_back(static_cast<int32_t>(sequences.size()));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    w.push_back(tokens[i]);
+    w.push_back(positions[i]);
+    w.push_back(seq[i]);
+    w.push_back(want_logits[i]);
+  }
+  for (const BatchSequence& s : sequences) {
+    w.push_back(static_cast<int32_t>(s.block_table.size()));
+    w.insert(w.end(), s.block_table.begin(), s.block_table.end());
+  }
+  return w;
+}
+
+Batch Batch::decode(const std::vector<int32_t>& w) {
+  size_t at = 0;
+  auto next = [&]() {
+    if (at >= w.size()) throw Error(cat("malformed batch: ", w.size(), " words, needed more"));
+    return w[at++];
+  };
+  Batch b;
+  const int32_t n = next(), n_seq = next();
+  if (n < 0 || n_seq < 0 || static_cast<size_t>(n) * 4 > w.size()) throw Error("malformed batch header");
+  for (int32_t i = 0; i < n; ++i) {
+    b.tokens.push_back(next());
+    b.positions.push_back(next());
+    const int32_t s = next();
+    if (s < 0 || s >= n_seq) throw Error(cat("malformed batch: token ", i, " in sequence ", s, " of ", n_seq));
+    b.seq.push_back(s);
+    b.want_logits.push_back(static_cast<uint8_t>(next() != 0));
+  }
+  for (int32_t i = 0; i < n_seq; ++i) {
+    const int32_t len = next();
+    if (len < 0 || static_cast<size_t>(len) > w.size() - at) throw Error("malformed batch block table");
+    b.sequences.push_back({std::vector<int32_t>(w.begin() + static_cast<std::ptrdiff_t>(at),
+                                                w.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(len)))});
+    at += static_cast<size_t>(len);
+  }
+  return b;
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,32 @@
+// One step's work for every rank: the tokens to run, their positions, and the
+// KV-cache blocks of the sequences they belong to. The driver builds it (the
+// scheduler owns block allocation) and broadcasts it; every rank runs the same
+// batch on its own shard.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tpinfer {
+
+struct BatchSequence {
+  std::vector<int32_t> block_table;  // KV-cache blocks holding positions 0, bs, 2bs, ...
+};
+
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;    // position of each token in its sequence
+  std::vector<int32_t> seq;          // index into `sequences` for each token
+  std::vector<uint8_t> want_logits;  // 1 where the driver needs this token's logits
+  std::vector<BatchSequence> sequences;
+
+  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  int64_t n_logits() const;
+  void clear();
+  // Flat int32 encoding for broadcasting, and back. decode() validates every
+  // count against the buffer and throws Error on a malformed one.
+  std::vector<int32_t> encode() const;
+  static Batch decode(const std::vector<int32_t>& words);
+};
+
+}  // namespace tpinfer

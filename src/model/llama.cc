@@ -1,0 +1,184 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
+
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+// Rotates one head in place. Interleaved pairs (2i, 2i+1); NeoX pairs (i, i + d/2).
+void rope(float* v, int head_dim, int pos, const float* inv_freq, RopeStyle style) {
+  const int half = head_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const float angle = static_cast<float>(pos) * inv_freq[i];
+    const float c = std::cos(angle), s = std::sin(angle);
+    const int a = style == RopeStyle::Interleaved ? 2 * i : i;
+    const int b = style == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+  }
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) : cfg_(src.config()) {
+  const RankShard& shard = plan.rank(rank);
+  n_q_ = static_cast<int>(shard.q_heads.size());
+  q_begin_ = shard.q_heads.begin;
+  kv_heads_ = shard.kv_heads;
+  heads_per_kv_ = plan.heads_per_kv();
+  ffn_local_ = shard.ffn.size();
+
+  embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    Layer L;
+    L.attn_norm = load_vector_f32(src.get(blk(l, "attn_norm.weight")));
+    L.ffn_norm = load_vector_f32(src.get(blk(l, "ffn_norm.weight")));
+    if (cfg_.qk_norm) {
+      L.q_norm = load_vector_f32(src.get(blk(l, "attn_q_norm.weight")));
+      L.k_norm = load_vector_f32(src.get(blk(l, "attn_k_norm.weight")));
+    }
+    std::vector<std::string> biases;
+    if (cfg_.qkv_bias) biases = {blk(l, "attn_q.bias"), blk(l, "attn_k.bias"), blk(l, "attn_v.bias")};
+    L.qkv = ColumnParallelLinear(src, plan, rank,
+                                 {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")}, biases);
+    L.o = RowParallelLinear(src, plan, rank, blk(l, "attn_output.weight"));
+    L.gate_up = ColumnParallelLinear(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
+    L.down = RowParallelLinear(src, plan, rank, blk(l, "ffn_down.weight"));
+    layers_.push_back(std::move(L));
+  }
+  output_norm_ = load_vector_f32(src.get("output_norm.weight"));
+  lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? "token_embd.weight" : "output.weight");
+
+  const int half = cfg_.head_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(static_cast<double>(cfg_.rope_theta), 2.0 * i / cfg_.head_dim);
+    if (!cfg_.rope_freq_factors.empty()) f /= cfg_.rope_freq_factors.at(static_cast<size_t>(i));
+    inv_freq_.push_back(static_cast<float>(f));
+  }
+}
+
+uint64_t LlamaModel::weight_bytes() const {
+  uint64_t b = embed_.weight_bytes() + lm_head_.weight_bytes() + output_norm_.size() * sizeof(float);
+  if (cfg_.tied_embeddings) b -= lm_head_.weight_bytes();  // the same rows as the embedding
+  for (const Layer& L : layers_) {
+    b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
+    b += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes();
+  }
+  return b;
+}
+
+void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits) {
+  const int64_t n = batch.size();
+  const int64_t hidden = cfg_.hidden;
+  x_.resize(static_cast<size_t>(n * hidden));
+  h_.resize(x_.size());
+  tmp_.resize(x_.size());
+
+  embed_.forward(ctx, batch.tokens.data(), n, x_.data());
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    Layer& L = layers_[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n; ++t) {
+      rms_norm(&x_[static_cast<size_t>(t * hidden)], L.attn_norm.data(), hidden, cfg_.rms_eps,
+               &h_[static_cast<size_t>(t * hidden)]);
+    }
+    qkv_.resize(static_cast<size_t>(n * L.qkv.out_features()));
+    L.qkv.forward(ctx, h_.data(), n, qkv_.data());
+    attention(ctx, batch, l, cache);
+    L.o.forward(ctx, attn_.data(), n, tmp_.data());
+    for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+
+    for (int64_t t = 0; t < n; ++t) {
+      rms_norm(&x_[static_cast<size_t>(t * hidden)], L.ffn_norm.data(), hidden, cfg_.rms_eps,
+               &h_[static_cast<size_t>(t * hidden)]);
+    }
+    gu_.resize(static_cast<size_t>(n * 2 * ffn_local_));
+    act_.resize(static_cast<size_t>(n * ffn_local_));
+    L.gate_up.forward(ctx, h_.data(), n, gu_.data());
+    for (int64_t t = 0; t < n; ++t) {
+      const float* g = &gu_[static_cast<size_t>(t * 2 * ffn_local_)];
+      const float* u = g + ffn_local_;
+      float* a = &act_[static_cast<size_t>(t * ffn_local_)];
+      for (int64_t i = 0; i < ffn_local_; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+    L.down.forward(ctx, act_.data(), n, tmp_.data());
+    for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+  }
+
+  const int64_t n_out = batch.n_logits();
+  if (n_out == 0) return;
+  out_rows_.resize(static_cast<size_t>(n_out * hidden));
+  int64_t o = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (!batch.want_logits[static_cast<size_t>(t)]) continue;
+    rms_norm(&x_[static_cast<size_t>(t * hidden)], output_norm_.data(), hidden, cfg_.rms_eps,
+             &out_rows_[static_cast<size_t>(o * hidden)]);
+    ++o;
+  }
+  lm_head_.forward(ctx, out_rows_.data(), n_out, logits);
+}
+
+// Q/K norm and RoPE on the new tokens, their K/V into the cache, then each of the
+// rank's query heads attends over its sequence up to the token's position.
+void LlamaModel::attention(RankContext& ctx, const Batch& batch, int l, KVCache& cache) {
+  Layer& L = layers_[static_cast<size_t>(l)];
+  const int64_t n = batch.size();
+  const int hd = cfg_.head_dim;
+  const int n_kv = static_cast<int>(kv_heads_.size());
+  const int64_t row = L.qkv.out_features();  // (n_q + 2 n_kv) * hd
+  for (int64_t t = 0; t < n; ++t) {
+    float* q = &qkv_[static_cast<size_t>(t * row)];
+    float* k = q + static_cast<int64_t>(n_q_) * hd;
+    float* v = k + static_cast<int64_t>(n_kv) * hd;
+    const int pos = batch.positions[static_cast<size_t>(t)];
+    for (int h = 0; h < n_q_; ++h) {
+      if (cfg_.qk_norm) rms_norm(q + h * hd, L.q_norm.data(), hd, cfg_.rms_eps, q + h * hd);
+      rope(q + h * hd, hd, pos, inv_freq_.data(), cfg_.rope_style);
+    }
+    for (int h = 0; h < n_kv; ++h) {
+      if (cfg_.qk_norm) rms_norm(k + h * hd, L.k_norm.data(), hd, cfg_.rms_eps, k + h * hd);
+      rope(k + h * hd, hd, pos, inv_freq_.data(), cfg_.rope_style);
+    }
+    const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(t)])].block_table;
+    const int bs = cache.block_size();
+    if (pos / bs >= static_cast<int>(table.size())) {
+      throw Error(cat("position ", pos, " has no KV block (", table.size(), " blocks of ", bs, ")"));
+    }
+    cache.store(l, static_cast<int64_t>(table[static_cast<size_t>(pos / bs)]) * bs + pos % bs, k, v);
+  }
+
+  attn_.resize(static_cast<size_t>(n * n_q_ * hd));
+  const cpu::KVLayerView kv = cache.layer(l);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  int max_ctx = 0;
+  for (int32_t p : batch.positions) max_ctx = std::max(max_ctx, p + 1);
+  scores_.resize(static_cast<size_t>(ctx.pool.size()) * static_cast<size_t>(max_ctx));
+  const int64_t work = n * n_q_;
+  ctx.pool.run([&](int i, int nt) {
+    float* scores = &scores_[static_cast<size_t>(i) * static_cast<size_t>(max_ctx)];
+    for (int64_t w = work * i / nt; w < work * (i + 1) / nt; ++w) {
+      const int64_t t = w / n_q_;
+      const int h = static_cast<int>(w % n_q_);
+      const float* q = &qkv_[static_cast<size_t>(t * row + h * hd)];
+      const int kv_head = static_cast<int>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin);
+      const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(t)])].block_table;
+      cpu::attend(q, kv_head, table, batch.positions[static_cast<size_t>(t)] + 1, kv, scale, scores,
+                  &attn_[static_cast<size_t>((t * n_q_ + h) * hd)]);
+    }
+  });
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,62 @@
+// The Llama family decoder (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3) as one
+// rank of a tensor-parallel group holds it. The forward pass reads like the
+// architecture: embed; per layer RMSNorm, attention (Q/K/V column-parallel, RoPE,
+// the rank's heads over its KV cache, O row-parallel), residual, RMSNorm, SwiGLU
+// MLP (gate/up column-parallel and fused, down row-parallel), residual; final
+// norm and the vocabulary-parallel lm_head. All communication happens inside the
+// parallel layers: two all-reduces per layer and one for the embedding.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "formats/model_source.h"
+#include "model/batch.h"
+#include "model/kv_cache.h"
+#include "parallel/layers.h"
+#include "parallel/shard_plan.h"
+
+namespace tpinfer {
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank);
+
+  // Runs `batch`; writes the logits of the tokens that want them, in batch
+  // order, to `logits` ([batch.n_logits(), vocab], on every rank).
+  void forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits);
+
+  const ModelConfig& config() const { return cfg_; }
+  int n_local_kv_heads() const { return static_cast<int>(kv_heads_.size()); }
+  // Bytes of weights this rank holds (its shards plus the replicated tensors).
+  uint64_t weight_bytes() const;
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;
+    ColumnParallelLinear qkv;  // fused Q, K, V (+ biases)
+    RowParallelLinear o;
+    ColumnParallelLinear gate_up;  // fused gate, up
+    RowParallelLinear down;
+  };
+
+  void attention(RankContext& ctx, const Batch& batch, int layer, KVCache& cache);
+
+  ModelConfig cfg_;
+  int n_q_ = 0;        // query heads on this rank
+  Range kv_heads_;     // KV heads on this rank (global indices)
+  int64_t q_begin_ = 0;
+  int heads_per_kv_ = 1;
+  int64_t ffn_local_ = 0;
+  VocabParallelEmbedding embed_;
+  std::vector<Layer> layers_;
+  std::vector<float> output_norm_;
+  ParallelLMHead lm_head_;
+  std::vector<float> inv_freq_;  // head_dim/2 RoPE frequencies (scaling applied)
+
+  // Activations, reused across steps.
+  std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_, out_rows_;
+  std::vector<float> scores_;
+};
+
+}  // namespace tpinfer

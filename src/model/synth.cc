@@ -1,0 +1,425 @@
+#include "model/synth.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "backend/cpu/quant.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "formats/gguf_writer.h"
+#include "formats/safetensors.h"
+
+namespace tpinfer {
+namespace {
+
+// splitmix64: a tiny, portable, seedable generator (std distributions differ
+// between standard libraries; these bits do not).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  double normal() {  // Box-Muller
+    const double u1 = uniform() + 0x1.0p-54, u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * 3.14159265358979323846 * u2);
+  }
+
+ private:
+  uint64_t s_;
+};
+
+struct Tensor {
+  std::string name;  // canonical
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+  bool is_matrix;
+};
+
+// GPT-2's byte-to-unicode map: printable bytes map to themselves, the others to
+// code points from 256 up, so every byte is one visible character.
+std::vector<std::string> byte_symbols() {
+  std::vector<int> cps(256, -1);
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+    cps[static_cast<size_t>(b)] = printable ? b : 256 + extra++;
+  }
+  std::vector<std::string> out;
+  for (int cp : cps) {
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+struct Vocab {
+  std::vector<std::string> tokens;
+  std::vector<std::string> merges;  // "a b"
+  int bos = 0, eos = 0;
+};
+
+// A byte-level BPE vocabulary of exactly `size` tokens: 256 byte tokens, merges
+// learned greedily from a small English text (then arbitrary valid merges once
+// the text has no pair left), and BOS/EOS as the last two ids.
+Vocab make_vocab(int size) {
+  if (size < 258) throw ConfigError(cat("--vocab must be at least 258 (256 bytes + BOS + EOS), got ", size));
+  const std::vector<std::string> sym = byte_symbols();
+  Vocab v;
+  v.tokens = sym;
+  std::set<std::string> have(sym.begin(), sym.end());
+  const int n_merges = size - 258;
+  static const char* kText =
+      "In the beginning the engine split every layer of the model over the ranks, and each rank computed its "
+      "share of the heads; then the partial sums were added together over the link between them, and the "
+      "tokens came out one after another, the same as on one device, only faster. ";
+  // Words of the text as sequences of symbols (space attached to the next word, as GPT-2 does).
+  std::vector<std::vector<std::string>> words;
+  std::string text = kText;
+  std::vector<std::string> cur;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' && !cur.empty()) {
+      words.push_back(cur);
+      cur.clear();
+    }
+    cur.push_back(sym[static_cast<unsigned char>(c)]);
+  }
+  if (!cur.empty()) words.push_back(cur);
+  while (static_cast<int>(v.merges.size()) < n_merges) {
+    std::map<std::pair<std::string, std::string>, int> counts;
+    for (const auto& w : words) {
+      for (size_t i = 0; i + 1 < w.size(); ++i) counts[{w[i], w[i + 1]}] += 1;
+    }
+    std::pair<std::string, std::string> best;
+    int best_n = 0;
+    for (const auto& [pair, n] : counts) {
+      if (n > best_n && !have.count(pair.first + pair.second)) {
+        best = pair;
+        best_n = n;
+      }
+    }
+    if (best_n == 0) break;
+    v.merges.push_back(best.first + " " + best.second);
+    v.tokens.push_back(best.first + best.second);
+    have.insert(best.first + best.second);
+    for (auto& w : words) {
+      std::vector<std::string> merged;
+      for (size_t i = 0; i < w.size(); ++i) {
+        if (i + 1 < w.size() && w[i] == best.first && w[i + 1] == best.second) {
+          merged.push_back(best.first + best.second);
+          ++i;
+        } else {
+          merged.push_back(w[i]);
+        }
+      }
+      w = merged;
+    }
+  }
+  // Fill up with merges of two existing tokens into a new one (valid BPE merges).
+  for (size_t a = 0; static_cast<int>(v.merges.size()) < n_merges; ++a) {
+    const std::string left = v.tokens[a % v.tokens.size()];
+    for (size_t b = 0; b < 95 && static_cast<int>(v.merges.size()) < n_merges; ++b) {
+      const std::string right = sym[static_cast<size_t>('!' + b)];
+      if (have.count(left + right)) continue;
+      v.merges.push_back(left + " " + right);
+      v.tokens.push_back(left + right);
+      have.insert(left + right);
+    }
+  }
+  v.bos = size - 2;
+  v.eos = size - 1;
+  v.tokens.push_back("<|begin_of_text|>");
+  v.tokens.push_back("<|end_of_text|>");
+  return v;
+}
+
+std::vector<Tensor> make_tensors(const SynthSpec& s, const ModelConfig& c) {
+  Rng rng(s.seed);
+  std::vector<Tensor> out;
+  auto matrix = [&](std::string name, int64_t rows, int64_t cols) {
+    Tensor t{std::move(name), {rows, cols}, std::vector<float>(static_cast<size_t>(rows * cols)), true};
+    const double sd = 1.0 / std::sqrt(static_cast<double>(cols));
+    for (float& x : t.values) x = static_cast<float>(rng.normal() * sd);
+    out.push_back(std::move(t));
+  };
+  auto vector = [&](std::string name, int64_t n, double mean, double sd) {
+    Tensor t{std::move(name), {n}, std::vector<float>(static_cast<size_t>(n)), false};
+    for (float& x : t.values) x = static_cast<float>(mean + rng.normal() * sd);
+    out.push_back(std::move(t));
+  };
+  const int64_t hd = c.head_dim, q = static_cast<int64_t>(c.n_heads) * hd, kv = static_cast<int64_t>(c.n_kv_heads) * hd;
+  // Embedding rows of unit scale so the first norm sees O(1) activations.
+  {
+    Tensor t{"token_embd.weight", {c.vocab, c.hidden}, std::vector<float>(static_cast<size_t>(c.vocab) * static_cast<size_t>(c.hidden)), true};
+    for (float& x : t.values) x = static_cast<float>(rng.normal());
+    out.push_back(std::move(t));
+  }
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    vector(p + "attn_norm.weight", c.hidden, 1.0, 0.1);
+    matrix(p + "attn_q.weight", q, c.hidden);
+    matrix(p + "attn_k.weight", kv, c.hidden);
+    matrix(p + "attn_v.weight", kv, c.hidden);
+    if (c.qkv_bias) {
+      vector(p + "attn_q.bias", q, 0.0, 0.1);
+      vector(p + "attn_k.bias", kv, 0.0, 0.1);
+      vector(p + "attn_v.bias", kv, 0.0, 0.1);
+    }
+    if (c.qk_norm) {
+      vector(p + "attn_q_norm.weight", hd, 1.0, 0.1);
+      vector(p + "attn_k_norm.weight", hd, 1.0, 0.1);
+    }
+    matrix(p + "attn_output.weight", c.hidden, q);
+    vector(p + "ffn_norm.weight", c.hidden, 1.0, 0.1);
+    matrix(p + "ffn_gate.weight", c.ffn, c.hidden);
+    matrix(p + "ffn_up.weight", c.ffn, c.hidden);
+    matrix(p + "ffn_down.weight", c.hidden, c.ffn);
+  }
+  vector("output_norm.weight", c.hidden, 1.0, 0.1);
+  if (!c.tied_embeddings) matrix("output.weight", c.vocab, c.hidden);
+  return out;
+}
+
+// llama.cpp's converter order for GGUF llama Q/K: per head, rows [2, hd/2] -> [hd/2, 2].
+std::vector<float> permute_rows_for_interleaved_rope(const std::vector<float>& v, int64_t rows, int64_t cols,
+                                                     int64_t hd) {
+  std::vector<float> out(v.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t head = r / hd, within = r % hd;
+    const int64_t half = hd / 2;
+    // gguf row (head, 2i + j) <- hf row (head, j * half + i)
+    const int64_t i = within / 2, j = within % 2;
+    const int64_t src = head * hd + j * half + i;
+    std::memcpy(&out[static_cast<size_t>(r * cols)], &v[static_cast<size_t>(src * cols)],
+                static_cast<size_t>(cols) * sizeof(float));
+  }
+  return out;
+}
+
+std::vector<uint8_t> encode(DType t, const std::vector<float>& values, int64_t cols) {
+  const int64_t rows = static_cast<int64_t>(values.size()) / cols;
+  const uint64_t rb = row_bytes(t, static_cast<uint64_t>(cols));
+  std::vector<uint8_t> bytes(static_cast<size_t>(rb * static_cast<uint64_t>(rows)));
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::quantize_row(t, &values[static_cast<size_t>(r * cols)], bytes.data() + static_cast<uint64_t>(r) * rb, cols);
+  }
+  return bytes;
+}
+
+std::string hf_name(const std::string& canonical) {
+  static const std::vector<std::pair<std::string, std::string>> kMap = {
+      {"attn_norm.weight", "input_layernorm.weight"},     {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_k.weight", "self_attn.k_proj.weight"},       {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_q.bias", "self_attn.q_proj.bias"},           {"attn_k.bias", "self_attn.k_proj.bias"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},           {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+      {"attn_k_norm.weight", "self_attn.k_norm.weight"},  {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},            {"ffn_down.weight", "mlp.down_proj.weight"},
+  };
+  if (canonical == "token_embd.weight") return "model.embed_tokens.weight";
+  if (canonical == "output_norm.weight") return "model.norm.weight";
+  if (canonical == "output.weight") return "lm_head.weight";
+  const size_t dot = canonical.find('.', 4);
+  const std::string layer = canonical.substr(4, dot - 4), rest = canonical.substr(dot + 1);
+  for (const auto& [from, to] : kMap) {
+    if (rest == from) return "model.layers." + layer + "." + to;
+  }
+  throw Error("no Hugging Face name for " + canonical);
+}
+
+const char* hf_architecture(Arch a) {
+  switch (a) {
+    case Arch::Llama: return "LlamaForCausalLM";
+    case Arch::Mistral: return "MistralForCausalLM";
+    case Arch::Qwen2: return "Qwen2ForCausalLM";
+    case Arch::Qwen3: return "Qwen3ForCausalLM";
+  }
+  return "";
+}
+
+void write_text(const std::filesystem::path& p, const std::string& s) {
+  std::ofstream f(p, std::ios::binary);
+  f << s;
+  if (!f) throw Error(cat(p.string(), ": cannot write"));
+}
+
+}  // namespace
+
+DType synth_tensor_type(DType wanted, int64_t cols) {
+  if (cols % dtype_info(wanted).block_size == 0) return wanted;
+  if (cols % 32 == 0 && dtype_info(wanted).quantized) return DType::Q8_0;
+  return DType::F16;
+}
+
+void write_synth_model(const SynthSpec& s, const std::string& out) {
+  ModelConfig c;
+  c.arch = s.arch;
+  c.n_layers = s.layers;
+  c.hidden = s.hidden;
+  c.n_heads = s.heads;
+  c.n_kv_heads = s.kv_heads;
+  c.head_dim = s.head_dim > 0 ? s.head_dim : (s.heads > 0 ? s.hidden / s.heads : 0);
+  c.ffn = s.ffn;
+  c.vocab = s.vocab;
+  c.max_context = s.context;
+  c.rope_theta = s.rope_theta;
+  c.qkv_bias = s.qkv_bias || s.arch == Arch::Qwen2;
+  c.qk_norm = s.arch == Arch::Qwen3;
+  c.tied_embeddings = s.tied_embeddings;
+  if (s.layers < 1 || s.hidden < 1 || s.heads < 1 || s.kv_heads < 1 || s.ffn < 1 || c.head_dim < 2 ||
+      c.head_dim % 2 != 0 || s.heads % s.kv_heads != 0) {
+    throw ConfigError(cat("impossible shape: layers ", s.layers, ", hidden ", s.hidden, ", heads ", s.heads,
+                          ", kv-heads ", s.kv_heads, ", head_dim ", c.head_dim, ", ffn ", s.ffn,
+                          " (heads must be a multiple of kv-heads, head_dim even)"));
+  }
+  const Vocab vocab = make_vocab(s.vocab);
+  c.bos_token = vocab.bos;
+  c.eos_token = vocab.eos;
+  const std::vector<Tensor> tensors = make_tensors(s, c);
+  const bool gguf = out.size() >= 5 && out.substr(out.size() - 5) == ".gguf";
+
+  if (gguf) {
+    const std::string a = arch_name(s.arch);
+    GgufWriter w;
+    w.set_string("general.architecture", a);
+    w.set_string("general.name", cat("synth-", a, "-", s.layers, "x", s.hidden));
+    w.set_u32(a + ".block_count", static_cast<uint32_t>(c.n_layers));
+    w.set_u32(a + ".context_length", static_cast<uint32_t>(c.max_context));
+    w.set_u32(a + ".embedding_length", static_cast<uint32_t>(c.hidden));
+    w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(c.ffn));
+    w.set_u32(a + ".attention.head_count", static_cast<uint32_t>(c.n_heads));
+    w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+    w.set_u32(a + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
+    w.set_u32(a + ".attention.value_length", static_cast<uint32_t>(c.head_dim));
+    w.set_f32(a + ".attention.layer_norm_rms_epsilon", c.rms_eps);
+    w.set_f32(a + ".rope.freq_base", c.rope_theta);
+    w.set_u32(a + ".vocab_size", static_cast<uint32_t>(c.vocab));
+    w.set_string("tokenizer.ggml.model", "gpt2");
+    w.set_string("tokenizer.ggml.pre", "gpt-2");
+    w.set_strings("tokenizer.ggml.tokens", vocab.tokens);
+    std::vector<int32_t> types(vocab.tokens.size(), 1);
+    types[static_cast<size_t>(vocab.bos)] = types[static_cast<size_t>(vocab.eos)] = 3;
+    w.set_i32s("tokenizer.ggml.token_type", types);
+    w.set_strings("tokenizer.ggml.merges", vocab.merges);
+    w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(vocab.bos));
+    w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos));
+    w.set_bool("tokenizer.ggml.add_bos_token", true);
+    w.set_u32("general.file_type", 0);
+    const bool permute = s.arch == Arch::Llama || s.arch == Arch::Mistral;
+    for (const Tensor& t : tensors) {
+      std::vector<float> values = t.values;
+      const bool qk = t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos;
+      if (permute && qk) {
+        values = permute_rows_for_interleaved_rope(values, t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, c.head_dim);
+      }
+      const int64_t cols = t.shape.back();
+      const DType type = t.is_matrix ? synth_tensor_type(s.dtype, cols) : DType::F32;
+      w.add_tensor(t.name, type, t.shape, encode(type, values, cols));
+    }
+    if (s.rope_llama3) {
+      w.set_f32(a + ".rope.scaling.factor", 8.0f);
+      const std::vector<float> f = llama3_rope_factors(c.head_dim, c.rope_theta, 8.0f, 1.0f, 4.0f, 8192);
+      std::vector<uint8_t> bytes(f.size() * sizeof(float));
+      std::memcpy(bytes.data(), f.data(), bytes.size());
+      w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(f.size())}, bytes);
+    }
+    w.write(out);
+    return;
+  }
+
+  if (s.dtype != DType::F32 && s.dtype != DType::F16 && s.dtype != DType::BF16) {
+    throw ConfigError(cat("safetensors holds f32, f16 or bf16 weights, not ", dtype_name(s.dtype),
+                          "; write a .gguf file for quantized types"));
+  }
+  namespace fs = std::filesystem;
+  fs::create_directories(out);
+  SafetensorsWriter w;
+  for (const Tensor& t : tensors) w.add_tensor(hf_name(t.name), s.dtype, t.shape, encode(s.dtype, t.values, t.shape.back()));
+  w.set_metadata("format", "pt");
+  w.write((fs::path(out) / "model.safetensors").string());
+
+  nlohmann::ordered_json cfg = {
+      {"architectures", {hf_architecture(s.arch)}},
+      {"model_type", arch_name(s.arch)},
+      {"vocab_size", c.vocab},
+      {"hidden_size", c.hidden},
+      {"intermediate_size", c.ffn},
+      {"num_hidden_layers", c.n_layers},
+      {"num_attention_heads", c.n_heads},
+      {"num_key_value_heads", c.n_kv_heads},
+      {"head_dim", c.head_dim},
+      {"hidden_act", "silu"},
+      {"max_position_embeddings", c.max_context},
+      {"rms_norm_eps", c.rms_eps},
+      {"rope_theta", c.rope_theta},
+      {"attention_bias", c.qkv_bias},
+      {"tie_word_embeddings", c.tied_embeddings},
+      {"torch_dtype", s.dtype == DType::BF16 ? "bfloat16" : s.dtype == DType::F16 ? "float16" : "float32"},
+      {"bos_token_id", vocab.bos},
+      {"eos_token_id", vocab.eos},
+  };
+  cfg["rope_scaling"] = nullptr;
+  if (s.rope_llama3) {
+    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  }
+  write_text(fs::path(out) / "config.json", cfg.dump(2) + "\n");
+  write_text(fs::path(out) / "generation_config.json",
+             nlohmann::ordered_json{{"bos_token_id", vocab.bos}, {"eos_token_id", vocab.eos}}.dump(2) + "\n");
+
+  nlohmann::ordered_json vocab_json = nlohmann::ordered_json::object();
+  for (size_t i = 0; i + 2 < vocab.tokens.size(); ++i) vocab_json[vocab.tokens[i]] = i;
+  nlohmann::ordered_json added = nlohmann::ordered_json::array();
+  for (int id : {vocab.bos, vocab.eos}) {
+    added.push_back({{"id", id}, {"content", vocab.tokens[static_cast<size_t>(id)]}, {"single_word", false},
+                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}});
+  }
+  const std::string bos = vocab.tokens[static_cast<size_t>(vocab.bos)];
+  nlohmann::ordered_json tok = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair", nlohmann::ordered_json::array()},
+        {"special_tokens", {{bos, {{"id", bos}, {"ids", {vocab.bos}}, {"tokens", {bos}}}}}}}},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab_json},
+        {"merges", vocab.merges}}},
+  };
+  for (int id : {vocab.bos, vocab.eos}) tok["model"]["vocab"][vocab.tokens[static_cast<size_t>(id)]] = id;
+  write_text(fs::path(out) / "tokenizer.json", tok.dump(2) + "\n");
+  write_text(fs::path(out) / "tokenizer_config.json",
+             nlohmann::ordered_json{{"add_bos_token", true},
+                                    {"add_eos_token", false},
+                                    {"bos_token", bos},
+                                    {"eos_token", vocab.tokens[static_cast<size_t>(vocab.eos)]},
+                                    {"model_max_length", c.max_context},
+                                    {"tokenizer_class", "PreTrainedTokenizerFast"}}
+                     .dump(2) + "\n");
+}
+
+}  // namespace tpinfer
