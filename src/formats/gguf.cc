@@ -328,8 +328,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
       r.fail(pend.offset_at,
              cat("tensor '", t.name, "' (", t.nbytes, " bytes at data offset ", pend.rel_offset,
                  ") inside the file"),
-             cat("found it ends at file offset ", data_start + pend.rel_offset, " + ", t.nbytes,
-                 ", past the end of the file (", r.size(), " bytes)"));
+             cat("found it runs past the end of the file (the data section holds ", data_size,
+                 " bytes from file offset ", data_start, ")"));
     }
     t.offset = data_start + pend.rel_offset;
     t.data = f->file_->data() + t.offset;
