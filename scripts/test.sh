@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs every test, then
+# rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the tests
+# that feed tpinfer hostile input there too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+(cd build && ctest -j"$(nproc)" --output-on-failure --timeout 900)
+
+echo "== sanitizer build (address, undefined)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+  -DTPINFER_SANITIZE=address,undefined -DTPINFER_BENCH=OFF >/dev/null
+ninja -C build-asan -j"$(nproc)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest -j"$(nproc)" --output-on-failure --timeout 900 -R "$(cat ../tests/sanitizer_tests.txt)")

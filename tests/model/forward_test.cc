@@ -1,0 +1,134 @@
+// The engine against the double-precision reference, for every architecture
+// and weight format: logits at every position of a 32-token prompt.
+#include <gtest/gtest.h>
+
+#include "formats/model_source.h"
+#include "reference_model.h"
+#include "test_util.h"
+
+namespace tpinfer {
+namespace {
+
+using testing::TempDir;
+
+struct Case {
+  Arch arch;
+  const char* dtype;
+  bool gguf;
+};
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  return std::string(arch_name(info.param.arch)) + "_" + info.param.dtype + (info.param.gguf ? "_gguf" : "_safetensors");
+}
+
+class ForwardVsReference : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ForwardVsReference, LogitsWithin1e4) {
+  const Case c = GetParam();
+  TempDir dir;
+  SynthSpec spec = testing::small_spec(c.arch);
+  spec.dtype = *parse_dtype(c.dtype);
+  spec.seed = 11;
+  const std::string path = c.gguf ? dir.file("m.gguf") : dir.file("m");
+  write_synth_model(spec, path);
+  const std::vector<int32_t> tokens = testing::random_tokens(32, spec.vocab, 5);
+  const std::vector<float> got = testing::engine_logits(path, tokens, testing::f32_options());
+  const auto src = ModelSource::open(path);
+  const std::vector<double> want = reference::forward(*src, tokens);
+  ASSERT_EQ(got.size(), want.size());
+  // Every position, not only the last.
+  const size_t vocab = static_cast<size_t>(spec.vocab);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    std::vector<float> g(got.begin() + static_cast<std::ptrdiff_t>(t * vocab), got.begin() + static_cast<std::ptrdiff_t>((t + 1) * vocab));
+    std::vector<double> w(want.begin() + static_cast<std::ptrdiff_t>(t * vocab), want.begin() + static_cast<std::ptrdiff_t>((t + 1) * vocab));
+    EXPECT_LT(reference::rel_l2(g, w), 1e-4) << "position " << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllArchitectures, ForwardVsReference,
+    ::testing::Values(Case{Arch::Llama, "f32", true}, Case{Arch::Llama, "f16", true}, Case{Arch::Llama, "bf16", false},
+                      Case{Arch::Mistral, "f32", true}, Case{Arch::Mistral, "f16", true},
+                      Case{Arch::Mistral, "bf16", false}, Case{Arch::Qwen2, "f32", true},
+                      Case{Arch::Qwen2, "f16", true}, Case{Arch::Qwen2, "bf16", false}, Case{Arch::Qwen3, "f32", true},
+                      Case{Arch::Qwen3, "f16", true}, Case{Arch::Qwen3, "bf16", false}),
+    case_name);
+
+// The same synth weights as GGUF and as safetensors give the same logits (the
+// GGUF Q/K rows are permuted for interleaved RoPE; the results must not move).
+TEST(Forward, GgufAndSafetensorsAgree) {
+  for (Arch arch : {Arch::Llama, Arch::Qwen2, Arch::Qwen3}) {
+    for (const char* dtype : {"f32", "bf16"}) {
+      TempDir dir;
+      SynthSpec spec = testing::small_spec(arch);
+      spec.dtype = *parse_dtype(dtype);
+      spec.tied_embeddings = arch == Arch::Qwen2;
+      write_synth_model(spec, dir.file("m.gguf"));
+      write_synth_model(spec, dir.file("m"));
+      const auto tokens = testing::random_tokens(32, spec.vocab, 9);
+      const auto a = testing::engine_logits(dir.file("m.gguf"), tokens, testing::f32_options());
+      const auto b = testing::engine_logits(dir.file("m"), tokens, testing::f32_options());
+      EXPECT_LT(reference::rel_l2(a, b), 1e-5) << arch_name(arch) << " " << dtype;
+    }
+  }
+}
+
+// Llama 3.1 rope scaling, from GGUF (rope_freqs tensor) and from config.json.
+TEST(Forward, Llama3RopeScaling) {
+  TempDir dir;
+  SynthSpec spec = testing::small_spec(Arch::Llama);
+  spec.rope_llama3 = true;
+  spec.rope_theta = 500000.0f;
+  write_synth_model(spec, dir.file("m.gguf"));
+  write_synth_model(spec, dir.file("m"));
+  const auto tokens = testing::random_tokens(32, spec.vocab, 3);
+  for (const std::string path : {dir.file("m.gguf"), dir.file("m")}) {
+    const auto src = ModelSource::open(path);
+    ASSERT_EQ(src->config().rope_freq_factors.size(), static_cast<size_t>(spec.hidden / spec.heads / 2)) << path;
+    EXPECT_LT(reference::rel_l2(testing::engine_logits(path, tokens, testing::f32_options()),
+                                reference::forward(*src, tokens)),
+              1e-4);
+  }
+  // The scaling matters: without it the logits differ.
+  SynthSpec plain = spec;
+  plain.rope_llama3 = false;
+  write_synth_model(plain, dir.file("plain.gguf"));
+  EXPECT_GT(reference::rel_l2(testing::engine_logits(dir.file("plain.gguf"), tokens, testing::f32_options()),
+                              testing::engine_logits(dir.file("m.gguf"), tokens, testing::f32_options())),
+            1e-3);
+}
+
+// A quantized model's logits stay within the quantization error of its F32
+// original (same seed, same weights before quantization).
+TEST(Forward, QuantizedCloseToF32) {
+  TempDir dir;
+  SynthSpec spec = testing::small_spec(Arch::Llama);
+  spec.hidden = 256;
+  spec.heads = 4;
+  spec.ffn = 512;
+  write_synth_model(spec, dir.file("f32.gguf"));
+  const auto tokens = testing::random_tokens(16, spec.vocab, 4);
+  const auto base = testing::engine_logits(dir.file("f32.gguf"), tokens, testing::f32_options());
+  // Bounds: roughly 2-3x the error each format shows on this model.
+  const std::vector<std::pair<const char*, double>> bounds = {
+      {"f16", 2e-3}, {"bf16", 2e-2}, {"q8_0", 2e-2}, {"q6_k", 4e-2}, {"q5_k", 8e-2}, {"q5_0", 8e-2},
+      {"q5_1", 8e-2}, {"q4_k", 0.15}, {"q4_0", 0.2},  {"q4_1", 0.2},  {"q3_k", 0.3},  {"q2_k", 0.6}};
+  for (const auto& [dtype, bound] : bounds) {
+    SynthSpec q = spec;
+    q.dtype = *parse_dtype(dtype);
+    const std::string path = dir.file(std::string(dtype) + ".gguf");
+    write_synth_model(q, path);
+    const double err = reference::rel_l2(testing::engine_logits(path, tokens, testing::f32_options()), base);
+    EXPECT_LT(err, bound) << dtype;
+    EXPECT_GT(err, 0.0) << dtype << " must actually be quantized";
+    // And the engine matches the reference on the quantized weights themselves.
+    const auto src = ModelSource::open(path);
+    EXPECT_LT(reference::rel_l2(testing::engine_logits(path, tokens, testing::f32_options()),
+                                reference::forward(*src, tokens)),
+              dtype_info(q.dtype).quantized ? 2e-2 : 1e-4)
+        << dtype;
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer

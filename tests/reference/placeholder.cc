@@ -1,1 +1,0 @@
-// The reference forward pass lives here (see reference_model.h).
