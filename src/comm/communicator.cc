@@ -9,6 +9,7 @@ const char* collective_name(Collective c) {
     case Collective::Broadcast: return "broadcast";
     case Collective::SendRecv: return "send_recv";
     case Collective::Barrier: return "barrier";
+    case Collective::AllToAll: return "all_to_all";
   }
   return "unknown";
 }

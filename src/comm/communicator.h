@@ -16,8 +16,8 @@
 
 namespace tpinfer {
 
-enum class Collective { AllReduce, AllGather, Broadcast, SendRecv, Barrier };
-inline constexpr int kCollectiveKinds = 5;
+enum class Collective { AllReduce, AllGather, Broadcast, SendRecv, Barrier, AllToAll };
+inline constexpr int kCollectiveKinds = 6;
 const char* collective_name(Collective c);
 
 struct CollectiveCounter {
@@ -52,6 +52,12 @@ class Communicator {
   // A broadcast whose non-root ranks may wait without deadline for the root (a
   // worker idling until the driver has the next batch). An abort still wakes it.
   virtual void broadcast_wait(void* data, size_t bytes, int root) = 0;
+  // Byte-level building blocks for decorators (compression): every rank sends
+  // `bytes` bytes and receives size() x bytes, in rank order.
+  virtual void all_gather_bytes(const void* send, size_t bytes, void* recv) = 0;
+  // send holds size() chunks of `bytes` each, chunk j for rank j; recv receives
+  // size() chunks, chunk j from rank j.
+  virtual void all_to_all(const void* send, size_t bytes, void* recv) = 0;
   virtual void send(const void* data, size_t bytes, int dst) = 0;
   virtual void recv(void* data, size_t bytes, int src) = 0;
   virtual void barrier() = 0;

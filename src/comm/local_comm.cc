@@ -70,6 +70,29 @@ class LocalCommunicator final : public Communicator {
     wait_all();
   }
 
+  void all_gather_bytes(const void* send, size_t bytes, void* recv) override {
+    const size_t p = static_cast<size_t>(g_.size_);
+    CollectiveTimer timer(stats_, Collective::AllGather, bytes * (p - 1));
+    begin(Collective::AllGather);
+    publish(send);
+    for (size_t r = 0; r < p; ++r) {
+      std::memcpy(static_cast<uint8_t*>(recv) + r * bytes, g_.slots_[r].ptr, bytes);
+    }
+    wait_all();
+  }
+
+  void all_to_all(const void* send, size_t bytes, void* recv) override {
+    const size_t p = static_cast<size_t>(g_.size_);
+    CollectiveTimer timer(stats_, Collective::AllToAll, bytes * (p - 1));
+    begin(Collective::AllToAll);
+    publish(send);
+    for (size_t r = 0; r < p; ++r) {
+      const auto* src = static_cast<const uint8_t*>(g_.slots_[r].ptr) + static_cast<size_t>(rank_) * bytes;
+      std::memcpy(static_cast<uint8_t*>(recv) + r * bytes, src, bytes);
+    }
+    wait_all();
+  }
+
   void broadcast(void* data, size_t bytes, int root) override {
     CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
     begin(Collective::Broadcast);

@@ -137,3 +137,32 @@ TEST(LocalComm, RecvTimesOut) {
 
 }  // namespace
 }  // namespace tpinfer
+
+namespace tpinfer {
+namespace {
+
+TEST(LocalComm, AllGatherBytesAndAllToAll) {
+  for (int n = 1; n <= 6; ++n) {
+    auto errors = run_ranks(n, std::chrono::seconds(30), [&](Communicator& comm) {
+      const int me = comm.rank();
+      std::vector<uint8_t> mine(5, static_cast<uint8_t>(me + 1)), all(static_cast<size_t>(n) * 5);
+      comm.all_gather_bytes(mine.data(), 5, all.data());
+      for (int r = 0; r < n; ++r) {
+        for (int k = 0; k < 5; ++k) EXPECT_EQ(all[static_cast<size_t>(r * 5 + k)], r + 1);
+      }
+      // chunk j of rank i holds 16*i + j: after all_to_all, chunk i on rank j is 16*i + j.
+      std::vector<uint8_t> send(static_cast<size_t>(n) * 3), recv(send.size());
+      for (int j = 0; j < n; ++j) {
+        for (int k = 0; k < 3; ++k) send[static_cast<size_t>(j * 3 + k)] = static_cast<uint8_t>(16 * me + j);
+      }
+      comm.all_to_all(send.data(), 3, recv.data());
+      for (int i = 0; i < n; ++i) {
+        for (int k = 0; k < 3; ++k) EXPECT_EQ(recv[static_cast<size_t>(i * 3 + k)], 16 * i + me);
+      }
+    });
+    for (const auto& e : errors) ASSERT_EQ(e, "") << "n=" << n;
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer
