@@ -28,8 +28,9 @@ SpecialSplitter::SpecialSplitter(std::vector<Entry> entries) : entries_(std::mov
       }
       node = next;
     }
-    // Two entries with the same text: keep the first (lower id in practice).
+    // Two entries with the same text: the first usable one wins.
     if (nodes_[node].entry < 0) nodes_[node].entry = static_cast<int32_t>(e);
+    if (en.always && nodes_[node].always_entry < 0) nodes_[node].always_entry = static_cast<int32_t>(e);
   }
 }
 
@@ -45,8 +46,8 @@ int32_t SpecialSplitter::longest_at(std::string_view text, size_t pos, bool pars
   for (size_t i = pos; i < text.size(); ++i) {
     node = child(node, static_cast<uint8_t>(text[i]));
     if (node < 0) break;
-    const int32_t e = nodes_[node].entry;
-    if (e >= 0 && (parse_special || entries_[e].always)) best = e;
+    const int32_t e = parse_special ? nodes_[node].entry : nodes_[node].always_entry;
+    if (e >= 0) best = e;
   }
   return best;
 }
