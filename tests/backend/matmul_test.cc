@@ -120,7 +120,8 @@ TEST(Matmul, EveryIsaTypeThreadAndTokenCountMatchesReference) {
   }
 }
 
-// Taller matrices (several full row tiles per thread) and padded row strides.
+// Taller matrices (several full row tiles per thread) and padded row strides
+// (6 bytes: F32 rows then start off their natural alignment, which is allowed).
 TEST(Matmul, StridedRowsAndFullTiles) {
   std::mt19937 rng(22);
   for (Isa isa : supported_isas()) {
@@ -166,6 +167,10 @@ TEST(Matmul, RejectsBadShapes) {
   const WeightView bad_type = {DType::I32, 2, 4, buf.data(), 16};
   EXPECT_THROW(matmul(bad_type, x.data(), 1, y.data(), pool, scratch), Error);
   EXPECT_THROW(matmul_ref(not_block, x.data(), 1, y.data()), Error);
+  const WeightView odd_stride = {DType::Q4_0, 2, 64, buf.data(), 37};
+  EXPECT_THROW(matmul(odd_stride, x.data(), 1, y.data(), pool, scratch), Error);
+  const WeightView odd_start = {DType::Q6_K, 1, 256, buf.data() + 1, 210};
+  EXPECT_THROW(matmul(odd_start, x.data(), 1, y.data(), pool, scratch), Error);
   const WeightView empty = {DType::Q8_0, 0, 64, nullptr, 68};
   EXPECT_NO_THROW(matmul(empty, x.data(), 3, y.data(), pool, scratch));
 }

@@ -11,7 +11,6 @@
 
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -84,8 +83,10 @@ class Cursor {
 
 MiniGguf read_gguf(const std::string& path) {
   MiniGguf g;
-  std::ifstream in(path, std::ios::binary);
-  g.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  g.bytes.resize(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(g.bytes.data()), static_cast<std::streamsize>(g.bytes.size()));
   Cursor c(g.bytes);
   if (c.get<uint32_t>() != 0x46554747u) throw std::runtime_error(path + ": not GGUF");
   c.get<uint32_t>();  // version

@@ -1,6 +1,7 @@
 #include "backend/cpu/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant.h"
@@ -30,6 +31,11 @@ void check_weight(const WeightView& w, const char* what) {
                     w.cols, " values (", bytes, " bytes)"));
   }
   if (w.rows > 0 && w.data == nullptr) throw Error(cat(what, ": weight data is null"));
+  const uint64_t align = !dtype_info(w.type).quantized ? 1 : w.type == DType::Q8_K ? 4 : 2;
+  if ((reinterpret_cast<uintptr_t>(w.data) | w.row_stride) % align != 0) {
+    throw Error(cat(what, ": ", dtype_name(w.type), " rows must be ", align, "-byte aligned (data ",
+                    static_cast<const void*>(w.data), ", row stride ", w.row_stride, ")"));
+  }
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 // in cache: weights are read from memory once per tile of up to 64 tokens.
 //
 // Errors (Error): unsupported weight type, w.cols not a multiple of the block
-// sizes of w.type and vec_dot_type(w.type), w.row_stride smaller than a row.
+// sizes of w.type and vec_dot_type(w.type), w.row_stride smaller than a row,
+// quantized rows not 2-byte aligned (see quant.h).
 #pragma once
 
 #include <cstdint>

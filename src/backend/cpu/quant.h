@@ -16,6 +16,8 @@
 //
 // All routines take n = number of values; n must be a multiple of the type's
 // block size (checked: Error otherwise). Unsupported types throw Error.
+// Quantized rows must be 2-byte aligned (Q8_K: 4), as every row of a GGUF
+// tensor is; F32/F16/BF16 rows may start at any address.
 #pragma once
 
 #include <cstdint>

@@ -93,14 +93,25 @@ inline void k2_pack(uint8_t* qs, const uint8_t* L) {
 
 void deq_f32(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, static_cast<size_t>(n) * 4); }
 
+// Plain-type rows may start at any address (a strided view of a row shard):
+// elements are read and written through memcpy.
+template <typename T>
+inline T elem(const void* p, int64_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const uint8_t*>(p) + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+  return v;
+}
+template <typename T>
+inline void put_elem(void* p, int64_t i, T v) {
+  std::memcpy(static_cast<uint8_t*>(p) + i * static_cast<int64_t>(sizeof(T)), &v, sizeof(T));
+}
+
 void deq_f16(const void* src, float* dst, int64_t n) {
-  const uint16_t* s = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = h2f(s[i]);
+  for (int64_t i = 0; i < n; ++i) dst[i] = h2f(elem<uint16_t>(src, i));
 }
 
 void deq_bf16(const void* src, float* dst, int64_t n) {
-  const uint16_t* s = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(elem<uint16_t>(src, i));
 }
 
 void deq_q4_0(const void* src, float* dst, int64_t n) {
@@ -270,13 +281,11 @@ void deq_q8_k(const void* src, float* dst, int64_t n) {
 void q_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, static_cast<size_t>(n) * 4); }
 
 void q_f16(const float* src, void* dst, int64_t n) {
-  uint16_t* d = static_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < n; ++i) d[i] = f2h(src[i]);
+  for (int64_t i = 0; i < n; ++i) put_elem<uint16_t>(dst, i, f2h(src[i]));
 }
 
 void q_bf16(const float* src, void* dst, int64_t n) {
-  uint16_t* d = static_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+  for (int64_t i = 0; i < n; ++i) put_elem<uint16_t>(dst, i, f32_to_bf16(src[i]));
 }
 
 void q_q4_0(const float* x, void* dst, int64_t n) {
@@ -771,26 +780,20 @@ void q_q8_k(const float* x, void* dst, int64_t n) {
 // ---------------------------------------------------------------- dot products
 
 double dot_f32(int64_t n, const void* w, const void* a) {
-  const float* x = static_cast<const float*>(w);
-  const float* y = static_cast<const float*>(a);
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * y[i];
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(elem<float>(w, i)) * elem<float>(a, i);
   return s;
 }
 
 double dot_f16(int64_t n, const void* w, const void* a) {
-  const uint16_t* x = static_cast<const uint16_t*>(w);
-  const float* y = static_cast<const float*>(a);
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(h2f(x[i])) * y[i];
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(h2f(elem<uint16_t>(w, i))) * elem<float>(a, i);
   return s;
 }
 
 double dot_bf16(int64_t n, const void* w, const void* a) {
-  const uint16_t* x = static_cast<const uint16_t*>(w);
-  const float* y = static_cast<const float*>(a);
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_f32(x[i])) * y[i];
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_f32(elem<uint16_t>(w, i))) * elem<float>(a, i);
   return s;
 }
 
