@@ -52,6 +52,7 @@ std::vector<TpCase> cases() {
   // Q4_K blocks are 256 values: 8 heads of 64 split into 2 ranks of 256 columns.
   c.push_back({"q4_k", shape(Arch::Llama, 8, 4, 512, "q4_k", 512, 1024), {2}, {}});
   c.push_back({"uneven_3_1", shape(Arch::Llama, 8, 4, 512, "f32"), {2}, {3, 1}});
+  c.push_back({"uneven_f32_1_2_1", shape(Arch::Llama, 8, 2, 777, "f32"), {3}, {1, 2, 1}});
   c.push_back({"uneven_q8_0_1_2_1", shape(Arch::Llama, 8, 2, 777, "q8_0"), {3}, {1, 2, 1}});
   return c;
 }
@@ -82,7 +83,13 @@ TEST_P(TensorParallel, LogitsAndGreedyTokensMatchTp1) {
     EngineOptions o = testing::f32_options(tp);
     o.parallel.tensor_split = c.split;
     const std::vector<float> got = testing::engine_logits(path, tokens, o);
-    EXPECT_LT(reference::rel_l2(got, base), 1e-5) << c.name << " tp=" << tp;
+    // Float weights: only the summation order changes, 1e-5. Quantized weights
+    // multiply 8-bit activations: a value that lands on a rounding boundary can
+    // round the other way after a differently ordered sum, a step of 1/127 of its
+    // block; measured up to 3.5e-3 here, so the bound is 1e-2 (greedy tokens
+    // below must still be identical).
+    const double bound = dtype_info(c.spec.dtype).quantized ? 1e-2 : 1e-5;
+    EXPECT_LT(reference::rel_l2(got, base), bound) << c.name << " tp=" << tp;
     EXPECT_EQ(greedy(o), base_tokens) << c.name << " tp=" << tp;
   }
 }
