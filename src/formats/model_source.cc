@@ -59,10 +59,11 @@ void check_config(const ModelConfig& c, const std::string& path) {
   positive(c.vocab, "vocabulary size");
   positive(c.max_context, "context length");
   if (c.n_heads % c.n_kv_heads != 0) {
-    throw FormatError(cat(path, ": expected the KV head count to divide the head count ", c.n_heads, ", found ",
-                          c.n_kv_heads));
+    throw FormatError(
+        cat(path, ": expected the KV head count to divide the head count ", c.n_heads, ", found ", c.n_kv_heads));
   }
-  if (c.head_dim % 2 != 0) throw FormatError(cat(path, ": expected an even head dimension (RoPE pairs), found ", c.head_dim));
+  if (c.head_dim % 2 != 0)
+    throw FormatError(cat(path, ": expected an even head dimension (RoPE pairs), found ", c.head_dim));
   if (!(c.rms_eps > 0.0f) || !std::isfinite(c.rms_eps)) {
     throw FormatError(cat(path, ": expected a positive RMS norm epsilon, found ", c.rms_eps));
   }
@@ -70,13 +71,16 @@ void check_config(const ModelConfig& c, const std::string& path) {
     throw FormatError(cat(path, ": expected a positive RoPE base frequency, found ", c.rope_theta));
   }
   for (float f : c.rope_freq_factors) {
-    if (!(f > 0.0f) || !std::isfinite(f)) throw FormatError(cat(path, ": expected positive RoPE frequency factors, found ", f));
+    if (!(f > 0.0f) || !std::isfinite(f))
+      throw FormatError(cat(path, ": expected positive RoPE frequency factors, found ", f));
   }
   if (c.bos_token >= c.vocab) {
-    throw FormatError(cat(path, ": expected the BOS token id below the vocabulary size ", c.vocab, ", found ", c.bos_token));
+    throw FormatError(
+        cat(path, ": expected the BOS token id below the vocabulary size ", c.vocab, ", found ", c.bos_token));
   }
   for (int e : c.eos_tokens) {
-    if (e >= c.vocab) throw FormatError(cat(path, ": expected EOS token ids below the vocabulary size ", c.vocab, ", found ", e));
+    if (e >= c.vocab)
+      throw FormatError(cat(path, ": expected EOS token ids below the vocabulary size ", c.vocab, ", found ", e));
   }
 }
 
@@ -104,8 +108,8 @@ class GgufKeys {
     }
     const std::optional<int64_t> i = v->type == GgufType::BOOL ? std::nullopt : v->as_int();
     if (!i || *i <= 0 || *i > std::numeric_limits<int>::max()) {
-      throw FormatError(cat(g_.path(), ": metadata '", full, "': expected a positive integer below 2^31, found ",
-                            describe(*v)));
+      throw FormatError(
+          cat(g_.path(), ": metadata '", full, "': expected a positive integer below 2^31, found ", describe(*v)));
     }
     return static_cast<int>(*i);
   }
@@ -224,7 +228,8 @@ Json read_json(const std::string& path) {
   try {
     return Json::parse(text.str());
   } catch (const Json::parse_error& e) {
-    throw FormatError(cat(path, ": offset ", e.byte > 0 ? e.byte - 1 : 0, ": expected JSON, file is not valid JSON: ", e.what()));
+    throw FormatError(
+        cat(path, ": offset ", e.byte > 0 ? e.byte - 1 : 0, ": expected JSON, file is not valid JSON: ", e.what()));
   }
 }
 
@@ -300,7 +305,10 @@ ModelConfig hf_config(const std::string& dir) {
     const std::string t = j["model_type"].get<std::string>();
     const std::optional<Arch> a = arch_from_gguf(t);
     if (!a) unsupported_arch(path, t);
-    arch_name = t == "llama" ? "LlamaForCausalLM" : t == "mistral" ? "MistralForCausalLM" : t == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM";
+    arch_name = t == "llama"     ? "LlamaForCausalLM"
+                : t == "mistral" ? "MistralForCausalLM"
+                : t == "qwen2"   ? "Qwen2ForCausalLM"
+                                 : "Qwen3ForCausalLM";
   } else {
     throw FormatError(cat(path, ": expected \"architectures\" (a list naming the model class), found none"));
   }
@@ -343,7 +351,8 @@ ModelConfig hf_config(const std::string& dir) {
   }
   if (k.has("rope_scaling")) scaling = &j["rope_scaling"];
   if (scaling != nullptr) {
-    if (!scaling->is_object()) throw FormatError(cat(path, ": \"rope_scaling\": expected an object, found ", scaling->dump()));
+    if (!scaling->is_object())
+      throw FormatError(cat(path, ": \"rope_scaling\": expected an object, found ", scaling->dump()));
     const HfKeys s(*scaling, path);
     std::string type = "default";
     for (const char* key : {"rope_type", "type"}) {
@@ -353,13 +362,14 @@ ModelConfig hf_config(const std::string& dir) {
       }
     }
     if (type == "llama3") {
-      c.rope_freq_factors = llama3_rope_factors(c.head_dim, c.rope_theta, s.real("factor", 8.0f),
-                                                s.real("low_freq_factor", 1.0f), s.real("high_freq_factor", 4.0f),
-                                                s.integer("original_max_position_embeddings", 8192));
+      c.rope_freq_factors =
+          llama3_rope_factors(c.head_dim, c.rope_theta, s.real("factor", 8.0f), s.real("low_freq_factor", 1.0f),
+                              s.real("high_freq_factor", 4.0f), s.integer("original_max_position_embeddings", 8192));
     } else if (type == "linear") {
       c.rope_freq_factors.assign(static_cast<size_t>(c.head_dim / 2), s.real("factor", 1.0f));
     } else if (type != "default") {
-      throw ConfigError(cat(path, ": rope_scaling type '", type, "' is not supported; supported: default, llama3, linear"));
+      throw ConfigError(
+          cat(path, ": rope_scaling type '", type, "' is not supported; supported: default, llama3, linear"));
     }
   }
 
@@ -394,7 +404,8 @@ std::optional<std::string> canonical_name(std::string_view hf, long* layer) {
   std::string_view rest = hf.substr(kLayers.size());
   size_t digits = 0;
   while (digits < rest.size() && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
-  if (digits == 0 || digits >= rest.size() || rest[digits] != '.' || (digits > 1 && rest[0] == '0')) return std::nullopt;
+  if (digits == 0 || digits >= rest.size() || rest[digits] != '.' || (digits > 1 && rest[0] == '0'))
+    return std::nullopt;
   long n = 0;
   for (size_t i = 0; i < digits; ++i) n = n * 10 + (rest[i] - '0');
   rest = rest.substr(digits + 1);
@@ -437,6 +448,12 @@ std::unique_ptr<ModelSource> ModelSource::open(const std::string& path) {
   if (fs::is_directory(st)) {
     s->open_hf(path);
   } else {
+    const fs::path p(path);
+    if (p.extension() == ".safetensors" || p.extension() == ".json") {
+      throw ConfigError(
+          cat(path, ": expected a GGUF file or a Hugging Face folder; for a safetensors model pass its folder (",
+              p.parent_path().string(), ")"));
+    }
     s->open_gguf(path);
   }
   s->index_tensors();
@@ -465,26 +482,29 @@ void ModelSource::open_hf(const std::string& dir) {
     }
     std::map<std::string, SafetensorsFile*> opened;
     for (const auto& [name, file] : index["weight_map"].items()) {
-      if (!file.is_string()) throw FormatError(cat(index_path, ": weight_map[\"", name, "\"]: expected a file name, found ", file.dump()));
+      if (!file.is_string())
+        throw FormatError(cat(index_path, ": weight_map[\"", name, "\"]: expected a file name, found ", file.dump()));
       const std::string shard = file.get<std::string>();
       // A shard must be a plain file name inside the folder.
-      if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos || shard == "." ||
-          shard == "..") {
-        throw FormatError(cat(index_path, ": weight_map[\"", name, "\"]: expected a file name in the folder, found \"", shard, "\""));
+      if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos ||
+          shard == "." || shard == "..") {
+        throw FormatError(
+            cat(index_path, ": weight_map[\"", name, "\"]: expected a file name in the folder, found \"", shard, "\""));
       }
       auto it = opened.find(shard);
       if (it == opened.end()) {
         const std::string shard_path = (root / shard).string();
         if (!fs::is_regular_file(shard_path)) {
-          throw FormatError(cat(index_path, ": weight_map names shard '", shard, "' (for tensor '", name, "'), which is missing: ",
-                                shard_path));
+          throw FormatError(cat(index_path, ": weight_map names shard '", shard, "' (for tensor '", name,
+                                "'), which is missing: ", shard_path));
         }
         shards_.push_back(SafetensorsFile::open(shard_path));
         it = opened.emplace(shard, shards_.back().get()).first;
       }
       const TensorInfo* t = it->second->tensor(name);
       if (t == nullptr) {
-        throw FormatError(cat(index_path, ": weight_map puts tensor '", name, "' in ", it->second->path(), ", which does not hold it"));
+        throw FormatError(cat(index_path, ": weight_map puts tensor '", name, "' in ", it->second->path(),
+                              ", which does not hold it"));
       }
       found.emplace_back(name, t);
     }
@@ -534,9 +554,11 @@ void ModelSource::validate_shapes() const {
   const int64_t h = c.hidden, q = int64_t{c.n_heads} * c.head_dim, kv = int64_t{c.n_kv_heads} * c.head_dim;
   auto expect = [&](const std::string& name, std::vector<int64_t> shape) {
     const TensorInfo* t = find(name);
-    if (t == nullptr) throw FormatError(cat(path_, ": missing tensor '", name, "' (expected shape ", shape_str(shape), ")"));
+    if (t == nullptr)
+      throw FormatError(cat(path_, ": missing tensor '", name, "' (expected shape ", shape_str(shape), ")"));
     if (t->shape != shape) {
-      throw FormatError(cat(t->file, ": tensor '", name, "': expected shape ", shape_str(shape), ", found ", shape_str(t->shape)));
+      throw FormatError(
+          cat(t->file, ": tensor '", name, "': expected shape ", shape_str(shape), ", found ", shape_str(t->shape)));
     }
   };
   expect("token_embd.weight", {c.vocab, h});
@@ -566,8 +588,8 @@ void ModelSource::validate_shapes() const {
   for (const TensorInfo& t : tensors_) {
     const DTypeInfo& info = dtype_info(t.type);
     if (info.quantized && t.cols() % info.block_size != 0) {
-      throw FormatError(cat(t.file, ": tensor '", t.name, "': expected a row length that is a multiple of ", info.block_size,
-                            " (the ", info.name, " block size), found ", t.cols()));
+      throw FormatError(cat(t.file, ": tensor '", t.name, "': expected a row length that is a multiple of ",
+                            info.block_size, " (the ", info.name, " block size), found ", t.cols()));
     }
   }
 }

@@ -76,6 +76,7 @@ class ModelSource {
   const GgufFile* gguf() const { return gguf_.get(); }
   // The Hugging Face folder when the source is one, else empty.
   const std::string& hf_dir() const { return hf_dir_; }
+
  private:
   ModelSource() = default;
   void open_gguf(const std::string& path);

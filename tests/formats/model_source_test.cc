@@ -99,7 +99,8 @@ TEST(ModelSourceBible, GgufAndHuggingFaceHoldTheSameWeights) {
         ASSERT_EQ(gf, bf16_to_f32(hv[i])) << norm << " " << i;
       }
     }
-    for (const auto& [name, heads] : {std::pair{"attn_q.weight", c.n_heads}, std::pair{"attn_k.weight", c.n_kv_heads}}) {
+    for (const auto& [name, heads] :
+         {std::pair{"attn_q.weight", c.n_heads}, std::pair{"attn_k.weight", c.n_kv_heads}}) {
       const std::vector<uint16_t> gv = bf16_values(g->get(cat("blk.", l, ".", name)));
       const std::vector<uint16_t> hv = bf16_values(h->get(cat("blk.", l, ".", name)));
       ASSERT_EQ(gv.size(), hv.size());
@@ -110,7 +111,8 @@ TEST(ModelSourceBible, GgufAndHuggingFaceHoldTheSameWeights) {
           for (size_t j = 0; j < 2; ++j) {
             const size_t g_row = head * hd + i * 2 + j;
             const size_t h_row = head * hd + j * (hd / 2) + i;
-            ASSERT_TRUE(std::equal(gv.begin() + g_row * cols, gv.begin() + (g_row + 1) * cols, hv.begin() + h_row * cols))
+            ASSERT_TRUE(
+                std::equal(gv.begin() + g_row * cols, gv.begin() + (g_row + 1) * cols, hv.begin() + h_row * cols))
                 << name << " layer " << l << " head " << head << " row " << i * 2 + j;
           }
         }
@@ -133,10 +135,14 @@ struct Synth {
   bool has_qk_norm() const { return arch == Arch::Qwen3; }
   const char* hf_class() const {
     switch (arch) {
-      case Arch::Llama: return "LlamaForCausalLM";
-      case Arch::Mistral: return "MistralForCausalLM";
-      case Arch::Qwen2: return "Qwen2ForCausalLM";
-      case Arch::Qwen3: return "Qwen3ForCausalLM";
+      case Arch::Llama:
+        return "LlamaForCausalLM";
+      case Arch::Mistral:
+        return "MistralForCausalLM";
+      case Arch::Qwen2:
+        return "Qwen2ForCausalLM";
+      case Arch::Qwen3:
+        return "Qwen3ForCausalLM";
     }
     return "";
   }
@@ -325,7 +331,7 @@ TEST(ModelSourceSynth, EveryArchitectureInBothFormats) {
       EXPECT_EQ(c.eos_token, 2);
       for (size_t i = 0; i < tensors.size(); ++i) {  // each tensor points into its own shard
         if (tensors[i].canonical == "output.weight" && tied) continue;
-        const char* shard = !s.sharded                    ? "model.safetensors"
+        const char* shard = !s.sharded               ? "model.safetensors"
                             : i < tensors.size() / 2 ? "model-00001-of-00002.safetensors"
                                                      : "model-00002-of-00002.safetensors";
         EXPECT_EQ(hf->get(tensors[i].canonical).file, dir.file("hf") + "/" + shard);
@@ -364,8 +370,11 @@ TEST(ModelSourceSynth, RopeScaling) {
   const auto tensors = synth_tensors(s, rng);
   // llama3 (Llama 3.1's values): high frequencies unscaled, low ones divided by factor.
   Json config = hf_config_json(s);
-  config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  config["rope_scaling"] = {{"rope_type", "llama3"},
+                            {"factor", 8.0},
+                            {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0},
+                            {"original_max_position_embeddings", 8192}};
   write_hf(dir.file("a"), s, config, tensors);
   const ModelConfig c = ModelSource::open(dir.file("a"))->config();
   ASSERT_EQ(c.rope_freq_factors.size(), 32u);
@@ -385,7 +394,8 @@ TEST(ModelSourceSynth, RopeScaling) {
   write_gguf(dir.file("m.gguf"), s, tensors);
   const auto base = GgufFile::open(dir.file("m.gguf"));
   for (const auto& [k, v] : base->metadata()) w.set(k, v);
-  for (const TensorInfo& t : base->tensors()) w.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  for (const TensorInfo& t : base->tensors())
+    w.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
   std::vector<float> freqs(32);
   std::uniform_real_distribution<float> dist(1.0f, 8.0f);
   for (float& f : freqs) f = dist(rng);
@@ -397,10 +407,12 @@ TEST(ModelSourceSynth, RopeScaling) {
   // ... of the wrong shape.
   GgufWriter w2;
   for (const auto& [k, v] : base->metadata()) w2.set(k, v);
-  for (const TensorInfo& t : base->tensors()) w2.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  for (const TensorInfo& t : base->tensors())
+    w2.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
   w2.add_tensor("rope_freqs.weight", DType::F32, {16}, std::vector<uint8_t>(64));
   w2.write(dir.file("r2.gguf"));
-  expect_error<FormatError>([&] { ModelSource::open(dir.file("r2.gguf")); }, dir.file("r2.gguf"), {"rope_freqs.weight", "[32]", "[16]"});
+  expect_error<FormatError>([&] { ModelSource::open(dir.file("r2.gguf")); }, dir.file("r2.gguf"),
+                            {"rope_freqs.weight", "[32]", "[16]"});
   // linear scaling in GGUF metadata
   w.set_string("llama.rope.scaling.type", "linear");
   w.set_f32("llama.rope.scaling.factor", 2.0f);
@@ -460,7 +472,8 @@ TEST_F(ModelSourceHostile, Shards) {
   // Paths outside the folder.
   index["weight_map"]["model.norm.weight"] = "../hf/model-00001-of-00002.safetensors";
   testing::write_text(e + "/model.safetensors.index.json", index.dump());
-  expect_error<FormatError>([&] { ModelSource::open(e); }, e + "/model.safetensors.index.json", {"file name in the folder"});
+  expect_error<FormatError>([&] { ModelSource::open(e); }, e + "/model.safetensors.index.json",
+                            {"file name in the folder"});
   testing::write_text(e + "/model.safetensors.index.json", "{\"weight_map\": ");
   expect_error<FormatError>([&] { ModelSource::open(e); }, e + "/model.safetensors.index.json", {"not valid JSON"});
   // No weights at all.
@@ -491,7 +504,8 @@ TEST_F(ModelSourceHostile, ShapesAndMissingTensors) {
   // A missing tensor.
   std::mt19937 rng(1);
   tensors_ = synth_tensors(s_, rng);
-  tensors_.erase(std::remove_if(tensors_.begin(), tensors_.end(), [](const SynthTensor& t) { return t.hf == "model.layers.0.mlp.up_proj.weight"; }),
+  tensors_.erase(std::remove_if(tensors_.begin(), tensors_.end(),
+                                [](const SynthTensor& t) { return t.hf == "model.layers.0.mlp.up_proj.weight"; }),
                  tensors_.end());
   const std::string e = folder("hf2");
   expect_error<FormatError>([&] { ModelSource::open(e); }, e, {"missing tensor 'blk.0.ffn_up.weight'", "[96, 64]"});
@@ -534,6 +548,7 @@ TEST_F(ModelSourceHostile, BadConfig) {
   testing::write_text(d + "/config.json", "{\"architectures\": [\"LlamaForCausalLM\"],");
   expect_error<FormatError>([&] { ModelSource::open(d); }, d + "/config.json", {"not valid JSON"});
   expect_error<ConfigError>([&] { ModelSource::open(dir_.file("nowhere")); }, dir_.file("nowhere"));
+  expect_error<ConfigError>([&] { ModelSource::open(d + "/config.json"); }, d + "/config.json", {"folder"});
   // GGUF: missing and mistyped keys.
   write_gguf(dir_.file("m.gguf"), s_, tensors_);
   const auto base = GgufFile::open(dir_.file("m.gguf"));
@@ -543,7 +558,8 @@ TEST_F(ModelSourceHostile, BadConfig) {
       if (k != skip) w.set(k, v);
     }
     if (add) w.set(add->first, add->second);
-    for (const TensorInfo& t : base->tensors()) w.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+    for (const TensorInfo& t : base->tensors())
+      w.add_tensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes));
     w.write(dir_.file("bad.gguf"));
     return dir_.file("bad.gguf");
   };

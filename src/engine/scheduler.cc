@@ -1,0 +1,289 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tpinfer {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "unknown";
+}
+
+struct Scheduler::Sequence {
+  uint64_t id = 0;
+  Request req;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int64_t n_prompt = 0;
+  int64_t n_computed = 0;  // tokens whose K/V are in the cache
+  int generated = 0;
+  std::vector<int32_t> table;
+  Sampler sampler;
+  bool done = false;
+
+  Sequence(uint64_t id_, Request r) : id(id_), req(std::move(r)), sampler(req.sampling) {
+    tokens = req.prompt;
+    n_prompt = static_cast<int64_t>(tokens.size());
+  }
+  int64_t pending() const { return static_cast<int64_t>(tokens.size()) - n_computed; }
+};
+
+Scheduler::Scheduler(Engine& engine, const SchedulerOptions& options) : engine_(engine), options_(options) {
+  if (options_.max_model_len <= 0) options_.max_model_len = engine.config().max_context;
+  const int64_t cache_tokens = static_cast<int64_t>(engine.blocks().n_blocks()) * engine.blocks().block_size();
+  options_.max_model_len = static_cast<int>(std::min<int64_t>(options_.max_model_len, cache_tokens));
+  if (options_.max_num_seqs < 1) throw ConfigError("--max-num-seqs must be at least 1");
+  if (options_.max_batch_tokens < options_.max_num_seqs) options_.max_batch_tokens = options_.max_num_seqs;
+  metrics_.kv_blocks_total = engine.blocks().n_blocks();
+}
+
+Scheduler::~Scheduler() = default;
+
+uint64_t Scheduler::submit(Request request) {
+  if (request.prompt.empty()) throw Error("the prompt is empty");
+  if (request.max_tokens < 1) throw Error(cat("max_tokens must be at least 1, got ", request.max_tokens));
+  const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (need > options_.max_model_len) {
+    throw Error(cat("the prompt (", request.prompt.size(), " tokens) plus max_tokens (", request.max_tokens,
+                    ") exceeds the maximum model length of ", options_.max_model_len, " tokens"));
+  }
+  for (int32_t t : request.prompt) {
+    if (t < 0 || t >= engine_.config().vocab) throw Error(cat("token id ", t, " outside the vocabulary"));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) throw Error("the server is shutting down");
+  const uint64_t id = next_id_++;
+  incoming_.push_back(std::make_unique<Sequence>(id, std::move(request)));
+  metrics_.waiting += 1;
+  work_cv_.notify_one();
+  return id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cancelled_.push_back(id);
+  work_cv_.notify_one();
+}
+
+void Scheduler::stop(bool drain) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = true;
+  drain_ = drain;
+  work_cv_.notify_all();
+}
+
+SchedulerMetrics Scheduler::metrics() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return metrics_;
+}
+
+void Scheduler::run() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_cv_.wait(lock, [&] {
+        return stopping_ || !incoming_.empty() || !cancelled_.empty() || !running_.empty() || !waiting_.empty();
+      });
+      if (stopping_ && (!drain_ || (incoming_.empty() && running_.empty() && waiting_.empty()))) break;
+    }
+    step();
+  }
+  // Whatever is left is cancelled (a stop without drain).
+  std::vector<std::unique_ptr<Sequence>> left;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& s : incoming_) left.push_back(std::move(s));
+    incoming_.clear();
+  }
+  for (auto& s : waiting_) left.push_back(std::move(s));
+  for (auto& s : running_) left.push_back(std::move(s));
+  waiting_.clear();
+  running_.clear();
+  for (auto& s : left) finish(*s, FinishReason::Cancelled);
+}
+
+void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& error) {
+  if (s.done) return;
+  s.done = true;
+  engine_.blocks().release(s.table);
+  if (s.req.on_finish) s.req.on_finish(reason, error);
+}
+
+bool Scheduler::ensure_blocks(Sequence& s, int64_t tokens) {
+  BlockAllocator& blocks = engine_.blocks();
+  while (!blocks.reserve(s.table, tokens)) {
+    // Preempt the newest running sequence other than s; if s is the newest, it waits.
+    Sequence* victim = nullptr;
+    for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+      if (it->get() != &s && !(*it)->done && !(*it)->table.empty()) {
+        victim = it->get();
+        break;
+      }
+    }
+    if (victim == nullptr) return false;
+    preempt(*victim);
+  }
+  return true;
+}
+
+void Scheduler::preempt(Sequence& victim) {
+  engine_.blocks().release(victim.table);
+  victim.n_computed = 0;  // recomputed from its prompt and the tokens it already has
+  std::lock_guard<std::mutex> lock(mutex_);
+  metrics_.preemptions += 1;
+}
+
+bool Scheduler::step() {
+  // Take in new requests and cancellations.
+  std::vector<uint64_t> cancelled;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (!incoming_.empty()) {
+      waiting_.push_back(std::move(incoming_.front()));
+      incoming_.pop_front();
+    }
+    cancelled.swap(cancelled_);
+  }
+  for (uint64_t id : cancelled) {
+    for (auto* list : {&waiting_, &running_}) {
+      for (auto& s : *list) {
+        if (s->id == id) finish(*s, FinishReason::Cancelled);
+      }
+    }
+  }
+  auto drop_done = [](std::vector<std::unique_ptr<Sequence>>& v) {
+    v.erase(std::remove_if(v.begin(), v.end(), [](const auto& s) { return s->done; }), v.end());
+  };
+  drop_done(waiting_);
+  drop_done(running_);
+
+  // Preempted sequences (no blocks, nothing computed) go back to the front of the queue.
+  for (auto it = running_.begin(); it != running_.end();) {
+    if ((*it)->n_computed == 0 && (*it)->table.empty() && (*it)->generated > 0) {
+      waiting_.insert(waiting_.begin(), std::move(*it));
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  // Admit waiting sequences while there is room.
+  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.erase(waiting_.begin());
+  }
+
+  // Build the batch: every sequence with pending tokens, decode (1 token) first,
+  // prefill chunks after, within the token budget.
+  batch_.clear();
+  std::vector<Sequence*> in_batch;
+  std::vector<int64_t> chunk_of;
+  int64_t budget = options_.max_batch_tokens;
+  std::vector<Sequence*> order;
+  for (auto& s : running_) {
+    if (s->pending() == 1) order.push_back(s.get());
+  }
+  for (auto& s : running_) {
+    if (s->pending() > 1) order.push_back(s.get());
+  }
+  for (Sequence* s : order) {
+    if (budget <= 0 || s->done) continue;
+    const int64_t chunk = std::min<int64_t>(s->pending(), budget);
+    if (!ensure_blocks(*s, s->n_computed + chunk)) continue;
+    budget -= chunk;
+    in_batch.push_back(s);
+    chunk_of.push_back(chunk);
+  }
+  // A sequence preempted while building this batch leaves it.
+  std::vector<Sequence*> kept;
+  std::vector<int64_t> kept_chunk;
+  for (size_t i = 0; i < in_batch.size(); ++i) {
+    if (!in_batch[i]->table.empty()) {
+      kept.push_back(in_batch[i]);
+      kept_chunk.push_back(chunk_of[i]);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.running = static_cast<int>(running_.size());
+    metrics_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
+    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
+  }
+  if (kept.empty()) return !running_.empty() || !waiting_.empty();
+
+  for (size_t i = 0; i < kept.size(); ++i) {
+    Sequence& s = *kept[i];
+    const int32_t seq_index = static_cast<int32_t>(batch_.sequences.size());
+    batch_.sequences.push_back({s.table});
+    for (int64_t k = 0; k < kept_chunk[i]; ++k) {
+      const int64_t pos = s.n_computed + k;
+      batch_.tokens.push_back(s.tokens[static_cast<size_t>(pos)]);
+      batch_.positions.push_back(static_cast<int32_t>(pos));
+      batch_.seq.push_back(seq_index);
+      batch_.want_logits.push_back(k == kept_chunk[i] - 1 && pos + 1 == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
+    }
+  }
+  const std::vector<float>* logits = nullptr;
+  try {
+    logits = &engine_.step(batch_);
+  } catch (const std::exception& e) {
+    for (Sequence* s : kept) finish(*s, FinishReason::Error, e.what());
+    drop_done(running_);
+    throw;
+  }
+
+  const int64_t vocab = engine_.config().vocab;
+  int64_t row = 0;
+  uint64_t new_prompt_tokens = 0, new_generated = 0;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    Sequence& s = *kept[i];
+    const bool has_logits = s.n_computed + kept_chunk[i] == static_cast<int64_t>(s.tokens.size());
+    if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(kept_chunk[i]);
+    s.n_computed += kept_chunk[i];
+    if (!has_logits) continue;
+    std::span<float> l(const_cast<float*>(logits->data()) + row * vocab, static_cast<size_t>(vocab));
+    ++row;
+    TokenEvent ev;
+    ev.token = s.sampler.sample(l, s.tokens);
+    if (s.req.top_logprobs >= 0) {
+      Sampler::log_softmax(l, logprob_scratch_);
+      ev.logprob = logprob_scratch_[static_cast<size_t>(ev.token)];
+      std::vector<int32_t> ids(static_cast<size_t>(vocab));
+      for (int32_t v = 0; v < vocab; ++v) ids[static_cast<size_t>(v)] = v;
+      const size_t k = std::min<size_t>(static_cast<size_t>(s.req.top_logprobs), ids.size());
+      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
+        return logprob_scratch_[static_cast<size_t>(a)] > logprob_scratch_[static_cast<size_t>(b)];
+      });
+      for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
+    }
+    s.tokens.push_back(ev.token);
+    s.generated += 1;
+    new_generated += 1;
+    bool keep_going = true;
+    if (s.req.on_token) keep_going = s.req.on_token(ev);
+    if (!keep_going || (s.req.stop_at_eog && engine_.tokenizer().is_eog(ev.token))) {
+      finish(s, FinishReason::Stop);
+    } else if (s.generated >= s.req.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.max_model_len) {
+      finish(s, FinishReason::Length);
+    }
+  }
+  drop_done(running_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.steps += 1;
+    metrics_.prompt_tokens += new_prompt_tokens;
+    metrics_.generated_tokens += new_generated;
+    metrics_.running = static_cast<int>(running_.size());
+    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
+  }
+  return true;
+}
+
+}  // namespace tpinfer

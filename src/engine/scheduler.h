@@ -1,0 +1,112 @@
+// Continuous batching over the engine's paged KV cache (what the server runs).
+// Every step: running sequences contribute one decode token each, and waiting
+// sequences are admitted and prefilled in chunks within a per-step token budget,
+// so a long prompt never stalls the streams already running. Finished or
+// cancelled sequences release their KV blocks at once. When blocks run out, the
+// newest running sequence is preempted: its blocks are freed and it waits to be
+// recomputed (prompt + tokens so far), never dropped.
+//
+// Threading: submit()/cancel()/metrics() may be called from any thread; run()
+// drives the engine from one thread; callbacks run on that thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+
+namespace tpinfer {
+
+struct TokenEvent {
+  int32_t token = -1;
+  float logprob = 0;                                  // of the chosen token
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // when asked for
+};
+
+enum class FinishReason { Stop, Length, Cancelled, Error };
+const char* finish_reason_name(FinishReason r);
+
+struct Request {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int max_tokens = 16;
+  bool stop_at_eog = true;
+  int top_logprobs = -1;  // -1: no logprobs; 0..20: chosen token (+ that many alternatives)
+  // Called for every generated token; return false to finish the request (a stop
+  // string was seen, the client went away).
+  std::function<bool(const TokenEvent&)> on_token;
+  // Called once at the end (tokens generated, why it ended, error text if any).
+  std::function<void(FinishReason, const std::string&)> on_finish;
+};
+
+struct SchedulerOptions {
+  int max_num_seqs = 64;
+  int max_batch_tokens = 512;  // tokens per step (decode tokens + prefill chunks)
+  int max_model_len = 0;       // 0: the model's context
+};
+
+struct SchedulerMetrics {
+  int running = 0;
+  int waiting = 0;
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;
+  uint64_t preemptions = 0;
+  uint64_t steps = 0;
+  uint64_t prompt_tokens = 0;
+  uint64_t generated_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Engine& engine, const SchedulerOptions& options);
+  ~Scheduler();
+
+  // Queues a request; returns its id. Throws Error when the request can never
+  // run (empty prompt, prompt + max_tokens over the model length or the cache).
+  uint64_t submit(Request request);
+  // Finishes a request early (client gone); its blocks are freed on the next step.
+  void cancel(uint64_t id);
+
+  // Runs steps until stop() (blocking; call from the serving thread).
+  void run();
+  // Runs one step if there is work; returns false when idle. (For tests and
+  // single-threaded drivers.)
+  bool step();
+  // Asks run() to return; with `drain`, after every queued request finished.
+  void stop(bool drain);
+
+  SchedulerMetrics metrics() const;
+  const SchedulerOptions& options() const { return options_; }
+
+ private:
+  struct Sequence;
+  void admit_locked();
+  bool ensure_blocks(Sequence& s, int64_t tokens);
+  void preempt(Sequence& victim);
+  void finish(Sequence& s, FinishReason reason, const std::string& error = "");
+
+  Engine& engine_;
+  SchedulerOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;
+  std::deque<std::unique_ptr<Sequence>> incoming_;  // submitted, not yet seen by the loop
+  std::vector<std::unique_ptr<Sequence>> waiting_;  // admitted in order, no KV yet (or preempted)
+  std::vector<std::unique_ptr<Sequence>> running_;  // have KV blocks
+  std::vector<uint64_t> cancelled_;
+  uint64_t next_id_ = 1;
+  bool stopping_ = false;
+  bool drain_ = false;
+  SchedulerMetrics metrics_;
+  Batch batch_;
+  std::vector<float> logprob_scratch_;
+};
+
+}  // namespace tpinfer
