@@ -352,17 +352,21 @@ void run_bench(Communicator& comm, size_t max_bytes) {
     const size_t len = bytes / sizeof(float);
     std::vector<float> buf(len, 1.0f);
     for (int w = 0; w < 2; ++w) comm.all_reduce_sum(buf.data(), len);
-    // Rank 0 sizes the run to about 0.3 s from one timed call; all ranks follow.
-    comm.barrier();
-    auto t0 = Clock::now();
-    comm.all_reduce_sum(buf.data(), len);
-    int64_t iters = std::clamp<int64_t>(
-        static_cast<int64_t>(0.3 / std::max(1e-7, std::chrono::duration<double>(Clock::now() - t0).count())), 3, 5000);
-    comm.broadcast(&iters, sizeof(iters), 0);
-    comm.barrier();
-    t0 = Clock::now();
-    for (int64_t i = 0; i < iters; ++i) comm.all_reduce_sum(buf.data(), len);
-    const double per = std::chrono::duration<double>(Clock::now() - t0).count() / static_cast<double>(iters);
+    // Batches of 1, 2, 4, ... calls until one lasts 0.2 s on rank 0, which
+    // tells the others whether to go on; the last batch is the measurement.
+    int64_t iters = 1;
+    double per = 0;
+    for (;;) {
+      comm.barrier();
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < iters; ++i) comm.all_reduce_sum(buf.data(), len);
+      const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      per = took / static_cast<double>(iters);
+      int32_t more = took < 0.2 && iters < 100000;
+      comm.broadcast(&more, sizeof(more), 0);
+      if (!more) break;
+      iters *= 2;
+    }
     if (comm.rank() == 0) {
       const double alg = static_cast<double>(bytes) / per / 1e6;
       std::printf("%12zu %10lld %12.1f %12.1f %12.1f\n", bytes, static_cast<long long>(iters), per * 1e6, alg,
@@ -401,7 +405,9 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     std::_Exit(1);  // peers may be inside a collective: let mpirun end the job
   }
-  std::printf("OK rank %d\n", comm->rank());
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::printf("OK rank %d on %s\n", comm->rank(), host);
   std::fflush(stdout);
   return 0;
 }
