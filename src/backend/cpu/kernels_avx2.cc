@@ -62,6 +62,16 @@ inline float hmax(__m256 v) {
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
+// Prefetches the next tile's rows while this one is computed; see
+// kernels_avx512.cc for why.
+template <int R>
+inline void prefetch_next_tile(const uint8_t* w, uint64_t ws, int64_t ib, int block_bytes) {
+  const uint8_t* next = w + R * ws + static_cast<uint64_t>(ib) * R * static_cast<uint64_t>(block_bytes);
+  for (int off = 0; off < R * block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+  }
+}
+
 // See kernels_avx512.cc: rows outer, tokens inner; GEMV uses the taller tile.
 template <class K>
 void gemm_tiles(int64_t n, const uint8_t* w, uint64_t ws, int64_t nr, const uint8_t* a, uint64_t as, int64_t nt,
@@ -123,6 +133,7 @@ struct FloatKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
+      if (i % 16 == 0) prefetch_next_tile<R>(w, ws, i / 16, 16 * L::kBytes);
       __m256 av[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) av[t] = _mm256_loadu_ps(reinterpret_cast<const float*>(a + t * as) + i);
@@ -161,6 +172,7 @@ struct Q32Kernel {
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, W::kBlockBytes);
       __m256i av[T], corr[T];
       float da[T];
 #pragma GCC unroll 16
@@ -266,6 +278,7 @@ struct Q45KKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, kBlockBytes);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * kBlockBytes;
@@ -334,6 +347,7 @@ struct Q6KKernel {
     const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2,
                                            3, 2, 3, 2, 3, 2, 3);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, sizeof(BlockQ6_K));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * sizeof(BlockQ6_K);

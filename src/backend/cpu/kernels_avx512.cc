@@ -65,6 +65,20 @@ inline float hsum(__m256 v) {
 }
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// Weight rows of a tile are R short streams (one row each), too short for the
+// hardware prefetchers to ramp up on. The rows of a matrix are adjacent, so
+// while a tile is being computed, the kernels prefetch the next R rows
+// linearly: block ib of the loop touches the stretch of the next tile that is
+// ib/nb of the way through it. (Beyond the last row this prefetches bytes that
+// are never used, which is harmless.)
+template <int R>
+inline void prefetch_next_tile(const uint8_t* w, uint64_t ws, int64_t ib, int block_bytes) {
+  const uint8_t* next = w + R * ws + static_cast<uint64_t>(ib) * R * static_cast<uint64_t>(block_bytes);
+  for (int off = 0; off < R * block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+  }
+}
+
 // Tiles a weight-rows x tokens product into K's micro-kernels. Rows are the
 // outer loop, so each group of rows is read from memory once and reused from
 // L1 for every token. Single-token calls (GEMV) use the taller kGemvRows tile.
@@ -126,6 +140,7 @@ struct FloatKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
+      prefetch_next_tile<R>(w, ws, i / 16, 16 * L::kBytes);
       __m512 av[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) av[t] = _mm512_loadu_ps(a + t * as + i * 4);
@@ -161,6 +176,7 @@ struct FloatKernel {
 // Per block, the weight side yields 32 unsigned bytes u with u = q + offset, and
 // the dot is vpdpbusd(u, a) - offset * sum(a); the correction depends only on the
 // activation, so it is computed once per token and block and seeds the dpbusd.
+// (Q4_0 scales its upper lanes by 16; see Q4_0Weights.)
 template <class W>
 struct Q32Kernel {
   static constexpr int kGemvRows = 4, kRows = 4, kTokens = 2;
@@ -172,8 +188,9 @@ struct Q32Kernel {
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-    const __m256i offset = _mm256_set1_epi8(static_cast<char>(W::kOffset));
+    const __m256i offset = W::offsets();
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, W::kBlockBytes);
       __m256i av[T], seed[T];
       float da[T];
 #pragma GCC unroll 16
@@ -195,28 +212,38 @@ struct Q32Kernel {
         }
       }
     }
+    const __m256 lane_scale = W::lane_scales();
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) y[t * ys + r] = hsum(acc[r][t]);
+      for (int t = 0; t < T; ++t) y[t * ys + r] = hsum(_mm256_mul_ps(acc[r][t], lane_scale));
   }
 };
 
+// The weight side of Q32Kernel: the 32 unsigned bytes of a block, the byte
+// offsets they carry (removed through the seed), and a final per-lane factor.
 struct Q8_0Weights {
-  static constexpr int kOffset = 128;
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static __m256i offsets() { return _mm256_set1_epi8(static_cast<char>(0x80)); }
+  static __m256 lane_scales() { return _mm256_set1_ps(1.0f); }
   static __m256i unsigned_values(const uint8_t* qs) {
     return _mm256_xor_si256(loadu256(qs), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
 };
 
+// Values 0..15 are the low nibbles of qs, values 16..31 the high nibbles.
+// Instead of shifting the high nibbles down, the 16 bytes are loaded into both
+// halves and masked: the upper half then holds 16 * nibble (<= 240, still a u8),
+// and its offset is 16 * 8. Every block has the same layout, so the factor 16
+// is taken out of the upper accumulator lanes once, at the end (exactly: it is
+// a power of two).
 struct Q4_0Weights {
-  static constexpr int kOffset = 8;
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static __m256i offsets() { return _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(128)), _mm_set1_epi8(8)); }
+  static __m256 lane_scales() { return _mm256_set_m128(_mm_set1_ps(1.0f / 16), _mm_set1_ps(1.0f)); }
   static __m256i unsigned_values(const uint8_t* qs) {
-    const __m128i q = loadu128(qs);
-    // Low nibbles are values 0..15, high nibbles 16..31.
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+    const __m256i both = _mm256_broadcastsi128_si256(loadu128(qs));
+    return _mm256_and_si256(both, _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(0xF0)), _mm_set1_epi8(0x0F)));
   }
 };
 
@@ -272,6 +299,7 @@ struct Q45KKernel {
     for (int c = 0; c < 4; ++c) scale_idx[c] = lane_groups(2 * c, 16);
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, kBlockBytes);
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
@@ -345,6 +373,7 @@ struct Q6KKernel {
     const __m512i bits01 = _mm512_set1_epi8(0x03);
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, sizeof(BlockQ6_K));
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
