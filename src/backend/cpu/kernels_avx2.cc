@@ -248,19 +248,25 @@ inline __m256i word_broadcast(__m256i v, int j) {
   return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordBroadcast[j].data())));
 }
 
-inline __m256i mins_pairs(uint64_t mins8) {
-  const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mins8)));
-  return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-}
 
-inline void k4_unpack_scales(const uint8_t* s, uint64_t* scales8, uint64_t* mins8) {
-  const uint32_t w0 = load_u32(s), w1 = load_u32(s + 4), w2 = load_u32(s + 8);
-  const uint32_t sc_lo = w0 & 0x3f3f3f3fu;
-  const uint32_t m_lo = w1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-  *scales8 = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *mins8 = m_lo | (static_cast<uint64_t>(m_hi) << 32);
+// Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
+// with vector operations on the three little-endian words w0, w1, w2:
+//   sc0..3 = w0 & 0x3f..,  m0..3 = w1 & 0x3f..,
+//   sc4..7 = (w2 & 0x0f..) | ((w0 >> 2) & 0x30..),
+//   m4..7  = ((w2 >> 4) & 0x0f..) | ((w1 >> 2) & 0x30..).
+// Reads 16 bytes at s (the 4 after the scales are the block's next field).
+// Returns the 8 scales as int16 and, for vpmaddwd with the 16 bsums, each min
+// twice as int16 (m0, m0, m1, m1, ...).
+inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_pairs) {
+  const __m128i v = loadu128(s);
+  const __m128i x = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i y = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2);
+  const __m128i low_mask = _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0x0f0f0f0f, 0x0f0f0f0f);
+  const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
+  // Bytes: sc0..3, m0..3, sc4..7, m4..7.
+  const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
+  *scales16 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 template <bool kFiveBit>
@@ -283,11 +289,10 @@ struct Q45KKernel {
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * kBlockBytes;
         const float d = load_f16(p), dmin = load_f16(p + 2);
-        uint64_t sc8, m8;
-        k4_unpack_scales(p + 4, &sc8, &m8);
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8)));
+        __m128i sc16;
+        __m256i mpairs;
+        k4_unpack_scales(p + 4, &sc16, &mpairs);
         const __m256i sc_both = _mm256_broadcastsi128_si256(sc16);
-        const __m256i mpairs = mins_pairs(m8);
         __m256i isum[T];
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();

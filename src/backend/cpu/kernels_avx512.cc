@@ -21,6 +21,7 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -253,23 +254,27 @@ struct Q4_0Weights {
 constexpr int kQ8KQs = 4;
 constexpr int kQ8KBsums = 4 + kQKK;
 
-// Sub-block minima of Q4_K/Q5_K, each repeated twice as int16 so that vpmaddwd
-// with the 16 bsums (16 values each) gives m_j * (bsum_2j + bsum_2j+1).
-inline __m256i mins_pairs(uint64_t mins8) {
-  const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mins8)));
-  return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-}
 
 // Unpacks the 12 packed bytes of Q4_K/Q5_K into 8 scales and 8 mins (one byte
 // each, j = 0..7 from the low byte up).
-inline void k4_unpack_scales(const uint8_t* s, uint64_t* scales8, uint64_t* mins8) {
-  const uint32_t w0 = load_u32(s), w1 = load_u32(s + 4), w2 = load_u32(s + 8);
-  const uint32_t sc_lo = w0 & 0x3f3f3f3fu;
-  const uint32_t m_lo = w1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-  *scales8 = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *mins8 = m_lo | (static_cast<uint64_t>(m_hi) << 32);
+// Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
+// with vector operations on the three little-endian words w0, w1, w2:
+//   sc0..3 = w0 & 0x3f..,  m0..3 = w1 & 0x3f..,
+//   sc4..7 = (w2 & 0x0f..) | ((w0 >> 2) & 0x30..),
+//   m4..7  = ((w2 >> 4) & 0x0f..) | ((w1 >> 2) & 0x30..).
+// Reads 16 bytes at s (the 4 after the scales are the block's next field).
+// Returns the 8 scales as int16 and, for vpmaddwd with the 16 bsums, each min
+// twice as int16 (m0, m0, m1, m1, ...).
+inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_pairs) {
+  const __m128i v = loadu128(s);
+  const __m128i x = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i y = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2);
+  const __m128i low_mask = _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0x0f0f0f0f, 0x0f0f0f0f);
+  const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
+  // Bytes: sc0..3, m0..3, sc4..7, m4..7.
+  const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
+  *scales16 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 // Index vector for vpermw: int16 lane k takes element base + k / group.
@@ -279,6 +284,26 @@ inline __m512i lane_groups(int base, int group) {
   return _mm512_load_si512(idx);
 }
 
+// vpshufb patterns that broadcast int16 lane j of a 128-bit lane to all 8 lanes.
+constexpr std::array<std::array<uint8_t, 32>, 8> make_word_broadcasts() {
+  std::array<std::array<uint8_t, 32>, 8> out{};
+  for (int j = 0; j < 8; ++j) {
+    for (int k = 0; k < 32; k += 2) {
+      out[j][k] = static_cast<uint8_t>(2 * j);
+      out[j][k + 1] = static_cast<uint8_t>(2 * j + 1);
+    }
+  }
+  return out;
+}
+alignas(32) constexpr std::array<std::array<uint8_t, 32>, 8> kWordBroadcast = make_word_broadcasts();
+
+inline __m256i word_broadcast(__m256i v, int j) {
+  return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordBroadcast[j].data())));
+}
+
+// 256-bit vectors here: on Zen 4 the 512-bit form of this kernel (which needs
+// a cross-lane insert and vpermw per 64 values) was no faster, as 512-bit
+// operations run as two halves anyway.
 template <bool kFiveBit>
 struct Q45KKernel {
   static constexpr int kGemvRows = 4, kRows = 4, kTokens = 2;
@@ -287,17 +312,12 @@ struct Q45KKernel {
   template <int R, int T>
   static void run(int64_t n, const uint8_t* w, uint64_t ws, const uint8_t* a, uint64_t as, float* y, int64_t ys) {
     const int64_t nb = n / kQKK;
-    __m512 acc[R][T];
+    __m256 acc[R][T];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-    // 64 values = sub-blocks 2c (low nibbles) and 2c+1 (high nibbles); the
-    // maddubs lanes 0..15 belong to the first, 16..31 to the second.
-    __m512i scale_idx[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) scale_idx[c] = lane_groups(2 * c, 16);
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
       prefetch_next_tile<R>(w, ws, ib, kBlockBytes);
       float da[T];
@@ -312,39 +332,40 @@ struct Q45KKernel {
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * kBlockBytes;
         const float d = load_f16(p), dmin = load_f16(p + 2);
-        uint64_t sc8, m8;
-        k4_unpack_scales(p + 4, &sc8, &m8);
-        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
-        const __m256i mpairs = mins_pairs(m8);
-        __m512i isum[T];
+        __m128i sc16;
+        __m256i mpairs;
+        k4_unpack_scales(p + 4, &sc16, &mpairs);
+        const __m256i sc_both = _mm256_broadcastsi128_si256(sc16);
+        __m256i isum[T];
 #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        __m256i qh = _mm256_setzero_si256();
-        if constexpr (kFiveBit) qh = loadu256(p + 16);
+        for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
+          // 64 values: sub-block 2c in the low nibbles, 2c+1 in the high ones.
           const __m256i raw = loadu256(p + kQsOffset + 32 * c);
-          __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), low4);
+          __m256i lo = _mm256_and_si256(raw, low4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
           if constexpr (kFiveBit) {
             // Fifth bits: bit 2c of qh[l] for value l, bit 2c+1 for value 32+l.
-            const __m256i bit_lo = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), _mm256_set1_epi8(1));
-            const __m256i bit_hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), _mm256_set1_epi8(1));
-            const __m512i bits = _mm512_inserti64x4(_mm512_castsi256_si512(bit_lo), bit_hi, 1);
-            q = _mm512_or_si512(q, _mm512_slli_epi16(bits, 4));
+            const __m256i qh = loadu256(p + 16);
+            const __m256i one = _mm256_set1_epi8(1);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
           }
-          const __m512i sv = _mm512_permutexvar_epi16(scale_idx[c], sc16);
+          const __m256i sv_lo = word_broadcast(sc_both, 2 * c);
+          const __m256i sv_hi = word_broadcast(sc_both, 2 * c + 1);
 #pragma GCC unroll 16
           for (int t = 0; t < T; ++t) {
-            const __m512i av = loadu512(a + t * as + ib * sizeof(BlockQ8_K) + kQ8KQs + 64 * c);
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, av), sv);
+            const uint8_t* aq = a + t * as + ib * sizeof(BlockQ8_K) + kQ8KQs + 64 * c;
+            isum[t] = _mm256_dpwssd_epi32(isum[t], _mm256_maddubs_epi16(lo, loadu256(aq)), sv_lo);
+            isum[t] = _mm256_dpwssd_epi32(isum[t], _mm256_maddubs_epi16(hi, loadu256(aq + 32)), sv_hi);
           }
         }
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
           const __m256i msum = _mm256_madd_epi16(bsums[t], mpairs);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(d * da[t]), acc[r][t]);
-          acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)), _mm512_set1_ps(dmin * da[t]),
-                                       acc[r][t]);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * da[t]), acc[r][t]);
+          acc[r][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * da[t]), acc[r][t]);
         }
       }
     }
@@ -538,11 +559,16 @@ void dequantize_q4_k(const void* src, float* dst, int64_t n) {
   const BlockQ4_K* b = static_cast<const BlockQ4_K*>(src);
   for (int64_t i = 0; i < n / kQKK; ++i, dst += kQKK) {
     const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-    uint64_t sc8, m8;
-    k4_unpack_scales(b[i].scales, &sc8, &m8);
+    __m128i sc16;
+    __m256i mpairs;
+    k4_unpack_scales(b[i].scales, &sc16, &mpairs);
+    alignas(16) uint16_t sc[8];
+    alignas(32) uint16_t mins[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(sc), sc16);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mins), mpairs);
     for (int j = 0; j < 8; ++j) {
-      const __m512 dl = _mm512_set1_ps(d * static_cast<float>((sc8 >> (8 * j)) & 0xff));
-      const __m512 ml = _mm512_set1_ps(dmin * static_cast<float>((m8 >> (8 * j)) & 0xff));
+      const __m512 dl = _mm512_set1_ps(d * static_cast<float>(sc[j]));
+      const __m512 ml = _mm512_set1_ps(dmin * static_cast<float>(mins[2 * j]));
       const uint8_t* q = b[i].qs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
       for (int h = 0; h < 2; ++h) {
