@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -276,7 +277,9 @@ TEST(QuantDot, EveryIsaMatchesReference) {
   }
 }
 
+// Run the suite with TPINFER_ISA=scalar|avx2|avx512 to see the cap applied.
 TEST(QuantDot, DispatchUsesActiveIsa) {
+  EXPECT_EQ(dispatch_isa(), resolve_isa(cpu_isa(), std::getenv("TPINFER_ISA")));
   EXPECT_STREQ(active_isa(), isa_name(dispatch_isa()));
   std::mt19937 rng(16);
   const int64_t n = 256;
