@@ -7,8 +7,9 @@
 // Integer dot products use VNNI (vpdpbusd: u8 x s8, vpdpwssd: s16 x s16) with
 // the weight side made unsigned (Q8_0: w xor 0x80 = w + 128; Q4_0/K-quants:
 // the raw nibbles) and the offset removed through sums of the activations. Zen 4
-// runs 512-bit operations as two 256-bit halves, so 256-bit vectors are used
-// where a block is 32 bytes and 512-bit ones where a block has 64-byte parts.
+// runs 512-bit operations as two 256-bit halves, so 512-bit vectors are used
+// only where they save instructions (float rows, Q6_K's 64-byte parts, masked
+// tails); Q8_0/Q4_0 blocks and Q4_K/Q5_K sub-blocks use 256-bit VNNI forms.
 //
 // Floating-point contraction is off in this file: dequantization must give the
 // very bits of the scalar reference (a*b - c, never fused); fused multiply-adds
@@ -69,14 +70,19 @@ inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 // Weight rows of a tile are R short streams (one row each), too short for the
 // hardware prefetchers to ramp up on. The rows of a matrix are adjacent, so
 // while a tile is being computed, the kernels prefetch the next R rows
-// linearly: block ib of the loop touches the stretch of the next tile that is
-// ib/nb of the way through it. (Beyond the last row this prefetches bytes that
-// are never used, which is harmless.)
-template <int R>
+// linearly into L1: block ib of the loop touches the stretch of the next tile
+// that is ib/nb of the way through it. Kernels that compute faster than memory
+// delivers (kDeep: Q8_0, Q6_K, float weights) also pull the tile after that
+// into L2, so more lines are in flight than the L1 miss buffers allow; for the
+// kernels that are about as fast as memory the extra instructions cost more
+// than they bring. (Beyond the last row this prefetches bytes that are never
+// used, which is harmless.)
+template <int R, bool kDeep>
 inline void prefetch_next_tile(const uint8_t* w, uint64_t ws, int64_t ib, int block_bytes) {
   const uint8_t* next = w + R * ws + static_cast<uint64_t>(ib) * R * static_cast<uint64_t>(block_bytes);
   for (int off = 0; off < R * block_bytes; off += 64) {
     _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+    if (kDeep) _mm_prefetch(reinterpret_cast<const char*>(next + R * ws + off), _MM_HINT_T1);
   }
 }
 
@@ -141,7 +147,7 @@ struct FloatKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-      prefetch_next_tile<R>(w, ws, i / 16, 16 * L::kBytes);
+      prefetch_next_tile<R, true>(w, ws, i / 16, 16 * L::kBytes);
       __m512 av[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) av[t] = _mm512_loadu_ps(a + t * as + i * 4);
@@ -191,7 +197,7 @@ struct Q32Kernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     const __m256i offset = W::offsets();
     for (int64_t ib = 0; ib < nb; ++ib) {
-      prefetch_next_tile<R>(w, ws, ib, W::kBlockBytes);
+      prefetch_next_tile<R, W::kDeepPrefetch>(w, ws, ib, W::kBlockBytes);
       __m256i av[T], seed[T];
       float da[T];
 #pragma GCC unroll 16
@@ -225,6 +231,7 @@ struct Q32Kernel {
 // offsets they carry (removed through the seed), and a final per-lane factor.
 struct Q8_0Weights {
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr bool kDeepPrefetch = true;
   static __m256i offsets() { return _mm256_set1_epi8(static_cast<char>(0x80)); }
   static __m256 lane_scales() { return _mm256_set1_ps(1.0f); }
   static __m256i unsigned_values(const uint8_t* qs) {
@@ -240,6 +247,7 @@ struct Q8_0Weights {
 // a power of two).
 struct Q4_0Weights {
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr bool kDeepPrefetch = false;
   static __m256i offsets() { return _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(128)), _mm_set1_epi8(8)); }
   static __m256 lane_scales() { return _mm256_set_m128(_mm_set1_ps(1.0f / 16), _mm_set1_ps(1.0f)); }
   static __m256i unsigned_values(const uint8_t* qs) {
@@ -319,7 +327,7 @@ struct Q45KKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
-      prefetch_next_tile<R>(w, ws, ib, kBlockBytes);
+      prefetch_next_tile<R, false>(w, ws, ib, kBlockBytes);
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
@@ -394,7 +402,7 @@ struct Q6KKernel {
     const __m512i bits01 = _mm512_set1_epi8(0x03);
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     for (int64_t ib = 0; ib < nb; ++ib) {
-      prefetch_next_tile<R>(w, ws, ib, sizeof(BlockQ6_K));
+      prefetch_next_tile<R, true>(w, ws, ib, sizeof(BlockQ6_K));
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
