@@ -2,10 +2,11 @@
 // kernels_avx512.cc: internal to this file, standard headers before the target
 // pragmas, reached only through the table filled by fill_avx512_ops().
 
-#pragma GCC diagnostic ignored "-Wuninitialized"       // GCC bug 105593, see kernels_avx512.cc
+#pragma GCC diagnostic push  // GCC bug 105593, see kernels_avx512.cc
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cstdint>
 
