@@ -189,8 +189,8 @@ struct Q32Kernel {
         const __m256i q = W::values(p + 2);
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
-          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(q, av[t], corr[t])), _mm256_set1_ps(dw * da[t]),
-                                      acc[r][t]);
+          acc[r][t] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(q, av[t], corr[t])), _mm256_set1_ps(dw * da[t]), acc[r][t]);
         }
       }
     }
@@ -248,7 +248,6 @@ inline __m256i word_broadcast(__m256i v, int j) {
   return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordBroadcast[j].data())));
 }
 
-
 // Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
 // with vector operations on the three little-endian words w0, w1, w2:
 //   sc0..3 = w0 & 0x3f..,  m0..3 = w1 & 0x3f..,
@@ -265,8 +264,10 @@ inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_p
   const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
   // Bytes: sc0..3, m0..3, sc4..7, m4..7.
   const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
-  *scales16 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
-  *min_pairs = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
+  *scales16 =
+      _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs =
+      _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 template <bool kFiveBit>
@@ -349,8 +350,8 @@ struct Q6KKernel {
     const __m256i bits45 = _mm256_set1_epi8(0x30);
     // Spreads the int16 pair (s_2P, s_2P+1) held in every int32 lane: lane 0 of
     // the result gets s_2P eight times, lane 1 gets s_2P+1.
-    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2,
-                                           3, 2, 3, 2, 3, 2, 3);
+    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                           2, 3, 2, 3, 2, 3);
     for (int64_t ib = 0; ib < nb; ++ib) {
       prefetch_next_tile<R>(w, ws, ib, sizeof(BlockQ6_K));
 #pragma GCC unroll 16
@@ -451,7 +452,8 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
     }
     float vmax = 0.0f;
     for (int j = 0; j < kQKK; j += 8) {
-      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      const int hit =
+          _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
       if (hit) {
         vmax = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
         break;

@@ -126,9 +126,7 @@ struct LoadF32 {
 };
 struct LoadF16 {
   static __m512 load(const uint8_t* p) { return _mm512_cvtph_ps(loadu256(p)); }
-  static __m512 load_masked(const uint8_t* p, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-  }
+  static __m512 load_masked(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
   static constexpr int kBytes = 2;
 };
 struct LoadBF16 {
@@ -265,7 +263,6 @@ struct Q4_0Weights {
 constexpr int kQ8KQs = 4;
 constexpr int kQ8KBsums = 4 + kQKK;
 
-
 // Unpacks the 12 packed bytes of Q4_K/Q5_K into 8 scales and 8 mins (one byte
 // each, j = 0..7 from the low byte up).
 // Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
@@ -284,8 +281,10 @@ inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_p
   const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
   // Bytes: sc0..3, m0..3, sc4..7, m4..7.
   const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
-  *scales16 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
-  *min_pairs = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
+  *scales16 =
+      _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs =
+      _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 // Index vector for vpermw: int16 lane k takes element base + k / group.
@@ -435,10 +434,10 @@ struct Q6KKernel {
           const __m256i h32 = loadu256(qhp + 32 * h);
           const __m512i h64 = _mm512_inserti64x4(_mm512_castsi256_si512(h32), _mm256_srli_epi16(h32, 2), 1);
           // Values 128h + 0..63 and 128h + 64..127.
-          const __m512i qa = _mm512_or_si512(_mm512_and_si512(l64, low4),
-                                             _mm512_slli_epi16(_mm512_and_si512(h64, bits01), 4));
-          const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l64, 4), low4),
-                                             _mm512_and_si512(h64, bits45));
+          const __m512i qa =
+              _mm512_or_si512(_mm512_and_si512(l64, low4), _mm512_slli_epi16(_mm512_and_si512(h64, bits01), 4));
+          const __m512i qb =
+              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l64, 4), low4), _mm512_and_si512(h64, bits45));
           const __m512i sva = _mm512_permutexvar_epi16(scale_idx[2 * h], sc512);
           const __m512i svb = _mm512_permutexvar_epi16(scale_idx[2 * h + 1], sc512);
 #pragma GCC unroll 16
@@ -481,7 +480,8 @@ void quantize_q8_0(const float* x, void* dst, int64_t n) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b[i].d = f32_to_f16(d);
     const __m512 vid = _mm512_set1_ps(id);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs), _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v0, vid))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs),
+                     _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v0, vid))));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs + 16),
                      _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v1, vid))));
   }
@@ -500,8 +500,7 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
     // The reference keeps the first value of largest magnitude (its sign matters).
     float vmax = 0.0f;
     for (int j = 0; j < kQKK; j += 16) {
-      const __mmask16 hit =
-          _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
       if (hit) {
         vmax = x[j + __builtin_ctz(hit)];
         break;
