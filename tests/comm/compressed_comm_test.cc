@@ -308,6 +308,40 @@ TEST(CompressedComm, Fp8BlockCodesMatchScalarEncoder) {
   }
 }
 
+// INT8 codes round the f32 product x * fl(1/s) once, to nearest even. Values whose
+// exact product lies just off a half-integer while the f32 product is exactly on
+// it tell a single rounding from a fused multiply-add (which rounds the exact
+// product): every codec must give the same codes as the plain definition.
+TEST(CompressedComm, Int8CodesRoundTheF32ProductOnce) {
+  const float s = 1.5f;  // the scale of a block whose amax is 127 * 1.5
+  const float inv = 1.0f / s;
+  std::vector<float> ties;
+  for (int k = -126; k <= 125; ++k) {
+    const float t = static_cast<float>(k) + 0.5f;
+    float x = t * s;
+    for (int step = 0; step < 40; ++step) x = std::nextafter(x, -1e9f);
+    for (int step = 0; step < 80; ++step, x = std::nextafter(x, 1e9f)) {
+      const double exact = static_cast<double>(x) * static_cast<double>(inv);
+      if (x * inv == t && exact != static_cast<double>(t)) ties.push_back(x);
+    }
+  }
+  ASSERT_GT(ties.size(), 100u) << "no near-tie inputs found";
+  for (size_t at = 0; at < ties.size(); at += 31) {
+    std::vector<float> block(ties.begin() + static_cast<std::ptrdiff_t>(at),
+                             ties.begin() + static_cast<std::ptrdiff_t>(std::min(ties.size(), at + 31)));
+    block.push_back(127.0f * s);
+    for (CodecImpl impl : available_codecs()) {
+      std::vector<uint8_t> enc(encoded_size(Compression::INT8, block.size()));
+      encode_values(Compression::INT8, block.data(), block.size(), enc.data(), impl);
+      ASSERT_EQ(bf16_to_f32(static_cast<uint16_t>(enc[0] | enc[1] << 8)), s);
+      for (size_t k = 0; k < block.size(); ++k) {
+        const auto want = static_cast<int8_t>(std::nearbyint(block[k] * inv));
+        ASSERT_EQ(static_cast<int8_t>(enc[2 + k]), want) << codec_name(impl) << " x=" << block[k];
+      }
+    }
+  }
+}
+
 // Block scales are the smallest bf16 >= amax/Q (or 2^-126), and one encode +
 // decode stays within the per-stage bound used by the all-reduce bounds.
 TEST(CompressedComm, BlockScalesAndSingleStageError) {
