@@ -37,10 +37,14 @@ Compression parse_compression(std::string_view name) {
 
 const char* compression_name(Compression c) {
   switch (c) {
-    case Compression::None: return "none";
-    case Compression::BF16: return "bf16";
-    case Compression::FP8: return "fp8";
-    case Compression::INT8: return "int8";
+    case Compression::None:
+      return "none";
+    case Compression::BF16:
+      return "bf16";
+    case Compression::FP8:
+      return "fp8";
+    case Compression::INT8:
+      return "int8";
   }
   return "unknown";
 }
@@ -48,10 +52,13 @@ const char* compression_name(Compression c) {
 size_t encoded_size(Compression c, size_t n) {
   const size_t blocks = (n + kCompressBlock - 1) / kCompressBlock;
   switch (c) {
-    case Compression::None: return 4 * n;
-    case Compression::BF16: return 2 * n;
+    case Compression::None:
+      return 4 * n;
+    case Compression::BF16:
+      return 2 * n;
     case Compression::FP8:
-    case Compression::INT8: return 2 * blocks + n;
+    case Compression::INT8:
+      return 2 * blocks + n;
   }
   return 0;
 }
@@ -63,9 +70,9 @@ constexpr uint16_t kMinScaleBits = 0x0080;  // bf16 2^-126
 
 float quant_max(Compression c) { return c == Compression::FP8 ? kFp8E4M3Max : 127.0f; }
 
-// The bf16 block scale: the smallest bf16 >= amax / q, at least 2^-126; NaN when
-// the block holds Inf or NaN (amax_bits is the largest |x| as f32 bits). Every
-// step is exact, so all codec implementations share it.
+// The reference's bf16 block scale: the smallest bf16 >= amax / q, at least
+// 2^-126; NaN when the block holds Inf or NaN (amax_bits is the largest |x| as
+// f32 bits). The fast codecs use block_scale_branchless, which must agree.
 uint16_t block_scale(uint32_t amax_bits, float q) {
   if (amax_bits >= 0x7f800000u) return kScaleNaN;
   const float amax = std::bit_cast<float>(amax_bits);
@@ -143,7 +150,8 @@ void decode_reference(Compression c, const uint8_t* in, size_t n, float* out) {
   const uint8_t* codes = in + 2 * blocks;
   for (size_t i = 0; i < n; ++i) {
     const float s = bf16_to_f32(load_scale(in + 2 * (i / kCompressBlock)));
-    const float v = c == Compression::FP8 ? fp8_e4m3_to_f32(codes[i]) : static_cast<float>(static_cast<int8_t>(codes[i]));
+    const float v =
+        c == Compression::FP8 ? fp8_e4m3_to_f32(codes[i]) : static_cast<float>(static_cast<int8_t>(codes[i]));
     put(i, v * s);
   }
 }
@@ -225,9 +233,10 @@ TPINFER_INLINE uint32_t block_amax_bits(const float* __restrict x, size_t len) {
 
 #if defined(__x86_64__)
 // fp8_encode_branchless on 16 lanes with AVX-512 intrinsics: GCC's own
-// vectorisation of it narrows too early and runs at half this speed.
+// vectorisation of it narrows to 8/16-bit lanes early, with many shuffles; this
+// encodes a 1M-float vector about 20% faster.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void fp8_encode16_avx512(const float* x, __m512 inv,
-                                                                                       uint8_t* codes) {
+                                                                                     uint8_t* codes) {
   const __m512i u = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(x), inv));
   const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80));
   const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
@@ -244,7 +253,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void fp8_encode16_av
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void fp8_encode32_avx512(const float* x, float inv,
-                                                                                       uint8_t* codes) {
+                                                                                     uint8_t* codes) {
   const __m512 vinv = _mm512_set1_ps(inv);
   fp8_encode16_avx512(x, vinv, codes);
   fp8_encode16_avx512(x + 16, vinv, codes + 16);
@@ -306,7 +315,8 @@ TPINFER_INLINE void encode_fast(const float* __restrict x, size_t n, uint8_t* __
       float inv[kGroupBlocks];
       for (size_t b = 0; b < gb; ++b) {
         const size_t at = (g + b) * kCompressBlock;
-        amax[b] = whole ? block_amax_bits(x + at, kCompressBlock) : block_amax_bits(x + at, std::min(kCompressBlock, n - at));
+        amax[b] =
+            whole ? block_amax_bits(x + at, kCompressBlock) : block_amax_bits(x + at, std::min(kCompressBlock, n - at));
       }
       for (size_t b = 0; b < gb; ++b) scale32[b] = block_scale_branchless(amax[b], q);
       for (size_t b = 0; b < gb; ++b) {
@@ -363,12 +373,20 @@ TPINFER_INLINE void decode_fast(const uint8_t* __restrict in, size_t n, float* _
   }
 }
 
-#define TPINFER_CODEC_SWITCH(c, call_tmpl)                  \
-  switch (c) {                                              \
-    case Compression::None: call_tmpl(Compression::None); break; \
-    case Compression::BF16: call_tmpl(Compression::BF16); break; \
-    case Compression::FP8: call_tmpl(Compression::FP8); break;   \
-    case Compression::INT8: call_tmpl(Compression::INT8); break; \
+#define TPINFER_CODEC_SWITCH(c, call_tmpl) \
+  switch (c) {                             \
+    case Compression::None:                \
+      call_tmpl(Compression::None);        \
+      break;                               \
+    case Compression::BF16:                \
+      call_tmpl(Compression::BF16);        \
+      break;                               \
+    case Compression::FP8:                 \
+      call_tmpl(Compression::FP8);         \
+      break;                               \
+    case Compression::INT8:                \
+      call_tmpl(Compression::INT8);        \
+      break;                               \
   }
 
 #define TPINFER_DECODE(C) decode_fast<C, false>(in, n, out)
@@ -378,21 +396,17 @@ TPINFER_INLINE void decode_fast(const uint8_t* __restrict in, size_t n, float* _
 void encode_portable(Compression c, const float* x, size_t n, uint8_t* out) { TPINFER_CODEC_SWITCH(c, TPINFER_ENCODE) }
 #undef TPINFER_ENCODE
 void decode_portable(Compression c, const uint8_t* in, size_t n, float* out) { TPINFER_CODEC_SWITCH(c, TPINFER_DECODE) }
-void decode_add_portable(Compression c, const uint8_t* in, size_t n, float* out) {
-  TPINFER_CODEC_SWITCH(c, TPINFER_DECODE_ADD)
-}
-
+void decode_add_portable(Compression c, const uint8_t* in, size_t n,
+                         float* out){TPINFER_CODEC_SWITCH(c, TPINFER_DECODE_ADD)}
 #if defined(__x86_64__)
 #define TPINFER_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")))
 #define TPINFER_ENCODE(C) encode_fast<C, true>(x, n, out)
-TPINFER_AVX512 void encode_avx512(Compression c, const float* x, size_t n, uint8_t* out) {
-  TPINFER_CODEC_SWITCH(c, TPINFER_ENCODE)
-}
+TPINFER_AVX512
+    void encode_avx512(Compression c, const float* x, size_t n, uint8_t* out){TPINFER_CODEC_SWITCH(c, TPINFER_ENCODE)}
 #undef TPINFER_ENCODE
-TPINFER_AVX512 void decode_avx512(Compression c, const uint8_t* in, size_t n, float* out) {
-  TPINFER_CODEC_SWITCH(c, TPINFER_DECODE)
-}
-TPINFER_AVX512 void decode_add_avx512(Compression c, const uint8_t* in, size_t n, float* out) {
+TPINFER_AVX512 void decode_avx512(Compression c, const uint8_t* in, size_t n,
+                                  float* out){TPINFER_CODEC_SWITCH(c, TPINFER_DECODE)} TPINFER_AVX512
+    void decode_add_avx512(Compression c, const uint8_t* in, size_t n, float* out) {
   TPINFER_CODEC_SWITCH(c, TPINFER_DECODE_ADD)
 }
 #endif
@@ -417,17 +431,22 @@ CodecImpl best_codec() { return codec_available(CodecImpl::Avx512) ? CodecImpl::
 
 const char* codec_name(CodecImpl impl) {
   switch (impl) {
-    case CodecImpl::Reference: return "reference";
-    case CodecImpl::Portable: return "portable";
-    case CodecImpl::Avx512: return "avx512";
+    case CodecImpl::Reference:
+      return "reference";
+    case CodecImpl::Portable:
+      return "portable";
+    case CodecImpl::Avx512:
+      return "avx512";
   }
   return "unknown";
 }
 
 void encode_values(Compression c, const float* x, size_t n, uint8_t* out, CodecImpl impl) {
   switch (impl) {
-    case CodecImpl::Reference: return encode_reference(c, x, n, out);
-    case CodecImpl::Portable: return encode_portable(c, x, n, out);
+    case CodecImpl::Reference:
+      return encode_reference(c, x, n, out);
+    case CodecImpl::Portable:
+      return encode_portable(c, x, n, out);
     case CodecImpl::Avx512:
       require(impl);
 #if defined(__x86_64__)
@@ -439,8 +458,10 @@ void encode_values(Compression c, const float* x, size_t n, uint8_t* out, CodecI
 
 void decode_values(Compression c, const uint8_t* in, size_t n, float* out, CodecImpl impl) {
   switch (impl) {
-    case CodecImpl::Reference: return decode_reference<false>(c, in, n, out);
-    case CodecImpl::Portable: return decode_portable(c, in, n, out);
+    case CodecImpl::Reference:
+      return decode_reference<false>(c, in, n, out);
+    case CodecImpl::Portable:
+      return decode_portable(c, in, n, out);
     case CodecImpl::Avx512:
       require(impl);
 #if defined(__x86_64__)
@@ -452,8 +473,10 @@ void decode_values(Compression c, const uint8_t* in, size_t n, float* out, Codec
 
 void decode_add_values(Compression c, const uint8_t* in, size_t n, float* acc, CodecImpl impl) {
   switch (impl) {
-    case CodecImpl::Reference: return decode_reference<true>(c, in, n, acc);
-    case CodecImpl::Portable: return decode_add_portable(c, in, n, acc);
+    case CodecImpl::Reference:
+      return decode_reference<true>(c, in, n, acc);
+    case CodecImpl::Portable:
+      return decode_add_portable(c, in, n, acc);
     case CodecImpl::Avx512:
       require(impl);
 #if defined(__x86_64__)
@@ -472,7 +495,10 @@ namespace {
 class InnerTally {
  public:
   InnerTally(CommStats& mine, const Communicator& inner, Collective kind)
-      : mine_(mine), inner_(inner), kind_(kind), bytes_before_(inner.stats().total().bytes),
+      : mine_(mine),
+        inner_(inner),
+        kind_(kind),
+        bytes_before_(inner.stats().total().bytes),
         start_(std::chrono::steady_clock::now()) {}
   ~InnerTally() {
     CollectiveCounter& c = mine_[kind_];
@@ -510,8 +536,8 @@ void CompressedCommunicator::all_reduce_sum(float* data, size_t n) {
   try {
     compressed_all_reduce(data, n);
   } catch (const CommError& e) {
-    throw CommError(cat(compression_name(compression_), " all_reduce of ", n, " values on rank ", inner_->rank(),
-                        ": ", e.what()));
+    throw CommError(
+        cat(compression_name(compression_), " all_reduce of ", n, " values on rank ", inner_->rank(), ": ", e.what()));
   }
 }
 

@@ -39,20 +39,29 @@ std::vector<CodecImpl> available_codecs() {
 // ---- Test data ----
 
 enum class Dist { Normal, StudentT, Cauchy, Outliers, AllEqual, Zeros, Denormals, MixedSigns, WideRange };
-const Dist kDists[] = {Dist::Normal,     Dist::StudentT, Dist::Cauchy,     Dist::Outliers, Dist::AllEqual,
-                       Dist::Zeros,      Dist::Denormals, Dist::MixedSigns, Dist::WideRange};
+const Dist kDists[] = {Dist::Normal, Dist::StudentT,  Dist::Cauchy,     Dist::Outliers, Dist::AllEqual,
+                       Dist::Zeros,  Dist::Denormals, Dist::MixedSigns, Dist::WideRange};
 
 const char* dist_name(Dist d) {
   switch (d) {
-    case Dist::Normal: return "normal";
-    case Dist::StudentT: return "student_t2";
-    case Dist::Cauchy: return "cauchy";
-    case Dist::Outliers: return "outliers";
-    case Dist::AllEqual: return "all_equal";
-    case Dist::Zeros: return "zeros";
-    case Dist::Denormals: return "denormals";
-    case Dist::MixedSigns: return "mixed_signs";
-    case Dist::WideRange: return "wide_range";
+    case Dist::Normal:
+      return "normal";
+    case Dist::StudentT:
+      return "student_t2";
+    case Dist::Cauchy:
+      return "cauchy";
+    case Dist::Outliers:
+      return "outliers";
+    case Dist::AllEqual:
+      return "all_equal";
+    case Dist::Zeros:
+      return "zeros";
+    case Dist::Denormals:
+      return "denormals";
+    case Dist::MixedSigns:
+      return "mixed_signs";
+    case Dist::WideRange:
+      return "wide_range";
   }
   return "?";
 }
@@ -63,14 +72,24 @@ std::vector<float> make_data(Dist d, size_t n, int rank, uint64_t seed) {
   std::vector<float> x(n);
   for (size_t i = 0; i < n; ++i) {
     switch (d) {
-      case Dist::Normal: x[i] = normal(rng); break;
-      case Dist::StudentT: x[i] = std::student_t_distribution<float>(2.0f)(rng); break;
-      case Dist::Cauchy: x[i] = std::cauchy_distribution<float>(0.0f, 1.0f)(rng); break;
+      case Dist::Normal:
+        x[i] = normal(rng);
+        break;
+      case Dist::StudentT:
+        x[i] = std::student_t_distribution<float>(2.0f)(rng);
+        break;
+      case Dist::Cauchy:
+        x[i] = std::cauchy_distribution<float>(0.0f, 1.0f)(rng);
+        break;
       case Dist::Outliers:  // a few values 1000x the rest
         x[i] = normal(rng) * (rng() % 500 == 0 ? 1000.0f : 1.0f);
         break;
-      case Dist::AllEqual: x[i] = 0.7431f; break;
-      case Dist::Zeros: x[i] = 0.0f; break;
+      case Dist::AllEqual:
+        x[i] = 0.7431f;
+        break;
+      case Dist::Zeros:
+        x[i] = 0.0f;
+        break;
       case Dist::Denormals: {  // f32 subnormals, random sign and mantissa
         const uint32_t man = static_cast<uint32_t>(rng() % 0x7fffffu) + 1u;
         x[i] = std::bit_cast<float>(man | (rng() % 2 ? 0x80000000u : 0u));
@@ -152,20 +171,23 @@ double error_bound(Compression c, int p, double M, double A) {
       const double k = 0x1p-10 * (1 + 0x1p-7) / 448.0;
       return (0x1p-3 + 0x1p-8) * M + 2.2 * k * A + eps * (M + A);
     }
-    case Compression::BF16: return (0x1p-7 + 0x1p-16) * M + (p + 1) * 0x1p-134 + eps * M;
-    case Compression::None: return 0;
+    case Compression::BF16:
+      return (0x1p-7 + 0x1p-16) * M + (p + 1) * 0x1p-134 + eps * M;
+    case Compression::None:
+      return 0;
   }
   return 0;
 }
 
 struct Check {
-  double worst_ratio = 0;  // max over elements of |err| / bound
-  double max_rel_to_a = 0; // max over elements of |err| / A
-  std::string failure;     // first element over its bound
+  double worst_ratio = 0;   // max over elements of |err| / bound
+  double max_rel_to_a = 0;  // max over elements of |err| / A
+  std::string failure;      // first element over its bound
 };
 
 // Checks every element of `result` against the exact (double) sum of `inputs`.
-Check check_against_bound(Compression c, const std::vector<std::vector<float>>& inputs, const std::vector<float>& result) {
+Check check_against_bound(Compression c, const std::vector<std::vector<float>>& inputs,
+                          const std::vector<float>& result) {
   const size_t p = inputs.size(), n = result.size();
   const double floor_a = quant_max(c) * 0x1p-126;
   Check out;
@@ -371,10 +393,9 @@ TEST(CompressedComm, BlockScalesAndSingleStageError) {
           }
           for (size_t i = b * 32; i < std::min(n, b * 32 + 32); ++i) {
             const double err = std::fabs(double{y[i]} - double{x[i]});
-            const double bound = c == Compression::INT8
-                                     ? s * (0.5 + 0x1p-16)
-                                     : 0x1p-4 * std::fabs(double{x[i]}) + 0x1p-10 * s +
-                                           0x1p-21 * (std::fabs(double{x[i]}) + 448 * s);
+            const double bound = c == Compression::INT8 ? s * (0.5 + 0x1p-16)
+                                                        : 0x1p-4 * std::fabs(double{x[i]}) + 0x1p-10 * s +
+                                                              0x1p-21 * (std::fabs(double{x[i]}) + 448 * s);
             ASSERT_LE(err, bound) << where << " i=" << i << " x=" << x[i] << " y=" << y[i];
             if (c == Compression::INT8) {
               ASSERT_NE(enc[2 * blocks + i], 0x80) << "code -128 is never used";
@@ -513,13 +534,13 @@ TEST(CompressedComm, AllReduceBytesMoved) {
         EXPECT_LE(b, 17.0 / 32.0 * bf16 * 1.004) << where;
       }
       if ((n / static_cast<size_t>(p)) % kCompressBlock == 0 && n % static_cast<size_t>(p) == 0) {
-        EXPECT_EQ(fp8 * 64, f32 * 17) << where;  // exactly 17/64 of f32
+        EXPECT_EQ(fp8 * 64, f32 * 17) << where;   // exactly 17/64 of f32
         EXPECT_EQ(fp8 * 32, bf16 * 17) << where;  // exactly 17/32 of bf16
         EXPECT_EQ(int8, fp8) << where;
       }
       if (k == 1 && (p == 2 || p == 4 || p == 8)) {
-        std::cout << where << ": bytes f32 " << f32 << ", bf16 " << bf16 / f32 << "x, fp8 " << fp8 / f32
-                  << "x, int8 " << int8 / f32 << "x of f32; fp8/bf16 " << fp8 / bf16 << "\n";
+        std::cout << where << ": bytes f32 " << f32 << ", bf16 " << bf16 / f32 << "x, fp8 " << fp8 / f32 << "x, int8 "
+                  << int8 / f32 << "x of f32; fp8/bf16 " << fp8 / bf16 << "\n";
       }
     }
   }
@@ -567,7 +588,8 @@ TEST(CompressedComm, RepeatedCallsMatchFreshOnes) {
     for (int r = 0; r < p; ++r) {
       threads.emplace_back([&, r] {
         CompressedCommunicator comm(group.communicator(r), c);
-        for (auto& call : seq) comm.all_reduce_sum(call[static_cast<size_t>(r)].data(), call[static_cast<size_t>(r)].size());
+        for (auto& call : seq)
+          comm.all_reduce_sum(call[static_cast<size_t>(r)].data(), call[static_cast<size_t>(r)].size());
         EXPECT_EQ(comm.stats()[Collective::AllReduce].calls, sizes.size());
       });
     }
@@ -653,8 +675,10 @@ TEST(CompressedComm, TimeoutPropagates) {
       try {
         CompressedCommunicator comm(group.communicator(r), Compression::INT8);
         std::vector<float> buf(4096, 1.0f);
-        if (r == 0) comm.all_reduce_sum(buf.data(), buf.size());
-        else std::this_thread::sleep_for(1000ms);
+        if (r == 0)
+          comm.all_reduce_sum(buf.data(), buf.size());
+        else
+          std::this_thread::sleep_for(1000ms);
       } catch (const CommError& e) {
         errors[static_cast<size_t>(r)] = e.what();
       }

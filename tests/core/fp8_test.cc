@@ -52,7 +52,8 @@ uint8_t nearest_code(const Format& fmt, float f) {
   const double x = f;
   if (std::fabs(x) >= fmt.max_finite) {
     for (int c = 0; c < 256; ++c) {
-      if (fmt.ocp(static_cast<uint8_t>(c)) == (x > 0 ? fmt.max_finite : -fmt.max_finite)) return static_cast<uint8_t>(c);
+      if (fmt.ocp(static_cast<uint8_t>(c)) == (x > 0 ? fmt.max_finite : -fmt.max_finite))
+        return static_cast<uint8_t>(c);
     }
   }
   int best = -1;
