@@ -186,6 +186,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions (median reported)")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-pin", o->model.no_pin, "Do not pin rank threads to cores");
   cmd->add_option("--comm", o->model.comm, "Communication back end: auto, local, mpi");
+  cmd->add_option("--comm-compression", o->model.compression, "All-reduce payload: none, bf16, fp8, int8");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share against tp");
   cmd->callback([o] { run(*o); });

@@ -45,6 +45,7 @@ void run(PerplexityOptions& o) {
                                 {"scored_tokens", r.scored_tokens},
                                 {"seconds", r.seconds},
                                 {"tensor_parallel_size", engine.tp()},
+                                {"comm_compression", o.model.compression},
                                 {"collective_share", static_cast<double>(comm.nanos) / 1e9 / r.seconds},
                                 {"comm_bytes", comm.bytes}};
     std::cout << j.dump() << std::endl;

@@ -93,6 +93,7 @@ void run(RunOptions& o) {
       {"generated_tokens_per_second", tg_tps},
       {"tensor_parallel_size", engine.tp()},
       {"comm_backend", engine.comm_backend()},
+      {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},

@@ -20,6 +20,7 @@ struct ModelOptions {
   int64_t ctx_size = 0;
   bool no_pin = false;
   std::string comm = "auto";
+  std::string compression = "none";
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);

@@ -234,6 +234,9 @@ Engine::~Engine() {
 std::unique_ptr<Engine::Rank> Engine::build_rank(std::unique_ptr<Communicator> comm) {
   auto rank = std::make_unique<Rank>();
   const int r = comm->rank();
+  if (options_.compression != Compression::None) {
+    comm = std::make_unique<CompressedCommunicator>(std::move(comm), options_.compression);
+  }
   const int tpr = options_.parallel.threads_per_rank;
   std::vector<int> cpus;
   const int n_cpus = static_cast<int>(std::thread::hardware_concurrency());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/compressed_comm.h"
 #include "core/dtype.h"
 #include "engine/block_allocator.h"
 #include "formats/model_source.h"
@@ -30,6 +31,8 @@ struct EngineOptions {
   // Communication back end: "local" (ranks are threads of this process), "mpi"
   // (one process per rank under mpirun), or "auto" (mpi when started by mpirun).
   std::string comm = "auto";
+  // Activations in the all-reduces: none, bf16, fp8 or int8 (comm/compressed_comm.h).
+  Compression compression = Compression::None;
   DType kv_type = DType::F16;
   int kv_block_size = 16;
   int64_t kv_tokens = 0;  // KV cache capacity in tokens over all sequences; 0: the model's context
