@@ -44,6 +44,8 @@ class BpeModel {
   void encode_word_reference(std::string_view word, std::vector<int32_t>& out) const;
 
   size_t num_merges() const { return merges_.size(); }
+  // Empties the word cache (benchmarks measure the cold path with it).
+  void clear_cache() const;
   const BpeOptions& options() const { return opt_; }
 
  private:
