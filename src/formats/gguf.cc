@@ -10,7 +10,6 @@
 namespace tpinfer {
 namespace {
 
-
 // Reads little-endian values from the mapped file, checking every read against
 // the end of the file. Errors name the file, the offset and what was expected.
 class Reader {
@@ -65,12 +64,25 @@ class Reader {
 // that lets an element count be rejected before anything is allocated for it.
 uint64_t min_encoded_size(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: return 8;
-    case GgufType::STRING: return 8;   // length field
-    case GgufType::ARRAY: return 12;   // element type + count
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::U16:
+    case GgufType::I16:
+      return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32:
+      return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+      return 8;
+    case GgufType::STRING:
+      return 8;  // length field
+    case GgufType::ARRAY:
+      return 12;  // element type + count
   }
   return 1;
 }
@@ -86,16 +98,36 @@ GgufValue read_value(Reader& r, GgufType type, int depth, ParseState& state, std
   v.type = type;
   const auto what = [&](std::string_view kind) { return cat(kind, " value of '", key, "'"); };
   switch (type) {
-    case GgufType::U8: v.value = uint64_t{r.read<uint8_t>(what("u8"))}; break;
-    case GgufType::I8: v.value = int64_t{r.read<int8_t>(what("i8"))}; break;
-    case GgufType::U16: v.value = uint64_t{r.read<uint16_t>(what("u16"))}; break;
-    case GgufType::I16: v.value = int64_t{r.read<int16_t>(what("i16"))}; break;
-    case GgufType::U32: v.value = uint64_t{r.read<uint32_t>(what("u32"))}; break;
-    case GgufType::I32: v.value = int64_t{r.read<int32_t>(what("i32"))}; break;
-    case GgufType::U64: v.value = uint64_t{r.read<uint64_t>(what("u64"))}; break;
-    case GgufType::I64: v.value = int64_t{r.read<int64_t>(what("i64"))}; break;
-    case GgufType::F32: v.value = double{r.read<float>(what("f32"))}; break;
-    case GgufType::F64: v.value = r.read<double>(what("f64")); break;
+    case GgufType::U8:
+      v.value = uint64_t{r.read<uint8_t>(what("u8"))};
+      break;
+    case GgufType::I8:
+      v.value = int64_t{r.read<int8_t>(what("i8"))};
+      break;
+    case GgufType::U16:
+      v.value = uint64_t{r.read<uint16_t>(what("u16"))};
+      break;
+    case GgufType::I16:
+      v.value = int64_t{r.read<int16_t>(what("i16"))};
+      break;
+    case GgufType::U32:
+      v.value = uint64_t{r.read<uint32_t>(what("u32"))};
+      break;
+    case GgufType::I32:
+      v.value = int64_t{r.read<int32_t>(what("i32"))};
+      break;
+    case GgufType::U64:
+      v.value = uint64_t{r.read<uint64_t>(what("u64"))};
+      break;
+    case GgufType::I64:
+      v.value = int64_t{r.read<int64_t>(what("i64"))};
+      break;
+    case GgufType::F32:
+      v.value = double{r.read<float>(what("f32"))};
+      break;
+    case GgufType::F64:
+      v.value = r.read<double>(what("f64"));
+      break;
     case GgufType::BOOL: {
       const uint64_t at = r.pos();
       const uint8_t b = r.read<uint8_t>(what("bool"));
@@ -103,7 +135,9 @@ GgufValue read_value(Reader& r, GgufType type, int depth, ParseState& state, std
       v.value = b == 1;
       break;
     }
-    case GgufType::STRING: v.value = r.read_string(what("string")); break;
+    case GgufType::STRING:
+      v.value = r.read_string(what("string"));
+      break;
     case GgufType::ARRAY: {
       const uint64_t type_at = r.pos();
       const uint32_t elem = r.read<uint32_t>(cat("array element type of '", key, "'"));
@@ -143,19 +177,32 @@ bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 std::string_view gguf_type_name(GgufType t) {
   switch (t) {
-    case GgufType::U8: return "u8";
-    case GgufType::I8: return "i8";
-    case GgufType::U16: return "u16";
-    case GgufType::I16: return "i16";
-    case GgufType::U32: return "u32";
-    case GgufType::I32: return "i32";
-    case GgufType::F32: return "f32";
-    case GgufType::BOOL: return "bool";
-    case GgufType::STRING: return "string";
-    case GgufType::ARRAY: return "array";
-    case GgufType::U64: return "u64";
-    case GgufType::I64: return "i64";
-    case GgufType::F64: return "f64";
+    case GgufType::U8:
+      return "u8";
+    case GgufType::I8:
+      return "i8";
+    case GgufType::U16:
+      return "u16";
+    case GgufType::I16:
+      return "i16";
+    case GgufType::U32:
+      return "u32";
+    case GgufType::I32:
+      return "i32";
+    case GgufType::F32:
+      return "f32";
+    case GgufType::BOOL:
+      return "bool";
+    case GgufType::STRING:
+      return "string";
+    case GgufType::ARRAY:
+      return "array";
+    case GgufType::U64:
+      return "u64";
+    case GgufType::I64:
+      return "i64";
+    case GgufType::F64:
+      return "f64";
   }
   return "unknown";
 }
@@ -200,8 +247,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     std::string found;
     for (char c : magic) {
       const auto u = static_cast<unsigned char>(c);
-      found += (u >= 0x20 && u < 0x7f) ? std::string(1, c) : cat("\\x", "0123456789abcdef"[u >> 4],
-                                                                   "0123456789abcdef"[u & 15]);
+      found += (u >= 0x20 && u < 0x7f) ? std::string(1, c)
+                                       : cat("\\x", "0123456789abcdef"[u >> 4], "0123456789abcdef"[u & 15]);
     }
     r.fail(0, "magic \"GGUF\"", cat("found \"", found, "\" (not a GGUF file)"));
   }
@@ -269,7 +316,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     if (f->tensor_index_.count(t.name) != 0) r.fail(info_at, "unique tensor names", cat("found '", t.name, "' twice"));
     const uint64_t dims_at = r.pos();
     const uint32_t n_dims = r.read<uint32_t>(cat("n_dims of tensor '", t.name, "'"));
-    if (n_dims < 1 || n_dims > 4) r.fail(dims_at, cat("n_dims in 1..4 for tensor '", t.name, "'"), cat("found ", n_dims));
+    if (n_dims < 1 || n_dims > 4)
+      r.fail(dims_at, cat("n_dims in 1..4 for tensor '", t.name, "'"), cat("found ", n_dims));
     uint64_t ne[4] = {1, 1, 1, 1};
     uint64_t numel = 1;
     bool overflow = false;
@@ -283,7 +331,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
       numel *= ne[d];
     }
     if (overflow) {
-      r.fail(dims_at, cat("an element count below 2^63 for tensor '", t.name, "'"), "found dimensions whose product overflows");
+      r.fail(dims_at, cat("an element count below 2^63 for tensor '", t.name, "'"),
+             "found dimensions whose product overflows");
     }
     const uint64_t type_at = r.pos();
     const uint32_t type = r.read<uint32_t>(cat("type of tensor '", t.name, "'"));
@@ -291,8 +340,10 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     if (!info) r.fail(type_at, cat("a known tensor type id for tensor '", t.name, "'"), cat("found ", type));
     t.type = info->type;
     if (ne[0] % info->block_size != 0) {
-      r.fail(dims_at, cat("ne[0] of tensor '", t.name, "' a multiple of ", info->block_size, " (the ", info->name, " block size)"),
-             cat("found ", ne[0]));
+      r.fail(
+          dims_at,
+          cat("ne[0] of tensor '", t.name, "' a multiple of ", info->block_size, " (the ", info->name, " block size)"),
+          cat("found ", ne[0]));
     }
     const uint64_t offset_at = r.pos();
     const uint64_t rel = r.read<uint64_t>(cat("data offset of tensor '", t.name, "'"));
@@ -326,8 +377,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     const Pending& pend = pending[i];
     if (pend.rel_offset > data_size || t.nbytes > data_size - pend.rel_offset) {
       r.fail(pend.offset_at,
-             cat("tensor '", t.name, "' (", t.nbytes, " bytes at data offset ", pend.rel_offset,
-                 ") inside the file"),
+             cat("tensor '", t.name, "' (", t.nbytes, " bytes at data offset ", pend.rel_offset, ") inside the file"),
              cat("found it runs past the end of the file (the data section holds ", data_size,
                  " bytes from file offset ", data_start, ")"));
     }

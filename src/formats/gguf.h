@@ -30,16 +30,28 @@
 namespace tpinfer {
 
 enum class GgufType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 std::string_view gguf_type_name(GgufType t);  // "u32", "string", ...
 
-// Limits that keep a hostile file from exhausting the stack or memory. Real
+// Limits that keep a hostile file from exhausting the stack or memory (each
+// array element costs sizeof(GgufValue) in memory, even a one-byte u8). Real
 // models hold a few arrays of up to ~10^6 elements (tokens, merges, scores).
 inline constexpr int kGgufMaxArrayDepth = 8;                   // arrays of arrays of ...
-inline constexpr uint64_t kGgufMaxMetadataItems = 1ull << 26;  // array elements, all arrays together
+inline constexpr uint64_t kGgufMaxMetadataItems = 1ull << 24;  // array elements, all arrays together
 
 struct GgufValue;
 struct GgufArray {
@@ -53,8 +65,8 @@ struct GgufValue {
   GgufType type = GgufType::U8;
   std::variant<uint64_t, int64_t, double, bool, std::string, GgufArray> value;
 
-  std::optional<int64_t> as_int() const;    // any integer type (and bool)
-  std::optional<double> as_float() const;   // any integer or float type
+  std::optional<int64_t> as_int() const;   // any integer type (and bool)
+  std::optional<double> as_float() const;  // any integer or float type
   const std::string* as_string() const;
   const GgufArray* as_array() const;
 };

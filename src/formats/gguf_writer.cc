@@ -48,14 +48,30 @@ T int_value(const GgufValue& v, const std::string& key) {
 
 void put_value(std::vector<uint8_t>& out, const GgufValue& v, const std::string& key, int depth) {
   switch (v.type) {
-    case GgufType::U8: put(out, int_value<uint8_t>(v, key)); return;
-    case GgufType::I8: put(out, int_value<int8_t>(v, key)); return;
-    case GgufType::U16: put(out, int_value<uint16_t>(v, key)); return;
-    case GgufType::I16: put(out, int_value<int16_t>(v, key)); return;
-    case GgufType::U32: put(out, int_value<uint32_t>(v, key)); return;
-    case GgufType::I32: put(out, int_value<int32_t>(v, key)); return;
-    case GgufType::U64: put(out, int_value<uint64_t>(v, key)); return;
-    case GgufType::I64: put(out, int_value<int64_t>(v, key)); return;
+    case GgufType::U8:
+      put(out, int_value<uint8_t>(v, key));
+      return;
+    case GgufType::I8:
+      put(out, int_value<int8_t>(v, key));
+      return;
+    case GgufType::U16:
+      put(out, int_value<uint16_t>(v, key));
+      return;
+    case GgufType::I16:
+      put(out, int_value<int16_t>(v, key));
+      return;
+    case GgufType::U32:
+      put(out, int_value<uint32_t>(v, key));
+      return;
+    case GgufType::I32:
+      put(out, int_value<int32_t>(v, key));
+      return;
+    case GgufType::U64:
+      put(out, int_value<uint64_t>(v, key));
+      return;
+    case GgufType::I64:
+      put(out, int_value<int64_t>(v, key));
+      return;
     case GgufType::F32:
     case GgufType::F64: {
       const std::optional<double> d = v.as_float();
@@ -91,8 +107,8 @@ void put_value(std::vector<uint8_t>& out, const GgufValue& v, const std::string&
       put<uint64_t>(out, a->items.size());
       for (const GgufValue& item : a->items) {
         if (item.type != a->elem) {
-          throw Error(cat("GGUF key '", key, "': array of ", gguf_type_name(a->elem), " holds a ",
-                          gguf_type_name(item.type)));
+          throw Error(
+              cat("GGUF key '", key, "': array of ", gguf_type_name(a->elem), " holds a ", gguf_type_name(item.type)));
         }
         put_value(out, item, key, depth + 1);
       }
@@ -126,9 +142,7 @@ void GgufWriter::set_u64(std::string key, uint64_t v) { set(std::move(key), {Ggu
 void GgufWriter::set_i32(std::string key, int32_t v) { set(std::move(key), {GgufType::I32, int64_t{v}}); }
 void GgufWriter::set_f32(std::string key, float v) { set(std::move(key), {GgufType::F32, double{v}}); }
 void GgufWriter::set_bool(std::string key, bool v) { set(std::move(key), {GgufType::BOOL, v}); }
-void GgufWriter::set_string(std::string key, std::string v) {
-  set(std::move(key), {GgufType::STRING, std::move(v)});
-}
+void GgufWriter::set_string(std::string key, std::string v) { set(std::move(key), {GgufType::STRING, std::move(v)}); }
 
 void GgufWriter::set_strings(std::string key, std::vector<std::string> v) {
   std::vector<GgufValue> items;
@@ -194,13 +208,13 @@ std::vector<uint8_t> GgufWriter::header_bytes() const {
     }
     const int64_t cols = t.shape.back();
     if (cols < 0 || cols % info.block_size != 0) {
-      throw Error(cat("GGUF writer: tensor '", t.name, "': row length ", cols, " is not a multiple of the ",
-                      info.name, " block size ", info.block_size));
+      throw Error(cat("GGUF writer: tensor '", t.name, "': row length ", cols, " is not a multiple of the ", info.name,
+                      " block size ", info.block_size));
     }
     const uint64_t nbytes = row_bytes(t.type, static_cast<uint64_t>(cols)) * rows;
     if (nbytes != t.bytes.size()) {
-      throw Error(cat("GGUF writer: tensor '", t.name, "' holds ", t.bytes.size(), " bytes, its shape and type need ",
-                      nbytes));
+      throw Error(
+          cat("GGUF writer: tensor '", t.name, "' holds ", t.bytes.size(), " bytes, its shape and type need ", nbytes));
     }
     put_string(out, t.name);
     put<uint32_t>(out, static_cast<uint32_t>(t.shape.size()));

@@ -41,8 +41,12 @@ struct ModelConfig {
   bool qkv_bias = false;         // Qwen2: biases on Q, K, V
   bool qk_norm = false;          // Qwen3: RMSNorm of each head of Q and K before RoPE
   bool tied_embeddings = false;  // lm_head shares token_embd.weight
-  int bos_token = -1;
-  int eos_token = -1;
+  int bos_token = -1;            // -1: none
+  int eos_token = -1;            // the model's main end-of-sequence token (-1: none)
+  // Every token that ends generation, eos_token first: a Hugging Face
+  // eos_token_id list (config.json, then generation_config.json), or GGUF's
+  // eos, eot and eom ids.
+  std::vector<int> eos_tokens;
 };
 
 const char* arch_name(Arch a);

@@ -11,7 +11,37 @@
 //   blk.N.ffn_gate.weight  blk.N.ffn_up.weight  blk.N.ffn_down.weight
 //   rope_freqs.weight (optional)
 //
-// Unsupported architectures raise ConfigError listing kSupportedArchitectures.
+// Tensor data is never converted: a GGUF llama/mistral file keeps the converter's
+// Q/K row permutation (config().rope_style == Interleaved); Hugging Face folders
+// and GGUF qwen2/qwen3 use the rotate-half order (NeoX). Shapes are checked
+// against the config on open (each expected tensor present with exactly the shape
+// the config implies; quantized rows whole blocks): a mismatch is FormatError
+// "<file>: tensor '<name>': expected shape [..], found [..]".
+//
+// GGUF config: <arch>.block_count, .embedding_length, .attention.head_count,
+// .attention.head_count_kv (default head_count), .feed_forward_length,
+// .context_length, .attention.layer_norm_rms_epsilon (required),
+// .rope.freq_base (default 10000), .attention.key_length (head_dim; default
+// hidden / heads), .rope.scaling.type none|linear (+ .rope.scaling.factor);
+// vocab from <arch>.vocab_size, else tokenizer.ggml.tokens, else token_embd rows;
+// special tokens from tokenizer.ggml.{bos,eos,eot,eom}_token_id; qkv_bias, qk_norm
+// and tied_embeddings from the presence of blk.0.attn_q.bias,
+// blk.0.attn_q_norm.weight and (absence of) output.weight; rope_freqs.weight (f32,
+// head_dim/2) fills rope_freq_factors.
+//
+// Hugging Face config (config.json): architectures[0] (or model_type), the usual
+// size keys, rms_norm_eps (default 1e-6), rope_theta (default 10000),
+// rope_scaling {rope_type|type: default, llama3, linear} (others: ConfigError),
+// tie_word_embeddings (lm_head.weight is then ignored), attention_bias (Qwen2
+// always has Q/K/V biases; Qwen3 always has Q/K norms), bos/eos ids (eos may be a
+// list) from config.json then generation_config.json. Sliding-window attention
+// (Mistral sliding_window, Qwen use_sliding_window) is not implemented, so the
+// context is capped to the window. Shards come from the index's weight_map (each
+// listed file must exist in the folder and hold its tensor) or model.safetensors.
+// Tensor names that tpinfer does not use (rotary inv_freq, ...) are ignored.
+//
+// Unsupported architectures raise ConfigError listing kSupportedArchitectures;
+// malformed or inconsistent files raise FormatError naming the file.
 #pragma once
 
 #include <map>
@@ -29,8 +59,8 @@ namespace tpinfer {
 
 class ModelSource {
  public:
-  // A path ending in .gguf (or a file with GGUF magic) opens as GGUF; a directory
-  // opens as a Hugging Face folder. Throws FormatError / ConfigError.
+  // A directory opens as a Hugging Face folder; any other file as GGUF. Throws
+  // FormatError / ConfigError (ConfigError too when `path` does not exist).
   static std::unique_ptr<ModelSource> open(const std::string& path);
 
   const std::string& path() const { return path_; }
@@ -46,9 +76,12 @@ class ModelSource {
   const GgufFile* gguf() const { return gguf_.get(); }
   // The Hugging Face folder when the source is one, else empty.
   const std::string& hf_dir() const { return hf_dir_; }
-  // Raw text of the folder's chat template / tokenizer files, if any (HF only).
 
  private:
+  ModelSource() = default;
+  void open_gguf(const std::string& path);
+  void open_hf(const std::string& dir);
+
   std::string path_;
   ModelConfig config_;
   std::unique_ptr<GgufFile> gguf_;

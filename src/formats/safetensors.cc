@@ -31,10 +31,14 @@ std::optional<DType> st_dtype(std::string_view name) {
 
 const char* st_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    default: return nullptr;
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    default:
+      return nullptr;
   }
 }
 
@@ -108,7 +112,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (name == "__metadata__") {
       if (!entry.is_object()) fail(path, 8, "__metadata__ to be an object", cat("found ", brief(entry)));
       for (const auto& [k, v] : entry.items()) {
-        if (!v.is_string()) fail(path, 8, cat("__metadata__ value of '", k, "' to be a string"), cat("found ", brief(v)));
+        if (!v.is_string())
+          fail(path, 8, cat("__metadata__ value of '", k, "' to be a string"), cat("found ", brief(v)));
         f->metadata_.emplace(k, v.get<std::string>());
       }
       continue;
@@ -119,13 +124,16 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const auto shape_it = entry.find("shape");
     const auto offsets_it = entry.find("data_offsets");
     if (dtype_it == entry.end() || !dtype_it->is_string()) {
-      fail(path, 8, cat(what, " to have a string \"dtype\""), dtype_it == entry.end() ? "found none" : cat("found ", brief(*dtype_it)));
+      fail(path, 8, cat(what, " to have a string \"dtype\""),
+           dtype_it == entry.end() ? "found none" : cat("found ", brief(*dtype_it)));
     }
     const std::string dtype_name = dtype_it->get<std::string>();
     const std::optional<DType> dtype = st_dtype(dtype_name);
-    if (!dtype) fail(path, 8, cat(what, " to have dtype F32, F16 or BF16"), cat("found unsupported dtype '", dtype_name, "'"));
+    if (!dtype)
+      fail(path, 8, cat(what, " to have dtype F32, F16 or BF16"), cat("found unsupported dtype '", dtype_name, "'"));
     if (shape_it == entry.end() || !shape_it->is_array()) {
-      fail(path, 8, cat(what, " to have a \"shape\" array"), shape_it == entry.end() ? "found none" : cat("found ", brief(*shape_it)));
+      fail(path, 8, cat(what, " to have a \"shape\" array"),
+           shape_it == entry.end() ? "found none" : cat("found ", brief(*shape_it)));
     }
     TensorInfo t;
     t.name = name;
@@ -134,7 +142,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     for (const Json& d : *shape_it) {
       const std::optional<uint64_t> v = as_u64(d);
       if (!v || *v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        fail(path, 8, cat(what, " to have non-negative integer dimensions below 2^63"), cat("found ", brief(*shape_it)));
+        fail(path, 8, cat(what, " to have non-negative integer dimensions below 2^63"),
+             cat("found ", brief(*shape_it)));
       }
       if (*v != 0 && numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / *v) {
         fail(path, 8, cat(what, " to have fewer than 2^63 elements"), cat("found shape ", brief(*shape_it)));
@@ -155,7 +164,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     }
     const uint64_t elem = dtype_info(*dtype).type_size;
     if (numel > std::numeric_limits<uint64_t>::max() / elem || e - b != numel * elem) {
-      fail(path, data_start + b, cat(what, " to hold ", brief(*shape_it), " x ", dtype_name, " = ", numel, " x ", elem, " bytes"),
+      fail(path, data_start + b,
+           cat(what, " to hold ", brief(*shape_it), " x ", dtype_name, " = ", numel, " x ", elem, " bytes"),
            cat("found data_offsets [", b, ", ", e, "] (", e - b, " bytes)"));
     }
     t.nbytes = e - b;
@@ -175,7 +185,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (cur.begin < prev.end) {
       const std::string& a = f->tensors_[prev.tensor].name;
       const std::string& b = f->tensors_[cur.tensor].name;
-      fail(path, data_start + cur.begin, cat("tensor '", b, "' to start at or after data offset ", prev.end, " where tensor '", a, "' ends"),
+      fail(path, data_start + cur.begin,
+           cat("tensor '", b, "' to start at or after data offset ", prev.end, " where tensor '", a, "' ends"),
            cat("found data_offsets [", cur.begin, ", ", cur.end, "] (the tensors overlap)"));
     }
   }
@@ -187,11 +198,14 @@ const TensorInfo* SafetensorsFile::tensor(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-void SafetensorsWriter::add_tensor(std::string name, DType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+void SafetensorsWriter::add_tensor(std::string name, DType type, std::vector<int64_t> shape,
+                                   std::vector<uint8_t> bytes) {
   tensors_.push_back({std::move(name), type, std::move(shape), std::move(bytes)});
 }
 
-void SafetensorsWriter::set_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
+void SafetensorsWriter::set_metadata(std::string key, std::string value) {
+  metadata_[std::move(key)] = std::move(value);
+}
 
 std::string SafetensorsWriter::header_json() const {
   Json header = Json::object();
@@ -204,7 +218,8 @@ std::string SafetensorsWriter::header_json() const {
   for (const Tensor& t : tensors_) {
     const char* dtype = st_name(t.type);
     if (dtype == nullptr) {
-      throw Error(cat("safetensors writer: tensor '", t.name, "' has type ", dtype_name(t.type), " (F32, F16 or BF16 only)"));
+      throw Error(
+          cat("safetensors writer: tensor '", t.name, "' has type ", dtype_name(t.type), " (F32, F16 or BF16 only)"));
     }
     if (t.name == "__metadata__" || header.contains(t.name)) {
       throw Error(cat("safetensors writer: tensor name '", t.name, "' is reserved or used twice"));
@@ -216,7 +231,8 @@ std::string SafetensorsWriter::header_json() const {
     }
     const uint64_t nbytes = numel * dtype_info(t.type).type_size;
     if (nbytes != t.bytes.size()) {
-      throw Error(cat("safetensors writer: tensor '", t.name, "' holds ", t.bytes.size(), " bytes, its shape and type need ", nbytes));
+      throw Error(cat("safetensors writer: tensor '", t.name, "' holds ", t.bytes.size(),
+                      " bytes, its shape and type need ", nbytes));
     }
     header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;

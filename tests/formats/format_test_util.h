@@ -53,7 +53,9 @@ inline void write_bytes(const std::string& path, const uint8_t* data, size_t n) 
   f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n));
   ASSERT_TRUE(f.good()) << path;
 }
-inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) { write_bytes(path, b.data(), b.size()); }
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  write_bytes(path, b.data(), b.size());
+}
 inline void write_text(const std::string& path, const std::string& s) {
   write_bytes(path, reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 #include <random>
 
@@ -275,8 +276,12 @@ TEST(GgufHostile, NestingDepth) {
   // the innermost an empty u8 array.
   auto file = [](int levels) {
     std::vector<uint8_t> b;
-    auto put32 = [&](uint32_t v) { for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i))); };
-    auto put64 = [&](uint64_t v) { for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i))); };
+    auto put32 = [&](uint32_t v) {
+      for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    };
+    auto put64 = [&](uint64_t v) {
+      for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    };
     b.insert(b.end(), {'G', 'G', 'U', 'F'});
     put32(3);
     put64(0);
@@ -302,6 +307,25 @@ TEST(GgufHostile, NestingDepth) {
   expect_bad(dir, file(100000), {"nested at most 8 deep"});
 }
 
+// More array elements than kGgufMaxMetadataItems, in a (sparse) file large
+// enough to hold them: rejected before anything is allocated for them.
+TEST(GgufHostile, MetadataElementBudget) {
+  TempDir dir;
+  GgufWriter w;
+  w.set_i32s("a", {1});
+  w.write(dir.file("b.gguf"));
+  auto b = testing::read_bytes(dir.file("b.gguf"));
+  const size_t type_at = kHeader + 8 + 1 + 4, count_at = type_at + 4;
+  patch<uint32_t>(b, type_at, static_cast<uint32_t>(GgufType::U8));
+  patch<uint64_t>(b, count_at, kGgufMaxMetadataItems + 1);
+  const std::string path = dir.file("big.gguf");
+  testing::write_bytes(path, b);
+  std::filesystem::resize_file(path, kGgufMaxMetadataItems + 4096);
+  expect_error<FormatError>(
+      [&] { GgufFile::open(path); }, path,
+      {cat("offset ", count_at, ":"), cat("at most ", kGgufMaxMetadataItems, " metadata array elements")});
+}
+
 // Random corruption of a small valid file: every outcome is a successful open
 // or a FormatError; never a crash or another exception (ASan/UBSan watch this).
 TEST(GgufHostile, RandomCorruption) {
@@ -310,7 +334,10 @@ TEST(GgufHostile, RandomCorruption) {
   w.set_string("general.architecture", "llama");
   w.set_strings("tokenizer.ggml.tokens", {"a", "bb", "ccc"});
   w.set_f32s("f", {1.0f, 2.0f});
-  w.set("nested", GgufValue{GgufType::ARRAY, GgufArray{GgufType::ARRAY, {GgufValue{GgufType::ARRAY, GgufArray{GgufType::U16, {GgufValue{GgufType::U16, uint64_t{7}}}}}}}});
+  w.set("nested", GgufValue{GgufType::ARRAY,
+                            GgufArray{GgufType::ARRAY,
+                                      {GgufValue{GgufType::ARRAY,
+                                                 GgufArray{GgufType::U16, {GgufValue{GgufType::U16, uint64_t{7}}}}}}}});
   w.add_tensor("a", DType::Q8_0, {2, 32}, f32_bytes(17));
   w.add_tensor("b", DType::F16, {3, 4}, f32_bytes(6));
   w.write(dir.file("base.gguf"));
@@ -324,9 +351,15 @@ TEST(GgufHostile, RandomCorruption) {
     for (int e = 0; e < edits; ++e) {
       const size_t at = rng() % b.size();
       switch (rng() % 3) {
-        case 0: b[at] = static_cast<uint8_t>(rng()); break;
-        case 1: b[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
-        default: b.resize(at); break;
+        case 0:
+          b[at] = static_cast<uint8_t>(rng());
+          break;
+        case 1:
+          b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
+        default:
+          b.resize(at);
+          break;
       }
       if (b.empty()) break;
     }

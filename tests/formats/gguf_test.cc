@@ -39,7 +39,9 @@ bool same_value(const GgufValue& a, const GgufValue& b) {
       a.value);
 }
 
-GgufValue arr(GgufType elem, std::vector<GgufValue> items) { return {GgufType::ARRAY, GgufArray{elem, std::move(items)}}; }
+GgufValue arr(GgufType elem, std::vector<GgufValue> items) {
+  return {GgufType::ARRAY, GgufArray{elem, std::move(items)}};
+}
 
 // One random value of every scalar type, and arrays of each, nested arrays too.
 std::vector<std::pair<std::string, GgufValue>> random_metadata(std::mt19937& rng) {
@@ -49,28 +51,40 @@ std::vector<std::pair<std::string, GgufValue>> random_metadata(std::mt19937& rng
   std::uniform_real_distribution<float> real(-1e6f, 1e6f);
   auto scalar = [&](GgufType t) -> GgufValue {
     switch (t) {
-      case GgufType::U8: return {t, u(8)};
-      case GgufType::I8: return {t, i(8)};
-      case GgufType::U16: return {t, u(16)};
-      case GgufType::I16: return {t, i(16)};
-      case GgufType::U32: return {t, u(32)};
-      case GgufType::I32: return {t, i(32)};
-      case GgufType::U64: return {t, u(64)};
-      case GgufType::I64: return {t, static_cast<int64_t>(u(64))};
-      case GgufType::F32: return {t, double{real(rng)}};
-      case GgufType::F64: return {t, static_cast<double>(real(rng)) * 1e-3 + 1e-9};
-      case GgufType::BOOL: return {t, (rng() & 1) == 1};
+      case GgufType::U8:
+        return {t, u(8)};
+      case GgufType::I8:
+        return {t, i(8)};
+      case GgufType::U16:
+        return {t, u(16)};
+      case GgufType::I16:
+        return {t, i(16)};
+      case GgufType::U32:
+        return {t, u(32)};
+      case GgufType::I32:
+        return {t, i(32)};
+      case GgufType::U64:
+        return {t, u(64)};
+      case GgufType::I64:
+        return {t, static_cast<int64_t>(u(64))};
+      case GgufType::F32:
+        return {t, double{real(rng)}};
+      case GgufType::F64:
+        return {t, static_cast<double>(real(rng)) * 1e-3 + 1e-9};
+      case GgufType::BOOL:
+        return {t, (rng() & 1) == 1};
       case GgufType::STRING: {
         std::string s(rng() % 40, ' ');
         for (char& c : s) c = static_cast<char>(rng());  // any bytes, NULs included
         return {t, s};
       }
-      case GgufType::ARRAY: break;
+      case GgufType::ARRAY:
+        break;
     }
     return {};
   };
-  const GgufType scalars[] = {GgufType::U8,  GgufType::I8,  GgufType::U16,  GgufType::I16,
-                              GgufType::U32, GgufType::I32, GgufType::F32,  GgufType::BOOL,
+  const GgufType scalars[] = {GgufType::U8,     GgufType::I8,  GgufType::U16, GgufType::I16,
+                              GgufType::U32,    GgufType::I32, GgufType::F32, GgufType::BOOL,
                               GgufType::STRING, GgufType::U64, GgufType::I64, GgufType::F64};
   std::vector<std::pair<std::string, GgufValue>> md;
   for (GgufType t : scalars) {

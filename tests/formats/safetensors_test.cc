@@ -132,7 +132,8 @@ std::string expect_bad(const TempDir& dir, const std::vector<uint8_t>& bytes, st
   return expect_error<FormatError>([&] { SafetensorsFile::open(path); }, path, parts);
 }
 
-const char* kGood = R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]}})";
+const char* kGood =
+    R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]}})";
 
 TEST(SafetensorsHostile, HeaderLength) {
   TempDir dir;
@@ -157,16 +158,22 @@ TEST(SafetensorsHostile, HeaderContent) {
   expect_bad(dir, st_file("", 0), {"header is not valid JSON"});
   expect_bad(dir, st_file("[1,2,3]  ", 0), {"JSON object", "found a JSON array"});
   expect_bad(dir, st_file(std::string(100, '[') + std::string(100, ']'), 0), {"nested at most"});
-  expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
-             {"offset 8:", "'a' twice"});
+  expect_bad(
+      dir,
+      st_file(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          8),
+      {"offset 8:", "'a' twice"});
   expect_bad(dir, st_file(R"({"__metadata__":{"format":3}})", 0), {"__metadata__ value of 'format'"});
   expect_bad(dir, st_file(R"({"__metadata__":[1]})", 0), {"__metadata__ to be an object"});
   expect_bad(dir, st_file(R"({"a":5})", 0), {"tensor 'a' to be an object"});
   expect_bad(dir, st_file(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4), {"tensor 'a'", "dtype", "found none"});
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", 4), {"tensor 'a'", "shape"});
-  expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), {"tensor 'a'", "non-negative"});
+  expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+             {"tensor 'a'", "non-negative"});
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4), {"non-negative"});
-  expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})", 4),
+  expect_bad(dir,
+             st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})", 4),
              {"fewer than 2^63"});
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4), {"data_offsets", "found [0]"});
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[1]}})", 4), {"data_offsets", "found none"});
@@ -186,15 +193,20 @@ TEST(SafetensorsHostile, DataOffsets) {
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})", 16),
              {"offset 8:", "tensor 'a'", "within the data section", "found [8, 24]"});
   expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 16), {"found [8, 4]"});
-  expect_bad(dir, st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,18446744073709551615]}})", 16),
-             {"within the data section"});
+  expect_bad(
+      dir,
+      st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,18446744073709551615]}})", 16),
+      {"within the data section"});
   // Size that does not match the shape.
   const std::string h = R"({"a":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}})";
-  expect_bad(dir, st_file(h, 8), {cat("offset ", 8 + h.size(), ":"), "tensor 'a'", "found data_offsets [0, 8] (8 bytes)"});
+  expect_bad(dir, st_file(h, 8),
+             {cat("offset ", 8 + h.size(), ":"), "tensor 'a'", "found data_offsets [0, 8] (8 bytes)"});
   // Overlap.
-  const std::string o = R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
+  const std::string o =
+      R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
   expect_bad(dir, st_file(o, 16), {cat("offset ", 8 + o.size() + 8, ":"), "tensor 'b'", "tensor 'a' ends", "overlap"});
-  const std::string same = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})";
+  const std::string same =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})";
   expect_bad(dir, st_file(same, 8), {"overlap"});
 }
 
@@ -210,10 +222,18 @@ TEST(SafetensorsHostile, RandomCorruption) {
     for (int e = 0; e < edits && !b.empty(); ++e) {
       const size_t at = rng() % b.size();
       switch (rng() % 4) {
-        case 0: b[at] = static_cast<uint8_t>(rng()); break;
-        case 1: b[at] = static_cast<uint8_t>("0123456789[]{}\",:"[rng() % 17]); break;
-        case 2: b[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
-        default: b.resize(at); break;
+        case 0:
+          b[at] = static_cast<uint8_t>(rng());
+          break;
+        case 1:
+          b[at] = static_cast<uint8_t>("0123456789[]{}\",:"[rng() % 17]);
+          break;
+        case 2:
+          b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
+        default:
+          b.resize(at);
+          break;
       }
     }
     testing::write_bytes(path, b);
