@@ -64,7 +64,9 @@ class BpeModel {
   mutable std::shared_mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 
-  static uint64_t key(int32_t a, int32_t b) { return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b); }
+  static uint64_t key(int32_t a, int32_t b) {
+    return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b);
+  }
   const Merge* find_merge(int32_t a, int32_t b) const {
     if (a < 0 || b < 0) return nullptr;
     auto it = merges_.find(key(a, b));

@@ -25,18 +25,22 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 // Texts of tokens that end a turn in the chat formats of well-known model
 // families (the list llama.cpp keeps, for GGUF files that do not say).
 constexpr std::array<std::string_view, 14> kEndOfGenerationTexts = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
-    "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>", "[EOS]"};
+    "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>",      "<|endoftext|>",         "<|eom_id|>",
+    "<EOT>",      "_<EOT>",     "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>", "<|return|>",
+    "<|call|>",   "[EOS]"};
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_tokenizer(TokenizerSpec spec) { return std::make_unique<VocabTokenizer>(std::move(spec)); }
+std::unique_ptr<Tokenizer> make_tokenizer(TokenizerSpec spec) {
+  return std::make_unique<VocabTokenizer>(std::move(spec));
+}
 
 VocabTokenizer::VocabTokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   const auto n = static_cast<int64_t>(spec_.tokens.size());
   if (n == 0) throw FormatError(cat(spec_.source, ": tokenizer has no tokens"));
   const auto check = [&](int32_t id, const char* what) {
-    if (id >= n || id < -1) throw FormatError(cat(spec_.source, ": ", what, " token id ", id, " out of range (vocabulary of ", n, ")"));
+    if (id >= n || id < -1)
+      throw FormatError(cat(spec_.source, ": ", what, " token id ", id, " out of range (vocabulary of ", n, ")"));
   };
   check(spec_.bos, "BOS");
   check(spec_.eos, "EOS");
@@ -44,8 +48,10 @@ VocabTokenizer::VocabTokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   check(spec_.eom, "EOM");
   check(spec_.unk, "unknown");
   for (int32_t id : spec_.extra_eog) check(id, "end-of-generation");
-  if (spec_.add_bos && spec_.bos < 0) throw FormatError(cat(spec_.source, ": add_bos_token is set but there is no BOS token"));
-  if (spec_.add_eos && spec_.eos < 0) throw FormatError(cat(spec_.source, ": add_eos_token is set but there is no EOS token"));
+  if (spec_.add_bos && spec_.bos < 0)
+    throw FormatError(cat(spec_.source, ": add_bos_token is set but there is no BOS token"));
+  if (spec_.add_eos && spec_.eos < 0)
+    throw FormatError(cat(spec_.source, ": add_eos_token is set but there is no EOS token"));
 
   vocab_ = Vocab(std::move(spec_.tokens), std::move(spec_.types), std::move(spec_.scores));
   spec_.tokens.clear();

@@ -25,8 +25,8 @@ TEST(BibleTokenizer, InTheBeginning) {
 }
 
 TEST(BibleTokenizer, SpecialTokensAndFlags) {
-  for (const Tokenizer* tok : {static_cast<const Tokenizer*>(&test::gguf_tokenizer(bible_dir() + "/bible-q8_0.gguf")),
-                               &hf_bible()}) {
+  for (const Tokenizer* tok :
+       {static_cast<const Tokenizer*>(&test::gguf_tokenizer(bible_dir() + "/bible-q8_0.gguf")), &hf_bible()}) {
     EXPECT_EQ(tok->vocab_size(), 4096);
     EXPECT_EQ(tok->bos(), 4094);
     EXPECT_EQ(tok->eos(), 4095);
