@@ -76,7 +76,8 @@ struct DictExpr : Expr {
 };
 
 struct GetAttrExpr : Expr {  // obj.name
-  GetAttrExpr(ExprPtr o, std::string n, int l) : Expr(ExprKind::kGetAttr, l), object(std::move(o)), name(std::move(n)) {}
+  GetAttrExpr(ExprPtr o, std::string n, int l)
+      : Expr(ExprKind::kGetAttr, l), object(std::move(o)), name(std::move(n)) {}
   ExprPtr object;
   std::string name;
 };
@@ -159,9 +160,9 @@ struct ConcatExpr : Expr {  // a ~ b ~ c
 struct Target {
   enum class Kind : uint8_t { kName, kTuple, kNamespaceAttr };
   Kind kind = Kind::kName;
-  std::string name;             // kName; the namespace variable for kNamespaceAttr
-  std::string attr;             // kNamespaceAttr
-  std::vector<Target> items;    // kTuple
+  std::string name;           // kName; the namespace variable for kNamespaceAttr
+  std::string attr;           // kNamespaceAttr
+  std::vector<Target> items;  // kTuple
   int line = 0;
 };
 

@@ -225,22 +225,26 @@ const char* op_symbol(BinaryOp op) {
 
 Value repeat(Interpreter& in, const Value& seq, int64_t n) {
   if (n <= 0) return seq.is_string() ? Value("") : Value::list({}, seq.list().flavor());
+  const auto count = static_cast<size_t>(n);
   if (seq.is_string()) {
-    const size_t unit = seq.str().size();
-    if (unit != 0 && static_cast<uint64_t>(n) > SIZE_MAX / unit) in.charge(SIZE_MAX);
-    in.charge(unit * static_cast<size_t>(n));
+    const std::string& unit = seq.str();
+    if (unit.empty()) return Value("");
+    if (count > SIZE_MAX / unit.size()) in.charge(SIZE_MAX);
+    const size_t total = unit.size() * count;
+    in.charge(total);
     std::string out;
-    out.reserve(unit * static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) out += seq.str();
+    out.reserve(total);
+    out += unit;
+    while (out.size() * 2 <= total) out.append(out);  // doubling: O(log n) appends
+    out.append(out, 0, total - out.size());
     return Value(std::move(out));
   }
   const auto& items = seq.list().items();
-  const size_t unit = items.size() * sizeof(Value);
-  if (unit != 0 && static_cast<uint64_t>(n) > SIZE_MAX / unit) in.charge(SIZE_MAX);
-  in.charge(unit * static_cast<size_t>(n));
+  if (!items.empty() && count > SIZE_MAX / (items.size() * sizeof(Value))) in.charge(SIZE_MAX);
+  in.charge(items.size() * sizeof(Value) * count);
   std::vector<Value> out;
-  out.reserve(items.size() * static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) out.insert(out.end(), items.begin(), items.end());
+  out.reserve(items.size() * count);
+  for (size_t i = 0; i < count; ++i) out.insert(out.end(), items.begin(), items.end());
   return Value::list(std::move(out), seq.list().flavor());
 }
 
@@ -272,6 +276,13 @@ Value power(const Value& a, const Value& b) {
 }  // namespace
 
 Value binary_op(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
+  if (op == BinaryOp::kMod && a.is_string() && b.is_undefined()) {
+    // str % Undefined: Python formats it (Undefined looks like a mapping) before
+    // Undefined gets a say.
+    std::string s = percent_format(a.str(), b);
+    in.charge(s.size());
+    return Value(std::move(s));
+  }
   if (a.is_undefined()) a.fail_undefined();
   if (b.is_undefined()) b.fail_undefined();
   const bool numbers = a.is_number() && b.is_number();
@@ -302,19 +313,24 @@ Value binary_op(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
     case BinaryOp::kMul:
       if (ints) return Value(mul_checked(a.to_int(), b.to_int()));
       if (numbers) return Value(a.to_double() * b.to_double());
-      if ((a.is_string() || (a.is_list() && !a.is_iterator())) && b.is_number()) {
-        if (b.is_float()) type_error(cat("can't multiply sequence by non-int of type 'float'"));
+      if (a.is_string() || (a.is_list() && !a.is_iterator())) {
+        if (!b.is_int() && !b.is_bool())
+          type_error(cat("can't multiply sequence by non-int of type '", type_name(b), "'"));
         return repeat(in, a, b.to_int());
       }
-      if ((b.is_string() || (b.is_list() && !b.is_iterator())) && a.is_number()) {
-        if (a.is_float()) type_error(cat("can't multiply sequence by non-int of type 'float'"));
+      if (b.is_string() || (b.is_list() && !b.is_iterator())) {
+        if (!a.is_int() && !a.is_bool())
+          type_error(cat("can't multiply sequence by non-int of type '", type_name(a), "'"));
         return repeat(in, b, a.to_int());
       }
       unsupported(op, a, b);
     case BinaryOp::kDiv:
       if (numbers) {
         const double y = b.to_double();
-        if (y == 0.0) throw TemplateError("ZeroDivisionError: division by zero");
+        if (y == 0.0) {
+          throw TemplateError(ints ? "ZeroDivisionError: division by zero"
+                                   : "ZeroDivisionError: float division by zero");
+        }
         return Value(a.to_double() / y);
       }
       unsupported(op, a, b);
@@ -448,8 +464,8 @@ void Interpreter::tick() {
 
 void Interpreter::charge(size_t bytes) {
   if (bytes > config_.limits.max_output_bytes) {
-    throw TemplateError(cat("template built a string or list over the limit of ", config_.limits.max_output_bytes,
-                            " bytes"));
+    throw TemplateError(
+        cat("template built a string or list over the limit of ", config_.limits.max_output_bytes, " bytes"));
   }
   work_ += static_cast<int64_t>(bytes);
   if (work_ > config_.limits.max_work_bytes) {
@@ -634,8 +650,8 @@ void Interpreter::assign(const Target& t, const Value& v) {
       }
       const std::vector<Value> items = iterate(v);
       if (items.size() < t.items.size()) {
-        throw TemplateError(cat("ValueError: not enough values to unpack (expected ", t.items.size(), ", got ",
-                                items.size(), ")"));
+        throw TemplateError(
+            cat("ValueError: not enough values to unpack (expected ", t.items.size(), ", got ", items.size(), ")"));
       }
       if (items.size() > t.items.size()) {
         throw TemplateError(cat("ValueError: too many values to unpack (expected ", t.items.size(), ")"));
@@ -656,7 +672,8 @@ void Interpreter::assign(const Target& t, const Value& v) {
 Value Interpreter::invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
                                 const std::weak_ptr<Scope>& closure, CallArgs& args) {
   if (call_depth_ >= config_.limits.max_call_depth) {
-    throw TemplateError(cat("macro calls nested deeper than ", config_.limits.max_call_depth, " (infinite recursion?)"));
+    throw TemplateError(
+        cat("macro calls nested deeper than ", config_.limits.max_call_depth, " (infinite recursion?)"));
   }
   struct CallDepth {
     explicit CallDepth(int* d) : d_(d) { ++*d_; }
@@ -756,8 +773,8 @@ Value Interpreter::eval(const Expr& e) {
       const auto& c = static_cast<const CondExpr&>(e);
       if (truthy(eval(*c.test))) return eval(*c.then);
       if (c.otherwise) return eval(*c.otherwise);
-      return Value::undefined(cat("the inline if-expression on line ", c.line,
-                                  " evaluated to false and no else section was defined."));
+      return Value::undefined(
+          cat("the inline if-expression on line ", c.line, " evaluated to false and no else section was defined."));
     }
     case ExprKind::kConcat:
       return eval_concat(static_cast<const ConcatExpr&>(e));
@@ -814,8 +831,8 @@ Value Interpreter::slice(const Value& obj, const SliceExpr& s) {
     charge(obj.str().size());
     cps = decode_utf8(obj.str());
   }
-  const int64_t len = obj.is_string() ? static_cast<int64_t>(cps.size())
-                                      : static_cast<int64_t>(obj.list().items().size());
+  const int64_t len =
+      obj.is_string() ? static_cast<int64_t>(cps.size()) : static_cast<int64_t>(obj.list().items().size());
   auto adjust = [&](std::optional<int64_t> v, int64_t dflt, int64_t lo, int64_t hi) {
     if (!v) return dflt;
     int64_t x = *v;

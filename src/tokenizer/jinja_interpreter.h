@@ -24,11 +24,11 @@
 namespace tpinfer::jinja {
 
 struct Limits {
-  int64_t max_steps = 50'000'000;           // statements + expression nodes evaluated
-  int64_t max_loop_iterations = 1'000'000;  // over all loops of one render
-  int max_depth = 400;                      // runtime nesting: statements, expressions, calls
-  int max_call_depth = 150;                 // macro calls in progress
-  size_t max_output_bytes = 64u << 20;      // the output, and any one string built
+  int64_t max_steps = 50'000'000;             // statements + expression nodes evaluated
+  int64_t max_loop_iterations = 1'000'000;    // over all loops of one render
+  int max_depth = 400;                        // runtime nesting: statements, expressions, calls
+  int max_call_depth = 150;                   // macro calls in progress
+  size_t max_output_bytes = 64u << 20;        // the output, and any one string built
   int64_t max_work_bytes = int64_t{1} << 30;  // bytes produced by string/list operations
 };
 

@@ -172,7 +172,8 @@ TEST(ChatTemplateTest, ExtraContextAndOverrides) {
 
 TEST(ChatTemplateTest, RaiseExceptionKeepsTheTemplatesMessage) {
   const ChatTemplate tmpl(read_file(kTemplates / "google-gemma-2-2b-it.jinja"));
-  const OrderedJson msgs = OrderedJson::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}});
+  const OrderedJson msgs =
+      OrderedJson::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}});
   try {
     tmpl.render(msgs, true, {{"bos_token", "<bos>"}});
     FAIL() << "expected TemplateError";
