@@ -32,29 +32,29 @@ Value unsafe_method(const Value& obj, const std::string& name) {
 // in through a weak pointer, so that a scope holding its own macros is no cycle.
 class Macro : public Object {
  public:
-  Macro(std::string name, const std::vector<MacroParam>* params, const Body* body, std::weak_ptr<Scope> closure)
-      : name_(std::move(name)), params_(params), body_(body), closure_(std::move(closure)) {}
+  Macro(const MacroDef* def, std::weak_ptr<Scope> closure) : def_(def), closure_(std::move(closure)) {}
   std::string type_name() const override { return "Macro"; }
-  std::string repr() const override { return cat("<Macro ", py_repr(name_), ">"); }
+  std::string repr() const override {
+    return def_->name.empty() ? "<Macro anonymous>" : cat("<Macro ", py_repr(def_->name), ">");
+  }
   bool is_callable() const override { return true; }
   bool holds_values() const override { return false; }
-  Value call(Interpreter& in, CallArgs& args) override {
-    return in.invoke_macro(name_, *params_, *body_, closure_, args);
-  }
+  Value call(Interpreter& in, CallArgs& args) override { return in.invoke_macro(*def_, closure_, args); }
   Value get_attr(const std::string& name) const override {
-    if (name == "name") return Value(name_);
+    if (name == "name") return def_->name.empty() ? Value::none() : Value(def_->name);
     if (name == "arguments") {
       std::vector<Value> names;
-      for (const auto& p : *params_) names.emplace_back(p.name);
+      for (const auto& p : def_->params) names.emplace_back(p.name);
       return Value::tuple(std::move(names));
     }
+    if (name == "caller") return Value(def_->uses_caller);
+    if (name == "catch_kwargs") return Value(def_->uses_kwargs);
+    if (name == "catch_varargs") return Value(def_->uses_varargs);
     return Object::get_attr(name);
   }
 
  private:
-  std::string name_;
-  const std::vector<MacroParam>* params_;
-  const Body* body_;
+  const MacroDef* def_;
   std::weak_ptr<Scope> closure_;
 };
 
@@ -502,12 +502,10 @@ Interpreter::Flow Interpreter::exec_body(const Body& body) {
   return Flow::kNormal;
 }
 
-std::string Interpreter::capture_body(const Body& body) {
-  std::string buf;
+Interpreter::Flow Interpreter::capture_body(const Body& body, std::string* text) {
   ScopeGuard scope(this, std::make_shared<Scope>(scope_));
-  OutputGuard output(this, &buf);
-  exec_body(body);
-  return buf;
+  OutputGuard output(this, text);
+  return exec_body(body);
 }
 
 Interpreter::Flow Interpreter::exec(const Stmt& s) {
@@ -544,14 +542,17 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       }
       case StmtKind::kSetBlock: {
         const auto& st = static_cast<const SetBlockStmt&>(s);
-        Value v(capture_body(st.body));
+        std::string text;
+        // A break or continue in the body leaves the loop at once, as in Jinja.
+        if (const Flow f = capture_body(st.body, &text); f != Flow::kNormal) return f;
+        Value v(std::move(text));
         if (st.filter) v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &v);
         assign(st.target, v);
         return Flow::kNormal;
       }
       case StmtKind::kMacro: {
         const auto& st = static_cast<const MacroStmt&>(s);
-        scope_->set(st.name, Value::object(std::make_shared<Macro>(st.name, &st.params, &st.body, scope_)));
+        scope_->set(st.def.name, Value::object(std::make_shared<Macro>(&st.def, scope_)));
         return Flow::kNormal;
       }
       case StmtKind::kCallBlock:
@@ -559,8 +560,10 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
         return Flow::kNormal;
       case StmtKind::kFilterBlock: {
         const auto& st = static_cast<const FilterBlockStmt&>(s);
-        const Value text(capture_body(st.body));
-        const Value v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &text);
+        std::string text;
+        if (const Flow f = capture_body(st.body, &text); f != Flow::kNormal) return f;
+        const Value body_text(std::move(text));
+        const Value v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &body_text);
         write(to_str(v, config_.limits.max_output_bytes));
         return Flow::kNormal;
       }
@@ -604,21 +607,26 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const Value& iterable,
     }
     items = std::move(kept);
   }
-  if (items.empty()) {
-    ScopeGuard scope(this, std::make_shared<Scope>(parent));
-    return exec_body(s.otherwise);
+  // Jinja runs the else block unless some iteration reached the end of the
+  // body: an empty loop, but also one whose every iteration broke or continued.
+  bool completed_an_iteration = false;
+  if (!items.empty()) {
+    auto loop = std::make_shared<LoopContext>(std::move(items), &s, depth, parent);
+    const Value loop_value = Value::object(loop);
+    for (size_t i = 0; i < loop->items().size(); ++i) {
+      count_iteration();
+      loop->set_index(i);
+      ScopeGuard scope(this, std::make_shared<Scope>(parent));
+      scope_->set("loop", loop_value);
+      assign(s.target, loop->items()[i]);
+      const Flow f = exec_body(s.body);
+      if (f == Flow::kNormal) completed_an_iteration = true;
+      if (f == Flow::kBreak) break;
+    }
   }
-  auto loop = std::make_shared<LoopContext>(std::move(items), &s, depth, parent);
-  const Value loop_value = Value::object(loop);
-  for (size_t i = 0; i < loop->items().size(); ++i) {
-    count_iteration();
-    loop->set_index(i);
-    ScopeGuard scope(this, std::make_shared<Scope>(parent));
-    scope_->set("loop", loop_value);
-    assign(s.target, loop->items()[i]);
-    if (exec_body(s.body) == Flow::kBreak) break;
-  }
-  return Flow::kNormal;
+  if (completed_an_iteration || s.otherwise.empty()) return Flow::kNormal;
+  ScopeGuard scope(this, std::make_shared<Scope>(parent));
+  return exec_body(s.otherwise);
 }
 
 Value Interpreter::run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<Scope>& scope, const Value& items,
@@ -634,7 +642,7 @@ Value Interpreter::run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<S
 }
 
 void Interpreter::exec_call_block(const CallBlockStmt& s) {
-  auto caller = std::make_shared<Macro>("caller", &s.params, &s.body, scope_);
+  auto caller = std::make_shared<Macro>(&s.def, scope_);
   const Value v = eval_call(static_cast<const CallExpr&>(*s.call), Value::object(std::move(caller)));
   write(to_str(v, config_.limits.max_output_bytes));
 }
@@ -669,8 +677,7 @@ void Interpreter::assign(const Target& t, const Value& v) {
   }
 }
 
-Value Interpreter::invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
-                                const std::weak_ptr<Scope>& closure, CallArgs& args) {
+Value Interpreter::invoke_macro(const MacroDef& def, const std::weak_ptr<Scope>& closure, CallArgs& args) {
   if (call_depth_ >= config_.limits.max_call_depth) {
     throw TemplateError(
         cat("macro calls nested deeper than ", config_.limits.max_call_depth, " (infinite recursion?)"));
@@ -682,46 +689,67 @@ Value Interpreter::invoke_macro(const std::string& name, const std::vector<Macro
   } call_depth(&call_depth_);
   DepthGuard depth(this);
 
+  // Binds the arguments as Jinja's Macro.__call__ does.
+  const std::vector<MacroParam>& params = def.params;
+  const std::string quoted = def.name.empty() ? std::string("None") : py_repr(def.name);
+  std::vector<std::optional<Value>> values(params.size());
+  const size_t consumed = std::min(args.positional.size(), params.size());
+  for (size_t i = 0; i < consumed; ++i) values[i] = args.positional[i];
+  std::vector<std::pair<std::string, Value>> keywords = std::move(args.keyword);
+  auto pop_keyword = [&keywords](const std::string& name) -> std::optional<Value> {
+    for (auto it = keywords.begin(); it != keywords.end(); ++it) {
+      if (it->first == name) {
+        Value v = std::move(it->second);
+        keywords.erase(it);
+        return v;
+      }
+    }
+    return std::nullopt;
+  };
+  bool explicit_caller = false;
+  for (size_t i = consumed; i < params.size(); ++i) {
+    values[i] = pop_keyword(params[i].name);
+    if (params[i].name == "caller") explicit_caller = true;
+  }
   std::shared_ptr<Scope> parent = closure.lock();
   if (!parent) parent = globals_;
   ScopeGuard scope(this, std::make_shared<Scope>(std::move(parent)));
-  std::vector<bool> bound(params.size(), false);
-  std::vector<Value> varargs;
-  for (size_t i = 0; i < args.positional.size(); ++i) {
-    if (i < params.size()) {
-      scope_->set(params[i].name, args.positional[i]);
-      bound[i] = true;
+  if (def.uses_caller && !explicit_caller) {
+    std::optional<Value> caller = pop_keyword("caller");
+    scope_->set("caller", caller ? std::move(*caller) : Value::undefined("No caller defined"));
+  }
+  if (def.uses_kwargs) {
+    Dict kwargs;
+    for (auto& [k, v] : keywords) kwargs.set(Value(k), std::move(v));
+    scope_->set("kwargs", Value::dict(std::move(kwargs)));
+  } else if (!keywords.empty()) {
+    if (pop_keyword("caller")) {
+      type_error(cat("macro ", quoted,
+                     " was invoked with two values for the special caller argument. This is most likely a bug."));
+    }
+    type_error(cat("macro ", quoted, " takes no keyword argument ", py_repr(keywords[0].first)));
+  }
+  if (def.uses_varargs) {
+    std::vector<Value> rest;
+    for (size_t i = params.size(); i < args.positional.size(); ++i) rest.push_back(args.positional[i]);
+    scope_->set("varargs", Value::tuple(std::move(rest)));
+  } else if (args.positional.size() > params.size()) {
+    type_error(cat("macro ", quoted, " takes not more than ", params.size(), " argument(s)"));
+  }
+  // Parameters in order: a missing one takes its default, evaluated here, where
+  // the parameters before it (and varargs, kwargs, caller) are already bound.
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (values[i]) {
+      scope_->set(params[i].name, std::move(*values[i]));
+    } else if (params[i].default_value) {
+      scope_->set(params[i].name, eval(*params[i].default_value));
     } else {
-      varargs.push_back(args.positional[i]);
+      scope_->set(params[i].name, Value::undefined(cat("parameter ", py_repr(params[i].name), " was not provided")));
     }
   }
-  Dict kwargs;
-  for (auto& [key, v] : args.keyword) {
-    size_t j = 0;
-    while (j < params.size() && params[j].name != key) ++j;
-    if (j < params.size()) {
-      if (bound[j]) type_error(cat("macro '", name, "' got multiple values for argument '", key, "'"));
-      scope_->set(key, v);
-      bound[j] = true;
-    } else if (key == "caller") {
-      scope_->set(key, v);
-    } else {
-      kwargs.set(Value(key), v);
-    }
-  }
-  for (size_t j = 0; j < params.size(); ++j) {
-    if (bound[j]) continue;
-    if (params[j].default_value) {
-      scope_->set(params[j].name, eval(*params[j].default_value));
-    } else {
-      scope_->set(params[j].name, Value::undefined(cat("parameter '", params[j].name, "' was not provided")));
-    }
-  }
-  scope_->set("varargs", Value::tuple(std::move(varargs)));
-  scope_->set("kwargs", Value::dict(std::move(kwargs)));
   std::string buf;
   OutputGuard output(this, &buf);
-  exec_body(body);
+  exec_body(def.body);
   return Value(std::move(buf));
 }
 

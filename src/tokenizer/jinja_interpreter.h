@@ -73,8 +73,7 @@ class Interpreter {
   std::string strftime_now(const std::string& format) const;
 
   // ---- callables defined by the template ----
-  Value invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
-                     const std::weak_ptr<Scope>& closure, CallArgs& args);
+  Value invoke_macro(const MacroDef& def, const std::weak_ptr<Scope>& closure, CallArgs& args);
   Value run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<Scope>& scope, const Value& items, int depth);
 
  private:
@@ -91,7 +90,7 @@ class Interpreter {
   Flow exec_for(const ForStmt& s, const Value& iterable, int depth);
   void exec_call_block(const CallBlockStmt& s);
   void assign(const Target& t, const Value& v);
-  std::string capture_body(const Body& body);  // in a new scope
+  Flow capture_body(const Body& body, std::string* text);  // in a new scope
 
   Value eval(const Expr& e);
   Value eval_name(const NameExpr& e);

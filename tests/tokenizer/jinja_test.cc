@@ -172,8 +172,11 @@ TEST(JinjaTest, RuntimeErrorsNameTheTemplateLine) {
 }
 
 TEST(JinjaTest, MacroArgumentErrors) {
+  // Jinja's wording (checked against jinja2 in the data cases too).
   EXPECT_EQ(render_error("{% macro m(a) %}{% endmacro %}{{ m(1, a=2) }}"),
-            "TypeError: macro 'm' got multiple values for argument 'a'");
+            "TypeError: macro 'm' takes no keyword argument 'a'");
+  EXPECT_EQ(render_error("{% macro m() %}{% endmacro %}{{ m(1) }}"),
+            "TypeError: macro 'm' takes not more than 0 argument(s)");
   EXPECT_EQ(render_error("{{ 'abc'.strip('a', 'b') }}"), "TypeError: strip() takes at most 1 argument(s) (2 given)");
   EXPECT_EQ(render_error("{{ [1]|join(sep=',') }}"), "TypeError: join() got an unexpected keyword argument 'sep'");
 }
