@@ -134,7 +134,7 @@ bool key_less(const Value& a, const Value& b) { return compare(a, b, "<") == -1;
 
 // ---- filters -----------------------------------------------------------------------
 
-Value f_abs(Interpreter&, const Value& v, CallArgs& args) {
+Value f_abs(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "abs");
   if (v.is_float()) return Value(std::fabs(v.as_float()));
   if (v.is_int() || v.is_bool()) {
@@ -158,12 +158,12 @@ Value f_attr(Interpreter& in, const Value& v, CallArgs& args) {
       cat(py_repr(v.is_none() ? "None" : type_name(v) + " object"), " has no attribute ", py_repr(name)));
 }
 
-Value f_batch(Interpreter&, const Value& v, CallArgs& args) {
+Value f_batch(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"linecount", "fill_with"}, "batch");
   const int64_t n = int_arg(a[0], 0, "batch");
   if (n <= 0) value_error("batch size must be positive");
   std::vector<Value> out, cur;
-  for (Value& item : iterate(v)) {
+  for (Value& item : in.iterate(v)) {
     cur.push_back(std::move(item));
     if (static_cast<int64_t>(cur.size()) == n) out.push_back(Value::list(std::exchange(cur, {})));
   }
@@ -176,7 +176,7 @@ Value f_batch(Interpreter&, const Value& v, CallArgs& args) {
   return iterator(std::move(out));
 }
 
-Value f_capitalize(Interpreter&, const Value& v, CallArgs& args) {
+Value f_capitalize(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "capitalize");
   return Value(py_capitalize(text_of(v)));
 }
@@ -193,18 +193,18 @@ Value f_center(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(marg - left), ' '));
 }
 
-Value f_length(Interpreter&, const Value& v, CallArgs& args) {
+Value f_length(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "length");
   return Value(length(v));
 }
 
-Value f_default(Interpreter&, const Value& v, CallArgs& args) {
+Value f_default(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default_value", "boolean"}, "default");
   if (v.is_undefined() || (bool_arg(a[1], false) && !truthy(v))) return a[0] ? *a[0] : Value("");
   return v;
 }
 
-Value f_dictsort(Interpreter&, const Value& v, CallArgs& args) {
+Value f_dictsort(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"case_sensitive", "by", "reverse"}, "dictsort");
   if (v.is_undefined()) v.fail_undefined();
   if (!v.is_dict()) throw TemplateError(cat("AttributeError: '", type_name(v), "' object has no attribute 'items'"));
@@ -255,18 +255,18 @@ Value f_escape(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(out));
 }
 
-Value f_first(Interpreter&, const Value& v, CallArgs& args) {
+Value f_first(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "first");
   if (v.is_undefined()) return Value::undefined("No first item, sequence was empty.");
   if (v.is_list()) {
     const auto& items = v.list().items();
     return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
   }
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
 }
 
-Value f_last(Interpreter&, const Value& v, CallArgs& args) {
+Value f_last(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "last");
   if (v.is_iterator()) type_error("'generator' object is not reversible");
   if (v.is_undefined()) return Value::undefined("No last item, sequence was empty.");
@@ -275,11 +275,11 @@ Value f_last(Interpreter&, const Value& v, CallArgs& args) {
     return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
   }
   if (!v.is_string() && !v.is_dict()) type_error(cat("'", type_name(v), "' object is not reversible"));
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
 }
 
-Value f_float(Interpreter&, const Value& v, CallArgs& args) {
+Value f_float(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default"}, "float");
   const Value dflt = a[0] ? *a[0] : Value(0.0);
   if (v.is_undefined()) v.fail_undefined();  // float(Undefined) raises, uncaught
@@ -350,7 +350,7 @@ Value f_indent(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(rv));
 }
 
-Value f_int(Interpreter&, const Value& v, CallArgs& args) {
+Value f_int(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default", "base"}, "int");
   const Value dflt = a[0] ? *a[0] : Value(0);
   const int64_t base = int_arg(a[1], 10, "int");
@@ -377,7 +377,7 @@ Value f_int(Interpreter&, const Value& v, CallArgs& args) {
   return dflt;
 }
 
-Value f_items(Interpreter&, const Value& v, CallArgs& args) {
+Value f_items(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "items");
   if (v.is_undefined()) return iterator({});
   if (!v.is_dict()) type_error("Can only get item pairs from a mapping.");
@@ -390,7 +390,7 @@ Value f_items(Interpreter&, const Value& v, CallArgs& args) {
 Value f_join(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"d", "attribute"}, "join");
   const std::string sep = a[0] ? text_of(*a[0]) : "";
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   if (a[1] && !a[1]->is_none()) {
     const AttrGetter get{attribute_parts(*a[1])};
     for (Value& item : items) item = get(in, item);
@@ -408,24 +408,24 @@ Value f_join(Interpreter& in, const Value& v, CallArgs& args) {
 
 Value f_list(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "list");
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   in.charge(items.size() * sizeof(Value));
   return Value::list(std::move(items));
 }
 
-Value f_lower(Interpreter&, const Value& v, CallArgs& args) {
+Value f_lower(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "lower");
   return Value(py_lower(text_of(v)));
 }
 
-Value f_upper(Interpreter&, const Value& v, CallArgs& args) {
+Value f_upper(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "upper");
   return Value(py_upper(text_of(v)));
 }
 
 Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
   if (!truthy(v)) return iterator({});  // Jinja maps nothing over a false value
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   std::vector<Value> out;
   out.reserve(items.size());
   if (args.positional.empty()) {
@@ -458,7 +458,7 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
 Value min_or_max(Interpreter& in, const Value& v, CallArgs& args, bool want_max, const char* fn) {
   const auto a = bind_args(args, {"case_sensitive", "attribute"}, fn);
   const AttrGetter get{a[1] ? attribute_parts(*a[1]) : std::vector<Value>{}, !bool_arg(a[0], false)};
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
   size_t best = 0;
   Value best_key = get(in, items[0]);
@@ -478,7 +478,7 @@ Value f_min(Interpreter& in, const Value& v, CallArgs& args) { return min_or_max
 
 Value select_impl(Interpreter& in, const Value& v, CallArgs& args, bool by_attribute, bool keep) {
   if (!truthy(v)) return iterator({});  // Jinja selects nothing from a false value
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   std::optional<AttrGetter> get;
   size_t next = 0;
   if (by_attribute) {
@@ -537,14 +537,14 @@ Value f_reverse(Interpreter& in, const Value& v, CallArgs& args) {
   if (!v.is_list() && !v.is_dict() && !v.is_undefined()) {
     throw TemplateError("FilterArgumentError: argument must be iterable");
   }
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   std::reverse(items.begin(), items.end());
   in.charge(items.size() * sizeof(Value));
   // reversed(list) is an iterator; a generator is materialized into a list.
   return Value::list(std::move(items), v.is_iterator() ? List::Flavor::kList : List::Flavor::kIterator);
 }
 
-Value f_round(Interpreter&, const Value& v, CallArgs& args) {
+Value f_round(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"precision", "method"}, "round");
   const int64_t precision = int_arg(a[0], 0, "round");
   const std::string method = a[1] ? text_of(*a[1]) : "common";
@@ -584,16 +584,16 @@ Value f_round(Interpreter&, const Value& v, CallArgs& args) {
   return Value(std::nearbyint(x / p) * p);
 }
 
-Value f_safe(Interpreter&, const Value& v, CallArgs& args) {
+Value f_safe(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "safe");
   return Value(text_of(v));
 }
 
-Value f_slice(Interpreter&, const Value& v, CallArgs& args) {
+Value f_slice(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"slices", "fill_with"}, "slice");
   const int64_t slices = int_arg(a[0], 0, "slice");
   if (slices <= 0) value_error("slice count must be positive");
-  const std::vector<Value> seq = iterate(v);
+  const std::vector<Value> seq = in.iterate(v);
   const auto length = static_cast<int64_t>(seq.size());
   const int64_t per = length / slices, extra = length % slices;
   int64_t offset = 0;
@@ -621,7 +621,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
   } else {
     getters.push_back(AttrGetter{a[2] ? attribute_parts(*a[2]) : std::vector<Value>{}, lower});
   }
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   std::vector<std::pair<Value, size_t>> keyed;
   keyed.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -633,6 +633,10 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
       keyed.emplace_back(Value::list(std::move(ks)), i);
     }
   }
+  // Sorting costs n log n comparisons; account for them like bytes of work.
+  size_t log2n = 1;
+  while ((size_t{1} << log2n) < keyed.size()) ++log2n;
+  in.charge(keyed.size() * log2n * sizeof(Value));
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? key_less(y.first, x.first) : key_less(x.first, y.first);
   });
@@ -654,11 +658,11 @@ Value f_sum(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"attribute", "start"}, "sum");
   Value total = a[1] ? *a[1] : Value(0);
   const AttrGetter get{a[0] ? attribute_parts(*a[0]) : std::vector<Value>{}};
-  for (const Value& item : iterate(v)) total = binary_op(in, BinaryOp::kAdd, total, get(in, item));
+  for (const Value& item : in.iterate(v)) total = binary_op(in, BinaryOp::kAdd, total, get(in, item));
   return total;
 }
 
-Value f_title(Interpreter&, const Value& v, CallArgs& args) {
+Value f_title(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "title");
   // Jinja's title: words start after runs of whitespace, '-', '(', '{', '[' or '<'.
   const std::string s = text_of(v);
@@ -704,7 +708,7 @@ Value f_tojson(Interpreter& in, const Value& v, CallArgs& args) {
     o.item_separator = ",";
   }
   if (a[2] && !a[2]->is_none()) {
-    const std::vector<Value> seps = iterate(*a[2]);
+    const std::vector<Value> seps = in.iterate(*a[2]);
     if (seps.size() != 2 || !seps[0].is_string() || !seps[1].is_string()) {
       value_error("separators must be a pair of strings");
     }
@@ -717,7 +721,7 @@ Value f_tojson(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(s));
 }
 
-Value f_trim(Interpreter&, const Value& v, CallArgs& args) {
+Value f_trim(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"chars"}, "trim");
   return Value(py_strip(text_of(v), opt_str_arg(a[0]), true, true));
 }
@@ -750,7 +754,7 @@ Value f_unique(Interpreter& in, const Value& v, CallArgs& args) {
   const AttrGetter get{a[1] ? attribute_parts(*a[1]) : std::vector<Value>{}, !bool_arg(a[0], false)};
   std::unordered_set<std::string> seen;
   std::vector<Value> out;
-  for (Value& item : iterate(v)) {
+  for (Value& item : in.iterate(v)) {
     const Value k = get(in, item);
     const auto h = hash_key(k);
     if (!h) type_error(cat("unhashable type: '", type_name(k), "'"));
@@ -759,7 +763,7 @@ Value f_unique(Interpreter& in, const Value& v, CallArgs& args) {
   return iterator(std::move(out));
 }
 
-Value f_wordcount(Interpreter&, const Value& v, CallArgs& args) {
+Value f_wordcount(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "wordcount");
   const std::string s = text_of(v);
   int64_t n = 0;
@@ -835,25 +839,25 @@ const Value& one_arg(CallArgs& args, const char* test) {
   return args.positional.empty() ? args.keyword[0].second : args.positional[0];
 }
 
-bool t_defined(Interpreter&, const Value& v, CallArgs&) { return !v.is_undefined(); }
-bool t_undefined(Interpreter&, const Value& v, CallArgs&) { return v.is_undefined(); }
-bool t_none(Interpreter&, const Value& v, CallArgs&) { return v.is_none(); }
-bool t_boolean(Interpreter&, const Value& v, CallArgs&) { return v.is_bool(); }
-bool t_false(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); }
-bool t_true(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); }
-bool t_integer(Interpreter&, const Value& v, CallArgs&) { return v.is_int(); }
-bool t_float(Interpreter&, const Value& v, CallArgs&) { return v.is_float(); }
-bool t_number(Interpreter&, const Value& v, CallArgs&) { return v.is_number(); }
-bool t_string(Interpreter&, const Value& v, CallArgs&) { return v.is_string(); }
-bool t_mapping(Interpreter&, const Value& v, CallArgs&) { return v.is_dict(); }
-bool t_iterable(Interpreter&, const Value& v, CallArgs&) {
+bool t_defined(Interpreter& in, const Value& v, CallArgs&) { return !v.is_undefined(); }
+bool t_undefined(Interpreter& in, const Value& v, CallArgs&) { return v.is_undefined(); }
+bool t_none(Interpreter& in, const Value& v, CallArgs&) { return v.is_none(); }
+bool t_boolean(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool(); }
+bool t_false(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); }
+bool t_true(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); }
+bool t_integer(Interpreter& in, const Value& v, CallArgs&) { return v.is_int(); }
+bool t_float(Interpreter& in, const Value& v, CallArgs&) { return v.is_float(); }
+bool t_number(Interpreter& in, const Value& v, CallArgs&) { return v.is_number(); }
+bool t_string(Interpreter& in, const Value& v, CallArgs&) { return v.is_string(); }
+bool t_mapping(Interpreter& in, const Value& v, CallArgs&) { return v.is_dict(); }
+bool t_iterable(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() ||
          (v.is_object() && v.object().type_name() == "LoopContext");
 }
-bool t_sequence(Interpreter&, const Value& v, CallArgs&) {
+bool t_sequence(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_string() || (v.is_list() && !v.is_iterator()) || v.is_dict() || v.is_undefined();
 }
-bool t_callable(Interpreter&, const Value& v, CallArgs&) {
+bool t_callable(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_undefined() || (v.is_object() && v.object().is_callable());
 }
 bool t_odd(Interpreter& in, const Value& v, CallArgs&) {
@@ -865,20 +869,20 @@ bool t_even(Interpreter& in, const Value& v, CallArgs&) {
 bool t_divisibleby(Interpreter& in, const Value& v, CallArgs& a) {
   return equals(binary_op(in, BinaryOp::kMod, v, one_arg(a, "divisibleby")), Value(0));
 }
-bool t_eq(Interpreter&, const Value& v, CallArgs& a) { return equals(v, one_arg(a, "eq")); }
-bool t_ne(Interpreter&, const Value& v, CallArgs& a) { return !equals(v, one_arg(a, "ne")); }
-bool t_lt(Interpreter&, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "lt"), "<") == -1; }
-bool t_le(Interpreter&, const Value& v, CallArgs& a) {
+bool t_eq(Interpreter& in, const Value& v, CallArgs& a) { return equals(v, one_arg(a, "eq")); }
+bool t_ne(Interpreter& in, const Value& v, CallArgs& a) { return !equals(v, one_arg(a, "ne")); }
+bool t_lt(Interpreter& in, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "lt"), "<") == -1; }
+bool t_le(Interpreter& in, const Value& v, CallArgs& a) {
   const int c = compare(v, one_arg(a, "le"), "<=");
   return c == -1 || c == 0;
 }
-bool t_gt(Interpreter&, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "gt"), ">") == 1; }
-bool t_ge(Interpreter&, const Value& v, CallArgs& a) {
+bool t_gt(Interpreter& in, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "gt"), ">") == 1; }
+bool t_ge(Interpreter& in, const Value& v, CallArgs& a) {
   const int c = compare(v, one_arg(a, "ge"), ">=");
   return c == 1 || c == 0;
 }
-bool t_in(Interpreter&, const Value& v, CallArgs& a) { return contains(one_arg(a, "in"), v); }
-bool t_sameas(Interpreter&, const Value& v, CallArgs& a) {
+bool t_in(Interpreter& in, const Value& v, CallArgs& a) { return contains(one_arg(a, "in"), v); }
+bool t_sameas(Interpreter& in, const Value& v, CallArgs& a) {
   const Value& o = one_arg(a, "sameas");
   if (v.kind() != o.kind()) return false;
   switch (v.kind()) {
@@ -892,11 +896,11 @@ bool t_sameas(Interpreter&, const Value& v, CallArgs& a) {
       return equals(v, o);
   }
 }
-bool t_lower(Interpreter&, const Value& v, CallArgs&) { return py_islower(to_str(v)); }
-bool t_upper(Interpreter&, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }
-bool t_escaped(Interpreter&, const Value&, CallArgs&) { return false; }
-bool t_filter(Interpreter&, const Value& v, CallArgs&) { return v.is_string() && find_filter(v.str()) != nullptr; }
-bool t_test(Interpreter&, const Value& v, CallArgs&) { return v.is_string() && find_test(v.str()) != nullptr; }
+bool t_lower(Interpreter& in, const Value& v, CallArgs&) { return py_islower(to_str(v)); }
+bool t_upper(Interpreter& in, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }
+bool t_escaped(Interpreter& in, const Value&, CallArgs&) { return false; }
+bool t_filter(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && find_filter(v.str()) != nullptr; }
+bool t_test(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && find_test(v.str()) != nullptr; }
 
 struct TestEntry {
   std::string_view name;

@@ -465,12 +465,20 @@ void Interpreter::tick() {
 void Interpreter::charge(size_t bytes) {
   if (bytes > config_.limits.max_output_bytes) {
     throw TemplateError(
-        cat("template built a string or list over the limit of ", config_.limits.max_output_bytes, " bytes"));
+        cat("template built a value over the size limit of ", config_.limits.max_output_bytes, " bytes"));
   }
   work_ += static_cast<int64_t>(bytes);
   if (work_ > config_.limits.max_work_bytes) {
     throw TemplateError(cat("template exceeded its work limit of ", config_.limits.max_work_bytes, " bytes"));
   }
+}
+
+std::vector<Value> Interpreter::iterate(const Value& v) {
+  // A string becomes one value per character: charge for that before building it.
+  if (v.is_string()) charge(v.str().size() * (sizeof(Value) + 32));
+  if (v.is_list()) charge(v.list().items().size() * sizeof(Value));
+  if (v.is_dict()) charge(v.dict().size() * sizeof(Value));
+  return jinja::iterate(v);
 }
 
 void Interpreter::write(std::string_view text) {
@@ -590,7 +598,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
 }
 
 Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const Value& iterable, int depth) {
-  std::vector<Value> items = iterate(iterable);
+  std::vector<Value> items = this->iterate(iterable);
   const std::shared_ptr<Scope> parent = scope_;
   auto count_iteration = [this] {
     if (++iterations_ > config_.limits.max_loop_iterations) {
@@ -656,7 +664,7 @@ void Interpreter::assign(const Target& t, const Value& v) {
       if (!v.is_string() && !v.is_list() && !v.is_dict() && !v.is_undefined()) {
         type_error(cat("cannot unpack non-iterable ", type_name(v), " object"));
       }
-      const std::vector<Value> items = iterate(v);
+      const std::vector<Value> items = this->iterate(v);
       if (items.size() < t.items.size()) {
         throw TemplateError(
             cat("ValueError: not enough values to unpack (expected ", t.items.size(), ", got ", items.size(), ")"));
@@ -899,7 +907,7 @@ CallArgs Interpreter::eval_args(const CallArgsExpr& a) {
   CallArgs args;
   for (const ExprPtr& x : a.positional) args.positional.push_back(eval(*x));
   if (a.star_args) {
-    for (Value& v : iterate(eval(*a.star_args))) args.positional.push_back(std::move(v));
+    for (Value& v : this->iterate(eval(*a.star_args))) args.positional.push_back(std::move(v));
   }
   for (const auto& [k, x] : a.keyword) args.keyword.emplace_back(k, eval(*x));
   if (a.star_kwargs) {

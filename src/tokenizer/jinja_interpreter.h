@@ -65,6 +65,8 @@ class Interpreter {
   // obj[key]: an item first, then, for a string key, an attribute.
   Value get_item(const Value& obj, const Value& key);
   Value call(const Value& callee, CallArgs& args);
+  // The elements of iterating v (jinja::iterate), accounted for as work.
+  std::vector<Value> iterate(const Value& v);
   Value filter(const std::string& name, const Value& operand, CallArgs& args);
   bool test(const std::string& name, const Value& operand, CallArgs& args);
   // Accounts for `bytes` produced by an operation; throws past the work limit

@@ -160,7 +160,7 @@ Value str_method(Interpreter& in, const std::string& s, const std::string& name,
   if (name == "join") {
     const auto a = bind_args(args, {"iterable"}, "join");
     if (!a[0]) type_error("join() takes exactly one argument (0 given)");
-    const std::vector<Value> items = iterate(*a[0]);
+    const std::vector<Value> items = in.iterate(*a[0]);
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
       if (!items[i].is_string()) {
@@ -249,7 +249,7 @@ Value str_method(Interpreter& in, const std::string& s, const std::string& name,
   type_error(cat("'str' object has no method '", name, "'"));
 }
 
-Value list_method(Interpreter&, const Value& receiver, const std::string& name, CallArgs& args) {
+Value list_method(Interpreter& in, const Value& receiver, const std::string& name, CallArgs& args) {
   const auto& items = receiver.list().items();
   if (name == "copy") {
     no_args(args, "copy");
@@ -333,7 +333,7 @@ Value g_range(Interpreter& in, CallArgs& args) {
   return Value::list(std::move(out));
 }
 
-Value g_dict(Interpreter&, CallArgs& args) {
+Value g_dict(Interpreter& in, CallArgs& args) {
   Dict d;
   if (args.positional.size() > 1) type_error("dict expected at most 1 argument");
   if (!args.positional.empty()) {
@@ -341,8 +341,8 @@ Value g_dict(Interpreter&, CallArgs& args) {
     if (src.is_dict()) {
       for (const auto& [k, v] : src.dict().items()) d.set(k, v);
     } else {
-      for (const Value& pair : iterate(src)) {
-        const std::vector<Value> kv = iterate(pair);
+      for (const Value& pair : in.iterate(src)) {
+        const std::vector<Value> kv = in.iterate(pair);
         if (kv.size() != 2) value_error("dictionary update sequence element has the wrong length; 2 is required");
         d.set(kv[0], kv[1]);
       }
@@ -362,7 +362,7 @@ Value g_namespace(Interpreter& in, CallArgs& args) {
   return Value::object(std::move(ns));
 }
 
-Value g_raise_exception(Interpreter&, CallArgs& args) {
+Value g_raise_exception(Interpreter& in, CallArgs& args) {
   const auto a = bind_args(args, {"message"}, "raise_exception");
   throw TemplateError(a[0] ? to_str(*a[0]) : std::string(), /*raised=*/true);
 }
@@ -380,7 +380,7 @@ class Joiner : public Object {
   std::string type_name() const override { return "Joiner"; }
   bool is_callable() const override { return true; }
   bool holds_values() const override { return false; }
-  Value call(Interpreter&, CallArgs& args) override {
+  Value call(Interpreter& in, CallArgs& args) override {
     no_args(args, "joiner");
     if (!used_) {
       used_ = true;
@@ -394,7 +394,7 @@ class Joiner : public Object {
   bool used_ = false;
 };
 
-Value g_joiner(Interpreter&, CallArgs& args) {
+Value g_joiner(Interpreter& in, CallArgs& args) {
   const auto a = bind_args(args, {"sep"}, "joiner");
   return Value::object(std::make_shared<Joiner>(a[0] ? to_str(*a[0]) : ", "));
 }
@@ -423,7 +423,7 @@ class Cycler : public Object, public std::enable_shared_from_this<Cycler> {
     std::string type_name() const override { return "method"; }
     bool is_callable() const override { return true; }
     int depth() const override { return 1 + c_->depth(); }
-    Value call(Interpreter&, CallArgs& args) override {
+    Value call(Interpreter& in, CallArgs& args) override {
       no_args(args, name_.c_str());
       if (name_ == "reset") {
         c_->pos_ = 0;
@@ -443,7 +443,7 @@ class Cycler : public Object, public std::enable_shared_from_this<Cycler> {
   int depth_ = 1;
 };
 
-Value g_cycler(Interpreter&, CallArgs& args) {
+Value g_cycler(Interpreter& in, CallArgs& args) {
   if (args.positional.empty()) type_error("cycler() requires at least one item");
   if (!args.keyword.empty()) type_error("cycler() takes no keyword arguments");
   return Value::object(std::make_shared<Cycler>(args.positional));
