@@ -9,6 +9,7 @@
 //   kill          rank 1 SIGKILLs itself in the middle of a loop of all-reduces
 //   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
 //   bench         all-reduce latency and bandwidth by size, printed by rank 0
+//   bench-blocking  the same with plain MPI_Allreduce, for comparison
 // Options: --timeout-ms N (default 30000), --max-bytes N (bench, default 64 MiB),
 // --tag WORD (ignored: lets a test find its own processes with pgrep -f).
 // A failed check prints "FAIL rank <r>: ..." and exits 1 at once (mpirun then
@@ -27,6 +28,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
 
 #include "comm/mpi_comm.h"
 #include "core/error.h"
@@ -52,7 +58,7 @@ struct Options {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
-               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench "
+               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
                "[--timeout-ms N] [--max-bytes N] [--tag WORD]\n",
                why);
   std::exit(2);
@@ -342,16 +348,25 @@ void run_wait_kill(Communicator& comm) {
   throw std::runtime_error("broadcast_wait returned without a root");
 }
 
-void run_bench(Communicator& comm, size_t max_bytes) {
+// `blocking` measures plain MPI_Allreduce instead, for comparison: what the
+// deadline (non-blocking call + polling) costs.
+void run_bench(Communicator& comm, size_t max_bytes, bool blocking) {
   const int n = comm.size();
+  auto reduce = [&](float* data, size_t len) {
+    if (!blocking) return comm.all_reduce_sum(data, len);
+    if (MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(len), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) {
+      throw std::runtime_error("MPI_Allreduce failed");
+    }
+  };
   if (comm.rank() == 0) {
-    std::printf("all_reduce_sum over %d ranks (mpi)\n%12s %10s %12s %12s %12s\n", n, "bytes", "iters", "us/op",
+    std::printf("all_reduce_sum over %d ranks (%s)\n%12s %10s %12s %12s %12s\n", n,
+                blocking ? "plain blocking MPI_Allreduce" : "tpinfer mpi communicator", "bytes", "iters", "us/op",
                 "algbw MB/s", "busbw MB/s");
   }
   for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
     const size_t len = bytes / sizeof(float);
     std::vector<float> buf(len, 1.0f);
-    for (int w = 0; w < 2; ++w) comm.all_reduce_sum(buf.data(), len);
+    for (int w = 0; w < 2; ++w) reduce(buf.data(), len);
     // Batches of 1, 2, 4, ... calls until one lasts 0.2 s on rank 0, which
     // tells the others whether to go on; the last batch is the measurement.
     int64_t iters = 1;
@@ -359,7 +374,7 @@ void run_bench(Communicator& comm, size_t max_bytes) {
     for (;;) {
       comm.barrier();
       const auto t0 = Clock::now();
-      for (int64_t i = 0; i < iters; ++i) comm.all_reduce_sum(buf.data(), len);
+      for (int64_t i = 0; i < iters; ++i) reduce(buf.data(), len);
       const double took = std::chrono::duration<double>(Clock::now() - t0).count();
       per = took / static_cast<double>(iters);
       int32_t more = took < 0.2 && iters < 100000;
@@ -396,7 +411,9 @@ int main(int argc, char** argv) {
     } else if (opt.mode == "wait-kill") {
       run_wait_kill(*comm);
     } else if (opt.mode == "bench") {
-      run_bench(*comm, opt.max_bytes);
+      run_bench(*comm, opt.max_bytes, false);
+    } else if (opt.mode == "bench-blocking") {
+      run_bench(*comm, opt.max_bytes, true);
     } else {
       usage(("unknown mode " + opt.mode).c_str());
     }

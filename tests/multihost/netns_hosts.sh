@@ -130,7 +130,7 @@ exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$name && \$*"
 EOF
 chmod +x "$work/agent"
 
-echo "netns_hosts: $hosts hosts on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
+echo "netns_hosts: $hosts hosts (namespaces tpinfer-*-$sfx) on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
 ip netns exec "tpinfer-h0-$sfx" unshare --uts sh -c 'hostname tpinfer-h0 && exec "$@"' sh \
   mpirun --allow-run-as-root --hostfile "$work/hostfile" -np "$hosts" --map-by node \
   --mca plm_rsh_agent "$work/agent" \
