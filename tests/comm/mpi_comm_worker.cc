@@ -2,7 +2,8 @@
 // under mpirun, one process per rank. Each mode exercises the mpi communicator
 // from inside a real MPI job:
 //   check         every operation against a plain reference on fresh random
-//                 inputs; every rank prints "OK rank <r>" and exits 0
+//                 inputs (all-reduce: bit for bit, and against the local back
+//                 end); every rank prints "OK rank <r> on <host>" and exits 0
 //   skip          rank 1 skips all_reduce #2 (sleeps 10 s): the job must end
 //                 within the timeout plus a moment, naming all_reduce #2 and rank 1
 //   recv-timeout  rank 0 receives from rank 1, which sends nothing
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +37,7 @@
 #endif
 #include <mpi.h>
 
+#include "comm/local_comm.h"
 #include "comm/mpi_comm.h"
 #include "core/error.h"
 
@@ -98,37 +102,76 @@ uint64_t mix(uint64_t x) {  // splitmix64 finalizer
   return x ^ (x >> 31);
 }
 
-// Rank r's input element i in round `round`: a pseudo-random multiple of 1/64 in
-// [-1000/64, 1000/64], so any sum over ranks is exact in float whatever order MPI
-// adds in, and every rank can compute every other rank's input.
+// Rank r's input element i in round `round`: pseudo-random, 24 significant
+// bits and exponents from 2^-8 to 2^7, so sums round and their order shows.
+// Every rank can compute every other rank's input.
 float input(uint64_t seed, int rank, int round, size_t i) {
   const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(rank) * 1000003u + static_cast<uint64_t>(round)) ^
                          (static_cast<uint64_t>(i) * 0x632be59bd9b4e019ull));
-  return static_cast<float>(static_cast<int64_t>(h % 2001) - 1000) / 64.0f;
+  const float unit = static_cast<float>(static_cast<int64_t>(h >> 40) - (int64_t{1} << 23)) / static_cast<float>(1 << 23);
+  return std::ldexp(unit, static_cast<int>(h & 15) - 8);
 }
 
 uint8_t byte_of(uint64_t seed, int from, int to, size_t k) {
   return static_cast<uint8_t>(mix(seed + static_cast<uint64_t>(from) * 7919 + static_cast<uint64_t>(to) * 104729 + k));
 }
 
+// Every bit of a float, for messages: 0x1.4p+0.
+std::string exact(float v) {
+  std::array<char, 32> text{};
+  std::snprintf(text.data(), text.size(), "%a", static_cast<double>(v));
+  return text.data();
+}
+
 std::string where(const Communicator& comm, const std::string& what) {
   return cat(what, " (rank ", comm.rank(), " of ", comm.size(), ")");
 }
 
+// The reference: the sum over ranks in rank order from 0.0f, which is what both
+// back ends promise bit for bit.
+float reference_sum(uint64_t seed, int ranks, int round, size_t i) {
+  float want = 0;
+  for (int r = 0; r < ranks; ++r) want += input(seed, r, round, i);
+  return want;
+}
+
+// The local back end on the same inputs, n threads inside this process.
+std::vector<float> local_all_reduce(uint64_t seed, int n, int round, size_t len) {
+  LocalGroup group(n, std::chrono::seconds(60));
+  std::vector<std::vector<float>> bufs(static_cast<size_t>(n), std::vector<float>(len));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = group.communicator(r);
+      std::vector<float>& b = bufs[static_cast<size_t>(r)];
+      for (size_t i = 0; i < len; ++i) b[i] = input(seed, r, round, i);
+      comm->all_reduce_sum(b.data(), len);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return bufs[0];
+}
+
 void check_all_reduce(Communicator& comm, uint64_t seed) {
   const int n = comm.size();
-  for (size_t len : {size_t{1}, size_t{7}, size_t{4096}, size_t{1000003}}) {
+  // 8193 floats is just over the one-hop limit, 4194309 over one piece.
+  for (size_t len : {size_t{1}, size_t{7}, size_t{4096}, size_t{8193}, size_t{1000003}, size_t{4194309}}) {
     comm.reset_stats();
-    const int rounds = len > 100000 ? 3 : 100;
+    const int rounds = len > 100000 ? 2 : 50;
     std::vector<float> buf(len);
     for (int round = 0; round < rounds; ++round) {
       for (size_t i = 0; i < len; ++i) buf[i] = input(seed, comm.rank(), round, i);
       comm.all_reduce_sum(buf.data(), len);
       for (size_t i = 0; i < len; ++i) {
-        float want = 0;
-        for (int r = 0; r < n; ++r) want += input(seed, r, round, i);
-        EXPECT_OR_THROW(buf[i] == want, where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ", buf[i],
-                                               ", want ", want)));
+        const float want = reference_sum(seed, n, round, i);
+        EXPECT_OR_THROW(std::memcmp(&buf[i], &want, sizeof(float)) == 0,
+                        where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ",
+                                        exact(buf[i]), ", want ", exact(want))));
+      }
+      if (round == 0 && comm.rank() == 0) {
+        const std::vector<float> local = local_all_reduce(seed, n, round, len);
+        EXPECT_OR_THROW(std::memcmp(local.data(), buf.data(), len * sizeof(float)) == 0,
+                        where(comm, cat("all_reduce len ", len, " differs from the local back end's")));
       }
     }
     const CollectiveCounter& c = comm.stats()[Collective::AllReduce];
