@@ -11,7 +11,8 @@
 //   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
 //   bench         all-reduce latency and bandwidth by size, printed by rank 0
 //   bench-blocking  the same with plain MPI_Allreduce, for comparison
-// Options: --timeout-ms N (default 30000), --max-bytes N (bench, default 64 MiB),
+// Options: --timeout-ms N (default 30000), --min-bytes / --max-bytes N (bench:
+// sizes min, 4 min, ... up to max; default 4 B to 64 MiB),
 // --tag WORD (ignored: lets a test find its own processes with pgrep -f).
 // A failed check prints "FAIL rank <r>: ..." and exits 1 at once (mpirun then
 // ends the job).
@@ -57,13 +58,14 @@ using namespace std::chrono_literals;
 struct Options {
   std::string mode;
   std::chrono::milliseconds timeout{30000};
+  size_t min_bytes = 4;
   size_t max_bytes = size_t{64} << 20;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
-               "[--timeout-ms N] [--max-bytes N] [--tag WORD]\n",
+               "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
                why);
   std::exit(2);
 }
@@ -78,6 +80,8 @@ Options parse(int argc, char** argv) {
     const char* v = argv[++i];
     if (a == "--timeout-ms") {
       o.timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
+    } else if (a == "--min-bytes") {
+      o.min_bytes = std::max<size_t>(4, std::strtoull(v, nullptr, 10));
     } else if (a == "--max-bytes") {
       o.max_bytes = std::strtoull(v, nullptr, 10);
     } else if (a == "--tag") {
@@ -393,7 +397,7 @@ void run_wait_kill(Communicator& comm) {
 
 // `blocking` measures plain MPI_Allreduce instead, for comparison: what the
 // deadline (non-blocking call + polling) costs.
-void run_bench(Communicator& comm, size_t max_bytes, bool blocking) {
+void run_bench(Communicator& comm, size_t min_bytes, size_t max_bytes, bool blocking) {
   const int n = comm.size();
   auto reduce = [&](float* data, size_t len) {
     if (!blocking) return comm.all_reduce_sum(data, len);
@@ -406,7 +410,7 @@ void run_bench(Communicator& comm, size_t max_bytes, bool blocking) {
                 blocking ? "plain blocking MPI_Allreduce" : "tpinfer mpi communicator", "bytes", "iters", "us/op",
                 "algbw MB/s", "busbw MB/s");
   }
-  for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
+  for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
     const size_t len = bytes / sizeof(float);
     std::vector<float> buf(len, 1.0f);
     for (int w = 0; w < 2; ++w) reduce(buf.data(), len);
@@ -454,9 +458,9 @@ int main(int argc, char** argv) {
     } else if (opt.mode == "wait-kill") {
       run_wait_kill(*comm);
     } else if (opt.mode == "bench") {
-      run_bench(*comm, opt.max_bytes, false);
+      run_bench(*comm, opt.min_bytes, opt.max_bytes, false);
     } else if (opt.mode == "bench-blocking") {
-      run_bench(*comm, opt.max_bytes, true);
+      run_bench(*comm, opt.min_bytes, opt.max_bytes, true);
     } else {
       usage(("unknown mode " + opt.mode).c_str());
     }
