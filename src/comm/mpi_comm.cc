@@ -6,10 +6,9 @@
 #ifndef MPICH_SKIP_MPICXX
 #define MPICH_SKIP_MPICXX 1
 #endif
-#include <mpi.h>
-
 #include "comm/mpi_comm.h"
 
+#include <mpi.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -75,7 +74,8 @@ class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout, std::shared_ptr<MpiSession> session)
       : session_(std::move(session)), timeout_(timeout) {
-    if (timeout.count() <= 0) throw ConfigError(cat("the mpi communicator needs a positive timeout, got ", timeout.count(), " ms"));
+    if (timeout.count() <= 0)
+      throw ConfigError(cat("the mpi communicator needs a positive timeout, got ", timeout.count(), " ms"));
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) throw CommError("make_mpi_communicator: MPI is not initialized (hold an MpiSession)");
@@ -100,6 +100,9 @@ class MpiCommunicator final : public Communicator {
   }
 
   ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;  // the session ended first: nothing left to free
     // Sends still in flight must land before the communicator goes away.
     const Clock::time_point deadline = Clock::now() + timeout_;
     const bool delivered = poll(
@@ -268,12 +271,13 @@ class MpiCommunicator final : public Communicator {
     MPI_Request req;
     check(MPI_Imrecv(fits ? data : staging_.data(), got, MPI_BYTE, &message, &req), "MPI_Imrecv");
     if (!poll([&] { return test_all(&req, 1, "MPI_Imrecv"); }, deadline, true)) {
-      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_), " s: the message from rank ",
-                          src, " started but did not complete"),
+      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_),
+                          " s: the message from rank ", src, " started but did not complete"),
                       src);
     }
     if (!fits) {
-      throw CommError(cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src, ", got ", got));
+      throw CommError(
+          cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src, ", got ", got));
     }
   }
 
@@ -363,9 +367,8 @@ class MpiCommunicator final : public Communicator {
       post_recv(scratch_.data() + peer_slot(q) * mine, mine, q, kTagReduceScatter);
     }
     wait_reqs(deadline);
-    sum_in_rank_order(data + mine_b, mine, [&](int r) {
-      return r == rank_ ? data + mine_b : scratch_.data() + peer_slot(r) * mine;
-    });
+    sum_in_rank_order(data + mine_b, mine,
+                      [&](int r) { return r == rank_ ? data + mine_b : scratch_.data() + peer_slot(r) * mine; });
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
       if (q == rank_) continue;
@@ -507,7 +510,8 @@ class MpiCommunicator final : public Communicator {
     for (int q = 0; q < size_; ++q) {
       if (q == rank_) continue;
       MPI_Request r;
-      check(MPI_Irecv(answers[static_cast<size_t>(q)].data(), 2, MPI_UINT64_T, q, kTagReply, ctl_, &r), "probe MPI_Irecv");
+      check(MPI_Irecv(answers[static_cast<size_t>(q)].data(), 2, MPI_UINT64_T, q, kTagReply, ctl_, &r),
+            "probe MPI_Irecv");
       reqs.push_back(r);
       peer_of.push_back(q);
       check(MPI_Isend(&question, 1, MPI_UINT64_T, q, kTagProbe, ctl_, &r), "probe MPI_Isend");
@@ -537,10 +541,11 @@ class MpiCommunicator final : public Communicator {
 
   std::string describe(int q, const PeerState& s) const {
     if (!s.answered) {
-      return cat("rank ", q, " did not answer: it is outside every operation of this communicator (computing, stalled or gone)");
+      return cat("rank ", q,
+                 " did not answer: it is outside every operation of this communicator (computing, stalled or gone)");
     }
-    const char* name = s.kind < static_cast<uint64_t>(kCollectiveKinds) ? collective_name(static_cast<Collective>(s.kind))
-                                                                         : "unknown";
+    const char* name =
+        s.kind < static_cast<uint64_t>(kCollectiveKinds) ? collective_name(static_cast<Collective>(s.kind)) : "unknown";
     if (s.seq == 0) return cat("rank ", q, " has not started any operation");
     return cat("rank ", q, " is in ", name, " #", s.seq);
   }
@@ -555,8 +560,8 @@ class MpiCommunicator final : public Communicator {
       if (!s.answered || s.seq < seq_) missing += cat(missing.empty() ? "" : ", ", q);
       details += cat(details.empty() ? "" : "; ", describe(q, s));
     }
-    std::string head = cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(timeout_), " s on rank ",
-                           rank_, ": ");
+    std::string head =
+        cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(timeout_), " s on rank ", rank_, ": ");
     head += missing.empty() ? std::string("every rank arrived but the operation did not complete")
                             : cat("rank(s) ", missing, " did not arrive");
     fatal(cat(head, " (", details, ")"));
@@ -570,7 +575,8 @@ class MpiCommunicator final : public Communicator {
 
   void check(int code, const char* what) {
     if (code != MPI_SUCCESS) {
-      fatal(cat(what, " failed in ", collective_name(kind_), " #", seq_, " on rank ", rank_, ": ", mpi_error_text(code)));
+      fatal(
+          cat(what, " failed in ", collective_name(kind_), " #", seq_, " on rank ", rank_, ": ", mpi_error_text(code)));
     }
   }
 

@@ -24,12 +24,12 @@ struct Job {
   std::string tag;  // on every process's command line, for pgrep
 };
 
-#define SKIP_WITHOUT_MPI()                                                                   \
-  do {                                                                                       \
-    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";    \
-    if (testing::run_command("command -v mpirun", nullptr) != 0) {                           \
+#define SKIP_WITHOUT_MPI()                                                                     \
+  do {                                                                                         \
+    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";      \
+    if (testing::run_command("command -v mpirun", nullptr) != 0) {                             \
       GTEST_SKIP() << "mpirun not on PATH: install openmpi-bin to run the mpi back end tests"; \
-    }                                                                                        \
+    }                                                                                          \
   } while (0)
 
 bool mpi_built() {

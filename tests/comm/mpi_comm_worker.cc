@@ -21,8 +21,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -63,10 +63,11 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
-               "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
+      "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
+      why);
   std::exit(2);
 }
 
@@ -94,9 +95,9 @@ Options parse(int argc, char** argv) {
 }
 
 // The message is built only on failure: checks run on millions of elements.
-#define EXPECT_OR_THROW(ok, what)                              \
-  do {                                                         \
-    if (!(ok)) throw std::runtime_error(what);                 \
+#define EXPECT_OR_THROW(ok, what)              \
+  do {                                         \
+    if (!(ok)) throw std::runtime_error(what); \
   } while (0)
 
 uint64_t mix(uint64_t x) {  // splitmix64 finalizer
@@ -112,7 +113,8 @@ uint64_t mix(uint64_t x) {  // splitmix64 finalizer
 float input(uint64_t seed, int rank, int round, size_t i) {
   const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(rank) * 1000003u + static_cast<uint64_t>(round)) ^
                          (static_cast<uint64_t>(i) * 0x632be59bd9b4e019ull));
-  const float unit = static_cast<float>(static_cast<int64_t>(h >> 40) - (int64_t{1} << 23)) / static_cast<float>(1 << 23);
+  const float unit =
+      static_cast<float>(static_cast<int64_t>(h >> 40) - (int64_t{1} << 23)) / static_cast<float>(1 << 23);
   return std::ldexp(unit, static_cast<int>(h & 15) - 8);
 }
 
@@ -169,8 +171,8 @@ void check_all_reduce(Communicator& comm, uint64_t seed) {
       for (size_t i = 0; i < len; ++i) {
         const float want = reference_sum(seed, n, round, i);
         EXPECT_OR_THROW(std::memcmp(&buf[i], &want, sizeof(float)) == 0,
-                        where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ",
-                                        exact(buf[i]), ", want ", exact(want))));
+                        where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ", exact(buf[i]),
+                                        ", want ", exact(want))));
       }
       if (round == 0 && comm.rank() == 0) {
         const std::vector<float> local = local_all_reduce(seed, n, round, len);
@@ -180,8 +182,10 @@ void check_all_reduce(Communicator& comm, uint64_t seed) {
     }
     const CollectiveCounter& c = comm.stats()[Collective::AllReduce];
     EXPECT_OR_THROW(c.calls == static_cast<uint64_t>(rounds), where(comm, cat("all_reduce calls ", c.calls)));
-    const uint64_t per_call = n == 1 ? 0 : 2 * len * sizeof(float) * static_cast<uint64_t>(n - 1) / static_cast<uint64_t>(n);
-    EXPECT_OR_THROW(c.bytes == per_call * static_cast<uint64_t>(rounds), where(comm, cat("all_reduce bytes ", c.bytes)));
+    const uint64_t per_call =
+        n == 1 ? 0 : 2 * len * sizeof(float) * static_cast<uint64_t>(n - 1) / static_cast<uint64_t>(n);
+    EXPECT_OR_THROW(c.bytes == per_call * static_cast<uint64_t>(rounds),
+                    where(comm, cat("all_reduce bytes ", c.bytes)));
   }
 }
 
@@ -201,7 +205,8 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
     size_t at = 0;
     for (int r = 0; r < n; ++r) {
       for (size_t k = 0; k < counts[static_cast<size_t>(r)]; ++k, ++at) {
-        EXPECT_OR_THROW(all[at] == input(seed, r, 7, k), where(comm, cat("all_gather (", how, ") element ", k, " of rank ", r)));
+        EXPECT_OR_THROW(all[at] == input(seed, r, 7, k),
+                        where(comm, cat("all_gather (", how, ") element ", k, " of rank ", r)));
       }
     }
   };
@@ -210,7 +215,7 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
   comm.all_gather(mine.data(), counts, all.data());
   verify(all, "separate buffers");
   EXPECT_OR_THROW(comm.stats()[Collective::AllGather].bytes == (total - mine.size()) * sizeof(float),
-         where(comm, "all_gather byte count"));
+                  where(comm, "all_gather byte count"));
   // In place: my part already sits at its offset of the output.
   std::vector<float> in_place(total, -1.0f);
   std::copy(mine.begin(), mine.end(), in_place.begin() + static_cast<std::ptrdiff_t>(mine_at));
@@ -238,7 +243,8 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
   comm.all_gather_bytes(b.data(), b.size(), gathered.data());
   for (int r = 0; r < n; ++r) {
     for (size_t k = 0; k < 13; ++k) {
-      EXPECT_OR_THROW(gathered[static_cast<size_t>(r) * 13 + k] == byte_of(seed, r, -1, k), where(comm, "all_gather_bytes"));
+      EXPECT_OR_THROW(gathered[static_cast<size_t>(r) * 13 + k] == byte_of(seed, r, -1, k),
+                      where(comm, "all_gather_bytes"));
     }
   }
 }
@@ -255,10 +261,11 @@ void check_all_to_all(Communicator& comm, uint64_t seed) {
     for (int i = 0; i < n; ++i) {
       for (size_t k = 0; k < chunk; ++k) {
         EXPECT_OR_THROW(recv[static_cast<size_t>(i) * chunk + k] == byte_of(seed + chunk, i, me, k),
-               where(comm, cat("all_to_all chunk ", chunk, " from rank ", i, " byte ", k)));
+                        where(comm, cat("all_to_all chunk ", chunk, " from rank ", i, " byte ", k)));
       }
     }
-    EXPECT_OR_THROW(comm.stats()[Collective::AllToAll].bytes == chunk * static_cast<size_t>(n - 1), where(comm, "all_to_all bytes"));
+    EXPECT_OR_THROW(comm.stats()[Collective::AllToAll].bytes == chunk * static_cast<size_t>(n - 1),
+                    where(comm, "all_to_all bytes"));
   }
 }
 
@@ -274,7 +281,8 @@ void check_broadcast(Communicator& comm, uint64_t seed) {
         comm.broadcast(buf.data(), bytes, root);
       }
       for (size_t k = 0; k < bytes; ++k) {
-        EXPECT_OR_THROW(buf[k] == byte_of(seed, root, 99, k), where(comm, cat("broadcast from ", root, " of ", bytes, " bytes")));
+        EXPECT_OR_THROW(buf[k] == byte_of(seed, root, 99, k),
+                        where(comm, cat("broadcast from ", root, " of ", bytes, " bytes")));
       }
     }
   }
@@ -292,7 +300,8 @@ void check_send_recv(Communicator& comm, uint64_t seed) {
     comm.send(out.data(), bytes, next);
     comm.recv(in.data(), bytes, prev);
     for (size_t k = 0; k < bytes; ++k) {
-      EXPECT_OR_THROW(in[k] == byte_of(seed, prev, me, k), where(comm, cat("recv of ", bytes, " bytes from rank ", prev)));
+      EXPECT_OR_THROW(in[k] == byte_of(seed, prev, me, k),
+                      where(comm, cat("recv of ", bytes, " bytes from rank ", prev)));
     }
   }
   // Several messages queue in order.
@@ -317,7 +326,7 @@ void check_send_recv(Communicator& comm, uint64_t seed) {
     error = e.what();
   }
   EXPECT_OR_THROW(error.find("expected 8 bytes from rank " + std::to_string(prev) + ", got 4") != std::string::npos,
-         where(comm, "wrong-size recv said: " + error));
+                  where(comm, "wrong-size recv said: " + error));
   const int32_t after = 700 + me;
   comm.send(&after, sizeof(after), next);
   int32_t got = -1;

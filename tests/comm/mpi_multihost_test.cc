@@ -40,14 +40,14 @@ HostsRun run_hosts(const std::string& script_args, const std::string& worker_arg
   return run;
 }
 
-#define SKIP_WITHOUT_NAMESPACES(run)                                                   \
-  do {                                                                                 \
+#define SKIP_WITHOUT_NAMESPACES(run)                                                           \
+  do {                                                                                         \
     if ((run).code == 77) GTEST_SKIP() << "netns_hosts.sh cannot run here:\n" << (run).output; \
   } while (0)
 
-#define SKIP_UNLESS_ROOT_AND_MPI()                                                              \
-  do {                                                                                          \
-    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";       \
+#define SKIP_UNLESS_ROOT_AND_MPI()                                                               \
+  do {                                                                                           \
+    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";        \
     if (::geteuid() != 0) GTEST_SKIP() << "network namespaces need root; run the tests as root"; \
   } while (0)
 
@@ -98,8 +98,7 @@ TEST(MpiMultihost, SkippedCollectiveEndsJobAcrossHosts) {
   SKIP_WITHOUT_NAMESPACES(run);
   EXPECT_NE(run.code, 0) << run.output;
   EXPECT_LT(run.seconds, 15.0) << run.output;
-  EXPECT_NE(run.output.find("all_reduce #2 timed out after 1 s on rank 0: rank(s) 1 did not arrive"),
-            std::string::npos)
+  EXPECT_NE(run.output.find("all_reduce #2 timed out after 1 s on rank 0: rank(s) 1 did not arrive"), std::string::npos)
       << run.output;
   expect_namespaces_removed(run.output);
 }
