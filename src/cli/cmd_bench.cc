@@ -1,0 +1,190 @@
+// tpinfer bench: llama-bench-style prompt-processing and generation speed per
+// tensor-parallel size, with the share of time in collectives and the achieved
+// memory bandwidth against this machine's measured read bandwidth.
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "backend/cpu/memory_bandwidth.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "engine/benchmark.h"
+
+namespace tpinfer::cli {
+namespace {
+
+struct BenchOptions {
+  ModelOptions model;
+  std::string tps = "1";
+  std::string threads;  // per tp size, or one value for all
+  int n_prompt = 512;
+  int n_gen = 128;
+  int reps = 3;
+  bool json = false;
+  std::string plot;
+};
+
+std::vector<int> int_list(const std::string& s, const char* flag) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int v = std::stoi(item, &used);
+      if (used != item.size() || v < 1) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw ConfigError(cat(flag, ": '", item, "' is not a positive integer"));
+    }
+  }
+  if (out.empty()) throw ConfigError(cat(flag, " is empty"));
+  return out;
+}
+
+struct Row {
+  int tp, threads;
+  BenchResult pp, tg;
+  uint64_t weight_bytes;
+};
+
+void write_svg(const std::string& path, const std::vector<Row>& rows) {
+  const double w = 640, h = 400, left = 70, right = 70, top = 40, bottom = 60;
+  double max_tps = 1;
+  for (const Row& r : rows) max_tps = std::max({max_tps, r.tg.median_tps, r.pp.median_tps});
+  const auto x_of = [&](size_t i) {
+    return rows.size() == 1 ? left + (w - left - right) / 2
+                            : left + (w - left - right) * static_cast<double>(i) / static_cast<double>(rows.size() - 1);
+  };
+  const auto y_tps = [&](double v) { return top + (h - top - bottom) * (1 - v / max_tps); };
+  const auto y_share = [&](double v) { return top + (h - top - bottom) * (1 - v); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "' font-family='sans-serif' font-size='12'>\n";
+  s << "<rect width='100%' height='100%' fill='white'/>\n";
+  s << "<text x='" << w / 2 << "' y='20' text-anchor='middle' font-size='14'>tokens/s and communication share by tensor-parallel size</text>\n";
+  s << "<line x1='" << left << "' y1='" << h - bottom << "' x2='" << w - right << "' y2='" << h - bottom << "' stroke='black'/>\n";
+  s << "<line x1='" << left << "' y1='" << top << "' x2='" << left << "' y2='" << h - bottom << "' stroke='black'/>\n";
+  s << "<line x1='" << w - right << "' y1='" << top << "' x2='" << w - right << "' y2='" << h - bottom << "' stroke='black'/>\n";
+  for (int k = 0; k <= 4; ++k) {
+    const double v = max_tps * k / 4;
+    s << "<text x='" << left - 6 << "' y='" << y_tps(v) + 4 << "' text-anchor='end'>" << static_cast<int>(v) << "</text>\n";
+    s << "<text x='" << w - right + 6 << "' y='" << y_share(k / 4.0) + 4 << "'>" << 25 * k << "%</text>\n";
+  }
+  s << "<text x='15' y='" << h / 2 << "' transform='rotate(-90 15 " << h / 2 << ")' text-anchor='middle'>tokens/s</text>\n";
+  s << "<text x='" << w - 15 << "' y='" << h / 2 << "' transform='rotate(90 " << w - 15 << " " << h / 2
+    << ")' text-anchor='middle'>time in collectives (decode)</text>\n";
+  auto polyline = [&](const char* color, const std::function<double(const Row&)>& y, bool dashed) {
+    s << "<polyline fill='none' stroke='" << color << "' stroke-width='2'" << (dashed ? " stroke-dasharray='6,4'" : "") << " points='";
+    for (size_t i = 0; i < rows.size(); ++i) s << x_of(i) << "," << y(rows[i]) << " ";
+    s << "'/>\n";
+    for (size_t i = 0; i < rows.size(); ++i) s << "<circle cx='" << x_of(i) << "' cy='" << y(rows[i]) << "' r='3' fill='" << color << "'/>\n";
+  };
+  polyline("#1f77b4", [&](const Row& r) { return y_tps(r.tg.median_tps); }, false);
+  polyline("#2ca02c", [&](const Row& r) { return y_tps(r.pp.median_tps); }, false);
+  polyline("#d62728", [&](const Row& r) { return y_share(r.tg.median_collective_share); }, true);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    s << "<text x='" << x_of(i) << "' y='" << h - bottom + 18 << "' text-anchor='middle'>tp " << rows[i].tp << "</text>\n";
+  }
+  s << "<text x='" << left << "' y='" << h - 12 << "' fill='#1f77b4'>decode tok/s</text>";
+  s << "<text x='" << left + 120 << "' y='" << h - 12 << "' fill='#2ca02c'>prefill tok/s</text>";
+  s << "<text x='" << left + 240 << "' y='" << h - 12 << "' fill='#d62728'>collective share (decode)</text>\n";
+  s << "</svg>\n";
+  std::ofstream f(path);
+  f << s.str();
+  if (!f) throw Error(cat(path, ": cannot write"));
+}
+
+void run(BenchOptions& o) {
+  const std::vector<int> tps = int_list(o.tps, "-tp");
+  std::vector<int> threads;
+  if (!o.threads.empty()) threads = int_list(o.threads, "--threads-per-rank");
+  if (threads.size() > 1 && threads.size() != tps.size()) {
+    throw ConfigError(cat("--threads-per-rank has ", threads.size(), " values for ", tps.size(), " tp sizes"));
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<Row> rows;
+  int max_threads = 1;
+  for (size_t i = 0; i < tps.size(); ++i) {
+    ModelOptions m = o.model;
+    m.tp = tps[i];
+    m.threads_per_rank = threads.empty() ? std::max(1, cores / tps[i]) : threads[threads.size() == 1 ? 0 : i];
+    if (m.ctx_size == 0) m.ctx_size = o.n_prompt + o.n_gen + 16;
+    Engine engine(m.model, engine_options(m));
+    Row r{tps[i], m.threads_per_rank, {}, {}, 0};
+    for (const RankReport& rep : engine.rank_reports()) r.weight_bytes += rep.weight_bytes;
+    if (o.n_prompt > 0) r.pp = bench_prompt(engine, o.n_prompt, o.reps);
+    if (o.n_gen > 0) r.tg = bench_generate(engine, o.n_gen, o.reps);
+    max_threads = std::max(max_threads, tps[i] * m.threads_per_rank);
+    rows.push_back(r);
+    if (!o.json) std::fprintf(stderr, "tp %d done\n", tps[i]);
+  }
+  const double machine_bw = cpu::measure_read_bandwidth(std::min(max_threads, cores));
+  auto result_json = [](const BenchResult& b) {
+    return nlohmann::ordered_json{{"tokens", b.tokens},
+                                  {"tokens_per_second", b.median_tps},
+                                  {"min", b.min_tps},
+                                  {"max", b.max_tps},
+                                  {"stddev", b.stddev_tps},
+                                  {"collective_share", b.median_collective_share},
+                                  {"comm_bytes_per_token", b.comm_bytes_per_token},
+                                  {"all_reduces_per_token", b.all_reduces_per_token}};
+  };
+  nlohmann::ordered_json out = {{"model", o.model.model}, {"machine_read_bandwidth", machine_bw}, {"runs", nlohmann::ordered_json::array()}};
+  for (const Row& r : rows) {
+    const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
+    out["runs"].push_back({{"tp", r.tp},
+                           {"threads_per_rank", r.threads},
+                           {"weight_bytes", r.weight_bytes},
+                           {"pp", result_json(r.pp)},
+                           {"tg", result_json(r.tg)},
+                           {"achieved_bandwidth", achieved},
+                           {"bandwidth_fraction", achieved / machine_bw}});
+  }
+  if (!o.plot.empty()) write_svg(o.plot, rows);
+  if (o.json) {
+    std::cout << out.dump(2) << std::endl;
+    return;
+  }
+  std::printf("model: %s | machine read bandwidth: %.1f GB/s\n\n", o.model.model.c_str(), machine_bw / 1e9);
+  std::printf("| tp | threads/rank | test | tokens/s | ± stddev | comm share | comm bytes/token | all-reduces/token | GB/s | of machine |\n");
+  std::printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const Row& r : rows) {
+    const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
+    if (o.n_prompt > 0) {
+      std::printf("| %d | %d | pp%d | %.2f | %.2f | %.1f%% | %.0f | %.2f | | |\n", r.tp, r.threads, o.n_prompt,
+                  r.pp.median_tps, r.pp.stddev_tps, 100 * r.pp.median_collective_share, r.pp.comm_bytes_per_token,
+                  r.pp.all_reduces_per_token);
+    }
+    if (o.n_gen > 0) {
+      std::printf("| %d | %d | tg%d | %.2f | %.2f | %.1f%% | %.0f | %.2f | %.1f | %.0f%% |\n", r.tp, r.threads,
+                  o.n_gen, r.tg.median_tps, r.tg.stddev_tps, 100 * r.tg.median_collective_share,
+                  r.tg.comm_bytes_per_token, r.tg.all_reduces_per_token, achieved / 1e9, 100 * achieved / machine_bw);
+    }
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Prompt and generation speed per tensor-parallel size");
+  cmd->add_option("-m,--model", o->model.model, "Model: a .gguf file or a Hugging Face folder")->required();
+  cmd->add_option("-t,--tp,--tensor-parallel-size", o->tps, "Comma-separated tensor-parallel sizes, e.g. 1,2,4");
+  cmd->add_option("--threads-per-rank", o->threads, "Threads per rank: one value, or one per tp size");
+  cmd->add_option("--tensor-split", o->model.tensor_split, "Weights per rank for an uneven split");
+  cmd->add_option("--comm-timeout", o->model.comm_timeout, "Seconds before a stalled collective is an error");
+  cmd->add_option("--kv-cache-dtype", o->model.kv_type, "KV cache type: f32, f16, bf16");
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0: skip)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-r,--repetitions", o->reps, "Repetitions (median reported)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-pin", o->model.no_pin, "Do not pin rank threads to cores");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share against tp");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace tpinfer::cli

@@ -1,0 +1,116 @@
+#include "engine/benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
+  engine.reset_comm_stats();
+  const auto t0 = Clock::now();
+  const int64_t tokens = body();
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const CommStats& c = engine.comm_stats();
+  BenchSample out;
+  out.tokens_per_second = static_cast<double>(tokens) / s;
+  out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
+  out.comm_bytes_per_token = static_cast<double>(c.total().bytes) / static_cast<double>(tokens);
+  out.all_reduces_per_token = static_cast<double>(c[Collective::AllReduce].calls) / static_cast<double>(tokens);
+  return out;
+}
+
+BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
+  BenchResult r;
+  r.tokens = tokens;
+  r.samples = samples;
+  std::vector<double> tps, share;
+  for (const BenchSample& s : samples) {
+    tps.push_back(s.tokens_per_second);
+    share.push_back(s.collective_share);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  r.median_tps = median(tps);
+  r.min_tps = *std::min_element(tps.begin(), tps.end());
+  r.max_tps = *std::max_element(tps.begin(), tps.end());
+  double mean = 0;
+  for (double t : tps) mean += t / static_cast<double>(tps.size());
+  double var = 0;
+  for (double t : tps) var += (t - mean) * (t - mean) / static_cast<double>(tps.size());
+  r.stddev_tps = std::sqrt(var);
+  r.median_collective_share = median(share);
+  r.comm_bytes_per_token = samples.back().comm_bytes_per_token;
+  r.all_reduces_per_token = samples.back().all_reduces_per_token;
+  return r;
+}
+
+std::vector<int32_t> tokens_for(const Engine& engine, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint64_t>(engine.config().vocab));
+  return t;
+}
+
+// Runs `tokens` from position `start` of the sequence with block table `table`
+// as one batch (logits for the last token only).
+void run_batch(Engine& engine, std::vector<int32_t>& table, const std::vector<int32_t>& tokens, int64_t start) {
+  if (!engine.blocks().reserve(table, start + static_cast<int64_t>(tokens.size()))) {
+    throw ConfigError(cat("the KV cache cannot hold ", start + static_cast<int64_t>(tokens.size()),
+                          " tokens; raise --ctx-size"));
+  }
+  Batch b;
+  b.sequences.push_back({table});
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    b.tokens.push_back(tokens[i]);
+    b.positions.push_back(static_cast<int32_t>(start + static_cast<int64_t>(i)));
+    b.seq.push_back(0);
+    b.want_logits.push_back(i + 1 == tokens.size() ? 1 : 0);
+  }
+  engine.step(b);
+}
+
+}  // namespace
+
+BenchResult bench_prompt(Engine& engine, int n_prompt, int reps, uint64_t seed) {
+  const std::vector<int32_t> tokens = tokens_for(engine, n_prompt, seed);
+  std::vector<BenchSample> samples;
+  for (int r = -1; r < reps; ++r) {
+    std::vector<int32_t> table;
+    const BenchSample s = measure(engine, [&] {
+      run_batch(engine, table, tokens, 0);
+      return static_cast<int64_t>(n_prompt);
+    });
+    engine.blocks().release(table);
+    if (r >= 0) samples.push_back(s);
+  }
+  return summarize(n_prompt, samples);
+}
+
+BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed) {
+  const std::vector<int32_t> tokens = tokens_for(engine, n_gen + 1, seed);
+  std::vector<BenchSample> samples;
+  for (int r = -1; r < reps; ++r) {
+    std::vector<int32_t> table;
+    run_batch(engine, table, {tokens[0]}, 0);
+    const BenchSample s = measure(engine, [&] {
+      for (int i = 1; i <= n_gen; ++i) run_batch(engine, table, {tokens[static_cast<size_t>(i)]}, i);
+      return static_cast<int64_t>(n_gen);
+    });
+    engine.blocks().release(table);
+    if (r >= 0) samples.push_back(s);
+  }
+  return summarize(n_gen, samples);
+}
+
+}  // namespace tpinfer

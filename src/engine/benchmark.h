@@ -1,0 +1,38 @@
+// The measurements behind `tpinfer bench` (llama-bench style): prompt
+// processing (one prefill of n_prompt tokens) and text generation (n_gen decode
+// steps) on an Engine, repeated, reported as the median with the spread, plus
+// the share of time inside collectives and the bytes moved per token.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace tpinfer {
+
+struct BenchSample {
+  double tokens_per_second = 0;
+  double collective_share = 0;  // of the measured time
+  double comm_bytes_per_token = 0;
+  double all_reduces_per_token = 0;
+};
+
+struct BenchResult {
+  int64_t tokens = 0;
+  std::vector<BenchSample> samples;
+  double median_tps = 0;
+  double min_tps = 0;
+  double max_tps = 0;
+  double stddev_tps = 0;
+  double median_collective_share = 0;
+  double comm_bytes_per_token = 0;
+  double all_reduces_per_token = 0;
+};
+
+// Prefill of n_prompt random tokens, `reps` times (after one warm-up).
+BenchResult bench_prompt(Engine& engine, int n_prompt, int reps, uint64_t seed = 1);
+// n_gen decode steps after a 1-token context, `reps` times (after one warm-up).
+BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed = 2);
+
+}  // namespace tpinfer

@@ -1,0 +1,40 @@
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+
+namespace tpinfer {
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::string out;
+  DecodeState state;
+  for (int32_t id : ids) decode_token(id, skip_special, state, out);
+  return out;
+}
+
+std::string StreamDecoder::push(int32_t id) {
+  tok_.decode_token(id, skip_special_, state_, pending_);
+  // Emit every complete character and replace every sequence that can never
+  // become one; keep only a truncated character at the very end.
+  std::string out;
+  size_t i = 0;
+  while (i < pending_.size()) {
+    const utf8::Char c = utf8::classify(pending_, i);
+    if (c.kind == utf8::Kind::Truncated) break;
+    if (c.kind == utf8::Kind::Complete) {
+      out.append(pending_, i, c.len);
+    } else {
+      out.append(utf8::kReplacement);
+    }
+    i += c.len;
+  }
+  pending_.erase(0, i);
+  return out;
+}
+
+std::string StreamDecoder::finish() {
+  std::string out = utf8::sanitize(pending_);
+  pending_.clear();
+  state_ = {};
+  return out;
+}
+
+}  // namespace tpinfer
