@@ -130,8 +130,7 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
   const std::string& tmpl = options_.chat_template.empty() ? tok.chat_template() : options_.chat_template;
   chat_ = std::make_unique<ChatFormatter>(tmpl, tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
                                           tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
-  const std::vector<int32_t> probe = tok.encode("", /*add_special=*/true, /*parse_special=*/false);
-  add_bos_ = tok.bos() >= 0 && !probe.empty() && probe.front() == tok.bos();
+  add_bos_ = tok.add_bos_token() && tok.bos() >= 0;
 
   limits_.max_model_len = scheduler_->options().max_model_len;
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
