@@ -3,6 +3,8 @@
 // (1 for any error the user can act on).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -18,8 +20,15 @@ int main(int argc, char** argv) {
   tpinfer::cli::register_tokenize(app);
   tpinfer::cli::register_serve(app);
   tpinfer::cli::register_bench(app);
+  // `-tp N` (vLLM's and llama.cpp's spelling) is a multi-letter short option,
+  // which CLI11 does not allow: spell it as its long alias before parsing.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) {
+    const std::string a = argv[i];
+    args.push_back(a == "-tp" ? "--tp" : a.rfind("-tp=", 0) == 0 ? "--tp=" + a.substr(4) : a);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -331,6 +331,13 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
       }
       const int64_t cols = t.shape.back();
       const DType type = t.is_matrix ? synth_tensor_type(s.dtype, cols) : DType::F32;
+      if (!t.is_matrix && (s.dtype == DType::F16 || s.dtype == DType::BF16)) {
+        // Vectors stay F32 in GGUF, holding the values of the 16-bit checkpoint
+        // (as llama.cpp's converter does), so GGUF and safetensors agree.
+        std::vector<uint8_t> half(values.size() * 2);
+        cpu::quantize_row(s.dtype, values.data(), half.data(), static_cast<int64_t>(values.size()));
+        cpu::dequantize_row(s.dtype, half.data(), values.data(), static_cast<int64_t>(values.size()));
+      }
       w.add_tensor(t.name, type, t.shape, encode(type, values, cols));
     }
     if (s.rope_llama3) {

@@ -41,7 +41,9 @@ Bytes gguf(uint64_t n_tensors_field, const std::vector<uint64_t>& offsets, uint6
   f.put<uint32_t>(3).put<uint64_t>(n_tensors_field).put<uint64_t>(1);
   f.str("general.alignment").put<uint32_t>(4).put<uint32_t>(32);
   for (size_t i = 0; i < offsets.size(); ++i) {
-    f.str("t" + std::to_string(i)).put<uint32_t>(1).put<uint64_t>(8).put<uint32_t>(0).put<uint64_t>(offsets[i]);
+    std::string name = "t";  // (built in two steps: GCC 12 warns falsely on "t" + to_string)
+    name += std::to_string(i);
+    f.str(name).put<uint32_t>(1).put<uint64_t>(8).put<uint32_t>(0).put<uint64_t>(offsets[i]);
   }
   while (f.b.size() % 32 != 0) f.b += '\0';
   f.b.append(data_bytes, '\x01');
@@ -49,7 +51,7 @@ Bytes gguf(uint64_t n_tensors_field, const std::vector<uint64_t>& offsets, uint6
 }
 
 void expect_clean_error(const std::string& file, const std::string& what) {
-  for (const std::string cmd : {"inspect -m " + file, "run -m " + file + " -p hi -n 1"}) {
+  for (const std::string& cmd : {"inspect -m " + file, "run -m " + file + " -p hi -n 1"}) {
     std::string out;
     const int code = testing::run_command(testing::binary() + " " + cmd, &out);
     EXPECT_EQ(code, 1) << what << ": " << cmd << "\n" << out;
@@ -94,15 +96,15 @@ TEST(CliMalformed, EachGivesCleanErrorAndExit1) {
   gguf(2, {0, 0}, 64).save(dir.file("overlap.gguf"));
   expect_clean_error(dir.file("overlap.gguf"), "overlapping tensors");
 
-  // safetensors whose JSON header is not JSON, inside an HF folder.
-  std::filesystem::create_directories(dir.path() / "hf");
-  std::ofstream(dir.path() / "hf" / "config.json") << R"({"architectures": ["LlamaForCausalLM"]})";
+  // safetensors whose JSON header is not JSON, inside an otherwise good HF folder.
+  SynthSpec spec = testing::small_spec(Arch::Llama);
+  write_synth_model(spec, dir.file("hf"));
   Bytes st;
   st.put<uint64_t>(16);
   st.b += "{not json at all";
   st.b.append(8, '\0');
   st.save((dir.path() / "hf" / "model.safetensors").string());
-  for (const std::string cmd : {"inspect -m " + dir.file("hf")}) {
+  for (const std::string& cmd : {"inspect -m " + dir.file("hf")}) {
     std::string out;
     EXPECT_EQ(testing::run_command(testing::binary() + " " + cmd, &out), 1) << out;
     EXPECT_NE(out.find("model.safetensors"), std::string::npos) << out;

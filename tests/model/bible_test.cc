@@ -47,7 +47,7 @@ std::vector<int32_t> greedy(const std::string& model, const std::vector<int32_t>
 TEST(Bible, TokenizerMatchesReference) {
   for (int k : {0, 1}) {
     const auto ref = reference_json(k);
-    for (const std::string model : {bible("bible-q8_0.gguf"), bible("bible-bf16")}) {
+    for (const std::string& model : {bible("bible-q8_0.gguf"), bible("bible-bf16")}) {
       const auto src = ModelSource::open(model);
       const auto tok = Tokenizer::load(*src);
       EXPECT_EQ(tok->encode(ref["prompt"].get<std::string>(), true, false),
@@ -62,7 +62,7 @@ TEST(Bible, LogitsMatchFloat64Reference) {
     const auto ref = reference_json(k);
     const auto prompt = ref["prompt_tokens"].get<std::vector<int32_t>>();
     const std::vector<float> want = reference_logits(k);
-    for (const std::string model : {bible("bible-bf16.gguf"), bible("bible-bf16")}) {
+    for (const std::string& model : {bible("bible-bf16.gguf"), bible("bible-bf16")}) {
       const std::vector<float> got = testing::engine_logits(model, prompt, testing::f32_options(1));
       EXPECT_LT(reference::rel_l2(got, want), 1e-4) << model << " prompt " << k;
     }
@@ -76,7 +76,7 @@ TEST(Bible, GreedyTokensAtTp124) {
     const auto ref = reference_json(k);
     const auto prompt = ref["prompt_tokens"].get<std::vector<int32_t>>();
     const auto want = ref["greedy_tokens"].get<std::vector<int32_t>>();
-    for (const std::string model : {bible("bible-q8_0.gguf"), bible("bible-bf16.gguf"), bible("bible-bf16")}) {
+    for (const std::string& model : {bible("bible-q8_0.gguf"), bible("bible-bf16.gguf"), bible("bible-bf16")}) {
       for (int tp : {1, 2, 4}) {
         EXPECT_EQ(greedy(model, prompt, tp, static_cast<int>(want.size())), want) << model << " tp=" << tp;
       }

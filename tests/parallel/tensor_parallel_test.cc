@@ -4,6 +4,7 @@
 // quantized blocks, uneven splits).
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "engine/generator.h"
 #include "formats/model_source.h"
 #include "reference_model.h"

@@ -2,11 +2,22 @@
 // activations: y[t][r] = sum_c W[r][c] * x[t][c]. Rows of W are split over the
 // rank's thread pool. Activations are converted once to vec_dot_type(W.type)
 // into caller-owned scratch, so the token loop does not allocate.
+//
+// Results equal vec_dot of each weight row with the converted activation row
+// (up to float summation order), so quantized weights see the activation
+// rounding of Q8_0 / Q8_K, as in GGML. For n_tokens > 1 each thread walks its
+// rows in small groups and applies each group to a tile of tokens while it is
+// in cache: weights are read from memory once per tile of up to 64 tokens.
+//
+// Errors (Error): unsupported weight type, w.cols not a multiple of the block
+// sizes of w.type and vec_dot_type(w.type), w.row_stride smaller than a row,
+// quantized rows not 2-byte aligned (see quant.h).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/isa.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 
@@ -29,6 +40,9 @@ struct MatmulScratch {
 
 // x: [n_tokens, w.cols] floats, row stride w.cols; y: [n_tokens, w.rows].
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            MatmulScratch& scratch);
+// The same with the kernels of one instruction-set level (tests, benchmarks).
+void matmul(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
 
 // Plain reference: dequantize each row and accumulate in double.

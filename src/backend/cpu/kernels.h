@@ -1,0 +1,59 @@
+// Internal to backend/cpu: the per-instruction-set kernel tables behind the
+// dispatching routines of quant.h and matmul.h. Each level fills the entries it
+// has fast code for; kernel_table() merges them over the level below, so every
+// entry of a merged table is set for every supported type (scalar = reference).
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/isa.h"
+#include "core/dtype.h"
+
+namespace tpinfer::cpu {
+
+// y[t * y_stride + r] = dot(row r of w, row t of a) for r < nr, t < nt.
+// n values per row; w rows are w_stride bytes apart, a rows a_stride bytes apart
+// (a rows are of type vec_dot_type(w)). Implementations read each weight row
+// once per call and reuse it for all nt tokens from cache (the prefill tile).
+using GemmFn = void (*)(int64_t n, const uint8_t* w, uint64_t w_stride, int64_t nr, const uint8_t* a,
+                        uint64_t a_stride, int64_t nt, float* y, int64_t y_stride);
+using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
+
+struct TypeKernels {
+  DequantizeFn dequantize = nullptr;
+  QuantizeFn quantize = nullptr;
+  GemmFn gemm = nullptr;
+};
+
+constexpr int kMaxTypeId = 31;  // GGML type ids handled here are all below this
+
+struct KernelTable {
+  TypeKernels types[kMaxTypeId];
+  const TypeKernels& at(DType t) const { return types[static_cast<uint32_t>(t)]; }
+  TypeKernels& at(DType t) { return types[static_cast<uint32_t>(t)]; }
+};
+
+// The level's own entries (others null). The SIMD ones live in files compiled
+// with target pragmas and must only be called when isa_supported() says so.
+void fill_scalar_kernels(KernelTable& table);
+void fill_avx2_kernels(KernelTable& table);
+void fill_avx512_kernels(KernelTable& table);
+
+// Merged table for `isa`; throws Error if this CPU cannot run it.
+const KernelTable& kernel_table(Isa isa);
+
+// Row operations of ops.h (pointers and lengths as there).
+struct OpKernels {
+  void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out) = nullptr;
+  void (*softmax)(const float* x, int64_t n, float* out) = nullptr;
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out) = nullptr;
+  void (*add)(const float* a, const float* b, int64_t n, float* out) = nullptr;
+};
+void fill_avx2_ops(OpKernels& ops);
+void fill_avx512_ops(OpKernels& ops);
+
+// Throws Error naming `what` unless n is a non-negative multiple of t's block size.
+void check_row_length(DType t, int64_t n, const char* what);
+
+}  // namespace tpinfer::cpu
