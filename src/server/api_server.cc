@@ -1,6 +1,7 @@
 #include "server/api_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -61,6 +62,14 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+// httplib::Server with its listening socket in reach: Debian's libcpp-httplib
+// listens with a backlog of 5, and a burst of clients (64 streams connecting
+// at once) overflows that queue and gets connections reset.
+class ApiServer::HttpServer : public httplib::Server {
+ public:
+  bool widen_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
+};
 
 struct TokenLogprob {
   int32_t token = -1;
@@ -137,11 +146,17 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
   created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                  .count();
 
-  http_ = std::make_unique<httplib::Server>();
+  http_ = std::make_unique<HttpServer>();
   const int threads =
       options_.http_threads > 0 ? options_.http_threads : std::max(16, options_.scheduler.max_num_seqs + 32);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
+  // httplib's default also sets SO_REUSEPORT, which lets a second server bind
+  // the same port and silently share its traffic; a port in use must be an error.
+  http_->set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   http_->set_tcp_nodelay(true);
   install_routes();
 }
@@ -169,6 +184,9 @@ int ApiServer::bind() {
   if (!ok) {
     throw ConfigError(cat("cannot listen on ", options_.host, ":", options_.port, ": ", std::strerror(errno),
                           " (is the port in use, or the host not an address of this machine?)"));
+  }
+  if (!http_->widen_backlog()) {
+    throw Error(cat("cannot widen the listen backlog on ", options_.host, ":", port, ": ", std::strerror(errno)));
   }
   return port;
 }

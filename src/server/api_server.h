@@ -83,6 +83,7 @@ class ApiServer {
  private:
   struct RequestState;
   struct SequenceOut;
+  class HttpServer;
 
   void install_routes();
   void scheduler_loop();
@@ -112,7 +113,7 @@ class ApiServer {
   std::string model_name_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ChatFormatter> chat_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<HttpServer> http_;
   ServerMetrics metrics_;
   ParserLimits limits_;
   bool add_bos_ = false;

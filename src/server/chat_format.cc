@@ -1,22 +1,22 @@
 #include "server/chat_format.h"
 
-#include <cstdio>
-
 #include "core/error.h"
+#include "tokenizer/chat_template.h"
 
 namespace tpinfer::server {
 
-// TODO(jinja): render every template with tokenizer/chat_template.h once it is
-// on main; until then only ChatML is rendered (natively), and a model's own
-// template falls back to it with a warning.
-struct ChatFormatter::Impl {};
+struct ChatFormatter::Impl {
+  explicit Impl(std::string source) : tmpl(std::move(source)) {}
+  ChatTemplate tmpl;
+};
 
 ChatFormatter::ChatFormatter(const std::string& source, std::string bos_token, std::string eos_token)
-    : impl_(std::make_unique<Impl>()), bos_token_(std::move(bos_token)), eos_token_(std::move(eos_token)) {
+    : bos_token_(std::move(bos_token)), eos_token_(std::move(eos_token)) {
   is_default_ = source.empty();
-  if (!is_default_) {
-    std::fprintf(stderr, "warning: chat templates other than ChatML need the Jinja interpreter; using ChatML\n");
-    is_default_ = true;
+  try {
+    impl_ = std::make_unique<Impl>(is_default_ ? default_chat_template() : source);
+  } catch (const std::exception& e) {
+    throw ConfigError(cat("the chat template does not parse: ", e.what()));
   }
 }
 
@@ -24,13 +24,17 @@ ChatFormatter::~ChatFormatter() = default;
 
 std::string ChatFormatter::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                                   const nlohmann::ordered_json& kwargs) const {
-  std::string out;
-  for (const auto& m : messages) {
-    out += "<|im_start|>" + m.at("role").get<std::string>() + "\n" + m.at("content").get<std::string>() +
-           "<|im_end|>\n";
+  nlohmann::ordered_json context = nlohmann::ordered_json::object();
+  context["bos_token"] = bos_token_;
+  context["eos_token"] = eos_token_;
+  if (kwargs.is_object()) {
+    for (auto it = kwargs.begin(); it != kwargs.end(); ++it) context[it.key()] = it.value();
   }
-  if (add_generation_prompt) out += "<|im_start|>assistant\n";
-  return out;
+  try {
+    return impl_->tmpl.render(messages, add_generation_prompt, context);
+  } catch (const TemplateError& e) {
+    throw TemplateFailure(e.what());
+  }
 }
 
 }  // namespace tpinfer::server

@@ -4,10 +4,12 @@
 //
 //   <|im_start|>{role}\n{content}<|im_end|>\n ... [<|im_start|>assistant\n]
 //
-// The template sees `messages`, `add_generation_prompt`, `bos_token`,
-// `eos_token` and the request's chat_template_kwargs. A template that fails on a
-// conversation (Gemma's "System role not supported") throws TemplateFailure,
-// which the server answers with 400.
+// Rendering is tokenizer/chat_template.h (Jinja2 semantics, as Hugging Face
+// transformers' apply_chat_template). The template sees `messages`,
+// `add_generation_prompt`, `bos_token`, `eos_token` and the request's
+// chat_template_kwargs. A template that fails on a conversation (Gemma's
+// "System role not supported", a render limit) throws TemplateFailure, which
+// the server answers with 400.
 #pragma once
 
 #include <memory>

@@ -254,13 +254,14 @@ nlohmann::ordered_json parse_messages(const json* messages, const ParserLimits& 
     const Fields mf(m, where + ".");
     const std::optional<std::string> role = mf.string("role");
     if (!role || role->empty()) fail("'" + where + ".role' is required.", where + ".role");
-    std::string content;
+    nlohmann::ordered_json content;  // null stays null (an assistant turn with only tool calls)
     const json* c = mf.get("content");
     if (!c) {
       if (*role != "assistant") fail("'" + where + ".content' is required.", where + ".content");
     } else if (c->is_string()) {
       content = c->get<std::string>();
     } else if (c->is_array()) {
+      std::string joined;
       for (size_t j = 0; j < c->size(); ++j) {
         const json& part = (*c)[j];
         const std::string pw = where + ".content[" + std::to_string(j) + "]";
@@ -273,9 +274,10 @@ nlohmann::ordered_json parse_messages(const json* messages, const ParserLimits& 
         }
         const std::optional<std::string> text = pf.string("text");
         if (!text) fail("'" + pw + ".text' is required.", pw + ".text");
-        if (j > 0) content += "\n";
-        content += *text;
+        if (j > 0) joined += "\n";
+        joined += *text;
       }
+      content = joined;
     } else {
       fail("'" + where + ".content' must be a string or an array of content parts, got " + type_name(*c) + ".",
            where + ".content");

@@ -76,7 +76,7 @@ struct GenerationRequest {
   std::string model;  // empty: not given
 
   std::vector<Prompt> prompts;     // completions: one or more
-  nlohmann::ordered_json messages;  // chat: array of {role, content: string, ...}
+  nlohmann::ordered_json messages;  // chat: [{role, content: string (null: assistant turn with only tool calls), ...}]
   bool add_generation_prompt = true;             // chat (vLLM extra)
   nlohmann::ordered_json chat_template_kwargs;  // chat (vLLM extra): object or null
 

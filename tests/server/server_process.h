@@ -186,6 +186,7 @@ struct StreamResult {
   bool done = false;
   bool hung_up = false;
   std::string raw;
+  std::string error;  // httplib's error, when the exchange failed
 };
 
 inline StreamResult post_stream(httplib::Client& c, const std::string& path, const nlohmann::json& body,
@@ -224,6 +225,7 @@ inline StreamResult post_stream(httplib::Client& c, const std::string& path, con
   };
   auto res = c.send(req);
   if (res && out.status < 0) out.status = res->status;
+  if (res.error() != httplib::Error::Success) out.error = httplib::to_string(res.error());
   return out;
 }
 
@@ -251,6 +253,23 @@ inline double metric_value(const std::string& metrics, const std::string& name) 
     if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
   }
   return -1;
+}
+
+// /metrics once the scheduler is idle (no sequence running or waiting): its
+// gauges are updated at the end of the step in which a request finished,
+// which may come just after the response went out.
+inline std::string idle_metrics(httplib::Client& c, double timeout_s = 30) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  std::string m;
+  do {
+    auto res = c.Get("/metrics");
+    m = res ? res->body : "";
+    if (metric_value(m, "tpinfer_num_requests_running") == 0 && metric_value(m, "tpinfer_num_requests_waiting") == 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return m;
 }
 
 }  // namespace tpinfer::testing

@@ -41,12 +41,11 @@ class ServerApi : public ::testing::Test {
 ServerProcess* ServerApi::server_ = nullptr;
 
 json completion(const std::string& prompt, int max_tokens) {
-  return {{"model", "bible-kjv"}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
+  return {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
 }
 
 json chat(const std::string& content, int max_tokens) {
-  return {{"model", "bible-kjv"},
-          {"messages", {{{"role", "system"}, {"content", "Speak as the King James Bible."}},
+  return {{"messages", {{{"role", "system"}, {"content", "Speak as the King James Bible."}},
                         {{"role", "user"}, {"content", content}}}},
           {"max_tokens", max_tokens},
           {"temperature", 0}};
@@ -82,7 +81,8 @@ TEST_F(ServerApi, GreedyCompletionEqualsTheCommandLineGenerator) {
 
 TEST_F(ServerApi, CompletionResponseAndStreamAgree) {
   auto c = client();
-  const json req = completion("In the beginning God created", 20);
+  json req = completion("In the beginning God created", 20);
+  req["model"] = "bible-kjv";
   const HttpResult r = testing::post_json(*c, "/v1/completions", req);
   ASSERT_EQ(r.status, 200) << r.raw;
   const json& b = r.body;
@@ -151,7 +151,8 @@ TEST_F(ServerApi, StreamIncludeUsageEndsWithAUsageChunk) {
 
 TEST_F(ServerApi, ChatResponseAndStreamAgree) {
   auto c = client();
-  const json req = chat("Who created the heaven and the earth?", 24);
+  json req = chat("Who created the heaven and the earth?", 24);
+  req["model"] = "bible-kjv";
   const HttpResult r = testing::post_json(*c, "/v1/chat/completions", req);
   ASSERT_EQ(r.status, 200) << r.raw;
   const json& b = r.body;
@@ -318,7 +319,7 @@ TEST_F(ServerApi, ModelsEndpoint) {
 
 TEST_F(ServerApi, TokenizeRoundTrip) {
   auto c = client();
-  for (const std::string& text : {"In the beginning God created the heaven and the earth.",
+  for (const char* text : {"In the beginning God created the heaven and the earth.",
                                  "  Spaces,\ttabs\nand newlines; ünïcödé and 😀 emoji  ", "x"}) {
     const HttpResult t = testing::post_json(*c, "/tokenize", json{{"prompt", text}, {"add_special_tokens", false}});
     ASSERT_EQ(t.status, 200) << t.raw;
@@ -338,8 +339,8 @@ TEST_F(ServerApi, TokenizeRoundTrip) {
 TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
   auto c = client();
   ASSERT_EQ(testing::post_json(*c, "/v1/completions", completion("Honour thy father", 6)).status, 200);
-  testing::post_json(*c, "/v1/completions", "{not json");
-  const std::string m = metrics();
+  testing::post_json(*c, "/v1/completions", std::string("{not json"));
+  const std::string m = testing::idle_metrics(*c);
   EXPECT_GE(metric_value(m, "tpinfer_requests_total{endpoint=\"/v1/completions\",status=\"200\"}"), 1);
   EXPECT_GE(metric_value(m, "tpinfer_requests_total{endpoint=\"/v1/completions\",status=\"400\"}"), 1);
   EXPECT_GE(metric_value(m, "tpinfer_prompt_tokens_total"), 4);
@@ -463,10 +464,20 @@ TEST(ServerAuth, ApiKeyGuardsV1) {
   expect_error_json(testing::post_json(*c, "/v1/chat/completions", chat("x", 2), {{"Authorization", "Bearer s3cre"}}),
                     401, "prefix of the key");
   EXPECT_EQ(testing::get(*c, "/v1/models", {{"Authorization", "Bearer s3cret"}}).status, 200);
-  json req = completion("And God said", 2);
-  req.erase("model");
+  const json req = completion("And God said", 2);
   EXPECT_EQ(testing::post_json(*c, "/v1/completions", req, {{"Authorization", "Bearer s3cret"}}).status, 200);
   EXPECT_EQ(testing::get(*c, "/health").status, 200);  // not under /v1
+}
+
+TEST(ServerAuth, APortInUseIsAnError) {
+  ServerProcess server({"-m", bible_model()});
+  ASSERT_TRUE(server.ok()) << server.log();
+  std::string out;
+  const int code = testing::run_command(testing::binary() + " serve --no-pin -m " + bible_model() +
+                                            " --host 127.0.0.1 --port " + std::to_string(server.port()) + " 2>&1",
+                                        &out);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(server.port())), std::string::npos) << out;
 }
 
 TEST(ServerDisconnect, ClientHangingUpMidStreamFreesItsBlocks) {
@@ -557,6 +568,7 @@ std::vector<std::string> run_concurrently(const ServerProcess& server, const std
                                           bool stream) {
   std::vector<std::string> out(cases.size());
   std::vector<int> status(cases.size(), -1);
+  std::vector<std::string> errors(cases.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < cases.size(); ++i) {
     threads.emplace_back([&, i] {
@@ -566,6 +578,7 @@ std::vector<std::string> run_concurrently(const ServerProcess& server, const std
         body["stream"] = true;
         const StreamResult s = testing::post_stream(*c, cases[i].path(), body);
         status[i] = s.done ? s.status : -2;
+        errors[i] = s.error + " " + s.raw.substr(0, 200);
         out[i] = testing::stream_texts(s)[0];
       } else {
         const HttpResult r = testing::post_json(*c, cases[i].path(), body);
@@ -578,7 +591,12 @@ std::vector<std::string> run_concurrently(const ServerProcess& server, const std
     });
   }
   for (auto& t : threads) t.join();
-  for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(status[i], 200) << "request " << i;
+  bool all_ok = true;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(status[i], 200) << "request " << i << ": " << errors[i];
+    all_ok = all_ok && status[i] == 200;
+  }
+  if (!all_ok) ADD_FAILURE() << "server log:\n" << server.log();
   return out;
 }
 
@@ -590,7 +608,7 @@ TEST(ServerPreemption, StormLargerThanTheCacheCompletesWithTheOutputsOfRequestsR
   const std::vector<LoadCase> cases = load_cases(12, 36, 48);
   const std::vector<std::string> together = run_concurrently(server, cases, /*stream=*/false);
   auto c = server.client();
-  const std::string m = c->Get("/metrics")->body;
+  const std::string m = testing::idle_metrics(*c);
   EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_total"), 8);
   EXPECT_GT(metric_value(m, "tpinfer_num_preemptions_total"), 0) << "the storm must have preempted";
   EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
