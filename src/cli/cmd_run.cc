@@ -40,7 +40,9 @@ nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seco
 }
 
 void run(RunOptions& o) {
-  Engine engine(o.model.model, engine_options(o.model));
+  const std::unique_ptr<Engine> engine_ptr = open_engine(o.model);
+  if (!engine_ptr) return;  // an mpi worker: the driver printed the results
+  Engine& engine = *engine_ptr;
   const Tokenizer& tok = engine.tokenizer();
   const std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true, o.special);
   GenerateOptions gen;
@@ -90,7 +92,8 @@ void run(RunOptions& o) {
       {"decode_seconds", stats.decode_seconds},
       {"generated_tokens_per_second", tg_tps},
       {"tensor_parallel_size", engine.tp()},
-      {"comm_backend", "local"},
+      {"comm_backend", engine.comm_backend()},
+      {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},

@@ -19,10 +19,16 @@ struct ModelOptions {
   std::string kv_type = "f16";
   int64_t ctx_size = 0;
   bool no_pin = false;
+  std::string comm = "auto";
+  std::string compression = "none";
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
 EngineOptions engine_options(const ModelOptions& o);
+
+// Opens the engine. On the worker processes of an mpi job it runs the worker
+// loop until the driver stops and returns null: the command then just returns.
+std::unique_ptr<Engine> open_engine(const ModelOptions& o);
 
 // Human-readable byte counts: "10.2 MiB".
 std::string format_bytes(uint64_t bytes);

@@ -1,0 +1,563 @@
+// mpi.h comes first: mpi_comm.h declares its MPI_Comm overload only when mpi.h
+// is already in. The C++ bindings (deprecated, separate library) stay out.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include "comm/mpi_comm.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Tags. Data messages travel on the data communicator, probes on the control one,
+// so neither can ever match the other.
+constexpr int kTagData = 1;
+constexpr int kTagProbe = 2;
+constexpr int kTagReply = 3;
+
+// Largest piece handed to one MPI call: counts are `int`.
+constexpr size_t kMaxFloatsPerCall = size_t{1} << 28;
+constexpr size_t kMaxBytesPerCall = size_t{1} << 30;
+
+std::string mpi_error_text(int code) {
+  std::array<char, MPI_MAX_ERROR_STRING> text{};
+  int len = 0;
+  if (MPI_Error_string(code, text.data(), &len) != MPI_SUCCESS) return cat("MPI error ", code);
+  return std::string(text.data(), static_cast<size_t>(len));
+}
+
+double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
+
+bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return a_bytes > 0 && b_bytes > 0 && pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+// What a peer said when asked which operation it is in.
+struct PeerState {
+  bool answered = false;
+  uint64_t seq = 0;
+  uint64_t kind = 0;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout, std::shared_ptr<MpiSession> session)
+      : session_(std::move(session)), timeout_(timeout) {
+    if (timeout.count() <= 0) throw ConfigError(cat("the mpi communicator needs a positive timeout, got ", timeout.count(), " ms"));
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) throw CommError("make_mpi_communicator: MPI is not initialized (hold an MpiSession)");
+    MPI_Comm_rank(comm, &rank_);
+    MPI_Comm_size(comm, &size_);
+    // Duplicating is collective; with idup a peer that never comes is a timeout,
+    // not a hang.
+    std::array<MPI_Request, 2> dup{};
+    check(MPI_Comm_idup(comm, &comm_, &dup[0]), "MPI_Comm_idup");
+    check(MPI_Comm_idup(comm, &ctl_, &dup[1]), "MPI_Comm_idup");
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    if (!poll([&] { return test_all(dup.data(), 2, "MPI_Comm_idup"); }, deadline, true)) {
+      fatal(cat("creating the mpi communicator timed out after ", seconds(timeout_), " s on rank ", rank_,
+                ": not every rank of ", size_, " joined"));
+    }
+    // Errors come back as codes; every call site turns them into a report that
+    // names the operation (and ends the job when peers are left mid-operation).
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(ctl_, MPI_ERRORS_RETURN);
+    post_probe_recv();
+    ctl_ready_ = true;
+  }
+
+  ~MpiCommunicator() override {
+    // Sends still in flight must land before the communicator goes away.
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    const bool delivered = poll(
+        [&] {
+          reap_sends();
+          return sends_.empty();
+        },
+        deadline, true);
+    if (!delivered) {
+      const int dst = sends_.front()->peer;
+      deadline_passed(cat("send #", sends_.front()->seq, " from rank ", rank_, " to rank ", dst,
+                          " was not received within ", seconds(timeout_), " s"),
+                      dst);
+    }
+    ctl_ready_ = false;
+    if (probe_req_ != MPI_REQUEST_NULL) {
+      MPI_Cancel(&probe_req_);
+      MPI_Wait(&probe_req_, MPI_STATUS_IGNORE);
+    }
+    for (auto& r : replies_) MPI_Wait(&r->req, MPI_STATUS_IGNORE);  // 16-byte eager sends: already out
+    MPI_Comm_free(&ctl_);
+    MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* backend() const override { return "mpi"; }
+
+  void all_reduce_sum(float* data, size_t n) override {
+    CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));
+    begin(Collective::AllReduce);
+    if (size_ == 1) return;
+    // One deadline for the whole operation, however many pieces it takes.
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    size_t done = 0;
+    do {
+      const size_t len = std::min(n - done, kMaxFloatsPerCall);
+      MPI_Request req;
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + done, static_cast<int>(len), MPI_FLOAT, MPI_SUM, comm_, &req),
+            "MPI_Iallreduce");
+      wait(req, deadline);
+      done += len;
+    } while (done < n);
+  }
+
+  void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
+    if (counts.size() != static_cast<size_t>(size_)) {
+      throw CommError(cat("all_gather on rank ", rank_, ": ", counts.size(), " counts for ", size_, " ranks"));
+    }
+    size_t total = 0;
+    for (size_t c : counts) total += c;
+    const size_t mine = counts[static_cast<size_t>(rank_)];
+    CollectiveTimer timer(stats_, Collective::AllGather, (total - mine) * sizeof(float));
+    begin(Collective::AllGather);
+    if (total > static_cast<size_t>(INT_MAX)) {
+      throw CommError(cat("all_gather #", seq_, " on rank ", rank_, ": ", total,
+                          " floats in all exceed what one MPI call can address (", INT_MAX, ")"));
+    }
+    int_counts_.resize(static_cast<size_t>(size_));
+    int_displs_.resize(static_cast<size_t>(size_));
+    size_t offset = 0, my_offset = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) my_offset = offset;
+      int_counts_[static_cast<size_t>(r)] = static_cast<int>(counts[static_cast<size_t>(r)]);
+      int_displs_[static_cast<size_t>(r)] = static_cast<int>(offset);
+      offset += counts[static_cast<size_t>(r)];
+    }
+    // The interface allows `send` to overlap `recv` (the local back end moves
+    // memory); MPI does not, except as MPI_IN_PLACE.
+    const void* src = send;
+    if (send == recv + my_offset) {
+      src = MPI_IN_PLACE;
+    } else if (overlaps(send, mine * sizeof(float), recv, total * sizeof(float))) {
+      staging_.assign(reinterpret_cast<const uint8_t*>(send), reinterpret_cast<const uint8_t*>(send + mine));
+      src = staging_.data();
+    }
+    MPI_Request req;
+    check(MPI_Iallgatherv(src, static_cast<int>(mine), MPI_FLOAT, recv, int_counts_.data(), int_displs_.data(),
+                          MPI_FLOAT, comm_, &req),
+          "MPI_Iallgatherv");
+    wait(req, Clock::now() + timeout_);
+  }
+
+  void all_gather_bytes(const void* send, size_t bytes, void* recv) override {
+    const size_t p = static_cast<size_t>(size_);
+    CollectiveTimer timer(stats_, Collective::AllGather, bytes * (p - 1));
+    begin(Collective::AllGather);
+    check_total(bytes * p, "all_gather_bytes");
+    const void* src = stage_if_overlapping(send, bytes, recv, bytes * p);
+    MPI_Request req;
+    check(MPI_Iallgather(src, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_, &req),
+          "MPI_Iallgather");
+    wait(req, Clock::now() + timeout_);
+  }
+
+  void all_to_all(const void* send, size_t bytes, void* recv) override {
+    const size_t p = static_cast<size_t>(size_);
+    CollectiveTimer timer(stats_, Collective::AllToAll, bytes * (p - 1));
+    begin(Collective::AllToAll);
+    check_total(bytes * p, "all_to_all");
+    const void* src = stage_if_overlapping(send, bytes * p, recv, bytes * p);
+    MPI_Request req;
+    check(MPI_Ialltoall(src, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_, &req),
+          "MPI_Ialltoall");
+    wait(req, Clock::now() + timeout_);
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
+    begin(Collective::Broadcast);
+    check_root(root, "broadcast");
+    if (size_ == 1) return;
+    do_broadcast(data, bytes, root, /*deadline_applies=*/true);
+  }
+
+  void broadcast_wait(void* data, size_t bytes, int root) override {
+    CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
+    begin(Collective::Broadcast);
+    check_root(root, "broadcast_wait");
+    if (size_ == 1) return;
+    do_broadcast(data, bytes, root, /*deadline_applies=*/rank_ == root);
+  }
+
+  void send(const void* data, size_t bytes, int dst) override {
+    CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
+    begin(Collective::SendRecv);
+    check_peer(dst, "send");
+    check_total(bytes, "send");
+    auto pending = std::make_unique<PendingSend>();
+    pending->peer = dst;
+    pending->seq = seq_;
+    const auto* p = static_cast<const uint8_t*>(data);
+    pending->data.assign(p, p + bytes);
+    check(MPI_Isend(pending->data.data(), static_cast<int>(bytes), MPI_BYTE, dst, kTagData, comm_, &pending->req),
+          "MPI_Isend");
+    sends_.push_back(std::move(pending));
+    reap_sends();
+  }
+
+  void recv(void* data, size_t bytes, int src) override {
+    CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
+    begin(Collective::SendRecv);
+    check_peer(src, "recv");
+    check_total(bytes, "recv");
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    // Probe first, so a message of the wrong size is an error that names both
+    // sizes rather than MPI's truncation.
+    MPI_Message message = MPI_MESSAGE_NULL;
+    MPI_Status status;
+    int found = 0;
+    const bool arrived = poll(
+        [&] {
+          check(MPI_Improbe(src, kTagData, comm_, &found, &message, &status), "MPI_Improbe");
+          return found != 0;
+        },
+        deadline, true);
+    if (!arrived) {
+      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_), " s: rank ", src,
+                          " sent nothing"),
+                      src);
+    }
+    int got = 0;
+    check(MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");
+    const bool fits = static_cast<size_t>(got) == bytes;
+    if (!fits) staging_.resize(static_cast<size_t>(got));
+    MPI_Request req;
+    check(MPI_Imrecv(fits ? data : staging_.data(), got, MPI_BYTE, &message, &req), "MPI_Imrecv");
+    if (!poll([&] { return test_all(&req, 1, "MPI_Imrecv"); }, deadline, true)) {
+      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_), " s: the message from rank ",
+                          src, " started but did not complete"),
+                      src);
+    }
+    if (!fits) {
+      throw CommError(cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src, ", got ", got));
+    }
+  }
+
+  void barrier() override {
+    CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    begin(Collective::Barrier);
+    MPI_Request req;
+    check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+    wait(req, Clock::now() + timeout_);
+  }
+
+ private:
+  struct PendingSend {
+    std::vector<uint8_t> data;
+    std::array<uint64_t, 2> words{};  // a probe reply: seq, kind
+    MPI_Request req = MPI_REQUEST_NULL;
+    int peer = -1;
+    uint64_t seq = 0;
+  };
+
+  uint64_t bus_bytes(size_t bytes) const {
+    const size_t p = static_cast<size_t>(size_);
+    return p <= 1 ? 0 : 2 * bytes * (p - 1) / p;
+  }
+
+  void begin(Collective kind) {
+    kind_ = kind;
+    ++seq_;
+  }
+
+  void check_peer(int peer, const char* op) const {
+    if (peer < 0 || peer >= size_ || peer == rank_) {
+      throw CommError(cat(op, " on rank ", rank_, ": invalid peer ", peer, " (group of ", size_, ")"));
+    }
+  }
+
+  void check_root(int root, const char* op) const {
+    if (root < 0 || root >= size_) {
+      throw CommError(cat(op, " on rank ", rank_, ": invalid root ", root, " (group of ", size_, ")"));
+    }
+  }
+
+  void check_total(size_t bytes, const char* op) const {
+    if (bytes > static_cast<size_t>(INT_MAX)) {
+      throw CommError(cat(op, " #", seq_, " on rank ", rank_, ": ", bytes,
+                          " bytes exceed what one MPI call can address (", INT_MAX, ")"));
+    }
+  }
+
+  const void* stage_if_overlapping(const void* send, size_t send_bytes, const void* recv, size_t recv_bytes) {
+    if (!overlaps(send, send_bytes, recv, recv_bytes)) return send;
+    const auto* p = static_cast<const uint8_t*>(send);
+    staging_.assign(p, p + send_bytes);
+    return staging_.data();
+  }
+
+  void do_broadcast(void* data, size_t bytes, int root, bool deadline_applies) {
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    size_t done = 0;
+    do {
+      const size_t len = std::min(bytes - done, kMaxBytesPerCall);
+      MPI_Request req;
+      check(MPI_Ibcast(static_cast<uint8_t*>(data) + done, static_cast<int>(len), MPI_BYTE, root, comm_, &req),
+            "MPI_Ibcast");
+      if (!poll([&] { return test_all(&req, 1, "MPI_Ibcast"); }, deadline, deadline_applies)) collective_timed_out();
+      done += len;
+    } while (done < bytes);
+  }
+
+  void wait(MPI_Request& req, Clock::time_point deadline) {
+    if (!poll([&] { return test_all(&req, 1, collective_name(kind_)); }, deadline, true)) collective_timed_out();
+  }
+
+  bool test_all(MPI_Request* reqs, int n, const char* what) {
+    int done = 0;
+    check(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), what);
+    return done != 0;
+  }
+
+  // Calls done() until it returns true (then true) or, when has_deadline, the
+  // deadline passes (then false). Spins first (a collective among ranks that
+  // arrive together completes in microseconds), then yields, then sleeps, so
+  // oversubscribed ranks still leave the cores to their peers. Answers peers'
+  // probes while it waits.
+  template <typename Done>
+  bool poll(Done&& done, Clock::time_point deadline, bool has_deadline) {
+    Clock::time_point start{};
+    for (uint32_t iter = 0;; ++iter) {
+      if (done()) return true;
+      if (iter < 32) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+        continue;
+      }
+      const Clock::time_point now = Clock::now();
+      if (iter == 32) start = now;
+      if (has_deadline && now >= deadline) return false;
+      const auto waited = now - start;
+      if ((iter & 15) == 0 || waited >= 2ms) service();
+      if (waited < 100us) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      } else if (waited < 2ms) {
+        sched_yield();
+      } else {
+        std::this_thread::sleep_for(50us);
+      }
+    }
+  }
+
+  // Answers a pending probe and retires finished sends.
+  void service() {
+    if (!ctl_ready_) return;
+    int flag = 0;
+    MPI_Status status;
+    check(MPI_Test(&probe_req_, &flag, &status), "probe MPI_Test");
+    if (flag) {
+      auto reply = std::make_unique<PendingSend>();
+      reply->words = {seq_, static_cast<uint64_t>(kind_)};
+      reply->peer = status.MPI_SOURCE;
+      check(MPI_Isend(reply->words.data(), 2, MPI_UINT64_T, status.MPI_SOURCE, kTagReply, ctl_, &reply->req),
+            "probe reply MPI_Isend");
+      replies_.push_back(std::move(reply));
+      post_probe_recv();
+    }
+    reap(replies_);
+    reap_sends();
+  }
+
+  void post_probe_recv() {
+    check(MPI_Irecv(&probe_in_, 1, MPI_UINT64_T, MPI_ANY_SOURCE, kTagProbe, ctl_, &probe_req_), "probe MPI_Irecv");
+  }
+
+  void reap_sends() { reap(sends_); }
+
+  void reap(std::vector<std::unique_ptr<PendingSend>>& list) {
+    std::erase_if(list, [&](const std::unique_ptr<PendingSend>& s) { return test_all(&s->req, 1, "MPI_Isend"); });
+  }
+
+  // Asks every peer which operation it is in; waits up to min(timeout, 1 s).
+  std::vector<PeerState> probe_peers() {
+    std::vector<PeerState> states(static_cast<size_t>(size_));
+    if (!ctl_ready_) return states;
+    std::vector<std::array<uint64_t, 2>> answers(static_cast<size_t>(size_));
+    std::vector<MPI_Request> reqs;
+    std::vector<int> peer_of;
+    const uint64_t question = seq_;
+    std::vector<MPI_Request> asks;
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      MPI_Request r;
+      check(MPI_Irecv(answers[static_cast<size_t>(q)].data(), 2, MPI_UINT64_T, q, kTagReply, ctl_, &r), "probe MPI_Irecv");
+      reqs.push_back(r);
+      peer_of.push_back(q);
+      check(MPI_Isend(&question, 1, MPI_UINT64_T, q, kTagProbe, ctl_, &r), "probe MPI_Isend");
+      asks.push_back(r);
+    }
+    const Clock::time_point deadline = Clock::now() + std::min<std::chrono::milliseconds>(timeout_, 1000ms);
+    poll(
+        [&] {
+          bool all = true;
+          for (size_t i = 0; i < reqs.size(); ++i) {
+            if (reqs[i] == MPI_REQUEST_NULL) continue;
+            if (test_all(&reqs[i], 1, "probe MPI_Test")) {
+              PeerState& s = states[static_cast<size_t>(peer_of[i])];
+              s.answered = true;
+              s.seq = answers[static_cast<size_t>(peer_of[i])][0];
+              s.kind = answers[static_cast<size_t>(peer_of[i])][1];
+            } else {
+              all = false;
+            }
+          }
+          return all;
+        },
+        deadline, true);
+    // The job ends right after this; the unanswered requests die with it.
+    return states;
+  }
+
+  std::string describe(int q, const PeerState& s) const {
+    if (!s.answered) {
+      return cat("rank ", q, " did not answer: it is outside every operation of this communicator (computing, stalled or gone)");
+    }
+    const char* name = s.kind < static_cast<uint64_t>(kCollectiveKinds) ? collective_name(static_cast<Collective>(s.kind))
+                                                                         : "unknown";
+    if (s.seq == 0) return cat("rank ", q, " has not started any operation");
+    return cat("rank ", q, " is in ", name, " #", s.seq);
+  }
+
+  // A collective's deadline passed: names the ranks behind or silent, then ends the job.
+  [[noreturn]] void collective_timed_out() {
+    const std::vector<PeerState> states = probe_peers();
+    std::string missing, details;
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      const PeerState& s = states[static_cast<size_t>(q)];
+      if (!s.answered || s.seq < seq_) missing += cat(missing.empty() ? "" : ", ", q);
+      details += cat(details.empty() ? "" : "; ", describe(q, s));
+    }
+    std::string head = cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(timeout_), " s on rank ",
+                           rank_, ": ");
+    head += missing.empty() ? std::string("every rank arrived but the operation did not complete")
+                            : cat("rank(s) ", missing, " did not arrive");
+    fatal(cat(head, " (", details, ")"));
+  }
+
+  // A point-to-point deadline passed: reports what `peer` is doing, then ends the job.
+  [[noreturn]] void deadline_passed(const std::string& head, int peer) {
+    const std::vector<PeerState> states = probe_peers();
+    fatal(cat(head, " (", describe(peer, states[static_cast<size_t>(peer)]), ")"));
+  }
+
+  void check(int code, const char* what) {
+    if (code != MPI_SUCCESS) {
+      fatal(cat(what, " failed in ", collective_name(kind_), " #", seq_, " on rank ", rank_, ": ", mpi_error_text(code)));
+    }
+  }
+
+  // Peers may be left inside an operation that will never complete: the only
+  // way to not hang them is to end the job (documented in mpi_comm.h).
+  [[noreturn]] void fatal(const std::string& message) {
+    std::fprintf(stderr, "tpinfer mpi: %s\n", message.c_str());
+    std::fflush(stderr);
+    MPI_Abort(comm_ != MPI_COMM_NULL ? comm_ : MPI_COMM_WORLD, 1);
+    std::abort();  // MPI_Abort does not return
+  }
+
+  std::shared_ptr<MpiSession> session_;  // first member: finalizes MPI last
+  std::chrono::milliseconds timeout_;
+  MPI_Comm comm_ = MPI_COMM_NULL;  // collectives and data messages
+  MPI_Comm ctl_ = MPI_COMM_NULL;   // probes: "which operation are you in?"
+  int rank_ = 0;
+  int size_ = 1;
+  uint64_t seq_ = 0;  // operations called on this rank
+  Collective kind_ = Collective::Barrier;
+  bool ctl_ready_ = false;
+  uint64_t probe_in_ = 0;
+  MPI_Request probe_req_ = MPI_REQUEST_NULL;
+  std::vector<std::unique_ptr<PendingSend>> sends_;    // buffered sends in flight, oldest first
+  std::vector<std::unique_ptr<PendingSend>> replies_;  // probe answers in flight
+  std::vector<int> int_counts_, int_displs_;
+  std::vector<uint8_t> staging_;
+};
+
+}  // namespace
+
+MpiSession::MpiSession() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized) throw CommError("MPI was already finalized in this process and cannot be initialized again");
+  int provided = MPI_THREAD_SINGLE;
+  if (!initialized) {
+    const int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+    if (code != MPI_SUCCESS) throw CommError(cat("MPI_Init_thread failed: ", mpi_error_text(code)));
+    owns_ = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_FUNNELED) {
+    if (owns_) MPI_Finalize();
+    throw CommError(cat("MPI provides thread level ", provided, "; tpinfer needs at least MPI_THREAD_FUNNELED"));
+  }
+}
+
+MpiSession::~MpiSession() {
+  if (owns_) MPI_Finalize();
+}
+
+int MpiSession::world_rank() const {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int MpiSession::world_size() const {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::milliseconds timeout) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  std::shared_ptr<MpiSession> session;
+  if (!initialized) session = std::make_shared<MpiSession>();
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, timeout, std::move(session));
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, std::chrono::milliseconds timeout) {
+  return std::make_unique<MpiCommunicator>(comm, timeout, nullptr);
+}
+
+}  // namespace tpinfer

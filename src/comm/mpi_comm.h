@@ -1,0 +1,93 @@
+// The `mpi` back end: one process per rank, started by `mpirun` on one host or
+// many (Open MPI; any MPI-3 library should do). Every collective is a
+// non-blocking MPI call (MPI_Iallreduce, MPI_Iallgatherv, MPI_Ibcast,
+// MPI_Ialltoall, MPI_Ibarrier, MPI_Isend / MPI_Improbe + MPI_Imrecv) polled with
+// MPI_Test under the communicator's deadline: spin, then yield, then sleep 50 us.
+//
+// Deadline: when it passes, the rank asks every peer which collective it is in
+// (see "Who did not arrive" below), writes
+//   "<collective> #<seq> timed out after <s> s on rank <r>: rank(s) <list> did not arrive (...)"
+// to stderr and calls MPI_Abort, so the whole job ends with that message: a
+// stalled peer never hangs the job. Unlike the local back end there is no
+// poisoned group to throw into; a timeout never returns.
+// broadcast_wait has no deadline on non-root ranks (an idle worker waiting for
+// the driver); a peer that dies still ends the job, because mpirun (Open MPI's
+// default) kills every rank when one exits abnormally.
+//
+// Who did not arrive: MPI cannot tell which ranks have not joined a collective.
+// Each communicator therefore keeps a control channel (its own duplicate of the
+// MPI communicator) on which a rank answers "which operation am I in" (its
+// sequence number and kind) whenever it is polling inside any operation of this
+// communicator, including while it reports its own timeout. After a deadline the
+// rank asks every peer and waits up to min(timeout, 1 s) for answers. A peer
+// that is behind (lower sequence number) or that does not answer — it is outside
+// every operation of this communicator: computing, stalled or gone — is listed
+// as "did not arrive"; the answers of the others are quoted so a mismatched
+// collective (ranks in different operations) shows. This costs nothing on the
+// fast path but one MPI_Test of a posted receive every few polls.
+//
+// Argument errors (a bad peer, a counts array of the wrong length) and a recv of
+// the wrong size throw CommError on the calling rank, like the local back end.
+// send() is buffered: it copies the data and returns; the message is completed
+// while this communicator polls later operations (and before it is destroyed).
+//
+// Threads: only one thread at a time may call MPI in the process (the session
+// asks for MPI_THREAD_SERIALIZED). Sequence numbers count every operation on
+// this rank, starting at 1, the same way as the local back end.
+//
+// Availability: the definitions are compiled only when CMake found MPI; it then
+// defines TPINFER_HAVE_MPI for tpinfer_comm and everything that links it.
+// launched_by_mpirun() is always available.
+#pragma once
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "comm/communicator.h"
+
+namespace tpinfer {
+
+// True when this process was started by an MPI launcher (Open MPI's mpirun,
+// a PMI / PMIx launcher such as srun or MPICH's hydra), judged from the
+// environment it sets. Needs no MPI library.
+inline bool launched_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr ||
+         std::getenv("PMIX_RANK") != nullptr;
+}
+
+// Initializes MPI (MPI_THREAD_SERIALIZED) for the life of the object, unless it
+// is already initialized, in which case it only checks the thread level and
+// leaves finalizing to whoever initialized it. MPI can be initialized once per
+// process: hold one session in main() when the process makes more than one
+// communicator over its life. Throws CommError when MPI was already finalized
+// or gives less than MPI_THREAD_FUNNELED.
+class MpiSession {
+ public:
+  MpiSession();
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  int world_rank() const;
+  int world_size() const;
+
+ private:
+  bool owns_ = false;
+};
+
+// A communicator over MPI_COMM_WORLD (one rank per process, ranks as in the
+// world). Collective over the world: every process must call it. Initializes
+// MPI if nobody did (the communicator then owns that session and finalizes MPI
+// when destroyed). `timeout` bounds every operation but broadcast_wait on
+// non-roots. Destroying the communicator is collective too.
+std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::milliseconds timeout);
+
+#if defined(MPI_VERSION)
+// The same over a given communicator (include <mpi.h> before this header to get
+// it). The communicator is duplicated; `comm` stays the caller's. MPI must be
+// initialized.
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, std::chrono::milliseconds timeout);
+#endif
+
+}  // namespace tpinfer

@@ -1,0 +1,147 @@
+// The mpi communicator inside real MPI jobs: each test starts tpinfer_mpi_check
+// (tests/comm/mpi_comm_worker.cc) under mpirun, one process per rank, behind a
+// watchdog (timeout 120) so the suite itself can never hang. Skips when tpinfer
+// was built without MPI or mpirun is not on PATH.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "test_util.h"
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Job {
+  int code = -1;
+  std::string output;
+  double seconds = 0;
+  std::string tag;  // on every process's command line, for pgrep
+};
+
+#define SKIP_WITHOUT_MPI()                                                                   \
+  do {                                                                                       \
+    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";    \
+    if (testing::run_command("command -v mpirun", nullptr) != 0) {                           \
+      GTEST_SKIP() << "mpirun not on PATH: install openmpi-bin to run the mpi back end tests"; \
+    }                                                                                        \
+  } while (0)
+
+bool mpi_built() {
+#ifdef TPINFER_MPI_CHECK
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string worker() {
+#ifdef TPINFER_MPI_CHECK
+  return TPINFER_MPI_CHECK;
+#else
+  return "";
+#endif
+}
+
+std::string fresh_tag() {
+  static std::atomic<int> counter{0};
+  return "tpinfer-mpi-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+Job run_job(int np, const std::string& args) {
+  Job job;
+  job.tag = fresh_tag();
+  const std::string cmd = "timeout -s KILL 120 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(np) +
+                          " " + worker() + " " + args + " --tag " + job.tag;
+  const auto start = Clock::now();
+  job.code = testing::run_command(cmd, &job.output);
+  job.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return job;
+}
+
+// Processes of the job still alive up to 2 s after mpirun returned ("" if none).
+std::string leftovers(const Job& job) {
+  // "[t]pinfer-..." matches the workers but not the shell that runs pgrep.
+  const std::string pattern = "[t]" + job.tag.substr(1);
+  std::string out;
+  for (int i = 0; i < 20; ++i) {
+    if (testing::run_command("pgrep -af '" + pattern + "'", &out) != 0) return "";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return out;
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Every operation against its plain reference on fresh random inputs, 1 to 4 ranks.
+TEST(MpiComm, CollectivesMatchReference) {
+  SKIP_WITHOUT_MPI();
+  for (int np = 1; np <= 4; ++np) {
+    const Job job = run_job(np, "check --timeout-ms 30000");
+    EXPECT_EQ(job.code, 0) << "np=" << np << "\n" << job.output;
+    EXPECT_EQ(count(job.output, "OK rank"), static_cast<size_t>(np)) << job.output;
+    EXPECT_EQ(count(job.output, "FAIL"), 0u) << job.output;
+    EXPECT_EQ(leftovers(job), "");
+  }
+}
+
+// One rank skips all_reduce #2: the job ends within the timeout (1 s) plus the
+// probe (1 s) plus start-up, with a message naming the collective, its sequence
+// number and the missing rank; no process survives.
+TEST(MpiComm, SkippedCollectiveEndsJob) {
+  SKIP_WITHOUT_MPI();
+  for (int np : {2, 3}) {
+    const Job job = run_job(np, "skip --timeout-ms 1000");
+    EXPECT_NE(job.code, 0) << job.output;
+    EXPECT_LT(job.seconds, 1.0 + 1.0 + 5.0) << job.output;
+    EXPECT_NE(job.output.find("all_reduce #2 timed out after 1 s on rank"), std::string::npos) << job.output;
+    EXPECT_NE(job.output.find("rank(s) 1 did not arrive"), std::string::npos) << job.output;
+    EXPECT_EQ(job.output.find("skipped all-reduce completed"), std::string::npos) << job.output;
+    EXPECT_EQ(leftovers(job), "");
+  }
+}
+
+TEST(MpiComm, SilentSenderEndsJob) {
+  SKIP_WITHOUT_MPI();
+  const Job job = run_job(2, "recv-timeout --timeout-ms 1000");
+  EXPECT_NE(job.code, 0) << job.output;
+  EXPECT_LT(job.seconds, 1.0 + 1.0 + 5.0) << job.output;
+  EXPECT_NE(job.output.find("recv #1 on rank 0 timed out after 1 s: rank 1 sent nothing"), std::string::npos)
+      << job.output;
+  EXPECT_EQ(leftovers(job), "");
+}
+
+// SIGKILL of a rank in the middle of all-reduces: the job ends long before the
+// 60 s deadline would (mpirun ends a job when one of its processes dies).
+TEST(MpiComm, KilledRankEndsJob) {
+  SKIP_WITHOUT_MPI();
+  const Job job = run_job(3, "kill --timeout-ms 60000");
+  EXPECT_NE(job.code, 0) << job.output;
+  EXPECT_LT(job.seconds, 15.0) << job.output;
+  EXPECT_NE(job.output.find("rank 1 kills itself"), std::string::npos) << job.output;
+  EXPECT_EQ(job.output.find("outlived a killed rank"), std::string::npos) << job.output;
+  EXPECT_EQ(leftovers(job), "");
+}
+
+// broadcast_wait has no deadline on non-roots, yet a dead root still ends the job.
+TEST(MpiComm, DeadRootEndsBroadcastWait) {
+  SKIP_WITHOUT_MPI();
+  const Job job = run_job(3, "wait-kill --timeout-ms 60000");
+  EXPECT_NE(job.code, 0) << job.output;
+  EXPECT_LT(job.seconds, 15.0) << job.output;
+  EXPECT_NE(job.output.find("root kills itself"), std::string::npos) << job.output;
+  EXPECT_EQ(job.output.find("returned without a root"), std::string::npos) << job.output;
+  EXPECT_EQ(leftovers(job), "");
+}
+
+}  // namespace
+}  // namespace tpinfer

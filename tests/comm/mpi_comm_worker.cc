@@ -1,0 +1,413 @@
+// tpinfer_mpi_check: the program mpi_comm_test.cc (and tests/multihost) start
+// under mpirun, one process per rank. Each mode exercises the mpi communicator
+// from inside a real MPI job:
+//   check         every operation against a plain reference on fresh random
+//                 inputs; every rank prints "OK rank <r>" and exits 0
+//   skip          rank 1 skips all_reduce #2 (sleeps 10 s): the job must end
+//                 within the timeout plus a moment, naming all_reduce #2 and rank 1
+//   recv-timeout  rank 0 receives from rank 1, which sends nothing
+//   kill          rank 1 SIGKILLs itself in the middle of a loop of all-reduces
+//   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
+//   bench         all-reduce latency and bandwidth by size, printed by rank 0
+// Options: --timeout-ms N (default 30000), --max-bytes N (bench, default 64 MiB),
+// --tag WORD (ignored: lets a test find its own processes with pgrep -f).
+// A failed check prints "FAIL rank <r>: ..." and exits 1 at once (mpirun then
+// ends the job).
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/mpi_comm.h"
+#include "core/error.h"
+
+// Open MPI keeps some allocations until process exit by design; LeakSanitizer
+// would count them. Our own leaks are still reported.
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\nleak:libevent\nleak:mca_\n"
+         "leak:libhwloc.so\n";
+}
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Options {
+  std::string mode;
+  std::chrono::milliseconds timeout{30000};
+  size_t max_bytes = size_t{64} << 20;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench "
+               "[--timeout-ms N] [--max-bytes N] [--tag WORD]\n",
+               why);
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  if (argc < 2) usage("no mode");
+  Options o;
+  o.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) usage(("missing value after " + a).c_str());
+    const char* v = argv[++i];
+    if (a == "--timeout-ms") {
+      o.timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
+    } else if (a == "--max-bytes") {
+      o.max_bytes = std::strtoull(v, nullptr, 10);
+    } else if (a == "--tag") {
+      // only for pgrep
+    } else {
+      usage(("unknown option " + a).c_str());
+    }
+  }
+  return o;
+}
+
+// The message is built only on failure: checks run on millions of elements.
+#define EXPECT_OR_THROW(ok, what)                              \
+  do {                                                         \
+    if (!(ok)) throw std::runtime_error(what);                 \
+  } while (0)
+
+uint64_t mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Rank r's input element i in round `round`: a pseudo-random multiple of 1/64 in
+// [-1000/64, 1000/64], so any sum over ranks is exact in float whatever order MPI
+// adds in, and every rank can compute every other rank's input.
+float input(uint64_t seed, int rank, int round, size_t i) {
+  const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(rank) * 1000003u + static_cast<uint64_t>(round)) ^
+                         (static_cast<uint64_t>(i) * 0x632be59bd9b4e019ull));
+  return static_cast<float>(static_cast<int64_t>(h % 2001) - 1000) / 64.0f;
+}
+
+uint8_t byte_of(uint64_t seed, int from, int to, size_t k) {
+  return static_cast<uint8_t>(mix(seed + static_cast<uint64_t>(from) * 7919 + static_cast<uint64_t>(to) * 104729 + k));
+}
+
+std::string where(const Communicator& comm, const std::string& what) {
+  return cat(what, " (rank ", comm.rank(), " of ", comm.size(), ")");
+}
+
+void check_all_reduce(Communicator& comm, uint64_t seed) {
+  const int n = comm.size();
+  for (size_t len : {size_t{1}, size_t{7}, size_t{4096}, size_t{1000003}}) {
+    comm.reset_stats();
+    const int rounds = len > 100000 ? 3 : 100;
+    std::vector<float> buf(len);
+    for (int round = 0; round < rounds; ++round) {
+      for (size_t i = 0; i < len; ++i) buf[i] = input(seed, comm.rank(), round, i);
+      comm.all_reduce_sum(buf.data(), len);
+      for (size_t i = 0; i < len; ++i) {
+        float want = 0;
+        for (int r = 0; r < n; ++r) want += input(seed, r, round, i);
+        EXPECT_OR_THROW(buf[i] == want, where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ", buf[i],
+                                               ", want ", want)));
+      }
+    }
+    const CollectiveCounter& c = comm.stats()[Collective::AllReduce];
+    EXPECT_OR_THROW(c.calls == static_cast<uint64_t>(rounds), where(comm, cat("all_reduce calls ", c.calls)));
+    const uint64_t per_call = n == 1 ? 0 : 2 * len * sizeof(float) * static_cast<uint64_t>(n - 1) / static_cast<uint64_t>(n);
+    EXPECT_OR_THROW(c.bytes == per_call * static_cast<uint64_t>(rounds), where(comm, cat("all_reduce bytes ", c.bytes)));
+  }
+}
+
+void check_all_gather(Communicator& comm, uint64_t seed) {
+  const int n = comm.size(), me = comm.rank();
+  // Uneven counts, one of them zero when there are enough ranks.
+  std::vector<size_t> counts;
+  for (int r = 0; r < n; ++r) counts.push_back(r == 2 ? 0 : static_cast<size_t>((r * 37) % 5 + 1) * 100);
+  size_t total = 0, mine_at = 0;
+  for (int r = 0; r < n; ++r) {
+    if (r == me) mine_at = total;
+    total += counts[static_cast<size_t>(r)];
+  }
+  std::vector<float> mine(counts[static_cast<size_t>(me)]);
+  for (size_t k = 0; k < mine.size(); ++k) mine[k] = input(seed, me, 7, k);
+  auto verify = [&](const std::vector<float>& all, const char* how) {
+    size_t at = 0;
+    for (int r = 0; r < n; ++r) {
+      for (size_t k = 0; k < counts[static_cast<size_t>(r)]; ++k, ++at) {
+        EXPECT_OR_THROW(all[at] == input(seed, r, 7, k), where(comm, cat("all_gather (", how, ") element ", k, " of rank ", r)));
+      }
+    }
+  };
+  comm.reset_stats();
+  std::vector<float> all(total, -12345.0f);
+  comm.all_gather(mine.data(), counts, all.data());
+  verify(all, "separate buffers");
+  EXPECT_OR_THROW(comm.stats()[Collective::AllGather].bytes == (total - mine.size()) * sizeof(float),
+         where(comm, "all_gather byte count"));
+  // In place: my part already sits at its offset of the output.
+  std::vector<float> in_place(total, -1.0f);
+  std::copy(mine.begin(), mine.end(), in_place.begin() + static_cast<std::ptrdiff_t>(mine_at));
+  comm.all_gather(in_place.data() + mine_at, counts, in_place.data());
+  verify(in_place, "in place");
+  // Overlapping but not in place: the send buffer starts at the output's start.
+  std::vector<float> shifted(std::max(total, mine.size()), -1.0f);
+  std::copy(mine.begin(), mine.end(), shifted.begin());
+  comm.all_gather(shifted.data(), counts, shifted.data());
+  shifted.resize(total);
+  verify(shifted, "overlapping");
+
+  bool threw = false;
+  try {
+    std::vector<size_t> wrong(static_cast<size_t>(n) + 1, 1);
+    comm.all_gather(mine.data(), wrong, all.data());
+  } catch (const CommError& e) {
+    threw = std::string(e.what()).find("counts for") != std::string::npos;
+  }
+  EXPECT_OR_THROW(threw, where(comm, "all_gather with a wrong counts array did not throw"));
+
+  // Bytes: every rank sends 13 random bytes.
+  std::vector<uint8_t> b(13), gathered(13 * static_cast<size_t>(n));
+  for (size_t k = 0; k < b.size(); ++k) b[k] = byte_of(seed, me, -1, k);
+  comm.all_gather_bytes(b.data(), b.size(), gathered.data());
+  for (int r = 0; r < n; ++r) {
+    for (size_t k = 0; k < 13; ++k) {
+      EXPECT_OR_THROW(gathered[static_cast<size_t>(r) * 13 + k] == byte_of(seed, r, -1, k), where(comm, "all_gather_bytes"));
+    }
+  }
+}
+
+void check_all_to_all(Communicator& comm, uint64_t seed) {
+  const int n = comm.size(), me = comm.rank();
+  for (size_t chunk : {size_t{1}, size_t{3}, size_t{70000}}) {
+    std::vector<uint8_t> send(chunk * static_cast<size_t>(n)), recv(send.size());
+    for (int j = 0; j < n; ++j) {
+      for (size_t k = 0; k < chunk; ++k) send[static_cast<size_t>(j) * chunk + k] = byte_of(seed + chunk, me, j, k);
+    }
+    comm.reset_stats();
+    comm.all_to_all(send.data(), chunk, recv.data());
+    for (int i = 0; i < n; ++i) {
+      for (size_t k = 0; k < chunk; ++k) {
+        EXPECT_OR_THROW(recv[static_cast<size_t>(i) * chunk + k] == byte_of(seed + chunk, i, me, k),
+               where(comm, cat("all_to_all chunk ", chunk, " from rank ", i, " byte ", k)));
+      }
+    }
+    EXPECT_OR_THROW(comm.stats()[Collective::AllToAll].bytes == chunk * static_cast<size_t>(n - 1), where(comm, "all_to_all bytes"));
+  }
+}
+
+void check_broadcast(Communicator& comm, uint64_t seed) {
+  const int n = comm.size(), me = comm.rank();
+  for (int root = 0; root < n; ++root) {
+    for (size_t bytes : {size_t{1}, size_t{8}, size_t{300001}}) {
+      std::vector<uint8_t> buf(bytes);
+      for (size_t k = 0; k < bytes; ++k) buf[k] = me == root ? byte_of(seed, root, 99, k) : 0;
+      if (bytes == 8) {
+        comm.broadcast_wait(buf.data(), bytes, root);
+      } else {
+        comm.broadcast(buf.data(), bytes, root);
+      }
+      for (size_t k = 0; k < bytes; ++k) {
+        EXPECT_OR_THROW(buf[k] == byte_of(seed, root, 99, k), where(comm, cat("broadcast from ", root, " of ", bytes, " bytes")));
+      }
+    }
+  }
+}
+
+void check_send_recv(Communicator& comm, uint64_t seed) {
+  const int n = comm.size(), me = comm.rank();
+  if (n == 1) return;
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  // Every rank sends first and receives second: the sends must not wait for the
+  // receiver, even above MPI's eager limit (4 MiB here).
+  for (size_t bytes : {size_t{4}, size_t{4} << 20}) {
+    std::vector<uint8_t> out(bytes), in(bytes);
+    for (size_t k = 0; k < bytes; ++k) out[k] = byte_of(seed, me, next, k);
+    comm.send(out.data(), bytes, next);
+    comm.recv(in.data(), bytes, prev);
+    for (size_t k = 0; k < bytes; ++k) {
+      EXPECT_OR_THROW(in[k] == byte_of(seed, prev, me, k), where(comm, cat("recv of ", bytes, " bytes from rank ", prev)));
+    }
+  }
+  // Several messages queue in order.
+  for (int k = 0; k < 5; ++k) {
+    const int v = me * 100 + k;
+    comm.send(&v, sizeof(v), next);
+  }
+  for (int k = 0; k < 5; ++k) {
+    int v = -1;
+    comm.recv(&v, sizeof(v), prev);
+    EXPECT_OR_THROW(v == prev * 100 + k, where(comm, cat("message ", k, " from rank ", prev, " is ", v)));
+  }
+  // A message of the wrong size is an error naming both sizes, and the stream
+  // stays usable afterwards.
+  const int32_t small = 5;
+  comm.send(&small, sizeof(small), next);
+  int64_t big = 0;
+  std::string error;
+  try {
+    comm.recv(&big, sizeof(big), prev);
+  } catch (const CommError& e) {
+    error = e.what();
+  }
+  EXPECT_OR_THROW(error.find("expected 8 bytes from rank " + std::to_string(prev) + ", got 4") != std::string::npos,
+         where(comm, "wrong-size recv said: " + error));
+  const int32_t after = 700 + me;
+  comm.send(&after, sizeof(after), next);
+  int32_t got = -1;
+  comm.recv(&got, sizeof(got), prev);
+  EXPECT_OR_THROW(got == 700 + prev, where(comm, cat("the message after a wrong-size one is ", got)));
+  bool threw = false;
+  try {
+    comm.send(&small, sizeof(small), me);
+  } catch (const CommError&) {
+    threw = true;
+  }
+  EXPECT_OR_THROW(threw, where(comm, "send to self did not throw"));
+}
+
+void run_check(Communicator& comm) {
+  uint64_t seed = 0;
+  if (comm.rank() == 0) seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  comm.broadcast(&seed, sizeof(seed), 0);
+  if (comm.rank() == 0) std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  check_all_reduce(comm, seed);
+  check_all_gather(comm, seed);
+  check_all_to_all(comm, seed);
+  check_broadcast(comm, seed);
+  check_send_recv(comm, seed);
+  comm.barrier();
+  EXPECT_OR_THROW(comm.stats()[Collective::Barrier].calls == 1, where(comm, "barrier count"));
+}
+
+void run_skip(Communicator& comm) {
+  std::vector<float> buf(64, 1.0f);
+  comm.all_reduce_sum(buf.data(), buf.size());
+  if (comm.rank() == 1) {
+    std::this_thread::sleep_for(10s);  // misses all_reduce #2; the job must be gone before this ends
+    comm.barrier();
+  } else {
+    comm.all_reduce_sum(buf.data(), buf.size());
+  }
+  throw std::runtime_error("the skipped all-reduce completed");
+}
+
+void run_recv_timeout(Communicator& comm) {
+  if (comm.rank() == 0) {
+    int x = 0;
+    comm.recv(&x, sizeof(x), 1);
+    throw std::runtime_error("recv from a silent rank returned");
+  }
+  std::this_thread::sleep_for(10s);
+  comm.barrier();
+}
+
+void run_kill(Communicator& comm) {
+  std::vector<float> buf(1024);
+  for (int round = 0; round < 1000000; ++round) {
+    std::fill(buf.begin(), buf.end(), 1.0f);
+    if (comm.rank() == 1 && round == 50) {
+      std::printf("rank 1 kills itself at round 50\n");
+      std::fflush(stdout);
+      raise(SIGKILL);
+    }
+    comm.all_reduce_sum(buf.data(), buf.size());
+  }
+  throw std::runtime_error("the loop outlived a killed rank");
+}
+
+void run_wait_kill(Communicator& comm) {
+  comm.barrier();
+  if (comm.rank() == 0) {
+    std::this_thread::sleep_for(300ms);
+    std::printf("root kills itself while the others wait\n");
+    std::fflush(stdout);
+    raise(SIGKILL);
+  }
+  int64_t v = 0;
+  comm.broadcast_wait(&v, sizeof(v), 0);
+  throw std::runtime_error("broadcast_wait returned without a root");
+}
+
+void run_bench(Communicator& comm, size_t max_bytes) {
+  const int n = comm.size();
+  if (comm.rank() == 0) {
+    std::printf("all_reduce_sum over %d ranks (mpi)\n%12s %10s %12s %12s %12s\n", n, "bytes", "iters", "us/op",
+                "algbw MB/s", "busbw MB/s");
+  }
+  for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
+    const size_t len = bytes / sizeof(float);
+    std::vector<float> buf(len, 1.0f);
+    for (int w = 0; w < 2; ++w) comm.all_reduce_sum(buf.data(), len);
+    // Batches of 1, 2, 4, ... calls until one lasts 0.2 s on rank 0, which
+    // tells the others whether to go on; the last batch is the measurement.
+    int64_t iters = 1;
+    double per = 0;
+    for (;;) {
+      comm.barrier();
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < iters; ++i) comm.all_reduce_sum(buf.data(), len);
+      const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      per = took / static_cast<double>(iters);
+      int32_t more = took < 0.2 && iters < 100000;
+      comm.broadcast(&more, sizeof(more), 0);
+      if (!more) break;
+      iters *= 2;
+    }
+    if (comm.rank() == 0) {
+      const double alg = static_cast<double>(bytes) / per / 1e6;
+      std::printf("%12zu %10lld %12.1f %12.1f %12.1f\n", bytes, static_cast<long long>(iters), per * 1e6, alg,
+                  alg * 2.0 * (n - 1) / n);
+      std::fflush(stdout);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer
+
+int main(int argc, char** argv) {
+  using namespace tpinfer;
+  const Options opt = parse(argc, argv);
+  MpiSession session;
+  auto comm = make_mpi_communicator(opt.timeout);
+  try {
+    if (opt.mode == "check") {
+      run_check(*comm);
+    } else if (opt.mode == "skip") {
+      run_skip(*comm);
+    } else if (opt.mode == "recv-timeout") {
+      run_recv_timeout(*comm);
+    } else if (opt.mode == "kill") {
+      run_kill(*comm);
+    } else if (opt.mode == "wait-kill") {
+      run_wait_kill(*comm);
+    } else if (opt.mode == "bench") {
+      run_bench(*comm, opt.max_bytes);
+    } else {
+      usage(("unknown mode " + opt.mode).c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "FAIL rank %d: %s\n", comm->rank(), e.what());
+    std::fflush(stderr);
+    std::_Exit(1);  // peers may be inside a collective: let mpirun end the job
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::printf("OK rank %d on %s\n", comm->rank(), host);
+  std::fflush(stdout);
+  return 0;
+}
