@@ -636,7 +636,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
   // Sorting costs n log n comparisons; account for them like bytes of work.
   size_t log2n = 1;
   while ((size_t{1} << log2n) < keyed.size()) ++log2n;
-  in.charge(keyed.size() * log2n * sizeof(Value));
+  in.charge_work(keyed.size() * log2n * sizeof(Value));
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? key_less(y.first, x.first) : key_less(x.first, y.first);
   });

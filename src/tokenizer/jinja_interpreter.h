@@ -69,9 +69,16 @@ class Interpreter {
   std::vector<Value> iterate(const Value& v);
   Value filter(const std::string& name, const Value& operand, CallArgs& args);
   bool test(const std::string& name, const Value& operand, CallArgs& args);
-  // Accounts for `bytes` produced by an operation; throws past the work limit
-  // or when one string would exceed max_output_bytes.
+  // Accounts for a value of `bytes` an operation builds; throws past the work
+  // limit, or when the value would exceed max_output_bytes.
   void charge(size_t bytes);
+  // Accounts for work that builds nothing (scanning, comparing); throws past
+  // the work limit.
+  void charge_work(size_t bytes);
+  // Accounts for decoding s code point by code point (case mapping, strip,
+  // split, slicing), which costs more than copying its bytes.
+  void charge_scan(const std::string& s) { charge_work(s.size() * kPerCodePointWork); }
+  static constexpr size_t kPerCodePointWork = 16;
   std::string strftime_now(const std::string& format) const;
 
   // ---- callables defined by the template ----

@@ -409,6 +409,14 @@ TEST(JinjaTest, HostileLoopsAndOutputAreBounded) {
       hostile("{% for a in range(50000) %}{{ a + a + a }}{% endfor %}", Json::object(), small).find("evaluation steps"),
       std::string::npos);
   // Work is counted even when nothing is printed.
+  for (const char* scan : {"{{ s|length }}", "{{ s|trim|length }}", "{% if s == s %}{% endif %}", "{{ s is lower }}",
+                           "{{ d[s] is defined }}", "{{ s.upper()|length }}"}) {
+    SCOPED_TRACE(scan);
+    EXPECT_NE(hostile(std::string("{% set s = 'x' * 50000000 %}{% set d = {} %}{% for i in range(100000) %}") + scan +
+                      "{% endfor %}")
+                  .find("work limit"),
+              std::string::npos);
+  }
   EXPECT_NE(hostile("{% set s = 'x' * 10000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}")
                 .find("work limit"),
             std::string::npos);
