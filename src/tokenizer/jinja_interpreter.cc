@@ -373,11 +373,21 @@ bool contains(const Value& container, const Value& item) {
         type_error(cat("'in <string>' requires string as left operand, not ", type_name(item)));
       }
       return container.str().find(item.str()) != std::string::npos;
-    case Value::Kind::kList:
-      for (const Value& v : container.list().items()) {
+    case Value::Kind::kList: {
+      const List& l = container.list();
+      if (l.flavor() == List::Flavor::kIterator) {  // consumed up to the match, as in Python
+        while (l.consumed() < l.items().size()) {
+          const Value& v = l.items()[l.consumed()];
+          l.consume(1);
+          if (equals(v, item)) return true;
+        }
+        return false;
+      }
+      for (const Value& v : l.items()) {
         if (equals(v, item)) return true;
       }
       return false;
+    }
     case Value::Kind::kDict:
       return container.dict().find(item) != nullptr;
     default:

@@ -13,6 +13,7 @@
 // Type and value errors are thrown as TemplateError with Python's message.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,16 +41,24 @@ class List {
  public:
   enum class Flavor : uint8_t { kList, kTuple, kIterator };
   List(std::vector<Value> items, Flavor flavor);
+  // All items; for an iterator, including those already consumed.
   const std::vector<Value>& items() const { return items_; }
   Flavor flavor() const { return flavor_; }
   int depth() const { return depth_; }
   bool holds_objects() const { return holds_objects_; }
+
+  // An iterator (what select, map, items ... return) is used up as Python's
+  // generators are: iterating it again yields only what is left. This is the
+  // one mutable part of a list; iterators are never shared between renders.
+  size_t consumed() const { return consumed_; }
+  void consume(size_t n) const { consumed_ = std::min(items_.size(), consumed_ + n); }
 
  private:
   std::vector<Value> items_;
   Flavor flavor_;
   int depth_ = 1;
   bool holds_objects_ = false;
+  mutable size_t consumed_ = 0;
 };
 
 // An insertion-ordered dict. Keys are hashable values (None, bool, int, float,
@@ -199,7 +208,8 @@ std::optional<std::string> hash_key(const Value& v);
 // Python's len(); throws TypeError for values without one.
 int64_t length(const Value& v);
 // Elements of iterating v (a str gives its characters, a dict its keys,
-// undefined nothing); throws TypeError for non-iterables.
+// undefined nothing, an iterator what is left of it, using it up); throws
+// TypeError for non-iterables.
 std::vector<Value> iterate(const Value& v);
 
 struct JsonOptions {
