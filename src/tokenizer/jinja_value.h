@@ -4,8 +4,9 @@
 // select and map return), dict (insertion-ordered, like Python's), and objects
 // (namespaces, macros, loop contexts, bound methods, built-in functions).
 //
-// Strings, lists and dicts are immutable and shared: copying a Value is O(1).
-// Namespaces are the only mutable values; they may hold plain data and macros but
+// Strings, lists and dicts are immutable and shared: copying a Value is O(1)
+// (an iterator only advances, as a Python generator is used up). Namespaces
+// are the only mutable values; they may hold plain data and macros but
 // not other namespaces or objects, so values never form reference cycles and
 // their nesting depth stays bounded (kMaxValueDepth) — destruction, repr and
 // tojson recurse at most that deep whatever a template does.
