@@ -7,10 +7,10 @@
 // the variables of the scope they were defined in at call time.
 //
 // Every render is bounded (Limits): evaluation steps, loop iterations, runtime
-// nesting (macro recursion), output size and the bytes string operations may
-// produce, so a hostile template ends with a TemplateError, never a crash or a
-// hang. One Interpreter renders once; it is not thread-safe, the parsed template
-// it reads is.
+// nesting (macro recursion), output size, the size of any value built, and the
+// work (bytes built, scanned or compared), so a hostile template ends with a
+// TemplateError within seconds, never a crash or a hang. One Interpreter renders
+// once; it is not thread-safe, the parsed template it reads is.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +28,8 @@ struct Limits {
   int64_t max_loop_iterations = 1'000'000;    // over all loops of one render
   int max_depth = 400;                        // runtime nesting: statements, expressions, calls
   int max_call_depth = 150;                   // macro calls in progress
-  size_t max_output_bytes = 64u << 20;        // the output, and any one string built
-  int64_t max_work_bytes = int64_t{1} << 30;  // bytes produced by string/list operations
+  size_t max_output_bytes = 64u << 20;        // the output, and any one value built
+  int64_t max_work_bytes = int64_t{1} << 30;  // bytes built, scanned or compared (see charge)
 };
 
 struct RenderConfig {
