@@ -259,8 +259,11 @@ Value f_first(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "first");
   if (v.is_undefined()) return Value::undefined("No first item, sequence was empty.");
   if (v.is_list()) {
-    const auto& items = v.list().items();
-    return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
+    const List& l = v.list();
+    const size_t at = v.is_iterator() ? l.consumed() : 0;  // next(iter(x)) takes one from an iterator
+    if (at >= l.items().size()) return Value::undefined("No first item, sequence was empty.");
+    if (v.is_iterator()) l.consume(1);
+    return l.items()[at];
   }
   const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
@@ -636,7 +639,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
   // Sorting costs n log n comparisons; account for them like bytes of work.
   size_t log2n = 1;
   while ((size_t{1} << log2n) < keyed.size()) ++log2n;
-  in.charge(keyed.size() * log2n * sizeof(Value));
+  in.charge_work(keyed.size() * log2n * sizeof(Value));
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? key_less(y.first, x.first) : key_less(x.first, y.first);
   });
