@@ -90,6 +90,7 @@ struct ApiServer::SequenceOut {
   Clock::time_point submitted;
   Clock::time_point last_token;
   bool seen_token = false;
+  bool cut_by_cancel = false;
   size_t text_bytes = 0;
 
   // Under RequestState::mutex.
@@ -130,6 +131,11 @@ struct ApiServer::RequestState {
 
 ApiServer::ApiServer(Engine& engine, ServerOptions options)
     : engine_(engine), options_(std::move(options)), rng_(std::random_device{}()) {
+  const int context = engine_.config().max_context;
+  if (context > 0 && options_.scheduler.max_model_len > context) {
+    throw ConfigError(cat("--max-model-len ", options_.scheduler.max_model_len,
+                          " is longer than the model's context of ", context, " tokens"));
+  }
   scheduler_ = std::make_unique<Scheduler>(engine_, options_.scheduler);
   const Tokenizer& tok = engine_.tokenizer();
   model_name_ = options_.served_model_name;
@@ -406,7 +412,10 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
     // The callbacks run on the scheduler thread and hold the state alive.
     r.on_token = [this, st, k](const TokenEvent& ev) -> bool {
       SequenceOut& s = *st->seqs[k];
-      if (st->abandoned) return false;
+      if (st->abandoned) {
+        s.cut_by_cancel = true;  // finishes as cancelled, not as a stop
+        return false;
+      }
       const auto now = Clock::now();
       if (s.seen_token) metrics_.observe_itl(seconds_between(s.last_token, now));
       else metrics_.observe_ttft(seconds_between(s.submitted, now));
@@ -434,12 +443,12 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
     r.on_finish = [this, st, k](FinishReason reason, const std::string& error) {
       SequenceOut& s = *st->seqs[k];
       std::string tail;
+      if (s.cut_by_cancel) reason = FinishReason::Cancelled;
       if (reason == FinishReason::Stop || reason == FinishReason::Length) {
         tail = s.stop.push(s.decoder.finish());
         tail += s.stop.flush();
         if (s.stop.stopped()) reason = FinishReason::Stop;
       }
-      if (reason == FinishReason::Cancelled) metrics_.count_cancelled();
       metrics_.observe_e2e(seconds_between(s.submitted, Clock::now()));
       {
         std::lock_guard<std::mutex> lock(st->mutex);
@@ -458,11 +467,11 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
     } catch (const std::exception& e) {
       // Only a shutdown can get here: the request was validated against the
       // same limits. The sequences already submitted go.
-      cancel(*st);
       {
         std::lock_guard<std::mutex> lock(st->mutex);
         for (size_t j = k; j < st->seqs.size(); ++j) st->seqs[j]->finished = true;
       }
+      cancel(*st);
       end_request(st);
       if (draining_) throw shutting_down();
       throw ApiError::invalid(e.what(), request.endpoint == Endpoint::ChatCompletions ? "messages" : "prompt");
@@ -763,14 +772,18 @@ void ApiServer::handle_detokenize(const httplib::Request& req, httplib::Response
 }
 
 void ApiServer::cancel(RequestState& st) {
-  st.abandoned = true;
+  if (st.abandoned.exchange(true)) return;
   std::vector<uint64_t> ids;
   {
     std::lock_guard<std::mutex> lock(st.mutex);
     for (const auto& s : st.seqs) {
-      if (!s->finished && s->id != 0) ids.push_back(s->id);
+      if (s->finished) continue;
+      metrics_.count_cancelled();
+      if (s->id != 0) ids.push_back(s->id);
     }
   }
+  // A sequence in the middle of a step ends at its next token instead (its
+  // token callback sees `abandoned`); either way its blocks are freed.
   for (uint64_t id : ids) scheduler_->cancel(id);
   wake_scheduler();
 }
