@@ -39,5 +39,6 @@ void register_inspect(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_plan(CLI::App& app);
 
 }  // namespace tpinfer::cli
