@@ -301,7 +301,7 @@ Plan make_plan(const PlanRequest& q) {
   const LayoutPlan& best = plan.layouts.front();
   plan.any_fits = best.memory.fits;
   const std::string model_desc = cat(q.model.config.name, " (", q.model.weight_label, ", ",
-                                     format_gib(static_cast<double>(best.weight_bytes[0][0]) * best.tp * best.pp), " of weights)");
+                                     format_gib(static_cast<double>(rank_loads(q.model, 1, 1)[0][0].weight_bytes)), " of weights)");
   if (!plan.any_fits) {
     const double missing = static_cast<double>(best.memory.total) - static_cast<double>(q.device.memory);
     plan.error = cat(model_desc, " does not fit on ", q.devices, " x ", format_gib(static_cast<double>(q.device.memory)),
