@@ -105,8 +105,10 @@ void run(const PlanOptions& o) {
     }
     if (p.ranks > 1) {
       base_request.link = p.link;
-      probe_json["link"] = {{"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency}};
-      for (const LinkSample& s : p.samples) probe_json["link"]["samples"].push_back({{"bytes", s.bytes}, {"seconds", s.seconds}});
+      probe_json["link"] = {
+          {"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency}};
+      for (const LinkSample& s : p.samples)
+        probe_json["link"]["samples"].push_back({{"bytes", s.bytes}, {"seconds", s.seconds}});
     } else if (base_request.link.name.empty()) {
       base_request.link = parse_link("pcie4");
     }
@@ -165,7 +167,8 @@ void run(const PlanOptions& o) {
       if (!probe_json.is_null() && probe_json.contains("link")) {
         std::printf("probed link: %s over %d ranks: %s, %s per step\n",
                     probe_json["link"]["backend"].get<std::string>().c_str(), probe_json["link"]["ranks"].get<int>(),
-                    format_rate(base_request.link.bandwidth).c_str(), format_seconds(base_request.link.latency).c_str());
+                    format_rate(base_request.link.bandwidth).c_str(),
+                    format_seconds(base_request.link.latency).c_str());
       }
       std::fputs(text.c_str(), stdout);
     }
@@ -182,11 +185,14 @@ void run(const PlanOptions& o) {
 void register_plan(CLI::App& app) {
   auto o = std::make_shared<PlanOptions>();
   CLI::App* cmd = app.add_subcommand("plan", "Which parallel layout for this model on this hardware, and why");
-  cmd->add_option("-m,--model", o->model, "A .gguf file, a Hugging Face folder, or a shape: llama-3.1-8b, llama-3.1-70b, "
-                                         "llama-3.1-405b, llama-3.2-1b, llama-3.2-3b, qwen2.5-7b, qwen2.5-72b, mistral-7b, "
-                                         "mixtral-8x7b")->required();
+  cmd->add_option("-m,--model", o->model,
+                  "A .gguf file, a Hugging Face folder, or a shape: llama-3.1-8b, llama-3.1-70b, "
+                  "llama-3.1-405b, llama-3.2-1b, llama-3.2-3b, qwen2.5-7b, qwen2.5-72b, mistral-7b, "
+                  "mixtral-8x7b")
+      ->required();
   cmd->add_option("--devices", o->devices, "Devices (default 1, or the mpirun world size)")->check(CLI::PositiveNumber);
-  cmd->add_option("--device", o->device, "Preset: h100-sxm, h200, a100-80gb, l40s, rtx4090, or cpu (this machine, measured)");
+  cmd->add_option("--device", o->device,
+                  "Preset: h100-sxm, h200, a100-80gb, l40s, rtx4090, or cpu (this machine, measured)");
   cmd->add_option("--device-memory", o->memory, "Memory per device, e.g. 80GiB");
   cmd->add_option("--device-bandwidth", o->bandwidth, "Memory bandwidth per device, e.g. 2.0TB/s");
   cmd->add_option("--device-flops", o->flops, "Dense FLOP/s per device at the weight precision, e.g. 990T");
@@ -197,12 +203,15 @@ void register_plan(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "Concurrent sequences (default 1)")->check(CLI::PositiveNumber);
   cmd->add_option("--weights", o->weights, "Weight types to plan for, e.g. bf16,q8_0,q4_k (default: the model's)");
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f32, f16, bf16 (default f16)");
-  cmd->add_option("--overhead", o->overhead, "Share of device memory kept back (default 0.05)")->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--overhead", o->overhead, "Share of device memory kept back (default 0.05)")
+      ->check(CLI::Range(0.0, 0.9));
   cmd->add_option("--overhead-fixed", o->overhead_fixed, "Fixed runtime memory per device (default 1GiB)");
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "Tokens per prefill chunk, for activations (default 2048)")
       ->check(CLI::PositiveNumber);
-  cmd->add_flag("--probe", o->probe, "Measure the link (all-reduce over local threads, or mpi under mpirun) and memory bandwidth");
-  cmd->add_option("--probe-reps", o->probe_reps, "Repetitions per probed size (default 20)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--probe", o->probe,
+                "Measure the link (all-reduce over local threads, or mpi under mpirun) and memory bandwidth");
+  cmd->add_option("--probe-reps", o->probe_reps, "Repetitions per probed size (default 20)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print everything as JSON");
   cmd->callback([o] { run(*o); });
 }

@@ -54,7 +54,8 @@ const std::vector<LinkSpec>& link_table() {
        "InfiniBand HDR 200 Gb/s = 25 GB/s signalling (NVIDIA ConnectX-6 datasheet), ~23 GB/s achieved by "
        "RDMA; ~5 us per message through NCCL/MPI"},
       {"eth-10g", 1.1e9, 50e-6, "10 GbE: 1.25 GB/s line rate, ~1.1 GB/s TCP goodput; ~50 us per message over TCP"},
-      {"eth-100g", 11e9, 20e-6, "100 GbE: 12.5 GB/s line rate, ~11 GB/s goodput with RoCE/TCP tuning; ~20 us per message"},
+      {"eth-100g", 11e9, 20e-6,
+       "100 GbE: 12.5 GB/s line rate, ~11 GB/s goodput with RoCE/TCP tuning; ~20 us per message"},
   };
   return table;
 }
@@ -87,11 +88,16 @@ LinkSpec parse_link(std::string_view text) {
 // FLOP/s are dense BF16/FP16 tensor-core peaks without sparsity.
 const std::vector<DeviceSpec>& device_table() {
   static const std::vector<DeviceSpec> table = {
-      {"h100-sxm", uint64_t{80} << 30, 3.35e12, 989e12, "NVIDIA H100 SXM datasheet: 80 GB HBM3, 3.35 TB/s, 989 TFLOP/s BF16 dense"},
-      {"h200", uint64_t{141} * 1000000000ull, 4.8e12, 989e12, "NVIDIA H200 SXM datasheet: 141 GB HBM3e, 4.8 TB/s, 989 TFLOP/s BF16 dense"},
-      {"a100-80gb", uint64_t{80} << 30, 2.039e12, 312e12, "NVIDIA A100 80GB SXM datasheet: 2,039 GB/s, 312 TFLOP/s BF16 dense"},
-      {"l40s", uint64_t{48} << 30, 864e9, 362e12, "NVIDIA L40S datasheet: 48 GB GDDR6, 864 GB/s, 362 TFLOP/s BF16 dense"},
-      {"rtx4090", uint64_t{24} << 30, 1008e9, 165e12, "NVIDIA Ada whitepaper (RTX 4090): 24 GB GDDR6X, 1,008 GB/s, 165 TFLOP/s FP16 dense"},
+      {"h100-sxm", uint64_t{80} << 30, 3.35e12, 989e12,
+       "NVIDIA H100 SXM datasheet: 80 GB HBM3, 3.35 TB/s, 989 TFLOP/s BF16 dense"},
+      {"h200", uint64_t{141} * 1000000000ull, 4.8e12, 989e12,
+       "NVIDIA H200 SXM datasheet: 141 GB HBM3e, 4.8 TB/s, 989 TFLOP/s BF16 dense"},
+      {"a100-80gb", uint64_t{80} << 30, 2.039e12, 312e12,
+       "NVIDIA A100 80GB SXM datasheet: 2,039 GB/s, 312 TFLOP/s BF16 dense"},
+      {"l40s", uint64_t{48} << 30, 864e9, 362e12,
+       "NVIDIA L40S datasheet: 48 GB GDDR6, 864 GB/s, 362 TFLOP/s BF16 dense"},
+      {"rtx4090", uint64_t{24} << 30, 1008e9, 165e12,
+       "NVIDIA Ada whitepaper (RTX 4090): 24 GB GDDR6X, 1,008 GB/s, 165 TFLOP/s FP16 dense"},
   };
   return table;
 }
@@ -109,15 +115,24 @@ uint64_t parse_bytes(std::string_view text, std::string_view flag) {
   std::string u;
   if (split_number(text, &v, &u)) {
     double mul = 0;
-    if (u.empty() || u == "b") mul = 1;
-    else if (u == "k" || u == "kb") mul = 1e3;
-    else if (u == "m" || u == "mb") mul = 1e6;
-    else if (u == "g" || u == "gb") mul = 1e9;
-    else if (u == "t" || u == "tb") mul = 1e12;
-    else if (u == "kib") mul = 1024.0;
-    else if (u == "mib") mul = 1024.0 * 1024;
-    else if (u == "gib") mul = 1024.0 * 1024 * 1024;
-    else if (u == "tib") mul = 1024.0 * 1024 * 1024 * 1024;
+    if (u.empty() || u == "b")
+      mul = 1;
+    else if (u == "k" || u == "kb")
+      mul = 1e3;
+    else if (u == "m" || u == "mb")
+      mul = 1e6;
+    else if (u == "g" || u == "gb")
+      mul = 1e9;
+    else if (u == "t" || u == "tb")
+      mul = 1e12;
+    else if (u == "kib")
+      mul = 1024.0;
+    else if (u == "mib")
+      mul = 1024.0 * 1024;
+    else if (u == "gib")
+      mul = 1024.0 * 1024 * 1024;
+    else if (u == "tib")
+      mul = 1024.0 * 1024 * 1024 * 1024;
     if (mul > 0) return static_cast<uint64_t>(std::llround(v * mul));
   }
   throw ConfigError(cat(flag, " '", text, "' is not a size; use e.g. 80GiB, 24GB, 512MiB"));
@@ -134,15 +149,24 @@ double parse_rate(std::string_view text, std::string_view flag) {
     if (base.size() >= 2 && base.substr(base.size() - 2) == "/s") base.resize(base.size() - 2);
     if (!base.empty() && base.back() == 'b') base.pop_back();
     double mul = 0;
-    if (base.empty()) mul = 1;
-    else if (base == "k") mul = 1e3;
-    else if (base == "m") mul = 1e6;
-    else if (base == "g") mul = 1e9;
-    else if (base == "t") mul = 1e12;
-    else if (base == "ki") mul = 1024.0;
-    else if (base == "mi") mul = 1024.0 * 1024;
-    else if (base == "gi") mul = 1024.0 * 1024 * 1024;
-    else if (base == "ti") mul = 1024.0 * 1024 * 1024 * 1024;
+    if (base.empty())
+      mul = 1;
+    else if (base == "k")
+      mul = 1e3;
+    else if (base == "m")
+      mul = 1e6;
+    else if (base == "g")
+      mul = 1e9;
+    else if (base == "t")
+      mul = 1e12;
+    else if (base == "ki")
+      mul = 1024.0;
+    else if (base == "mi")
+      mul = 1024.0 * 1024;
+    else if (base == "gi")
+      mul = 1024.0 * 1024 * 1024;
+    else if (base == "ti")
+      mul = 1024.0 * 1024 * 1024 * 1024;
     if (mul > 0) return v * mul / (bits ? 8.0 : 1.0);
   }
   throw ConfigError(cat(flag, " '", text, "' is not a rate; use e.g. 2.0TB/s, 900GB/s, 200Gb/s (bits)"));
@@ -157,10 +181,14 @@ double parse_flops(std::string_view text, std::string_view flag) {
       if (u.size() >= s.size() && u.substr(u.size() - s.size()) == s) u.resize(u.size() - s.size());
     }
     double mul = 0;
-    if (u.empty()) mul = 1;
-    else if (u == "g") mul = 1e9;
-    else if (u == "t") mul = 1e12;
-    else if (u == "p") mul = 1e15;
+    if (u.empty())
+      mul = 1;
+    else if (u == "g")
+      mul = 1e9;
+    else if (u == "t")
+      mul = 1e12;
+    else if (u == "p")
+      mul = 1e15;
     if (mul > 0) return v * mul;
   }
   throw ConfigError(cat(flag, " '", text, "' is not a FLOP rate; use e.g. 990T, 312TFLOPS, 1.5P"));
@@ -171,10 +199,14 @@ double parse_seconds(std::string_view text, std::string_view flag) {
   std::string u;
   if (split_number(text, &v, &u)) {
     double mul = 0;
-    if (u.empty() || u == "s") mul = 1;
-    else if (u == "ms") mul = 1e-3;
-    else if (u == "us") mul = 1e-6;
-    else if (u == "ns") mul = 1e-9;
+    if (u.empty() || u == "s")
+      mul = 1;
+    else if (u == "ms")
+      mul = 1e-3;
+    else if (u == "us")
+      mul = 1e-6;
+    else if (u == "ns")
+      mul = 1e-9;
     if (mul > 0) return v * mul;
   }
   throw ConfigError(cat(flag, " '", text, "' is not a duration; use e.g. 5us, 1.5ms, 800ns"));
@@ -188,24 +220,32 @@ std::string format_gib(double bytes) {
 
 std::string format_rate(double bps) {
   char buf[64];
-  if (bps >= 1e12) std::snprintf(buf, sizeof(buf), "%.2f TB/s", bps / 1e12);
-  else if (bps >= 1e9) std::snprintf(buf, sizeof(buf), "%.1f GB/s", bps / 1e9);
-  else std::snprintf(buf, sizeof(buf), "%.1f MB/s", bps / 1e6);
+  if (bps >= 1e12)
+    std::snprintf(buf, sizeof(buf), "%.2f TB/s", bps / 1e12);
+  else if (bps >= 1e9)
+    std::snprintf(buf, sizeof(buf), "%.1f GB/s", bps / 1e9);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f MB/s", bps / 1e6);
   return buf;
 }
 
 std::string format_seconds(double s) {
   char buf[64];
-  if (s >= 1) std::snprintf(buf, sizeof(buf), "%.2f s", s);
-  else if (s >= 1e-3) std::snprintf(buf, sizeof(buf), "%.2f ms", s * 1e3);
-  else std::snprintf(buf, sizeof(buf), "%.1f us", s * 1e6);
+  if (s >= 1)
+    std::snprintf(buf, sizeof(buf), "%.2f s", s);
+  else if (s >= 1e-3)
+    std::snprintf(buf, sizeof(buf), "%.2f ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f us", s * 1e6);
   return buf;
 }
 
 std::string format_flops(double f) {
   char buf[64];
-  if (f >= 1e12) std::snprintf(buf, sizeof(buf), "%.0f TFLOP/s", f / 1e12);
-  else std::snprintf(buf, sizeof(buf), "%.1f GFLOP/s", f / 1e9);
+  if (f >= 1e12)
+    std::snprintf(buf, sizeof(buf), "%.0f TFLOP/s", f / 1e12);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f GFLOP/s", f / 1e9);
   return buf;
 }
 

@@ -29,9 +29,9 @@ struct LinkSpec {
 
 struct DeviceSpec {
   std::string name;
-  uint64_t memory = 0;     // bytes per device
-  double bandwidth = 0;    // memory bytes per second per device
-  double flops = 0;        // peak dense FLOP/s per device at the weight precision
+  uint64_t memory = 0;   // bytes per device
+  double bandwidth = 0;  // memory bytes per second per device
+  double flops = 0;      // peak dense FLOP/s per device at the weight precision
   std::string source;
 };
 

@@ -40,8 +40,8 @@ const Published kPublished[] = {
      "Qwen/Qwen2.5-72B config.json (131072 with YaRN per its model card)"},
     {"mistral-7b", "Mistral-7B-v0.3", Arch::Mistral, 32, 4096, 32, 8, 128, 14336, 32768, 32768, false, false, 0, 0,
      "mistralai/Mistral-7B-v0.3 config.json"},
-    {"mixtral-8x7b", "Mixtral-8x7B-v0.1", Arch::Mistral, 32, 4096, 32, 8, 128, 14336, 32000, 32768, false, false, 8,
-     2, "mistralai/Mixtral-8x7B-v0.1 config.json (8 local experts, 2 per token)"},
+    {"mixtral-8x7b", "Mixtral-8x7B-v0.1", Arch::Mistral, 32, 4096, 32, 8, 128, 14336, 32000, 32768, false, false, 8, 2,
+     "mistralai/Mixtral-8x7B-v0.1 config.json (8 local experts, 2 per token)"},
 };
 
 std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
@@ -145,7 +145,8 @@ ModelShape load_shape(const std::string& name_or_path) {
   if (std::filesystem::exists(name_or_path)) return shape_from_source(*ModelSource::open(name_or_path));
   std::string names;
   for (const std::string& n : named_shape_names()) names += (names.empty() ? "" : ", ") + n;
-  throw ConfigError(cat("-m '", name_or_path, "' is neither a model file or folder nor a known shape; shapes: ", names));
+  throw ConfigError(
+      cat("-m '", name_or_path, "' is neither a model file or folder nor a known shape; shapes: ", names));
 }
 
 ModelShape with_weight_type(const ModelShape& shape, DType type) {

@@ -37,10 +37,10 @@ struct PlanTensor {
 struct ModelShape {
   ModelConfig config;
   std::vector<PlanTensor> tensors;
-  int n_experts = 0;        // 0: dense
+  int n_experts = 0;  // 0: dense
   int experts_per_token = 0;
-  std::string source;       // file path, or where the published shape comes from
-  std::string weight_label; // "bf16", "q8_0", "mixed (from file)"
+  std::string source;        // file path, or where the published shape comes from
+  std::string weight_label;  // "bf16", "q8_0", "mixed (from file)"
 };
 
 // The shapes of the table: llama-3.1-8b, llama-3.1-70b, llama-3.1-405b,

@@ -23,7 +23,8 @@ void slice_size(const PlanTensor& t, const TensorSlice& s, uint64_t* bytes, doub
   int64_t rows = t.shape[0], cols = t.shape[1];
   if (s.kind == SplitKind::Rows) rows = s.range.size();
   if (s.kind == SplitKind::Cols) cols = s.range.size();
-  *bytes = static_cast<uint64_t>(rows) * row_bytes(t.type, static_cast<uint64_t>(cols)) * static_cast<uint64_t>(t.copies);
+  *bytes =
+      static_cast<uint64_t>(rows) * row_bytes(t.type, static_cast<uint64_t>(cols)) * static_cast<uint64_t>(t.copies);
   *elements = static_cast<double>(rows) * static_cast<double>(cols) * t.copies;
 }
 
@@ -67,7 +68,8 @@ StageTime stage_time(const PlanRequest& q, const std::vector<RankLoad>& stage, c
       bytes = streamed + static_cast<double>(r.expert_bytes) + b * kv_bytes_per_token(q, r);
       flops = 2.0 * b * r.layer_params + 2.0 * b * b * static_cast<double>(r.q_heads) * hd * r.layers;
     } else {
-      bytes = streamed + static_cast<double>(r.expert_bytes) * expert_fraction(m, b) + b * ctx * kv_bytes_per_token(q, r);
+      bytes =
+          streamed + static_cast<double>(r.expert_bytes) * expert_fraction(m, b) + b * ctx * kv_bytes_per_token(q, r);
       flops = 2.0 * b * r.layer_params + 4.0 * b * ctx * static_cast<double>(r.q_heads) * hd * r.layers;
     }
     if (r.last_stage) flops += 2.0 * logits * r.lm_head_params;
@@ -124,7 +126,8 @@ std::vector<std::vector<RankLoad>> rank_loads(const ModelShape& model, int tp, i
   const ShardPlan plan = ShardPlan::build(c, pc, shape_constraints(model));
   const std::vector<int> layers = stage_layers(c.n_layers, pp);
   std::vector<int> stage_of_layer;
-  for (int s = 0; s < pp; ++s) stage_of_layer.insert(stage_of_layer.end(), static_cast<size_t>(layers[static_cast<size_t>(s)]), s);
+  for (int s = 0; s < pp; ++s)
+    stage_of_layer.insert(stage_of_layer.end(), static_cast<size_t>(layers[static_cast<size_t>(s)]), s);
 
   std::vector<std::vector<RankLoad>> loads(static_cast<size_t>(pp), std::vector<RankLoad>(static_cast<size_t>(tp)));
   for (int s = 0; s < pp; ++s) {
@@ -139,15 +142,17 @@ std::vector<std::vector<RankLoad>> rank_loads(const ModelShape& model, int tp, i
       L.last_stage = s == pp - 1;
     }
   }
-  const double k_over_e =
-      model.n_experts > 0 ? static_cast<double>(model.experts_per_token) / model.n_experts : 1.0;
+  const double k_over_e = model.n_experts > 0 ? static_cast<double>(model.experts_per_token) / model.n_experts : 1.0;
   for (const PlanTensor& t : model.tensors) {
     const bool embed = t.name == "token_embd.weight";
     const bool head = t.name == "output.weight" || (embed && c.tied_embeddings);
     std::vector<int> stages;
-    if (t.layer >= 0) stages = {stage_of_layer.at(static_cast<size_t>(t.layer))};
-    else if (embed) stages = head && pp > 1 ? std::vector<int>{0, pp - 1} : std::vector<int>{0};
-    else stages = {pp - 1};  // output norm, lm_head
+    if (t.layer >= 0)
+      stages = {stage_of_layer.at(static_cast<size_t>(t.layer))};
+    else if (embed)
+      stages = head && pp > 1 ? std::vector<int>{0, pp - 1} : std::vector<int>{0};
+    else
+      stages = {pp - 1};  // output norm, lm_head
     for (int r = 0; r < tp; ++r) {
       uint64_t bytes = 0;
       double elements = 0;
@@ -160,8 +165,10 @@ std::vector<std::vector<RankLoad>> rank_loads(const ModelShape& model, int tp, i
           // On the first stage the embedding is a lookup table (a few rows read
           // per token); tied, it is also the lm_head of the last stage, streamed.
           const bool is_head_here = head && s == pp - 1;
-          if (is_head_here) L.lm_head_params += elements;
-          else L.lookup_bytes += bytes;
+          if (is_head_here)
+            L.lm_head_params += elements;
+          else
+            L.lookup_bytes += bytes;
         } else if (head) {
           L.lm_head_params += elements;
         } else if (t.shape.size() == 2) {
@@ -198,14 +205,16 @@ LayoutPlan plan_layout(const PlanRequest& q, int tp, int pp) {
       e.kv = static_cast<uint64_t>(kv_token * tokens);
       const double hd = m.config.head_dim;
       const double per_token_values = 2.0 * m.config.hidden + static_cast<double>(r.q_heads) * hd +
-                                       2.0 * static_cast<double>(r.kv_heads) * hd +
-                                       3.0 * static_cast<double>(r.ffn) * std::max(1, m.experts_per_token);
-      e.activations = static_cast<uint64_t>(chunk * per_token_values * 4.0 + static_cast<double>(q.batch) * m.config.vocab * 4.0);
+                                      2.0 * static_cast<double>(r.kv_heads) * hd +
+                                      3.0 * static_cast<double>(r.ffn) * std::max(1, m.experts_per_token);
+      e.activations =
+          static_cast<uint64_t>(chunk * per_token_values * 4.0 + static_cast<double>(q.batch) * m.config.vocab * 4.0);
       e.overhead = static_cast<uint64_t>(q.overhead_fraction * static_cast<double>(q.device.memory)) + q.overhead_bytes;
       e.total = e.weights + e.kv + e.activations + e.overhead;
       e.fits = e.total <= q.device.memory;
       e.kv_room = static_cast<int64_t>(q.device.memory) - static_cast<int64_t>(e.weights + e.activations + e.overhead);
-      e.kv_tokens_max = kv_token > 0 ? static_cast<int64_t>(std::max<double>(0, static_cast<double>(e.kv_room)) / kv_token) : 0;
+      e.kv_tokens_max =
+          kv_token > 0 ? static_cast<int64_t>(std::max<double>(0, static_cast<double>(e.kv_room)) / kv_token) : 0;
       if (e.total > out.memory.total) out.memory = e;
     }
     out.weight_bytes.push_back(w);
@@ -300,17 +309,19 @@ Plan make_plan(const PlanRequest& q) {
   });
   const LayoutPlan& best = plan.layouts.front();
   plan.any_fits = best.memory.fits;
-  const std::string model_desc = cat(q.model.config.name, " (", q.model.weight_label, ", ",
-                                     format_gib(static_cast<double>(rank_loads(q.model, 1, 1)[0][0].weight_bytes)), " of weights)");
+  const std::string model_desc =
+      cat(q.model.config.name, " (", q.model.weight_label, ", ",
+          format_gib(static_cast<double>(rank_loads(q.model, 1, 1)[0][0].weight_bytes)), " of weights)");
   if (!plan.any_fits) {
     const double missing = static_cast<double>(best.memory.total) - static_cast<double>(q.device.memory);
-    plan.error = cat(model_desc, " does not fit on ", q.devices, " x ", format_gib(static_cast<double>(q.device.memory)),
-                     " in any layout at context ", q.context, " x batch ", q.batch, ": the closest, ", layout_name(best),
-                     ", needs ", format_gib(static_cast<double>(best.memory.total)), " per device (weights ",
-                     format_gib(static_cast<double>(best.memory.weights)), ", KV cache ",
-                     format_gib(static_cast<double>(best.memory.kv)), ", activations and overhead ",
-                     format_gib(static_cast<double>(best.memory.activations + best.memory.overhead)), "), ",
-                     format_gib(missing), " more than a device has");
+    plan.error =
+        cat(model_desc, " does not fit on ", q.devices, " x ", format_gib(static_cast<double>(q.device.memory)),
+            " in any layout at context ", q.context, " x batch ", q.batch, ": the closest, ", layout_name(best),
+            ", needs ", format_gib(static_cast<double>(best.memory.total)), " per device (weights ",
+            format_gib(static_cast<double>(best.memory.weights)), ", KV cache ",
+            format_gib(static_cast<double>(best.memory.kv)), ", activations and overhead ",
+            format_gib(static_cast<double>(best.memory.activations + best.memory.overhead)), "), ", format_gib(missing),
+            " more than a device has");
     if (best.memory.kv_room > 0) {
       plan.error += cat("; its room for KV holds ", best.memory.kv_tokens_max, " tokens (context x batch)");
     }
@@ -321,10 +332,10 @@ Plan make_plan(const PlanRequest& q) {
   for (const LayoutPlan& l : plan.layouts) {
     if (l.memory.fits && l.decode.latency < fastest->decode.latency) fastest = &l;
   }
-  plan.why = cat(layout_name(best), best.replicas > 1 ? cat(" (x", best.replicas, " replicas)") : std::string(),
-                 ": fits with ", format_gib(static_cast<double>(best.memory.kv_room)), " for KV cache (",
-                 format_gib(static_cast<double>(best.memory.kv)), " needed at context ", q.context, " x batch ",
-                 q.batch, ")");
+  plan.why =
+      cat(layout_name(best), best.replicas > 1 ? cat(" (x", best.replicas, " replicas)") : std::string(),
+          ": fits with ", format_gib(static_cast<double>(best.memory.kv_room)), " for KV cache (",
+          format_gib(static_cast<double>(best.memory.kv)), " needed at context ", q.context, " x batch ", q.batch, ")");
   if (fastest != &best) {
     plan.why += cat("; ", layout_name(*fastest), " is ", pct(best.decode.latency / fastest->decode.latency - 1),
                     " faster per token at batch ", q.batch, " but gives ",
@@ -352,16 +363,21 @@ nlohmann::ordered_json plan_json(const Plan& p) {
                 {"experts_per_token", q.model.experts_per_token},
                 {"total_parameters", total_parameters(q.model)},
                 {"active_parameters", active_parameters(q.model)}};
-  j["hardware"] = {{"device", q.device.name},
-                   {"devices", q.devices},
-                   {"nodes", q.nodes},
-                   {"device_memory", q.device.memory},
-                   {"device_bandwidth", q.device.bandwidth},
-                   {"device_flops", q.device.flops},
-                   {"device_source", q.device.source},
-                   {"link", {{"name", q.link.name}, {"bandwidth", q.link.bandwidth}, {"latency", q.link.latency}, {"source", q.link.source}}},
-                   {"inter_node_link",
-                    {{"name", q.inter_node.name}, {"bandwidth", q.inter_node.bandwidth}, {"latency", q.inter_node.latency}}}};
+  j["hardware"] = {
+      {"device", q.device.name},
+      {"devices", q.devices},
+      {"nodes", q.nodes},
+      {"device_memory", q.device.memory},
+      {"device_bandwidth", q.device.bandwidth},
+      {"device_flops", q.device.flops},
+      {"device_source", q.device.source},
+      {"link",
+       {{"name", q.link.name},
+        {"bandwidth", q.link.bandwidth},
+        {"latency", q.link.latency},
+        {"source", q.link.source}}},
+      {"inter_node_link",
+       {{"name", q.inter_node.name}, {"bandwidth", q.inter_node.bandwidth}, {"latency", q.inter_node.latency}}}};
   j["workload"] = {{"context", q.context},
                    {"batch", q.batch},
                    {"kv_dtype", std::string(dtype_name(q.kv_type))},
@@ -419,29 +435,32 @@ std::string plan_text(const Plan& p) {
   std::snprintf(buf, sizeof(buf), ", %.2fB parameters", total_p);
   s << buf;
   if (q.model.n_experts > 0) {
-    std::snprintf(buf, sizeof(buf), " (%.2fB active: %d of %d experts)", active_p, q.model.experts_per_token, q.model.n_experts);
+    std::snprintf(buf, sizeof(buf), " (%.2fB active: %d of %d experts)", active_p, q.model.experts_per_token,
+                  q.model.n_experts);
     s << buf;
   }
   s << "\nhardware: " << q.devices << " x " << q.device.name << " (" << format_gib(static_cast<double>(q.device.memory))
     << ", " << format_rate(q.device.bandwidth) << ", " << format_flops(q.device.flops) << ")";
   if (q.nodes > 1) s << " on " << q.nodes << " nodes";
-  s << ", link " << q.link.name << " (" << format_rate(q.link.bandwidth) << ", " << format_seconds(q.link.latency) << ")";
+  s << ", link " << q.link.name << " (" << format_rate(q.link.bandwidth) << ", " << format_seconds(q.link.latency)
+    << ")";
   if (q.nodes > 1) {
     s << ", between nodes " << q.inter_node.name << " (" << format_rate(q.inter_node.bandwidth) << ", "
       << format_seconds(q.inter_node.latency) << ")";
   }
   s << "\nworkload: context " << q.context << " x batch " << q.batch << ", KV " << dtype_name(q.kv_type) << "\n\n";
-  s << "| layout | replicas | weights/dev | KV/dev | total/dev | fits | KV room | decode ms/token | decode tok/s | tok/s/device | "
+  s << "| layout | replicas | weights/dev | KV/dev | total/dev | fits | KV room | decode ms/token | decode tok/s | "
+       "tok/s/device | "
        "comm (decode) | prefill s | comm (prefill) |\n";
   s << "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const LayoutPlan& l : p.layouts) {
-    std::snprintf(buf, sizeof(buf),
-                  "| %s | %d | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %s | %.3f | %s |\n", layout_name(l).c_str(),
-                  l.replicas, format_gib(static_cast<double>(l.memory.weights)).c_str(),
-                  format_gib(static_cast<double>(l.memory.kv)).c_str(), format_gib(static_cast<double>(l.memory.total)).c_str(),
-                  l.memory.fits ? "yes" : "no", format_gib(static_cast<double>(l.memory.kv_room)).c_str(),
-                  l.decode.latency * 1e3, l.decode.tokens_per_second, l.decode_per_device, pct(l.decode.comm_share).c_str(),
-                  l.prefill.latency, pct(l.prefill.comm_share).c_str());
+    std::snprintf(buf, sizeof(buf), "| %s | %d | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %s | %.3f | %s |\n",
+                  layout_name(l).c_str(), l.replicas, format_gib(static_cast<double>(l.memory.weights)).c_str(),
+                  format_gib(static_cast<double>(l.memory.kv)).c_str(),
+                  format_gib(static_cast<double>(l.memory.total)).c_str(), l.memory.fits ? "yes" : "no",
+                  format_gib(static_cast<double>(l.memory.kv_room)).c_str(), l.decode.latency * 1e3,
+                  l.decode.tokens_per_second, l.decode_per_device, pct(l.decode.comm_share).c_str(), l.prefill.latency,
+                  pct(l.prefill.comm_share).c_str());
     s << buf;
   }
   s << "\n";

@@ -49,10 +49,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/dtype.h"
 #include "planner/hardware.h"
@@ -78,11 +77,11 @@ struct PlanRequest {
 
 // What one rank of one stage holds and streams.
 struct RankLoad {
-  uint64_t weight_bytes = 0;   // everything it holds
-  uint64_t lookup_bytes = 0;   // embedding rows (read by lookup, not streamed)
-  uint64_t expert_bytes = 0;   // MoE expert slices (all experts)
-  double layer_params = 0;     // matmul parameters of its layers, experts at k/E
-  double lm_head_params = 0;   // its vocabulary rows of the lm_head
+  uint64_t weight_bytes = 0;  // everything it holds
+  uint64_t lookup_bytes = 0;  // embedding rows (read by lookup, not streamed)
+  uint64_t expert_bytes = 0;  // MoE expert slices (all experts)
+  double layer_params = 0;    // matmul parameters of its layers, experts at k/E
+  double lm_head_params = 0;  // its vocabulary rows of the lm_head
   int64_t q_heads = 0;
   int64_t kv_heads = 0;
   int64_t ffn = 0;
@@ -101,16 +100,16 @@ struct MemoryEstimate {
   uint64_t overhead = 0;
   uint64_t total = 0;
   bool fits = false;
-  int64_t kv_room = 0;       // bytes left for KV after weights, activations, overhead (negative: weights do not fit)
-  int64_t kv_tokens_max = 0; // tokens of KV that room holds
+  int64_t kv_room = 0;        // bytes left for KV after weights, activations, overhead (negative: weights do not fit)
+  int64_t kv_tokens_max = 0;  // tokens of KV that room holds
 };
 
 struct PhaseTime {
-  double latency = 0;     // seconds: per step (decode) or per prompt (prefill)
+  double latency = 0;            // seconds: per step (decode) or per prompt (prefill)
   double tokens_per_second = 0;  // one replica
-  double compute = 0;     // seconds of the step on the devices (roofline)
-  double comm = 0;        // seconds in collectives and pp sends
-  double comm_share = 0;  // comm / (compute + comm) along one micro-batch's path
+  double compute = 0;            // seconds of the step on the devices (roofline)
+  double comm = 0;               // seconds in collectives and pp sends
+  double comm_share = 0;         // comm / (compute + comm) along one micro-batch's path
   bool memory_bound = false;
 };
 
@@ -120,7 +119,7 @@ struct LayoutPlan {
   int replicas = 1;
   std::vector<int> stage_layers;
   std::vector<std::vector<uint64_t>> weight_bytes;  // [stage][rank]
-  MemoryEstimate memory;  // the fullest device
+  MemoryEstimate memory;                            // the fullest device
   PhaseTime decode;
   PhaseTime prefill;
   double decode_per_device = 0;  // decode tokens/s of a replica / its devices

@@ -1,21 +1,22 @@
 // The planner's memory model against what tpinfer actually loads, its latency
 // model against a measured run on this machine, and the headline facts of the
 // README's scenarios.
+#include "planner/planner.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <algorithm>
-#include <cmath>
-#include <random>
-#include <nlohmann/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <ctime>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "backend/cpu/memory_bandwidth.h"
 #include "core/error.h"
 #include "engine/benchmark.h"
-#include "planner/planner.h"
 #include "planner/probe.h"
 #include "test_util.h"
 
@@ -110,7 +111,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PlannerMemory,
                          ::testing::Values(MemoryCase{Arch::Llama, DType::F32}, MemoryCase{Arch::Llama, DType::Q8_0},
                                            MemoryCase{Arch::Qwen2, DType::F32}, MemoryCase{Arch::Qwen2, DType::Q8_0}),
                          [](const auto& info) {
-                           return std::string(arch_name(info.param.arch)) + "_" + std::string(dtype_name(info.param.dtype));
+                           return std::string(arch_name(info.param.arch)) + "_" +
+                                  std::string(dtype_name(info.param.dtype));
                          });
 
 TEST(PlannerMemory, PipelineStagesPartitionTheLayers) {
@@ -242,7 +244,8 @@ TEST(PlannerReadme, Llama70BNeedsTwoDevicesAndFitsAtTp4) {
   const Plan pcie = make_plan(scenario("llama-3.1-70b", 4, "80GiB", "pcie4", 8192, 32));
   ASSERT_TRUE(pcie.any_fits);
   EXPECT_EQ(pcie.layouts.front().tp, 4) << pcie.why;
-  EXPECT_GT(layout(pcie, 4, 1).decode.comm_share, layout(eight, 4, 1).decode.comm_share) << "PCIe is slower than NVLink";
+  EXPECT_GT(layout(pcie, 4, 1).decode.comm_share, layout(eight, 4, 1).decode.comm_share)
+      << "PCIe is slower than NVLink";
 }
 
 TEST(PlannerReadme, Llama8BFitsOnOne24GiBDevice) {
@@ -258,6 +261,23 @@ TEST(PlannerReadme, Llama8BFitsOnOne24GiBDevice) {
   const Plan small = make_plan(scenario("llama-3.1-8b", 1, "16GiB", "pcie4", 8192, 1));
   EXPECT_FALSE(small.any_fits);
   EXPECT_NE(small.error.find("GiB more than a device has"), std::string::npos) << small.error;
+}
+
+TEST(PlannerReadme, Llama405BOnTwoNodesKeepsTensorParallelInsideANode) {
+  PlanRequest q = scenario("llama-3.1-405b", 16, "80GiB", "nvswitch", 8192, 16);
+  q.nodes = 2;
+  q.inter_node = parse_link("ib-200");
+  const Plan p = make_plan(q);
+  ASSERT_TRUE(p.any_fits) << p.error;
+  const LayoutPlan& tp16 = layout(p, 16, 1);
+  const LayoutPlan& tp8pp2 = layout(p, 8, 2);
+  EXPECT_TRUE(tp16.tp_inter_node);
+  EXPECT_FALSE(tp8pp2.tp_inter_node);
+  EXPECT_EQ(tp8pp2.pp_inter_node_hops, 1);
+  EXPECT_GT(tp16.decode.comm_share, tp8pp2.decode.comm_share);
+  // vLLM's rule for a model larger than a node: tp = GPUs per node, pp = nodes.
+  EXPECT_EQ(p.layouts.front().tp, 8) << p.why;
+  EXPECT_EQ(p.layouts.front().pp, 2) << p.why;
 }
 
 TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
@@ -284,7 +304,8 @@ TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
   // Q4_K is 4.5 bits per weight against BF16's 16.
   EXPECT_LT(total_weights(j["plans"][1]) * 3, total_weights(j["plans"][0]));
   EXPECT_TRUE(j["plans"][0]["recommended"].contains("why"));
-  rc = tpinfer::testing::run_command(tpinfer::testing::binary() + " plan -m llama-3.1-8b --devices 2 --link bogus", &out);
+  rc = tpinfer::testing::run_command(tpinfer::testing::binary() + " plan -m llama-3.1-8b --devices 2 --link bogus",
+                                     &out);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("valid: nvlink"), std::string::npos) << out;
 }
@@ -339,9 +360,10 @@ TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
     const double lowest_bw = *std::min_element(bandwidths.begin(), bandwidths.end());
     const double p = median(predicted), m = median(measured);
     const double ps = median(predicted_share), ms = median(measured_share);
-    std::printf("tp %d: predicted %.1f tok/s (comm %.1f%%), measured %.1f tok/s (comm %.1f%%); bandwidth %.1f GB/s "
-                "(calibration %.1f)\n",
-                tp, p, 100 * ps, m, 100 * ms, lowest_bw / 1e9, calibration / 1e9);
+    std::printf(
+        "tp %d: predicted %.1f tok/s (comm %.1f%%), measured %.1f tok/s (comm %.1f%%); bandwidth %.1f GB/s "
+        "(calibration %.1f)\n",
+        tp, p, 100 * ps, m, 100 * ms, lowest_bw / 1e9, calibration / 1e9);
     const double share = *std::min_element(shares.begin(), shares.end());
     double load[1] = {0};
     getloadavg(load, 1);
