@@ -192,9 +192,10 @@ inline Result gguf(const ScratchDir& dir, const uint8_t* data, size_t size) {
     if (!g->tensors().empty()) {
       const TensorInfo& t = g->tensors().front();
       const int64_t cols = t.cols();
-      if (quant_supported(t.type) && row_bytes(t.type, static_cast<uint64_t>(cols)) <= t.nbytes) {
+      // An empty tensor may have no data pointer at all: nothing to dequantize.
+      if (cols > 0 && cpu::quant_supported(t.type) && row_bytes(t.type, static_cast<uint64_t>(cols)) <= t.nbytes) {
         std::vector<float> row(static_cast<size_t>(cols));
-        dequantize_row_ref(t.type, t.data, row.data(), cols);
+        cpu::dequantize_row_ref(t.type, t.data, row.data(), cols);
       }
     }
     r.accepted = true;

@@ -29,6 +29,6 @@ for h in "${harnesses[@]}"; do
     echo "fuzz_$h FAILED (see above; inputs in $build/artifacts/)" >&2
     exit 1
   }
-  grep -E '^#[0-9]+ +DONE|^stat::number_of_executed_units' "$work/$h.log" | tail -n 2
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$h.log"
 done
 echo "fuzz: all ${#harnesses[@]} harnesses clean"
