@@ -68,6 +68,11 @@ TEST(FuzzCorpus, Safetensors) {
       run_corpus("safetensors", [&](const uint8_t* d, size_t n) { return fuzz::safetensors(dir, d, n); });
   EXPECT_TRUE(r.at("three-dtypes.safetensors").accepted) << r.at("three-dtypes.safetensors").error;
   EXPECT_TRUE(r.at("synth-tiny-bf16.safetensors").accepted);
+  // Found by fuzz_safetensors: a number past the double range (1e400) made
+  // nlohmann throw out_of_range through SafetensorsFile::open.
+  const fuzz::Result& overflow = r.at("regression-number-overflow.safetensors");
+  EXPECT_FALSE(overflow.accepted);
+  EXPECT_NE(overflow.error.find("offset 8: expected a JSON header"), std::string::npos) << overflow.error;
 }
 
 TEST(FuzzCorpus, HfFolder) {
@@ -77,6 +82,10 @@ TEST(FuzzCorpus, HfFolder) {
   EXPECT_TRUE(r.at("llama-tiny-no-index").accepted) << r.at("llama-tiny-no-index").error;
   // The bible's index names shards that are not there.
   EXPECT_FALSE(r.at("bible-config-index-tokconfig").accepted);
+  // The same overflow in config.json (read_json in model_source.cc).
+  const fuzz::Result& overflow = r.at("regression-number-overflow");
+  EXPECT_FALSE(overflow.accepted);
+  EXPECT_NE(overflow.error.find("config.json: offset 0: expected JSON"), std::string::npos) << overflow.error;
 }
 
 TEST(FuzzCorpus, HfTokenizer) {
