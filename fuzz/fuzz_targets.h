@@ -39,6 +39,7 @@
 #include "formats/gguf.h"
 #include "formats/model_source.h"
 #include "formats/safetensors.h"
+#include "server/request_parser.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -414,6 +415,56 @@ inline std::vector<ChatTemplate> real_templates(const std::string& templates_dir
     out.emplace_back(std::move(src), fuzz_template_options());
   }
   return out;
+}
+
+// (g) The server's request parser: the body of /v1/completions,
+// /v1/chat/completions, /tokenize and /detokenize. Every input gives a request
+// or an ApiError (a 4xx with a message); an accepted request keeps the limits.
+inline Result request(const uint8_t* data, size_t size) {
+  const std::string_view body = as_text(data, size);
+  server::ParserLimits limits;
+  limits.vocab_size = 32000;
+  Result r;
+  auto error = [&](const server::ApiError& e) {
+    check(e.status >= 400 && e.status < 500 && !e.message.empty(), "ApiError without a 4xx status and a message");
+    (void)e.to_json().dump();
+    r.error = e.message;
+  };
+  for (const server::Endpoint ep : {server::Endpoint::Completions, server::Endpoint::ChatCompletions}) {
+    const server::GenerationParse p = server::parse_generation_request(ep, body, limits);
+    if (const auto* e = std::get_if<server::ApiError>(&p)) {
+      error(*e);
+      continue;
+    }
+    const auto& q = std::get<server::GenerationRequest>(p);
+    r.accepted = true;
+    check(q.n >= 1 && q.n <= limits.max_n, "n out of range");
+    check(q.stop.size() <= static_cast<size_t>(limits.max_stop), "too many stop sequences");
+    check(!q.max_tokens || *q.max_tokens <= limits.max_model_len, "max_tokens over the model length");
+    check(q.logprobs >= -1 && q.logprobs <= limits.max_logprobs, "logprobs out of range");
+    if (ep == server::Endpoint::Completions) {
+      check(!q.prompts.empty() && q.prompts.size() <= static_cast<size_t>(limits.max_prompts), "prompt count");
+      check(q.prompts.size() * static_cast<size_t>(q.n) <= static_cast<size_t>(limits.max_sequences),
+            "prompts x n over the limit");
+      for (const server::Prompt& pr : q.prompts) {
+        for (int32_t id : pr.tokens) check(id >= 0 && id < limits.vocab_size, "prompt token outside the vocabulary");
+      }
+    } else {
+      check(q.messages.is_array() && q.messages.size() <= limits.max_messages, "messages not a bounded array");
+    }
+    (void)server::check_prompt_length(q, static_cast<int64_t>(size), limits.max_model_len);
+  }
+  const server::TokenizeParse t = server::parse_tokenize_request(body, limits);
+  if (const auto* e = std::get_if<server::ApiError>(&t)) error(*e);
+  const server::DetokenizeParse d = server::parse_detokenize_request(body, limits);
+  if (const auto* e = std::get_if<server::ApiError>(&d)) {
+    error(*e);
+  } else {
+    for (int32_t id : std::get<server::DetokenizeRequest>(d).tokens) {
+      check(id >= 0 && id < limits.vocab_size, "detokenize id outside the vocabulary");
+    }
+  }
+  return r;
 }
 
 }  // namespace tpinfer::fuzz

@@ -10,12 +10,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf safetensors hf_folder hf_tokenizer tokenizer chat_template chat_messages)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf safetensors hf_folder hf_tokenizer tokenizer chat_template chat_messages request)
 build=build-fuzz
 bash fuzz/build.sh "$build"
 mkdir -p "$build/artifacts"
 declare -A dicts=([gguf]=gguf [safetensors]=json [hf_folder]=json [hf_tokenizer]=json [tokenizer]=text
-  [chat_template]=jinja [chat_messages]=json)
+  [chat_template]=jinja [chat_messages]=json [request]=json)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

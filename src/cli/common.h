@@ -38,6 +38,7 @@ void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);
 
 }  // namespace tpinfer::cli

@@ -24,11 +24,11 @@
 namespace tpinfer::jinja {
 
 struct Limits {
-  int64_t max_steps = 50'000'000;           // statements + expression nodes evaluated
-  int64_t max_loop_iterations = 1'000'000;  // over all loops of one render
-  int max_depth = 400;                      // runtime nesting: statements, expressions, calls
-  int max_call_depth = 150;                 // macro calls in progress
-  size_t max_output_bytes = 64u << 20;      // the output, and any one string built
+  int64_t max_steps = 50'000'000;             // statements + expression nodes evaluated
+  int64_t max_loop_iterations = 1'000'000;    // over all loops of one render
+  int max_depth = 400;                        // runtime nesting: statements, expressions, calls
+  int max_call_depth = 150;                   // macro calls in progress
+  size_t max_output_bytes = 64u << 20;        // the output, and any one string built
   int64_t max_work_bytes = int64_t{1} << 30;  // bytes produced by string/list operations
 };
 
@@ -65,6 +65,8 @@ class Interpreter {
   // obj[key]: an item first, then, for a string key, an attribute.
   Value get_item(const Value& obj, const Value& key);
   Value call(const Value& callee, CallArgs& args);
+  // The elements of iterating v (jinja::iterate), accounted for as work.
+  std::vector<Value> iterate(const Value& v);
   Value filter(const std::string& name, const Value& operand, CallArgs& args);
   bool test(const std::string& name, const Value& operand, CallArgs& args);
   // Accounts for `bytes` produced by an operation; throws past the work limit
@@ -73,8 +75,7 @@ class Interpreter {
   std::string strftime_now(const std::string& format) const;
 
   // ---- callables defined by the template ----
-  Value invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
-                     const std::weak_ptr<Scope>& closure, CallArgs& args);
+  Value invoke_macro(const MacroDef& def, const std::weak_ptr<Scope>& closure, CallArgs& args);
   Value run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<Scope>& scope, const Value& items, int depth);
 
  private:
@@ -91,7 +92,7 @@ class Interpreter {
   Flow exec_for(const ForStmt& s, const Value& iterable, int depth);
   void exec_call_block(const CallBlockStmt& s);
   void assign(const Target& t, const Value& v);
-  std::string capture_body(const Body& body);  // in a new scope
+  Flow capture_body(const Body& body, std::string* text);  // in a new scope
 
   Value eval(const Expr& e);
   Value eval_name(const NameExpr& e);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,8 +23,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/jinja_error.h"
 
@@ -60,8 +59,8 @@ class Dict {
   Dict() = default;
   size_t size() const;  // defined below, where Value is complete (clang needs that)
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
-  const Value* find(const Value& key) const;        // nullptr when absent; throws if unhashable
-  void set(const Value& key, Value value);          // replaces in place, or appends
+  const Value* find(const Value& key) const;          // nullptr when absent; throws if unhashable
+  void set(const Value& key, Value value);            // replaces in place, or appends
   const Value* find_str(std::string_view key) const;  // a string key
   int depth() const { return depth_; }
   bool holds_objects() const { return holds_objects_; }
@@ -133,7 +132,7 @@ class Value {
   std::string undefined_message() const;
   [[noreturn]] void fail_undefined() const;  // throws that error
 
-  int depth() const;          // 0 for scalars, 1 + deepest element for containers
+  int depth() const;           // 0 for scalars, 1 + deepest element for containers
   bool holds_objects() const;  // is or contains an object
 
  private:

@@ -1,6 +1,6 @@
 // The mpi communicator inside real MPI jobs: each test starts tpinfer_mpi_check
 // (tests/comm/mpi_comm_worker.cc) under mpirun, one process per rank, behind a
-// watchdog (timeout 120) so the suite itself can never hang. Skips when tpinfer
+// watchdog (TERM after 120 s, KILL 5 s later) so the suite itself cannot hang. Skips when tpinfer
 // was built without MPI or mpirun is not on PATH.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -24,12 +24,12 @@ struct Job {
   std::string tag;  // on every process's command line, for pgrep
 };
 
-#define SKIP_WITHOUT_MPI()                                                                   \
-  do {                                                                                       \
-    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";    \
-    if (testing::run_command("command -v mpirun", nullptr) != 0) {                           \
+#define SKIP_WITHOUT_MPI()                                                                     \
+  do {                                                                                         \
+    if (!mpi_built()) GTEST_SKIP() << "tpinfer was built without MPI (CMake found none)";      \
+    if (testing::run_command("command -v mpirun", nullptr) != 0) {                             \
       GTEST_SKIP() << "mpirun not on PATH: install openmpi-bin to run the mpi back end tests"; \
-    }                                                                                        \
+    }                                                                                          \
   } while (0)
 
 bool mpi_built() {
@@ -56,7 +56,7 @@ std::string fresh_tag() {
 Job run_job(int np, const std::string& args) {
   Job job;
   job.tag = fresh_tag();
-  const std::string cmd = "timeout -s KILL 120 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(np) +
+  const std::string cmd = "timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(np) +
                           " " + worker() + " " + args + " --tag " + job.tag;
   const auto start = Clock::now();
   job.code = testing::run_command(cmd, &job.output);

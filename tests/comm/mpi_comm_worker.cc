@@ -2,14 +2,17 @@
 // under mpirun, one process per rank. Each mode exercises the mpi communicator
 // from inside a real MPI job:
 //   check         every operation against a plain reference on fresh random
-//                 inputs; every rank prints "OK rank <r>" and exits 0
+//                 inputs (all-reduce: bit for bit, and against the local back
+//                 end); every rank prints "OK rank <r> on <host>" and exits 0
 //   skip          rank 1 skips all_reduce #2 (sleeps 10 s): the job must end
 //                 within the timeout plus a moment, naming all_reduce #2 and rank 1
 //   recv-timeout  rank 0 receives from rank 1, which sends nothing
 //   kill          rank 1 SIGKILLs itself in the middle of a loop of all-reduces
 //   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
 //   bench         all-reduce latency and bandwidth by size, printed by rank 0
-// Options: --timeout-ms N (default 30000), --max-bytes N (bench, default 64 MiB),
+//   bench-blocking  the same with plain MPI_Allreduce, for comparison
+// Options: --timeout-ms N (default 30000), --min-bytes / --max-bytes N (bench:
+// sizes min, 4 min, ... up to max; default 4 B to 64 MiB),
 // --tag WORD (ignored: lets a test find its own processes with pgrep -f).
 // A failed check prints "FAIL rank <r>: ..." and exits 1 at once (mpirun then
 // ends the job).
@@ -17,7 +20,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +33,12 @@
 #include <thread>
 #include <vector>
 
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include "comm/local_comm.h"
 #include "comm/mpi_comm.h"
 #include "core/error.h"
 
@@ -47,14 +58,16 @@ using namespace std::chrono_literals;
 struct Options {
   std::string mode;
   std::chrono::milliseconds timeout{30000};
+  size_t min_bytes = 4;
   size_t max_bytes = size_t{64} << 20;
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench "
-               "[--timeout-ms N] [--max-bytes N] [--tag WORD]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
+      "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
+      why);
   std::exit(2);
 }
 
@@ -68,6 +81,8 @@ Options parse(int argc, char** argv) {
     const char* v = argv[++i];
     if (a == "--timeout-ms") {
       o.timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
+    } else if (a == "--min-bytes") {
+      o.min_bytes = std::max<size_t>(4, std::strtoull(v, nullptr, 10));
     } else if (a == "--max-bytes") {
       o.max_bytes = std::strtoull(v, nullptr, 10);
     } else if (a == "--tag") {
@@ -80,9 +95,9 @@ Options parse(int argc, char** argv) {
 }
 
 // The message is built only on failure: checks run on millions of elements.
-#define EXPECT_OR_THROW(ok, what)                              \
-  do {                                                         \
-    if (!(ok)) throw std::runtime_error(what);                 \
+#define EXPECT_OR_THROW(ok, what)              \
+  do {                                         \
+    if (!(ok)) throw std::runtime_error(what); \
   } while (0)
 
 uint64_t mix(uint64_t x) {  // splitmix64 finalizer
@@ -92,43 +107,85 @@ uint64_t mix(uint64_t x) {  // splitmix64 finalizer
   return x ^ (x >> 31);
 }
 
-// Rank r's input element i in round `round`: a pseudo-random multiple of 1/64 in
-// [-1000/64, 1000/64], so any sum over ranks is exact in float whatever order MPI
-// adds in, and every rank can compute every other rank's input.
+// Rank r's input element i in round `round`: pseudo-random, 24 significant
+// bits and exponents from 2^-8 to 2^7, so sums round and their order shows.
+// Every rank can compute every other rank's input.
 float input(uint64_t seed, int rank, int round, size_t i) {
   const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(rank) * 1000003u + static_cast<uint64_t>(round)) ^
                          (static_cast<uint64_t>(i) * 0x632be59bd9b4e019ull));
-  return static_cast<float>(static_cast<int64_t>(h % 2001) - 1000) / 64.0f;
+  const float unit =
+      static_cast<float>(static_cast<int64_t>(h >> 40) - (int64_t{1} << 23)) / static_cast<float>(1 << 23);
+  return std::ldexp(unit, static_cast<int>(h & 15) - 8);
 }
 
 uint8_t byte_of(uint64_t seed, int from, int to, size_t k) {
   return static_cast<uint8_t>(mix(seed + static_cast<uint64_t>(from) * 7919 + static_cast<uint64_t>(to) * 104729 + k));
 }
 
+// Every bit of a float, for messages: 0x1.4p+0.
+std::string exact(float v) {
+  std::array<char, 32> text{};
+  std::snprintf(text.data(), text.size(), "%a", static_cast<double>(v));
+  return text.data();
+}
+
 std::string where(const Communicator& comm, const std::string& what) {
   return cat(what, " (rank ", comm.rank(), " of ", comm.size(), ")");
 }
 
+// The reference: the sum over ranks in rank order from 0.0f, which is what both
+// back ends promise bit for bit.
+float reference_sum(uint64_t seed, int ranks, int round, size_t i) {
+  float want = 0;
+  for (int r = 0; r < ranks; ++r) want += input(seed, r, round, i);
+  return want;
+}
+
+// The local back end on the same inputs, n threads inside this process.
+std::vector<float> local_all_reduce(uint64_t seed, int n, int round, size_t len) {
+  LocalGroup group(n, std::chrono::seconds(60));
+  std::vector<std::vector<float>> bufs(static_cast<size_t>(n), std::vector<float>(len));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = group.communicator(r);
+      std::vector<float>& b = bufs[static_cast<size_t>(r)];
+      for (size_t i = 0; i < len; ++i) b[i] = input(seed, r, round, i);
+      comm->all_reduce_sum(b.data(), len);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return bufs[0];
+}
+
 void check_all_reduce(Communicator& comm, uint64_t seed) {
   const int n = comm.size();
-  for (size_t len : {size_t{1}, size_t{7}, size_t{4096}, size_t{1000003}}) {
+  // 8193 floats is just over the one-hop limit, 4194309 over one piece.
+  for (size_t len : {size_t{1}, size_t{7}, size_t{4096}, size_t{8193}, size_t{1000003}, size_t{4194309}}) {
     comm.reset_stats();
-    const int rounds = len > 100000 ? 3 : 100;
+    const int rounds = len > 100000 ? 2 : 50;
     std::vector<float> buf(len);
     for (int round = 0; round < rounds; ++round) {
       for (size_t i = 0; i < len; ++i) buf[i] = input(seed, comm.rank(), round, i);
       comm.all_reduce_sum(buf.data(), len);
       for (size_t i = 0; i < len; ++i) {
-        float want = 0;
-        for (int r = 0; r < n; ++r) want += input(seed, r, round, i);
-        EXPECT_OR_THROW(buf[i] == want, where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ", buf[i],
-                                               ", want ", want)));
+        const float want = reference_sum(seed, n, round, i);
+        EXPECT_OR_THROW(std::memcmp(&buf[i], &want, sizeof(float)) == 0,
+                        where(comm, cat("all_reduce len ", len, " round ", round, " index ", i, ": got ", exact(buf[i]),
+                                        ", want ", exact(want))));
+      }
+      if (round == 0 && comm.rank() == 0) {
+        const std::vector<float> local = local_all_reduce(seed, n, round, len);
+        EXPECT_OR_THROW(std::memcmp(local.data(), buf.data(), len * sizeof(float)) == 0,
+                        where(comm, cat("all_reduce len ", len, " differs from the local back end's")));
       }
     }
     const CollectiveCounter& c = comm.stats()[Collective::AllReduce];
     EXPECT_OR_THROW(c.calls == static_cast<uint64_t>(rounds), where(comm, cat("all_reduce calls ", c.calls)));
-    const uint64_t per_call = n == 1 ? 0 : 2 * len * sizeof(float) * static_cast<uint64_t>(n - 1) / static_cast<uint64_t>(n);
-    EXPECT_OR_THROW(c.bytes == per_call * static_cast<uint64_t>(rounds), where(comm, cat("all_reduce bytes ", c.bytes)));
+    const uint64_t per_call =
+        n == 1 ? 0 : 2 * len * sizeof(float) * static_cast<uint64_t>(n - 1) / static_cast<uint64_t>(n);
+    EXPECT_OR_THROW(c.bytes == per_call * static_cast<uint64_t>(rounds),
+                    where(comm, cat("all_reduce bytes ", c.bytes)));
   }
 }
 
@@ -148,7 +205,8 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
     size_t at = 0;
     for (int r = 0; r < n; ++r) {
       for (size_t k = 0; k < counts[static_cast<size_t>(r)]; ++k, ++at) {
-        EXPECT_OR_THROW(all[at] == input(seed, r, 7, k), where(comm, cat("all_gather (", how, ") element ", k, " of rank ", r)));
+        EXPECT_OR_THROW(all[at] == input(seed, r, 7, k),
+                        where(comm, cat("all_gather (", how, ") element ", k, " of rank ", r)));
       }
     }
   };
@@ -157,7 +215,7 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
   comm.all_gather(mine.data(), counts, all.data());
   verify(all, "separate buffers");
   EXPECT_OR_THROW(comm.stats()[Collective::AllGather].bytes == (total - mine.size()) * sizeof(float),
-         where(comm, "all_gather byte count"));
+                  where(comm, "all_gather byte count"));
   // In place: my part already sits at its offset of the output.
   std::vector<float> in_place(total, -1.0f);
   std::copy(mine.begin(), mine.end(), in_place.begin() + static_cast<std::ptrdiff_t>(mine_at));
@@ -185,7 +243,8 @@ void check_all_gather(Communicator& comm, uint64_t seed) {
   comm.all_gather_bytes(b.data(), b.size(), gathered.data());
   for (int r = 0; r < n; ++r) {
     for (size_t k = 0; k < 13; ++k) {
-      EXPECT_OR_THROW(gathered[static_cast<size_t>(r) * 13 + k] == byte_of(seed, r, -1, k), where(comm, "all_gather_bytes"));
+      EXPECT_OR_THROW(gathered[static_cast<size_t>(r) * 13 + k] == byte_of(seed, r, -1, k),
+                      where(comm, "all_gather_bytes"));
     }
   }
 }
@@ -202,10 +261,11 @@ void check_all_to_all(Communicator& comm, uint64_t seed) {
     for (int i = 0; i < n; ++i) {
       for (size_t k = 0; k < chunk; ++k) {
         EXPECT_OR_THROW(recv[static_cast<size_t>(i) * chunk + k] == byte_of(seed + chunk, i, me, k),
-               where(comm, cat("all_to_all chunk ", chunk, " from rank ", i, " byte ", k)));
+                        where(comm, cat("all_to_all chunk ", chunk, " from rank ", i, " byte ", k)));
       }
     }
-    EXPECT_OR_THROW(comm.stats()[Collective::AllToAll].bytes == chunk * static_cast<size_t>(n - 1), where(comm, "all_to_all bytes"));
+    EXPECT_OR_THROW(comm.stats()[Collective::AllToAll].bytes == chunk * static_cast<size_t>(n - 1),
+                    where(comm, "all_to_all bytes"));
   }
 }
 
@@ -221,7 +281,8 @@ void check_broadcast(Communicator& comm, uint64_t seed) {
         comm.broadcast(buf.data(), bytes, root);
       }
       for (size_t k = 0; k < bytes; ++k) {
-        EXPECT_OR_THROW(buf[k] == byte_of(seed, root, 99, k), where(comm, cat("broadcast from ", root, " of ", bytes, " bytes")));
+        EXPECT_OR_THROW(buf[k] == byte_of(seed, root, 99, k),
+                        where(comm, cat("broadcast from ", root, " of ", bytes, " bytes")));
       }
     }
   }
@@ -239,7 +300,8 @@ void check_send_recv(Communicator& comm, uint64_t seed) {
     comm.send(out.data(), bytes, next);
     comm.recv(in.data(), bytes, prev);
     for (size_t k = 0; k < bytes; ++k) {
-      EXPECT_OR_THROW(in[k] == byte_of(seed, prev, me, k), where(comm, cat("recv of ", bytes, " bytes from rank ", prev)));
+      EXPECT_OR_THROW(in[k] == byte_of(seed, prev, me, k),
+                      where(comm, cat("recv of ", bytes, " bytes from rank ", prev)));
     }
   }
   // Several messages queue in order.
@@ -264,7 +326,7 @@ void check_send_recv(Communicator& comm, uint64_t seed) {
     error = e.what();
   }
   EXPECT_OR_THROW(error.find("expected 8 bytes from rank " + std::to_string(prev) + ", got 4") != std::string::npos,
-         where(comm, "wrong-size recv said: " + error));
+                  where(comm, "wrong-size recv said: " + error));
   const int32_t after = 700 + me;
   comm.send(&after, sizeof(after), next);
   int32_t got = -1;
@@ -342,16 +404,25 @@ void run_wait_kill(Communicator& comm) {
   throw std::runtime_error("broadcast_wait returned without a root");
 }
 
-void run_bench(Communicator& comm, size_t max_bytes) {
+// `blocking` measures plain MPI_Allreduce instead, for comparison: what the
+// deadline (non-blocking call + polling) costs.
+void run_bench(Communicator& comm, size_t min_bytes, size_t max_bytes, bool blocking) {
   const int n = comm.size();
+  auto reduce = [&](float* data, size_t len) {
+    if (!blocking) return comm.all_reduce_sum(data, len);
+    if (MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(len), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) {
+      throw std::runtime_error("MPI_Allreduce failed");
+    }
+  };
   if (comm.rank() == 0) {
-    std::printf("all_reduce_sum over %d ranks (mpi)\n%12s %10s %12s %12s %12s\n", n, "bytes", "iters", "us/op",
+    std::printf("all_reduce_sum over %d ranks (%s)\n%12s %10s %12s %12s %12s\n", n,
+                blocking ? "plain blocking MPI_Allreduce" : "tpinfer mpi communicator", "bytes", "iters", "us/op",
                 "algbw MB/s", "busbw MB/s");
   }
-  for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
+  for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
     const size_t len = bytes / sizeof(float);
     std::vector<float> buf(len, 1.0f);
-    for (int w = 0; w < 2; ++w) comm.all_reduce_sum(buf.data(), len);
+    for (int w = 0; w < 2; ++w) reduce(buf.data(), len);
     // Batches of 1, 2, 4, ... calls until one lasts 0.2 s on rank 0, which
     // tells the others whether to go on; the last batch is the measurement.
     int64_t iters = 1;
@@ -359,7 +430,7 @@ void run_bench(Communicator& comm, size_t max_bytes) {
     for (;;) {
       comm.barrier();
       const auto t0 = Clock::now();
-      for (int64_t i = 0; i < iters; ++i) comm.all_reduce_sum(buf.data(), len);
+      for (int64_t i = 0; i < iters; ++i) reduce(buf.data(), len);
       const double took = std::chrono::duration<double>(Clock::now() - t0).count();
       per = took / static_cast<double>(iters);
       int32_t more = took < 0.2 && iters < 100000;
@@ -396,7 +467,9 @@ int main(int argc, char** argv) {
     } else if (opt.mode == "wait-kill") {
       run_wait_kill(*comm);
     } else if (opt.mode == "bench") {
-      run_bench(*comm, opt.max_bytes);
+      run_bench(*comm, opt.min_bytes, opt.max_bytes, false);
+    } else if (opt.mode == "bench-blocking") {
+      run_bench(*comm, opt.min_bytes, opt.max_bytes, true);
     } else {
       usage(("unknown mode " + opt.mode).c_str());
     }

@@ -60,15 +60,19 @@ mpirun_pid=""
 made=()
 
 cleanup() {
+  # mpirun (stopped by TERM if it still runs) and its daemons finish on their
+  # own once it is done; give them a moment, with the switch still forwarding
+  # so that mpirun can reach them.
   if [ -n "$mpirun_pid" ]; then kill "$mpirun_pid" 2>/dev/null; fi
-  if [ -n "$switch_pid" ]; then kill "$switch_pid" 2>/dev/null; wait "$switch_pid" 2>/dev/null; fi
-  # Daemons finish on their own right after mpirun; give them a moment.
   for (( t = 0; t < 30; t++ )); do
     local busy=""
-    for ns in "${made[@]}"; do [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && busy=1; done
+    for ns in "${made[@]}"; do
+      [ "$ns" != "$sw" ] && [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && busy=1
+    done
     [ -z "$busy" ] && break
     sleep 0.1
   done
+  if [ -n "$switch_pid" ]; then kill "$switch_pid" 2>/dev/null; wait "$switch_pid" 2>/dev/null; fi
   for ns in "${made[@]}"; do
     # Anything still running in our namespaces was started by this script.
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
@@ -130,7 +134,7 @@ exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$name && \$*"
 EOF
 chmod +x "$work/agent"
 
-echo "netns_hosts: $hosts hosts on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
+echo "netns_hosts: $hosts hosts (namespaces tpinfer-*-$sfx) on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
 ip netns exec "tpinfer-h0-$sfx" unshare --uts sh -c 'hostname tpinfer-h0 && exec "$@"' sh \
   mpirun --allow-run-as-root --hostfile "$work/hostfile" -np "$hosts" --map-by node \
   --mca plm_rsh_agent "$work/agent" \
