@@ -113,6 +113,16 @@ TEST(FuzzCorpus, ChatTemplate) {
   const auto r = run_corpus("chat_template", fuzz::chat_template_source);
   EXPECT_TRUE(r.at("chatml.jinja").accepted) << r.at("chatml.jinja").error;
   EXPECT_TRUE(r.at("Qwen-Qwen2.5-7B-Instruct.jinja").accepted);
+  // Found by fuzz_chat_template: a str.format field index or item index with
+  // more digits than fit in 64 bits made std::stoul/stoll throw out_of_range
+  // through render(); now Python's ValueError.
+  for (const char* name : {"regression-format-index-overflow", "regression-format-item-overflow"}) {
+    EXPECT_NE(r.at(name).error.find("ValueError: Too many decimal digits in format string"), std::string::npos)
+        << name << ": " << r.at(name).error;
+  }
+  // The same in an attribute path (map/sort attribute='...'): a plain lookup
+  // that finds nothing.
+  EXPECT_TRUE(r.at("regression-attribute-index-overflow").accepted) << r.at("regression-attribute-index-overflow").error;
 }
 
 TEST(FuzzCorpus, ChatMessages) {
@@ -122,6 +132,13 @@ TEST(FuzzCorpus, ChatMessages) {
   });
   EXPECT_TRUE(r.at("tools.json").accepted) << r.at("tools.json").error;
   EXPECT_TRUE(r.at("plain.json").accepted) << r.at("plain.json").error;
+}
+
+TEST(FuzzCorpus, Request) {
+  const auto r = run_corpus("request", fuzz::request);
+  for (const char* name : {"completion.json", "completion-tokens.json", "chat.json", "tokenize.json", "detokenize.json"}) {
+    EXPECT_TRUE(r.at(name).accepted) << name;
+  }
 }
 
 }  // namespace
