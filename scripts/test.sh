@@ -14,3 +14,6 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEB
 ninja -C build-asan -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j"$(nproc)" --output-on-failure --timeout 900 -E "$(cat ../tests/sanitizer_exclude.txt)")
+
+echo "== fuzz: every harness over its corpus, 20 s each (clang-14, libFuzzer)"
+bash scripts/fuzz.sh 20

@@ -99,7 +99,9 @@ std::vector<Value> attribute_parts(const Value& attribute) {
   if (attribute.is_none() || attribute.is_undefined()) return parts;
   if (!attribute.is_string()) return {attribute};
   for (const std::string& p : py_split(attribute.str(), std::string("."), -1)) {
-    if (!p.empty() && p.find_first_not_of("0123456789") == std::string::npos) {
+    // An index too long for int64 stays a string key: Jinja2 would look up a
+    // Python int that no list or dict can hold either.
+    if (!p.empty() && p.size() <= 18 && p.find_first_not_of("0123456789") == std::string::npos) {
       parts.emplace_back(static_cast<int64_t>(std::stoll(p)));
     } else {
       parts.emplace_back(p);

@@ -67,7 +67,7 @@ class List {
 class Dict {
  public:
   Dict() = default;
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined below, where Value is complete (clang needs that)
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
   const Value* find(const Value& key) const;          // nullptr when absent; throws if unhashable
   void set(const Value& key, Value value);            // replaces in place, or appends
@@ -158,6 +158,8 @@ class Value {
 
   std::variant<Undef, NoneT, bool, int64_t, double, StrPtr, ListPtr, DictPtr, ObjPtr> v_;
 };
+
+inline size_t Dict::size() const { return items_.size(); }
 
 // Objects: everything that is not plain data.
 class Object {
