@@ -78,8 +78,8 @@ void run_matmul(benchmark::State& state, DType t, Shape s, int threads, int64_t 
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(base.size()));
-  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * n_tokens),
-                                               benchmark::Counter::kIsRate);
+  state.counters["tok/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * n_tokens), benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * static_cast<double>(s.rows * s.cols * n_tokens) * static_cast<double>(state.iterations()) * 1e-9,
       benchmark::Counter::kIsRate);

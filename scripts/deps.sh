@@ -6,6 +6,11 @@ packages=(
   g++ cmake ninja-build pkg-config ccache
   nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+<<<<<<< HEAD
+  clang-14 libclang-rt-14-dev
+=======
+  openmpi-bin libopenmpi-dev iproute2 procps
+>>>>>>> main
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -113,7 +113,9 @@ void run(BenchOptions& o) {
     m.tp = tps[i];
     m.threads_per_rank = threads.empty() ? std::max(1, cores / tps[i]) : threads[threads.size() == 1 ? 0 : i];
     if (m.ctx_size == 0) m.ctx_size = o.n_prompt + o.n_gen + 16;
-    Engine engine(m.model, engine_options(m));
+    const std::unique_ptr<Engine> engine_ptr = open_engine(m);
+    if (!engine_ptr) continue;  // an mpi worker
+    Engine& engine = *engine_ptr;
     Row r{tps[i], m.threads_per_rank, {}, {}, 0};
     for (const RankReport& rep : engine.rank_reports()) r.weight_bytes += rep.weight_bytes;
     if (o.n_prompt > 0) r.pp = bench_prompt(engine, o.n_prompt, o.reps);
@@ -122,6 +124,7 @@ void run(BenchOptions& o) {
     rows.push_back(r);
     if (!o.json) std::fprintf(stderr, "tp %d done\n", tps[i]);
   }
+  if (rows.empty()) return;  // an mpi worker
   const double machine_bw = cpu::measure_read_bandwidth(std::min(max_threads, cores));
   auto result_json = [](const BenchResult& b) {
     return nlohmann::ordered_json{{"tokens", b.tokens},
@@ -182,6 +185,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")->check(CLI::NonNegativeNumber);
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions (median reported)")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-pin", o->model.no_pin, "Do not pin rank threads to cores");
+  cmd->add_option("--comm", o->model.comm, "Communication back end: auto, local, mpi");
+  cmd->add_option("--comm-compression", o->model.compression, "All-reduce payload: none, bf16, fp8, int8");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share against tp");
   cmd->callback([o] { run(*o); });

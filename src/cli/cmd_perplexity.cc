@@ -27,7 +27,9 @@ void run(PerplexityOptions& o) {
   ss << f.rdbuf();
   const std::string text = ss.str();
   if (o.model.ctx_size == 0) o.model.ctx_size = o.ctx;
-  Engine engine(o.model.model, engine_options(o.model));
+  const std::unique_ptr<Engine> engine_ptr = open_engine(o.model);
+  if (!engine_ptr) return;  // an mpi worker: the driver printed the results
+  Engine& engine = *engine_ptr;
   const std::vector<int32_t> tokens = engine.tokenizer().encode(text, /*add_special=*/true, false);
   engine.reset_comm_stats();
   const PerplexityResult r = perplexity(engine, tokens, o.ctx, [&](int chunk, double ppl) {
@@ -43,6 +45,7 @@ void run(PerplexityOptions& o) {
                                 {"scored_tokens", r.scored_tokens},
                                 {"seconds", r.seconds},
                                 {"tensor_parallel_size", engine.tp()},
+                                {"comm_compression", o.model.compression},
                                 {"collective_share", static_cast<double>(comm.nanos) / 1e9 / r.seconds},
                                 {"comm_bytes", comm.bytes}};
     std::cout << j.dump() << std::endl;

@@ -1,12 +1,15 @@
 // tpinfer run: generate text from a prompt, streamed to stdout, with a stats
 // line on stderr (or one JSON object with --json).
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
 #include "core/error.h"
 #include "engine/generator.h"
+#include "tokenizer/chat_prompt.h"
 
 namespace tpinfer::cli {
 namespace {
@@ -19,6 +22,9 @@ struct RunOptions {
   bool json = false;
   bool special = false;
   bool ignore_eos = false;
+  bool chat = false;
+  std::string system;
+  std::string chat_template_file;
 };
 
 nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seconds) {
@@ -40,9 +46,26 @@ nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seco
 }
 
 void run(RunOptions& o) {
-  Engine engine(o.model.model, engine_options(o.model));
+  const std::unique_ptr<Engine> engine_ptr = open_engine(o.model);
+  if (!engine_ptr) return;  // an mpi worker: the driver printed the results
+  Engine& engine = *engine_ptr;
   const Tokenizer& tok = engine.tokenizer();
-  const std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true, o.special);
+  std::vector<int32_t> prompt;
+  if (o.chat) {
+    std::string source;
+    if (!o.chat_template_file.empty()) {
+      std::ifstream f(o.chat_template_file, std::ios::binary);
+      if (!f) throw Error(cat(o.chat_template_file, ": cannot open"));
+      source.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    const auto tmpl = chat_template_for(tok, source);
+    OrderedJson messages = OrderedJson::array();
+    if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+    messages.push_back({{"role", "user"}, {"content", o.prompt}});
+    prompt = chat_prompt_tokens(tok, render_chat(*tmpl, tok, messages));
+  } else {
+    prompt = tok.encode(o.prompt, /*add_special=*/true, o.special);
+  }
   GenerateOptions gen;
   gen.max_tokens = o.n;
   gen.stop_at_eog = !o.ignore_eos;
@@ -90,7 +113,8 @@ void run(RunOptions& o) {
       {"decode_seconds", stats.decode_seconds},
       {"generated_tokens_per_second", tg_tps},
       {"tensor_parallel_size", engine.tp()},
-      {"comm_backend", "local"},
+      {"comm_backend", engine.comm_backend()},
+      {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
@@ -136,6 +160,9 @@ void register_run(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print one JSON object with tokens, text and stats");
   cmd->add_flag("--special", o->special, "Recognise special tokens written in the prompt");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-generation token");
+  cmd->add_flag("--chat", o->chat, "Send the prompt as a user message through the model's chat template (ChatML if none)");
+  cmd->add_option("--system", o->system, "System message for --chat");
+  cmd->add_option("--chat-template", o->chat_template_file, "Jinja chat template file to use with --chat");
   cmd->callback([o] { run(*o); });
 }
 

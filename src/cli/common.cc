@@ -18,6 +18,17 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16, bf16");
   cmd.add_option("-c,--ctx-size", o.ctx_size, "KV cache capacity in tokens (default: the model's context)");
   cmd.add_flag("--no-pin", o.no_pin, "Do not pin rank threads to cores");
+  cmd.add_option("--comm", o.comm, "Communication back end: auto (mpi under mpirun, else local), local, mpi");
+  cmd.add_option("--comm-compression", o.compression, "All-reduce payload: none, bf16, fp8, int8");
+}
+
+std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
+  auto engine = std::make_unique<Engine>(o.model, engine_options(o));
+  if (!engine->is_driver()) {
+    engine->run_worker();
+    return nullptr;
+  }
+  return engine;
 }
 
 EngineOptions engine_options(const ModelOptions& o) {
@@ -47,6 +58,8 @@ EngineOptions engine_options(const ModelOptions& o) {
   e.kv_type = *kv;
   e.kv_tokens = o.ctx_size;
   e.pin_threads = !o.no_pin;
+  e.comm = o.comm;
+  e.compression = parse_compression(o.compression);
   return e;
 }
 

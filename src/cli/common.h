@@ -19,10 +19,16 @@ struct ModelOptions {
   std::string kv_type = "f16";
   int64_t ctx_size = 0;
   bool no_pin = false;
+  std::string comm = "auto";
+  std::string compression = "none";
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
 EngineOptions engine_options(const ModelOptions& o);
+
+// Opens the engine. On the worker processes of an mpi job it runs the worker
+// loop until the driver stops and returns null: the command then just returns.
+std::unique_ptr<Engine> open_engine(const ModelOptions& o);
 
 // Human-readable byte counts: "10.2 MiB".
 std::string format_bytes(uint64_t bytes);
@@ -32,6 +38,8 @@ void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_plan(CLI::App& app);
 
 }  // namespace tpinfer::cli

@@ -210,11 +210,13 @@ class LocalCommunicator final : public Communicator {
         if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
         if (deadline_applies && Clock::now() >= deadline) timed_out(target);
       }
-      if (iter < 4096) {
+      // Spinning only helps when every rank has a core; oversubscribed ranks
+      // yield at once so the ones they wait for can run.
+      if (iter < g_.spin_iterations_) {
 #if defined(__x86_64__)
         __builtin_ia32_pause();
 #endif
-      } else if (iter < 8192) {
+      } else if (iter < g_.spin_iterations_ + 8192) {
         std::this_thread::yield();
       } else {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -246,6 +248,7 @@ class LocalCommunicator final : public Communicator {
 
 LocalGroup::LocalGroup(int size, std::chrono::milliseconds timeout)
     : size_(size), timeout_(timeout), slots_(static_cast<size_t>(size)) {
+  spin_iterations_ = size <= static_cast<int>(std::thread::hardware_concurrency()) ? 4096 : 0;
   if (size < 1) throw ConfigError(cat("a communicator group needs at least one rank, got ", size));
   for (int i = 0; i < size * size; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
 }

@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/compressed_comm.h"
 #include "core/dtype.h"
 #include "engine/block_allocator.h"
 #include "formats/model_source.h"
@@ -26,6 +28,11 @@ namespace tpinfer {
 
 struct EngineOptions {
   ParallelConfig parallel;
+  // Communication back end: "local" (ranks are threads of this process), "mpi"
+  // (one process per rank under mpirun), or "auto" (mpi when started by mpirun).
+  std::string comm = "auto";
+  // Activations in the all-reduces: none, bf16, fp8 or int8 (comm/compressed_comm.h).
+  Compression compression = Compression::None;
   DType kv_type = DType::F16;
   int kv_block_size = 16;
   int64_t kv_tokens = 0;  // KV cache capacity in tokens over all sequences; 0: the model's context
@@ -41,6 +48,8 @@ struct RankReport {
 class Engine {
  public:
   // Opens the model and starts the ranks; throws FormatError / ConfigError.
+  // With the mpi back end every process constructs an Engine; only rank 0's is
+  // the driver, the others must call run_worker().
   Engine(const std::string& model_path, const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -50,6 +59,11 @@ class Engine {
   const ModelSource& source() const { return *source_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ShardPlan& plan() const { return plan_; }
+  const char* comm_backend() const { return backend_.c_str(); }
+  // False on the worker processes of the mpi back end.
+  bool is_driver() const { return driver_ != nullptr; }
+  // Worker processes (mpi): run the driver's batches until it stops.
+  void run_worker();
   int tp() const { return plan_.tp(); }
   BlockAllocator& blocks() { return *blocks_; }
   double load_seconds() const { return load_seconds_; }
@@ -66,14 +80,19 @@ class Engine {
  private:
   struct Rank;
   struct Shared;
-  void rank_main(int rank);
+  std::unique_ptr<Rank> build_rank(std::unique_ptr<Communicator> comm);
+  void worker_loop(Rank& rank);
+  void start_local();
+  void start_mpi();
 
   std::unique_ptr<ModelSource> source_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ShardPlan plan_;
   EngineOptions options_;
   std::unique_ptr<Shared> shared_;
+  std::string backend_;
   std::unique_ptr<Rank> driver_;
+  std::unique_ptr<Rank> worker_;  // this process's rank when it is an mpi worker
   std::vector<std::thread> workers_;
   std::vector<RankReport> reports_;
   std::unique_ptr<BlockAllocator> blocks_;

@@ -168,6 +168,11 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   }
 }
 
+void BpeModel::clear_cache() const {
+  std::unique_lock lock(cache_mutex_);
+  cache_.clear();
+}
+
 void BpeModel::encode_word_reference(std::string_view word, std::vector<int32_t>& out) const {
   std::vector<int32_t> ids;
   if (!initial_symbols(word, ids)) {

@@ -44,6 +44,8 @@ class BpeModel {
   void encode_word_reference(std::string_view word, std::vector<int32_t>& out) const;
 
   size_t num_merges() const { return merges_.size(); }
+  // Empties the word cache (benchmarks measure the cold path with it).
+  void clear_cache() const;
   const BpeOptions& options() const { return opt_; }
 
  private:
@@ -62,7 +64,9 @@ class BpeModel {
   mutable std::shared_mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 
-  static uint64_t key(int32_t a, int32_t b) { return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b); }
+  static uint64_t key(int32_t a, int32_t b) {
+    return (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b);
+  }
   const Merge* find_merge(int32_t a, int32_t b) const {
     if (a < 0 || b < 0) return nullptr;
     auto it = merges_.find(key(a, b));

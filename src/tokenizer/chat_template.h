@@ -19,10 +19,9 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/jinja_error.h"
 #include "tokenizer/jinja_template.h"
@@ -33,8 +32,8 @@ using OrderedJson = nlohmann::ordered_json;
 
 struct ChatMessage {
   std::string role;
-  OrderedJson content;                          // a string, or null (a turn with only tool calls)
-  OrderedJson extra = OrderedJson::object();    // other members: tool_calls, name, tool_call_id, ...
+  OrderedJson content;                        // a string, or null (a turn with only tool calls)
+  OrderedJson extra = OrderedJson::object();  // other members: tool_calls, name, tool_call_id, ...
   // {"role": ..., "content": ..., then the members of extra}.
   OrderedJson to_json() const;
 };

@@ -76,7 +76,8 @@ struct DictExpr : Expr {
 };
 
 struct GetAttrExpr : Expr {  // obj.name
-  GetAttrExpr(ExprPtr o, std::string n, int l) : Expr(ExprKind::kGetAttr, l), object(std::move(o)), name(std::move(n)) {}
+  GetAttrExpr(ExprPtr o, std::string n, int l)
+      : Expr(ExprKind::kGetAttr, l), object(std::move(o)), name(std::move(n)) {}
   ExprPtr object;
   std::string name;
 };
@@ -159,9 +160,9 @@ struct ConcatExpr : Expr {  // a ~ b ~ c
 struct Target {
   enum class Kind : uint8_t { kName, kTuple, kNamespaceAttr };
   Kind kind = Kind::kName;
-  std::string name;             // kName; the namespace variable for kNamespaceAttr
-  std::string attr;             // kNamespaceAttr
-  std::vector<Target> items;    // kTuple
+  std::string name;           // kName; the namespace variable for kNamespaceAttr
+  std::string attr;           // kNamespaceAttr
+  std::vector<Target> items;  // kTuple
   int line = 0;
 };
 
@@ -234,18 +235,27 @@ struct MacroParam {
   ExprPtr default_value;  // null: required
 };
 
-struct MacroStmt : Stmt {
-  explicit MacroStmt(int l) : Stmt(StmtKind::kMacro, l) {}
-  std::string name;
+// A macro, or the body of a call block (its `caller`). As in Jinja, the names
+// caller, kwargs and varargs are special only in a body that reads them: such a
+// macro accepts a caller, extra keyword arguments or extra positional ones.
+struct MacroDef {
+  std::string name;  // empty for a call block's caller
   std::vector<MacroParam> params;
   Body body;
+  bool uses_caller = false;
+  bool uses_kwargs = false;
+  bool uses_varargs = false;
+};
+
+struct MacroStmt : Stmt {
+  explicit MacroStmt(int l) : Stmt(StmtKind::kMacro, l) {}
+  MacroDef def;
 };
 
 struct CallBlockStmt : Stmt {  // {% call(params) macro(args) %}body{% endcall %}
   explicit CallBlockStmt(int l) : Stmt(StmtKind::kCallBlock, l) {}
-  std::vector<MacroParam> params;
+  MacroDef def;
   ExprPtr call;  // a CallExpr
-  Body body;
 };
 
 struct FilterBlockStmt : Stmt {

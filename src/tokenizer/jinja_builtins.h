@@ -65,7 +65,11 @@ std::string str_format(Interpreter& in, const std::string& fmt, CallArgs& args);
 // Binds call arguments to parameter names (positional first, then keyword),
 // as Python does for a function `fn(names...)`. Unknown keywords and surplus
 // positionals throw TypeError.
-std::vector<std::optional<Value>> bind_args(CallArgs& args, std::initializer_list<const char*> names,
-                                            const char* fn);
+std::vector<std::optional<Value>> bind_args(CallArgs& args, std::initializer_list<const char*> names, const char* fn);
+void no_args(CallArgs& args, const char* fn);  // fn() takes no arguments
+// Optional arguments: an int (None or absent: dflt), a truth value, a str or None.
+int64_t int_arg(const std::optional<Value>& v, int64_t dflt, const char* what);
+bool bool_arg(const std::optional<Value>& v, bool dflt);
+std::optional<std::string> opt_str_arg(const std::optional<Value>& v);
 
 }  // namespace tpinfer::jinja

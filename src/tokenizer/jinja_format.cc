@@ -69,6 +69,9 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     if (args.is_dict()) mapping = &args.dict();
     values.push_back(args);
   }
+  auto fail_if_undefined = [](const Value& v) {
+    if (v.is_undefined()) v.fail_undefined();
+  };
   size_t next = 0;
   auto take = [&]() -> const Value& {
     if (next >= values.size()) type_error("not enough arguments for format string");
@@ -83,6 +86,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     if (++i >= fmt.size()) value_error("incomplete format");
     const Value* arg = nullptr;
     if (fmt[i] == '(') {
+      fail_if_undefined(args);
       if (!mapping) type_error("format requires a mapping");
       const size_t close = fmt.find(')', i);
       if (close == std::string::npos) value_error("incomplete format key");
@@ -136,6 +140,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         break;
       }
       case 'c': {
+        fail_if_undefined(v);
         const size_t w = width.empty() ? 0 : std::stoul(width);
         out += pad(chr_of(v, "%c"), w, flags.find('-') != std::string::npos ? '<' : '>', " ");
         break;
@@ -146,8 +151,10 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       case 'x':
       case 'X':
       case 'o': {
+        fail_if_undefined(v);
         if (!v.is_number()) {
-          type_error(cat("%", conv, " format: ", conv == 'd' || conv == 'i' || conv == 'u' ? "a real number" : "an integer",
+          type_error(cat("%", conv,
+                         " format: ", conv == 'd' || conv == 'i' || conv == 'u' ? "a real number" : "an integer",
                          " is required, not ", type_name(v)));
         }
         if (v.is_float() && conv != 'd' && conv != 'i' && conv != 'u') {
@@ -176,6 +183,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       case 'F':
       case 'g':
       case 'G':
+        fail_if_undefined(v);
         if (!v.is_number()) type_error(cat("must be real number, not ", type_name(v)));
         out += c_format(num_spec + conv, v.to_double());
         break;
@@ -185,7 +193,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
   }
   // Python only complains about unused arguments when they are not a mapping
   // (for it, a list counts as one).
-  const bool mapping_like = mapping || (args.is_list() && !args.is_tuple());
+  const bool mapping_like = mapping || (args.is_list() && !args.is_tuple()) || args.is_undefined();
   if (!mapping_like && next < values.size()) type_error("not all arguments converted during string formatting");
   return out;
 }
@@ -212,7 +220,7 @@ Spec parse_spec(const std::string& s) {
   // [[fill]align]
   if (!s.empty()) {
     size_t p = 0;
-    const char32_t first = next_code_point(s, &p);
+    next_code_point(s, &p);  // a fill character may be any code point
     if (p < s.size() && std::string_view("<>=^").find(s[p]) != std::string_view::npos) {
       spec.fill = s.substr(0, p);
       spec.align = s[p];
@@ -221,7 +229,6 @@ Spec parse_spec(const std::string& s) {
       spec.align = s[0];
       i = 1;
     }
-    (void)first;
   }
   if (i < s.size() && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) spec.sign = s[i++];
   if (i < s.size() && s[i] == '#') {
@@ -350,7 +357,8 @@ std::string format_value(const Value& v, const std::string& spec_text) {
   if (spec_text.empty()) return to_str(v);
   const Spec spec = parse_spec(spec_text);
   if (v.is_string()) {
-    if (spec.type && spec.type != 's') value_error(cat("Unknown format code '", spec.type, "' for object of type 'str'"));
+    if (spec.type && spec.type != 's')
+      value_error(cat("Unknown format code '", spec.type, "' for object of type 'str'"));
     if (spec.align == '=') value_error("'=' alignment not allowed in string format specifier");
     std::string s = v.str();
     if (spec.precision) {
@@ -422,12 +430,15 @@ std::string str_format(Interpreter& in, const std::string& fmt, CallArgs& args) 
       if (manual) value_error("cannot switch from manual field specification to automatic field numbering");
       automatic = true;
       if (auto_index >= args.positional.size()) {
-        throw TemplateError(cat("IndexError: Replacement index ", auto_index, " out of range for positional args tuple"));
+        throw TemplateError(
+            cat("IndexError: Replacement index ", auto_index, " out of range for positional args tuple"));
       }
       v = args.positional[auto_index++];
     } else if (head.find_first_not_of("0123456789") == std::string::npos) {
       if (automatic) value_error("cannot switch from automatic field numbering to manual field specification");
       manual = true;
+      // More digits than an index can have (Python: beyond Py_ssize_t).
+      if (head.size() > 18) value_error("Too many decimal digits in format string");
       const size_t idx = std::stoul(head);
       if (idx >= args.positional.size()) {
         throw TemplateError(cat("IndexError: Replacement index ", idx, " out of range for positional args tuple"));
@@ -454,6 +465,7 @@ std::string str_format(Interpreter& in, const std::string& fmt, CallArgs& args) 
         if (e == std::string::npos) value_error("Missing ']' in format string");
         const std::string key = name.substr(p + 1, e - p - 1);
         const bool numeric = !key.empty() && key.find_first_not_of("0123456789") == std::string::npos;
+        if (numeric && key.size() > 18) value_error("Too many decimal digits in format string");
         v = in.get_item(v, numeric ? Value(static_cast<int64_t>(std::stoll(key))) : Value(key));
         p = e + 1;
       }

@@ -32,29 +32,29 @@ Value unsafe_method(const Value& obj, const std::string& name) {
 // in through a weak pointer, so that a scope holding its own macros is no cycle.
 class Macro : public Object {
  public:
-  Macro(std::string name, const std::vector<MacroParam>* params, const Body* body, std::weak_ptr<Scope> closure)
-      : name_(std::move(name)), params_(params), body_(body), closure_(std::move(closure)) {}
+  Macro(const MacroDef* def, std::weak_ptr<Scope> closure) : def_(def), closure_(std::move(closure)) {}
   std::string type_name() const override { return "Macro"; }
-  std::string repr() const override { return cat("<Macro ", py_repr(name_), ">"); }
+  std::string repr() const override {
+    return def_->name.empty() ? "<Macro anonymous>" : cat("<Macro ", py_repr(def_->name), ">");
+  }
   bool is_callable() const override { return true; }
   bool holds_values() const override { return false; }
-  Value call(Interpreter& in, CallArgs& args) override {
-    return in.invoke_macro(name_, *params_, *body_, closure_, args);
-  }
+  Value call(Interpreter& in, CallArgs& args) override { return in.invoke_macro(*def_, closure_, args); }
   Value get_attr(const std::string& name) const override {
-    if (name == "name") return Value(name_);
+    if (name == "name") return def_->name.empty() ? Value::none() : Value(def_->name);
     if (name == "arguments") {
       std::vector<Value> names;
-      for (const auto& p : *params_) names.emplace_back(p.name);
+      for (const auto& p : def_->params) names.emplace_back(p.name);
       return Value::tuple(std::move(names));
     }
+    if (name == "caller") return Value(def_->uses_caller);
+    if (name == "catch_kwargs") return Value(def_->uses_kwargs);
+    if (name == "catch_varargs") return Value(def_->uses_varargs);
     return Object::get_attr(name);
   }
 
  private:
-  std::string name_;
-  const std::vector<MacroParam>* params_;
-  const Body* body_;
+  const MacroDef* def_;
   std::weak_ptr<Scope> closure_;
 };
 
@@ -225,22 +225,26 @@ const char* op_symbol(BinaryOp op) {
 
 Value repeat(Interpreter& in, const Value& seq, int64_t n) {
   if (n <= 0) return seq.is_string() ? Value("") : Value::list({}, seq.list().flavor());
+  const auto count = static_cast<size_t>(n);
   if (seq.is_string()) {
-    const size_t unit = seq.str().size();
-    if (unit != 0 && static_cast<uint64_t>(n) > SIZE_MAX / unit) in.charge(SIZE_MAX);
-    in.charge(unit * static_cast<size_t>(n));
+    const std::string& unit = seq.str();
+    if (unit.empty()) return Value("");
+    if (count > SIZE_MAX / unit.size()) in.charge(SIZE_MAX);
+    const size_t total = unit.size() * count;
+    in.charge(total);
     std::string out;
-    out.reserve(unit * static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) out += seq.str();
+    out.reserve(total);
+    out += unit;
+    while (out.size() * 2 <= total) out.append(out);  // doubling: O(log n) appends
+    out.append(out, 0, total - out.size());
     return Value(std::move(out));
   }
   const auto& items = seq.list().items();
-  const size_t unit = items.size() * sizeof(Value);
-  if (unit != 0 && static_cast<uint64_t>(n) > SIZE_MAX / unit) in.charge(SIZE_MAX);
-  in.charge(unit * static_cast<size_t>(n));
+  if (!items.empty() && count > SIZE_MAX / (items.size() * sizeof(Value))) in.charge(SIZE_MAX);
+  in.charge(items.size() * sizeof(Value) * count);
   std::vector<Value> out;
-  out.reserve(items.size() * static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) out.insert(out.end(), items.begin(), items.end());
+  out.reserve(items.size() * count);
+  for (size_t i = 0; i < count; ++i) out.insert(out.end(), items.begin(), items.end());
   return Value::list(std::move(out), seq.list().flavor());
 }
 
@@ -272,6 +276,13 @@ Value power(const Value& a, const Value& b) {
 }  // namespace
 
 Value binary_op(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
+  if (op == BinaryOp::kMod && a.is_string() && b.is_undefined()) {
+    // str % Undefined: Python formats it (Undefined looks like a mapping) before
+    // Undefined gets a say.
+    std::string s = percent_format(a.str(), b);
+    in.charge(s.size());
+    return Value(std::move(s));
+  }
   if (a.is_undefined()) a.fail_undefined();
   if (b.is_undefined()) b.fail_undefined();
   const bool numbers = a.is_number() && b.is_number();
@@ -302,19 +313,24 @@ Value binary_op(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
     case BinaryOp::kMul:
       if (ints) return Value(mul_checked(a.to_int(), b.to_int()));
       if (numbers) return Value(a.to_double() * b.to_double());
-      if ((a.is_string() || (a.is_list() && !a.is_iterator())) && b.is_number()) {
-        if (b.is_float()) type_error(cat("can't multiply sequence by non-int of type 'float'"));
+      if (a.is_string() || (a.is_list() && !a.is_iterator())) {
+        if (!b.is_int() && !b.is_bool())
+          type_error(cat("can't multiply sequence by non-int of type '", type_name(b), "'"));
         return repeat(in, a, b.to_int());
       }
-      if ((b.is_string() || (b.is_list() && !b.is_iterator())) && a.is_number()) {
-        if (a.is_float()) type_error(cat("can't multiply sequence by non-int of type 'float'"));
+      if (b.is_string() || (b.is_list() && !b.is_iterator())) {
+        if (!a.is_int() && !a.is_bool())
+          type_error(cat("can't multiply sequence by non-int of type '", type_name(a), "'"));
         return repeat(in, b, a.to_int());
       }
       unsupported(op, a, b);
     case BinaryOp::kDiv:
       if (numbers) {
         const double y = b.to_double();
-        if (y == 0.0) throw TemplateError("ZeroDivisionError: division by zero");
+        if (y == 0.0) {
+          throw TemplateError(ints ? "ZeroDivisionError: division by zero"
+                                   : "ZeroDivisionError: float division by zero");
+        }
         return Value(a.to_double() / y);
       }
       unsupported(op, a, b);
@@ -357,11 +373,21 @@ bool contains(const Value& container, const Value& item) {
         type_error(cat("'in <string>' requires string as left operand, not ", type_name(item)));
       }
       return container.str().find(item.str()) != std::string::npos;
-    case Value::Kind::kList:
-      for (const Value& v : container.list().items()) {
+    case Value::Kind::kList: {
+      const List& l = container.list();
+      if (l.flavor() == List::Flavor::kIterator) {  // consumed up to the match, as in Python
+        while (l.consumed() < l.items().size()) {
+          const Value& v = l.items()[l.consumed()];
+          l.consume(1);
+          if (equals(v, item)) return true;
+        }
+        return false;
+      }
+      for (const Value& v : l.items()) {
         if (equals(v, item)) return true;
       }
       return false;
+    }
     case Value::Kind::kDict:
       return container.dict().find(item) != nullptr;
     default:
@@ -448,13 +474,26 @@ void Interpreter::tick() {
 
 void Interpreter::charge(size_t bytes) {
   if (bytes > config_.limits.max_output_bytes) {
-    throw TemplateError(cat("template built a string or list over the limit of ", config_.limits.max_output_bytes,
-                            " bytes"));
+    throw TemplateError(
+        cat("template built a value over the size limit of ", config_.limits.max_output_bytes, " bytes"));
   }
+  charge_work(bytes);
+}
+
+void Interpreter::charge_work(size_t bytes) {
+  if (bytes > static_cast<uint64_t>(config_.limits.max_work_bytes)) bytes = config_.limits.max_work_bytes + 1;
   work_ += static_cast<int64_t>(bytes);
   if (work_ > config_.limits.max_work_bytes) {
     throw TemplateError(cat("template exceeded its work limit of ", config_.limits.max_work_bytes, " bytes"));
   }
+}
+
+std::vector<Value> Interpreter::iterate(const Value& v) {
+  // A string becomes one value per character: charge for that before building it.
+  if (v.is_string()) charge(v.str().size() * (sizeof(Value) + 32));
+  if (v.is_list()) charge(v.list().items().size() * sizeof(Value));
+  if (v.is_dict()) charge(v.dict().size() * sizeof(Value));
+  return jinja::iterate(v);
 }
 
 void Interpreter::write(std::string_view text) {
@@ -486,12 +525,10 @@ Interpreter::Flow Interpreter::exec_body(const Body& body) {
   return Flow::kNormal;
 }
 
-std::string Interpreter::capture_body(const Body& body) {
-  std::string buf;
+Interpreter::Flow Interpreter::capture_body(const Body& body, std::string* text) {
   ScopeGuard scope(this, std::make_shared<Scope>(scope_));
-  OutputGuard output(this, &buf);
-  exec_body(body);
-  return buf;
+  OutputGuard output(this, text);
+  return exec_body(body);
 }
 
 Interpreter::Flow Interpreter::exec(const Stmt& s) {
@@ -528,14 +565,17 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       }
       case StmtKind::kSetBlock: {
         const auto& st = static_cast<const SetBlockStmt&>(s);
-        Value v(capture_body(st.body));
+        std::string text;
+        // A break or continue in the body leaves the loop at once, as in Jinja.
+        if (const Flow f = capture_body(st.body, &text); f != Flow::kNormal) return f;
+        Value v(std::move(text));
         if (st.filter) v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &v);
         assign(st.target, v);
         return Flow::kNormal;
       }
       case StmtKind::kMacro: {
         const auto& st = static_cast<const MacroStmt&>(s);
-        scope_->set(st.name, Value::object(std::make_shared<Macro>(st.name, &st.params, &st.body, scope_)));
+        scope_->set(st.def.name, Value::object(std::make_shared<Macro>(&st.def, scope_)));
         return Flow::kNormal;
       }
       case StmtKind::kCallBlock:
@@ -543,8 +583,10 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
         return Flow::kNormal;
       case StmtKind::kFilterBlock: {
         const auto& st = static_cast<const FilterBlockStmt&>(s);
-        const Value text(capture_body(st.body));
-        const Value v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &text);
+        std::string text;
+        if (const Flow f = capture_body(st.body, &text); f != Flow::kNormal) return f;
+        const Value body_text(std::move(text));
+        const Value v = eval_filter(static_cast<const FilterExpr&>(*st.filter), &body_text);
         write(to_str(v, config_.limits.max_output_bytes));
         return Flow::kNormal;
       }
@@ -571,7 +613,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
 }
 
 Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const Value& iterable, int depth) {
-  std::vector<Value> items = iterate(iterable);
+  std::vector<Value> items = this->iterate(iterable);
   const std::shared_ptr<Scope> parent = scope_;
   auto count_iteration = [this] {
     if (++iterations_ > config_.limits.max_loop_iterations) {
@@ -588,21 +630,26 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const Value& iterable,
     }
     items = std::move(kept);
   }
-  if (items.empty()) {
-    ScopeGuard scope(this, std::make_shared<Scope>(parent));
-    return exec_body(s.otherwise);
+  // Jinja runs the else block unless some iteration reached the end of the
+  // body: an empty loop, but also one whose every iteration broke or continued.
+  bool completed_an_iteration = false;
+  if (!items.empty()) {
+    auto loop = std::make_shared<LoopContext>(std::move(items), &s, depth, parent);
+    const Value loop_value = Value::object(loop);
+    for (size_t i = 0; i < loop->items().size(); ++i) {
+      count_iteration();
+      loop->set_index(i);
+      ScopeGuard scope(this, std::make_shared<Scope>(parent));
+      scope_->set("loop", loop_value);
+      assign(s.target, loop->items()[i]);
+      const Flow f = exec_body(s.body);
+      if (f == Flow::kNormal) completed_an_iteration = true;
+      if (f == Flow::kBreak) break;
+    }
   }
-  auto loop = std::make_shared<LoopContext>(std::move(items), &s, depth, parent);
-  const Value loop_value = Value::object(loop);
-  for (size_t i = 0; i < loop->items().size(); ++i) {
-    count_iteration();
-    loop->set_index(i);
-    ScopeGuard scope(this, std::make_shared<Scope>(parent));
-    scope_->set("loop", loop_value);
-    assign(s.target, loop->items()[i]);
-    if (exec_body(s.body) == Flow::kBreak) break;
-  }
-  return Flow::kNormal;
+  if (completed_an_iteration || s.otherwise.empty()) return Flow::kNormal;
+  ScopeGuard scope(this, std::make_shared<Scope>(parent));
+  return exec_body(s.otherwise);
 }
 
 Value Interpreter::run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<Scope>& scope, const Value& items,
@@ -618,7 +665,7 @@ Value Interpreter::run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<S
 }
 
 void Interpreter::exec_call_block(const CallBlockStmt& s) {
-  auto caller = std::make_shared<Macro>("caller", &s.params, &s.body, scope_);
+  auto caller = std::make_shared<Macro>(&s.def, scope_);
   const Value v = eval_call(static_cast<const CallExpr&>(*s.call), Value::object(std::move(caller)));
   write(to_str(v, config_.limits.max_output_bytes));
 }
@@ -632,10 +679,10 @@ void Interpreter::assign(const Target& t, const Value& v) {
       if (!v.is_string() && !v.is_list() && !v.is_dict() && !v.is_undefined()) {
         type_error(cat("cannot unpack non-iterable ", type_name(v), " object"));
       }
-      const std::vector<Value> items = iterate(v);
+      const std::vector<Value> items = this->iterate(v);
       if (items.size() < t.items.size()) {
-        throw TemplateError(cat("ValueError: not enough values to unpack (expected ", t.items.size(), ", got ",
-                                items.size(), ")"));
+        throw TemplateError(
+            cat("ValueError: not enough values to unpack (expected ", t.items.size(), ", got ", items.size(), ")"));
       }
       if (items.size() > t.items.size()) {
         throw TemplateError(cat("ValueError: too many values to unpack (expected ", t.items.size(), ")"));
@@ -653,10 +700,10 @@ void Interpreter::assign(const Target& t, const Value& v) {
   }
 }
 
-Value Interpreter::invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
-                                const std::weak_ptr<Scope>& closure, CallArgs& args) {
+Value Interpreter::invoke_macro(const MacroDef& def, const std::weak_ptr<Scope>& closure, CallArgs& args) {
   if (call_depth_ >= config_.limits.max_call_depth) {
-    throw TemplateError(cat("macro calls nested deeper than ", config_.limits.max_call_depth, " (infinite recursion?)"));
+    throw TemplateError(
+        cat("macro calls nested deeper than ", config_.limits.max_call_depth, " (infinite recursion?)"));
   }
   struct CallDepth {
     explicit CallDepth(int* d) : d_(d) { ++*d_; }
@@ -665,46 +712,67 @@ Value Interpreter::invoke_macro(const std::string& name, const std::vector<Macro
   } call_depth(&call_depth_);
   DepthGuard depth(this);
 
+  // Binds the arguments as Jinja's Macro.__call__ does.
+  const std::vector<MacroParam>& params = def.params;
+  const std::string quoted = def.name.empty() ? std::string("None") : py_repr(def.name);
+  std::vector<std::optional<Value>> values(params.size());
+  const size_t consumed = std::min(args.positional.size(), params.size());
+  for (size_t i = 0; i < consumed; ++i) values[i] = args.positional[i];
+  std::vector<std::pair<std::string, Value>> keywords = std::move(args.keyword);
+  auto pop_keyword = [&keywords](const std::string& name) -> std::optional<Value> {
+    for (auto it = keywords.begin(); it != keywords.end(); ++it) {
+      if (it->first == name) {
+        Value v = std::move(it->second);
+        keywords.erase(it);
+        return v;
+      }
+    }
+    return std::nullopt;
+  };
+  bool explicit_caller = false;
+  for (size_t i = consumed; i < params.size(); ++i) {
+    values[i] = pop_keyword(params[i].name);
+    if (params[i].name == "caller") explicit_caller = true;
+  }
   std::shared_ptr<Scope> parent = closure.lock();
   if (!parent) parent = globals_;
   ScopeGuard scope(this, std::make_shared<Scope>(std::move(parent)));
-  std::vector<bool> bound(params.size(), false);
-  std::vector<Value> varargs;
-  for (size_t i = 0; i < args.positional.size(); ++i) {
-    if (i < params.size()) {
-      scope_->set(params[i].name, args.positional[i]);
-      bound[i] = true;
+  if (def.uses_caller && !explicit_caller) {
+    std::optional<Value> caller = pop_keyword("caller");
+    scope_->set("caller", caller ? std::move(*caller) : Value::undefined("No caller defined"));
+  }
+  if (def.uses_kwargs) {
+    Dict kwargs;
+    for (auto& [k, v] : keywords) kwargs.set(Value(k), std::move(v));
+    scope_->set("kwargs", Value::dict(std::move(kwargs)));
+  } else if (!keywords.empty()) {
+    if (pop_keyword("caller")) {
+      type_error(cat("macro ", quoted,
+                     " was invoked with two values for the special caller argument. This is most likely a bug."));
+    }
+    type_error(cat("macro ", quoted, " takes no keyword argument ", py_repr(keywords[0].first)));
+  }
+  if (def.uses_varargs) {
+    std::vector<Value> rest;
+    for (size_t i = params.size(); i < args.positional.size(); ++i) rest.push_back(args.positional[i]);
+    scope_->set("varargs", Value::tuple(std::move(rest)));
+  } else if (args.positional.size() > params.size()) {
+    type_error(cat("macro ", quoted, " takes not more than ", params.size(), " argument(s)"));
+  }
+  // Parameters in order: a missing one takes its default, evaluated here, where
+  // the parameters before it (and varargs, kwargs, caller) are already bound.
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (values[i]) {
+      scope_->set(params[i].name, std::move(*values[i]));
+    } else if (params[i].default_value) {
+      scope_->set(params[i].name, eval(*params[i].default_value));
     } else {
-      varargs.push_back(args.positional[i]);
+      scope_->set(params[i].name, Value::undefined(cat("parameter ", py_repr(params[i].name), " was not provided")));
     }
   }
-  Dict kwargs;
-  for (auto& [key, v] : args.keyword) {
-    size_t j = 0;
-    while (j < params.size() && params[j].name != key) ++j;
-    if (j < params.size()) {
-      if (bound[j]) type_error(cat("macro '", name, "' got multiple values for argument '", key, "'"));
-      scope_->set(key, v);
-      bound[j] = true;
-    } else if (key == "caller") {
-      scope_->set(key, v);
-    } else {
-      kwargs.set(Value(key), v);
-    }
-  }
-  for (size_t j = 0; j < params.size(); ++j) {
-    if (bound[j]) continue;
-    if (params[j].default_value) {
-      scope_->set(params[j].name, eval(*params[j].default_value));
-    } else {
-      scope_->set(params[j].name, Value::undefined(cat("parameter '", params[j].name, "' was not provided")));
-    }
-  }
-  scope_->set("varargs", Value::tuple(std::move(varargs)));
-  scope_->set("kwargs", Value::dict(std::move(kwargs)));
   std::string buf;
   OutputGuard output(this, &buf);
-  exec_body(body);
+  exec_body(def.body);
   return Value(std::move(buf));
 }
 
@@ -756,8 +824,8 @@ Value Interpreter::eval(const Expr& e) {
       const auto& c = static_cast<const CondExpr&>(e);
       if (truthy(eval(*c.test))) return eval(*c.then);
       if (c.otherwise) return eval(*c.otherwise);
-      return Value::undefined(cat("the inline if-expression on line ", c.line,
-                                  " evaluated to false and no else section was defined."));
+      return Value::undefined(
+          cat("the inline if-expression on line ", c.line, " evaluated to false and no else section was defined."));
     }
     case ExprKind::kConcat:
       return eval_concat(static_cast<const ConcatExpr&>(e));
@@ -811,11 +879,11 @@ Value Interpreter::slice(const Value& obj, const SliceExpr& s) {
   }
   std::u32string cps;
   if (obj.is_string()) {
-    charge(obj.str().size());
+    charge_scan(obj.str());
     cps = decode_utf8(obj.str());
   }
-  const int64_t len = obj.is_string() ? static_cast<int64_t>(cps.size())
-                                      : static_cast<int64_t>(obj.list().items().size());
+  const int64_t len =
+      obj.is_string() ? static_cast<int64_t>(cps.size()) : static_cast<int64_t>(obj.list().items().size());
   auto adjust = [&](std::optional<int64_t> v, int64_t dflt, int64_t lo, int64_t hi) {
     if (!v) return dflt;
     int64_t x = *v;
@@ -854,7 +922,7 @@ CallArgs Interpreter::eval_args(const CallArgsExpr& a) {
   CallArgs args;
   for (const ExprPtr& x : a.positional) args.positional.push_back(eval(*x));
   if (a.star_args) {
-    for (Value& v : iterate(eval(*a.star_args))) args.positional.push_back(std::move(v));
+    for (Value& v : this->iterate(eval(*a.star_args))) args.positional.push_back(std::move(v));
   }
   for (const auto& [k, x] : a.keyword) args.keyword.emplace_back(k, eval(*x));
   if (a.star_kwargs) {
@@ -907,15 +975,26 @@ Value Interpreter::eval_filter(const FilterExpr& e, const Value* base) {
   return filter(e.name, operand, args);
 }
 
+// What reading v once costs: filters, tests and comparisons scan their operands.
+static size_t scan_cost(const Value& v) {
+  if (v.is_string()) return v.str().size() * Interpreter::kPerCodePointWork;
+  if (v.is_list()) return v.list().items().size() * sizeof(Value);
+  if (v.is_dict()) return v.dict().size() * sizeof(Value);
+  return 0;
+}
+
 Value Interpreter::filter(const std::string& name, const Value& operand, CallArgs& args) {
   const FilterFn f = find_filter(name);
   if (!f) throw TemplateError(cat("TemplateAssertionError: No filter named '", name, "'."));
+  charge_work(scan_cost(operand));
   return f(*this, operand, args);
 }
 
 bool Interpreter::test(const std::string& name, const Value& operand, CallArgs& args) {
   const TestFn t = find_test(name);
   if (!t) throw TemplateError(cat("TemplateRuntimeError: No test named '", name, "' found."));
+  charge_work(scan_cost(operand));
+  for (const Value& a : args.positional) charge_work(scan_cost(a));
   return t(*this, operand, args);
 }
 
@@ -942,6 +1021,9 @@ Value Interpreter::eval_compare(const CompareExpr& e) {
   Value left = eval(*e.first);
   for (const auto& [op, expr] : e.rest) {
     Value right = eval(*expr);
+    // Comparing strings is a memcmp: bytes, not code points.
+    charge_work(left.is_string() && right.is_string() ? std::min(left.str().size(), right.str().size())
+                                                      : std::min(scan_cost(left), scan_cost(right)));
     bool ok = false;
     switch (op) {
       case CompareOp::kEq:
@@ -968,7 +1050,7 @@ Value Interpreter::eval_compare(const CompareExpr& e) {
       }
       case CompareOp::kIn:
       case CompareOp::kNotIn:
-        if (right.is_string()) charge(right.str().size());
+        charge_work(right.is_string() ? right.str().size() : scan_cost(right) + scan_cost(left));
         ok = contains(right, left) == (op == CompareOp::kIn);
         break;
     }
@@ -1013,6 +1095,7 @@ Value Interpreter::get_attr(const Value& obj, const std::string& name) {
 }
 
 Value Interpreter::get_item(const Value& obj, const Value& key) {
+  if (key.is_string()) charge_work(key.str().size());  // hashed to look it up
   switch (obj.kind()) {
     case Value::Kind::kUndefined:
       obj.fail_undefined();
@@ -1033,7 +1116,7 @@ Value Interpreter::get_item(const Value& obj, const Value& key) {
       if (key.is_int() || key.is_bool()) {
         const std::string& s = obj.str();
         int64_t i = key.to_int();
-        charge(s.size());
+        charge_scan(s);
         if (i < 0) i += static_cast<int64_t>(utf8_length(s));
         if (i >= 0) {
           size_t pos = 0;

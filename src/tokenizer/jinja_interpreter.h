@@ -7,10 +7,10 @@
 // the variables of the scope they were defined in at call time.
 //
 // Every render is bounded (Limits): evaluation steps, loop iterations, runtime
-// nesting (macro recursion), output size and the bytes string operations may
-// produce, so a hostile template ends with a TemplateError, never a crash or a
-// hang. One Interpreter renders once; it is not thread-safe, the parsed template
-// it reads is.
+// nesting (macro recursion), output size, the size of any value built, and the
+// work (bytes built, scanned or compared), so a hostile template ends with a
+// TemplateError within seconds, never a crash or a hang. One Interpreter renders
+// once; it is not thread-safe, the parsed template it reads is.
 #pragma once
 
 #include <cstdint>
@@ -24,12 +24,12 @@
 namespace tpinfer::jinja {
 
 struct Limits {
-  int64_t max_steps = 50'000'000;           // statements + expression nodes evaluated
-  int64_t max_loop_iterations = 1'000'000;  // over all loops of one render
-  int max_depth = 400;                      // runtime nesting: statements, expressions, calls
-  int max_call_depth = 150;                 // macro calls in progress
-  size_t max_output_bytes = 64u << 20;      // the output, and any one string built
-  int64_t max_work_bytes = int64_t{1} << 30;  // bytes produced by string/list operations
+  int64_t max_steps = 50'000'000;             // statements + expression nodes evaluated
+  int64_t max_loop_iterations = 1'000'000;    // over all loops of one render
+  int max_depth = 400;                        // runtime nesting: statements, expressions, calls
+  int max_call_depth = 150;                   // macro calls in progress
+  size_t max_output_bytes = 64u << 20;        // the output, and any one value built
+  int64_t max_work_bytes = int64_t{1} << 30;  // bytes built, scanned or compared (see charge)
 };
 
 struct RenderConfig {
@@ -65,16 +65,24 @@ class Interpreter {
   // obj[key]: an item first, then, for a string key, an attribute.
   Value get_item(const Value& obj, const Value& key);
   Value call(const Value& callee, CallArgs& args);
+  // The elements of iterating v (jinja::iterate), accounted for as work.
+  std::vector<Value> iterate(const Value& v);
   Value filter(const std::string& name, const Value& operand, CallArgs& args);
   bool test(const std::string& name, const Value& operand, CallArgs& args);
-  // Accounts for `bytes` produced by an operation; throws past the work limit
-  // or when one string would exceed max_output_bytes.
+  // Accounts for a value of `bytes` an operation builds; throws past the work
+  // limit, or when the value would exceed max_output_bytes.
   void charge(size_t bytes);
+  // Accounts for work that builds nothing (scanning, comparing); throws past
+  // the work limit.
+  void charge_work(size_t bytes);
+  // Accounts for decoding s code point by code point (case mapping, strip,
+  // split, slicing), which costs more than copying its bytes.
+  void charge_scan(const std::string& s) { charge_work(s.size() * kPerCodePointWork); }
+  static constexpr size_t kPerCodePointWork = 16;
   std::string strftime_now(const std::string& format) const;
 
   // ---- callables defined by the template ----
-  Value invoke_macro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
-                     const std::weak_ptr<Scope>& closure, CallArgs& args);
+  Value invoke_macro(const MacroDef& def, const std::weak_ptr<Scope>& closure, CallArgs& args);
   Value run_recursive_loop(const ForStmt& stmt, const std::weak_ptr<Scope>& scope, const Value& items, int depth);
 
  private:
@@ -91,7 +99,7 @@ class Interpreter {
   Flow exec_for(const ForStmt& s, const Value& iterable, int depth);
   void exec_call_block(const CallBlockStmt& s);
   void assign(const Target& t, const Value& v);
-  std::string capture_body(const Body& body);  // in a new scope
+  Flow capture_body(const Body& body, std::string* text);  // in a new scope
 
   Value eval(const Expr& e);
   Value eval_name(const NameExpr& e);

@@ -13,7 +13,9 @@ namespace tpinfer::jinja {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80; }
+bool is_name_start(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
 bool is_name_char(unsigned char c) { return is_name_start(c) || is_digit(static_cast<char>(c)); }
 
 class Lexer {
@@ -437,7 +439,10 @@ class Lexer {
             size_t q = i - 1;
             const char32_t cp = next_code_point(body, &q);
             char buf[16];
-            std::snprintf(buf, sizeof buf, cp < 0x100 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x",
+            std::snprintf(buf, sizeof buf,
+                          cp < 0x100     ? "\\x%02x"
+                          : cp < 0x10000 ? "\\u%04x"
+                                         : "\\U%08x",
                           static_cast<unsigned>(cp));
             out += buf;
             i = q;

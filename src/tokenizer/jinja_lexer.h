@@ -20,9 +20,9 @@ enum class TokenType : uint8_t {
   kBlockBegin,  // {%
   kBlockEnd,    // %}
   kName,
-  kString,   // text holds the unescaped value
-  kInteger,  // int_value
-  kFloat,    // float_value
+  kString,    // text holds the unescaped value
+  kInteger,   // int_value
+  kFloat,     // float_value
   kOperator,  // text holds the operator: "+", "//", "(", ...
   kEof,
 };

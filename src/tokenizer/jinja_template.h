@@ -13,10 +13,9 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/jinja_interpreter.h"
 #include "tokenizer/jinja_parser.h"

@@ -65,8 +65,8 @@ void Regex::Matcher::find_all(std::string_view subject, std::vector<Span>& out) 
     }
     if (rc == PCRE2_ERROR_NOMATCH) return;
     if (rc < 0) {
-      throw Error(cat("pre-tokenizer regex /", re_.pattern_, "/: matching failed at byte ", pos, ": ",
-                      pcre2_message(rc)));
+      throw Error(
+          cat("pre-tokenizer regex /", re_.pattern_, "/: matching failed at byte ", pos, ": ", pcre2_message(rc)));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     if (ov[1] > ov[0]) {

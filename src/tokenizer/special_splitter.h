@@ -45,8 +45,8 @@ class SpecialSplitter {
   // A byte trie over the entry strings; node 0 is the root.
   struct Node {
     std::vector<std::pair<uint8_t, int32_t>> children;  // sorted by byte
-    int32_t entry = -1;         // first entry with this text
-    int32_t always_entry = -1;  // first such entry matched without parse_special
+    int32_t entry = -1;                                 // first entry with this text
+    int32_t always_entry = -1;                          // first such entry matched without parse_special
   };
   std::vector<Entry> entries_;
   std::vector<Node> nodes_;

@@ -6,6 +6,68 @@
 
 namespace tpinfer {
 
+namespace {
+
+constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581
+
+// Does `t` hold a U+2581 right after a character that is not U+2581?
+bool has_inner_space_mark(std::string_view t) {
+  for (size_t p = t.find(kSpaceMark, 1); p != std::string_view::npos; p = t.find(kSpaceMark, p + 1)) {
+    if (p < kSpaceMark.size() || t.substr(p - kSpaceMark.size(), kSpaceMark.size()) != kSpaceMark) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+SpmModel::SpmModel(const Vocab& vocab, int32_t unk) : vocab_(vocab), unk_(unk) {
+  split_words_ = true;
+  for (int32_t id = 0; id < vocab_.size() && split_words_; ++id) {
+    if (mergeable(vocab_.text(id)) == id && has_inner_space_mark(vocab_.text(id))) split_words_ = false;
+  }
+}
+
+void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
+  if (!split_words_) {
+    encode_word(text, out);
+    return;
+  }
+  // Cut before every U+2581 that follows another character.
+  size_t start = 0;
+  for (size_t p = text.find(kSpaceMark, 1); p != std::string_view::npos; p = text.find(kSpaceMark, p + 1)) {
+    if (p - start >= kSpaceMark.size() && text.substr(p - kSpaceMark.size(), kSpaceMark.size()) == kSpaceMark) continue;
+    if (p > start) encode_cached(text.substr(start, p - start), out);
+    start = p;
+  }
+  if (start < text.size()) encode_cached(text.substr(start), out);
+}
+
+void SpmModel::clear_cache() const {
+  std::unique_lock lock(cache_mutex_);
+  cache_.clear();
+}
+
+void SpmModel::encode_cached(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.size() > kMaxCachedWord) {
+    encode_word(word, out);
+    return;
+  }
+  {
+    std::shared_lock lock(cache_mutex_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> ids;
+  encode_word(word, ids);
+  out.insert(out.end(), ids.begin(), ids.end());
+  std::unique_lock lock(cache_mutex_);
+  if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+  cache_.emplace(std::string(word), std::move(ids));
+}
+
 int32_t SpmModel::mergeable(std::string_view text) const {
   const int32_t id = vocab_.find(text);
   if (id < 0) return -1;
@@ -69,7 +131,7 @@ struct CandidateAfter {
 
 }  // namespace
 
-void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
+void SpmModel::encode_word(std::string_view text, std::vector<int32_t>& out) const {
   std::vector<Node> nodes = leaves(*this, text);
   const auto n = static_cast<int32_t>(nodes.size());
   std::vector<Symbol> sym(n);

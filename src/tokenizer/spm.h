@@ -8,12 +8,19 @@
 // <0xNN> byte tokens (byte fallback) or the unknown token.
 //
 // encode is the fast path (linked list + heap with lazy invalidation, pair
-// lookups by string_view without copies); encode_reference is the plain O(n^2)
-// rescan the tests compare it with.
+// lookups by string_view without copies). When no mergeable piece has a U+2581
+// right after another character (true of Llama's and Phi-3's vocabularies), no
+// merge can cross the start of a run of U+2581, so the text is cut there into
+// words that are merged independently and cached. encode_reference is the plain
+// O(n^2) rescan of the whole text that the tests compare it with.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/vocab.h"
@@ -22,14 +29,26 @@ namespace tpinfer {
 
 class SpmModel {
  public:
-  SpmModel(const Vocab& vocab, int32_t unk) : vocab_(vocab), unk_(unk) {}
+  SpmModel(const Vocab& vocab, int32_t unk);
 
   void encode(std::string_view text, std::vector<int32_t>& out) const;
   void encode_reference(std::string_view text, std::vector<int32_t>& out) const;
+  bool splits_words() const { return split_words_; }
+  // Empties the word cache (benchmarks measure the cold path with it).
+  void clear_cache() const;
 
  private:
   const Vocab& vocab_;
   int32_t unk_;
+  bool split_words_ = false;
+
+  static constexpr size_t kMaxCachedWord = 128;
+  static constexpr size_t kMaxCacheEntries = 1 << 17;
+  mutable std::shared_mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+
+  void encode_word(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_cached(std::string_view word, std::vector<int32_t>& out) const;
 
   // A piece a pair may merge into, or -1.
   int32_t mergeable(std::string_view text) const;

@@ -11,7 +11,9 @@
 //   the text or right after a special token when add_space_prefix, and spaces
 //   become U+2581), pre-tokenized (BPE) and merged.
 // - decode(encode(x, *, false)) == x for every valid UTF-8 x with byte-level BPE
-//   vocabularies. With SentencePiece vocabularies the space that encode()
+//   vocabularies, except that bytes whose byte-level character is not in the
+//   vocabulary are dropped (Falcon lacks 28, MPT the 13 that never occur in
+//   UTF-8; most have all 256). With SentencePiece vocabularies the space that encode()
 //   prepends is dropped again when decoding (the first text token of the output
 //   and each one right after a special token loses one leading space), so
 //   decode(encode(x)) == x with every U+2581 of x replaced by ' '.

@@ -79,7 +79,8 @@ void read_vocab(const Reader& r, const json& model, const json& added, Tokenizer
   }
   for (const json& a : added) {
     const int64_t id = a.value("id", int64_t{-1});
-    if (id < 0 || !a.contains("content") || !a["content"].is_string()) r.fail("added_tokens entry without id / content");
+    if (id < 0 || !a.contains("content") || !a["content"].is_string())
+      r.fail("added_tokens entry without id / content");
     spec.tokens[id] = a["content"].get<std::string>();
     spec.types[id] = r.boolean(a, "special", false) ? TokenType::Control : TokenType::UserDefined;
     const bool l = r.boolean(a, "lstrip", false), rs = r.boolean(a, "rstrip", false);
@@ -169,12 +170,14 @@ void read_pre_tokenizer(const Reader& r, const json& pt, TokenizerSpec& spec) {
   } else if (type == "Metaspace") {
     if (r.str(pt, "replacement", "\xE2\x96\x81") != "\xE2\x96\x81") r.fail("Metaspace replacement other than U+2581");
     spec.escape_whitespace = true;
-    const std::string scheme = r.str(pt, "prepend_scheme", r.boolean(pt, "add_prefix_space", true) ? "always" : "never");
+    const std::string scheme =
+        r.str(pt, "prepend_scheme", r.boolean(pt, "add_prefix_space", true) ? "always" : "never");
     spec.add_space_prefix = scheme != "never";
     if (r.boolean(pt, "split", true)) spec.pre.add_split("\xE2\x96\x81", SplitBehavior::MergedWithNext);
   } else {
-    r.fail(cat("unsupported pre-tokenizer \"", type,
-               "\"; supported: Sequence, ByteLevel, Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Metaspace"));
+    r.fail(
+        cat("unsupported pre-tokenizer \"", type,
+            "\"; supported: Sequence, ByteLevel, Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Metaspace"));
   }
 }
 
@@ -228,7 +231,8 @@ void read_post_processor(const Reader& r, const json& pp, TokenizerSpec& spec) {
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     const auto tok = [&](const char* key) {
-      return pp.contains(key) && pp[key].is_array() && !pp[key].empty() ? id_of(spec, pp[key][0].get<std::string>()) : -1;
+      return pp.contains(key) && pp[key].is_array() && !pp[key].empty() ? id_of(spec, pp[key][0].get<std::string>())
+                                                                        : -1;
     };
     spec.bos = tok("cls");
     spec.eos = tok("sep");
@@ -257,7 +261,8 @@ void read_tokenizer_config(const Reader& r, const json& cfg, TokenizerSpec& spec
     spec.chat_template = ct.get<std::string>();
   } else if (ct.is_array()) {  // [{"name": "default", "template": "..."}, ...]
     for (const json& t : ct) {
-      if (t.value("name", "") == "default" && t.contains("template")) spec.chat_template = t["template"].get<std::string>();
+      if (t.value("name", "") == "default" && t.contains("template"))
+        spec.chat_template = t["template"].get<std::string>();
     }
   }
 }

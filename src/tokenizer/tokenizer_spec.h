@@ -25,8 +25,8 @@ struct TokenizerSpec {
   std::string source;  // file the tokenizer came from (for errors)
   TokenizerModel model = TokenizerModel::Bpe;
   std::vector<std::string> tokens;
-  std::vector<TokenType> types;  // empty: all Normal
-  std::vector<float> scores;     // empty: all 0 (Spm needs them)
+  std::vector<TokenType> types;                             // empty: all Normal
+  std::vector<float> scores;                                // empty: all 0 (Spm needs them)
   std::vector<std::pair<std::string, std::string>> merges;  // Bpe: rank = index
 
   PreTokenizer pre;                // Bpe: splits fragments into words

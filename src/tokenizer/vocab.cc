@@ -36,8 +36,8 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<TokenType> types, std:
   if (types_.empty()) types_.assign(n, TokenType::Normal);
   if (scores_.empty()) scores_.assign(n, 0.0f);
   if (types_.size() != n || scores_.size() != n) {
-    throw FormatError(cat("tokenizer: ", n, " tokens but ", types_.size(), " token types and ", scores_.size(),
-                          " scores"));
+    throw FormatError(
+        cat("tokenizer: ", n, " tokens but ", types_.size(), " token types and ", scores_.size(), " scores"));
   }
   byte_tokens_.fill(-1);
   index_.reserve(n);

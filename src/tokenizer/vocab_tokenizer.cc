@@ -25,48 +25,66 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 // Texts of tokens that end a turn in the chat formats of well-known model
 // families (the list llama.cpp keeps, for GGUF files that do not say).
 constexpr std::array<std::string_view, 14> kEndOfGenerationTexts = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
-    "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>", "[EOS]"};
+    "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>",      "<|endoftext|>",         "<|eom_id|>",
+    "<EOT>",      "_<EOT>",     "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>", "<|return|>",
+    "<|call|>",   "[EOS]"};
+
+// Ids in range, and a BOS / EOS wherever one must be added.
+void validate(const TokenizerSpec& spec) {
+  const auto n = static_cast<int64_t>(spec.tokens.size());
+  if (n == 0) throw FormatError(cat(spec.source, ": tokenizer has no tokens"));
+  const auto check = [&](int32_t id, const char* what) {
+    if (id >= n || id < -1) {
+      throw FormatError(cat(spec.source, ": ", what, " token id ", id, " out of range (vocabulary of ", n, ")"));
+    }
+  };
+  check(spec.bos, "BOS");
+  check(spec.eos, "EOS");
+  check(spec.eot, "EOT");
+  check(spec.eom, "EOM");
+  check(spec.unk, "unknown");
+  for (int32_t id : spec.extra_eog) check(id, "end-of-generation");
+  if (spec.add_bos && spec.bos < 0) {
+    throw FormatError(cat(spec.source, ": add_bos_token is set but there is no BOS token"));
+  }
+  if (spec.add_eos && spec.eos < 0) {
+    throw FormatError(cat(spec.source, ": add_eos_token is set but there is no EOS token"));
+  }
+}
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_tokenizer(TokenizerSpec spec) { return std::make_unique<VocabTokenizer>(std::move(spec)); }
+std::unique_ptr<Tokenizer> make_tokenizer(TokenizerSpec spec) {
+  return std::make_unique<VocabTokenizer>(std::move(spec));
+}
 
 VocabTokenizer::VocabTokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
-  const auto n = static_cast<int64_t>(spec_.tokens.size());
-  if (n == 0) throw FormatError(cat(spec_.source, ": tokenizer has no tokens"));
-  const auto check = [&](int32_t id, const char* what) {
-    if (id >= n || id < -1) throw FormatError(cat(spec_.source, ": ", what, " token id ", id, " out of range (vocabulary of ", n, ")"));
-  };
-  check(spec_.bos, "BOS");
-  check(spec_.eos, "EOS");
-  check(spec_.eot, "EOT");
-  check(spec_.eom, "EOM");
-  check(spec_.unk, "unknown");
-  for (int32_t id : spec_.extra_eog) check(id, "end-of-generation");
-  if (spec_.add_bos && spec_.bos < 0) throw FormatError(cat(spec_.source, ": add_bos_token is set but there is no BOS token"));
-  if (spec_.add_eos && spec_.eos < 0) throw FormatError(cat(spec_.source, ": add_eos_token is set but there is no EOS token"));
-
+  validate(spec_);
+  // The vocabulary takes the token arrays; the spec keeps only the options.
   vocab_ = Vocab(std::move(spec_.tokens), std::move(spec_.types), std::move(spec_.scores));
   spec_.tokens.clear();
   spec_.types.clear();
   spec_.scores.clear();
   mark_eog();
-  if (spec_.model == TokenizerModel::Spm) {
-    spm_ = std::make_unique<SpmModel>(vocab_, spec_.unk);
-  } else {
-    BpeOptions opt;
-    opt.byte_level = spec_.byte_level;
-    opt.ignore_merges = spec_.ignore_merges;
-    opt.byte_fallback = spec_.byte_fallback;
-    opt.unk = spec_.unk;
-    opt.fuse_unk = spec_.fuse_unk;
-    bpe_ = std::make_unique<BpeModel>(vocab_, spec_.merges, opt);
-    spec_.merges.clear();
-    spec_.merges.shrink_to_fit();
-  }
+  build_model();
   build_splitter();
   build_pieces();
+}
+
+void VocabTokenizer::build_model() {
+  if (spec_.model == TokenizerModel::Spm) {
+    spm_ = std::make_unique<SpmModel>(vocab_, spec_.unk);
+    return;
+  }
+  BpeOptions opt;
+  opt.byte_level = spec_.byte_level;
+  opt.ignore_merges = spec_.ignore_merges;
+  opt.byte_fallback = spec_.byte_fallback;
+  opt.unk = spec_.unk;
+  opt.fuse_unk = spec_.fuse_unk;
+  bpe_ = std::make_unique<BpeModel>(vocab_, spec_.merges, opt);
+  spec_.merges.clear();
+  spec_.merges.shrink_to_fit();
 }
 
 void VocabTokenizer::mark_eog() {

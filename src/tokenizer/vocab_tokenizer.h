@@ -57,6 +57,7 @@ class VocabTokenizer final : public Tokenizer {
 
   void check_id(int32_t id) const;
   void mark_eog();
+  void build_model();
   void build_splitter();
   void build_pieces();
   std::string normalize(std::string_view fragment, bool fragment_start) const;

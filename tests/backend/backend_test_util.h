@@ -22,9 +22,7 @@ inline const std::vector<DType>& all_types() {
   return types;
 }
 
-inline std::string type_isa_name(DType t, Isa isa) {
-  return std::string(dtype_name(t)) + "/" + isa_name(isa);
-}
+inline std::string type_isa_name(DType t, Isa isa) { return std::string(dtype_name(t)) + "/" + isa_name(isa); }
 
 // Values with a different magnitude per 32-value stretch (1e-3 .. 1e2), as
 // real weights and activations have, and a few outliers.
@@ -49,16 +47,22 @@ inline std::vector<int> f16_fields(DType t) {
   switch (t) {
     case DType::Q4_0:
     case DType::Q5_0:
-    case DType::Q8_0: return {0};
+    case DType::Q8_0:
+      return {0};
     case DType::Q4_1:
     case DType::Q5_1:
     case DType::Q8_1:
     case DType::Q4_K:
-    case DType::Q5_K: return {0, 2};
-    case DType::Q2_K: return {80, 82};
-    case DType::Q3_K: return {108};
-    case DType::Q6_K: return {208};
-    default: return {};
+    case DType::Q5_K:
+      return {0, 2};
+    case DType::Q2_K:
+      return {80, 82};
+    case DType::Q3_K:
+      return {108};
+    case DType::Q6_K:
+      return {208};
+    default:
+      return {};
   }
 }
 
@@ -132,9 +136,14 @@ inline double dot_magnitude(DType t, int64_t n, const uint8_t* w, const uint8_t*
     case DType::Q4_1:
     case DType::Q5_1:
     case DType::Q4_K:
-    case DType::Q5_K: scale_field = 0, min_field = 2; break;
-    case DType::Q2_K: scale_field = 80, min_field = 82; break;
-    default: break;
+    case DType::Q5_K:
+      scale_field = 0, min_field = 2;
+      break;
+    case DType::Q2_K:
+      scale_field = 80, min_field = 82;
+      break;
+    default:
+      break;
   }
   double s = 0.0;
   if (scale_field < 0) {

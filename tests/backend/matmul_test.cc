@@ -125,8 +125,8 @@ TEST(Matmul, EveryIsaTypeThreadAndTokenCountMatchesReference) {
 TEST(Matmul, StridedRowsAndFullTiles) {
   std::mt19937 rng(22);
   for (Isa isa : supported_isas()) {
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K,
-                    DType::Q6_K}) {
+    for (DType t :
+         {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       check_matmul(isa, t, 37, 5, 2, 64, rng);
       check_matmul(isa, t, 64, 2, 3, 6, rng);
     }

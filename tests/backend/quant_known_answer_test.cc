@@ -15,10 +15,10 @@
 namespace tpinfer::cpu {
 namespace {
 
-constexpr uint16_t kHalf = 0x3800;    // f16 0.5
-constexpr uint16_t kOne = 0x3C00;     // f16 1.0
-constexpr uint16_t kTwo = 0x4000;     // f16 2.0
-constexpr uint16_t kQuarter = 0x3400; // f16 0.25
+constexpr uint16_t kHalf = 0x3800;     // f16 0.5
+constexpr uint16_t kOne = 0x3C00;      // f16 1.0
+constexpr uint16_t kTwo = 0x4000;      // f16 2.0
+constexpr uint16_t kQuarter = 0x3400;  // f16 0.25
 constexpr uint16_t kMinusTwo = 0xC000;
 
 struct Case {
@@ -38,8 +38,8 @@ Case q4_0_case() {
   std::vector<uint8_t> b = zero_block(DType::Q4_0);
   put16(b, 0, kHalf);
   for (int j = 0; j < 16; ++j) b[2 + j] = 0x88;  // (8 - 8) * 0.5 = 0
-  b[2 + 0] = 0x1F;  // value 0: 15 -> 3.5;  value 16: 1 -> -3.5
-  b[2 + 5] = 0x80;  // value 5: 0 -> -4.0;  value 21: 8 -> 0
+  b[2 + 0] = 0x1F;                               // value 0: 15 -> 3.5;  value 16: 1 -> -3.5
+  b[2 + 5] = 0x80;                               // value 5: 0 -> -4.0;  value 21: 8 -> 0
   std::vector<float> want(32, 0.0f);
   want[0] = 3.5f;
   want[16] = -3.5f;
@@ -119,9 +119,9 @@ Case q2_k_case() {
   std::vector<uint8_t> b = zero_block(DType::Q2_K);
   put16(b, 80, kOne);
   put16(b, 82, kHalf);
-  b[0] = 0x32;   // sub-block 0: scale 2, min 3 * 0.5 = 1.5 -> 2q - 1.5
-  b[5] = 0x17;   // sub-block 5 (values 80..95): scale 7, min 0.5 -> 7q - 0.5
-  b[15] = 0xF1;  // sub-block 15 (values 240..255): scale 1, min 7.5 -> q - 7.5
+  b[0] = 0x32;        // sub-block 0: scale 2, min 3 * 0.5 = 1.5 -> 2q - 1.5
+  b[5] = 0x17;        // sub-block 5 (values 80..95): scale 7, min 0.5 -> 7q - 0.5
+  b[15] = 0xF1;       // sub-block 15 (values 240..255): scale 1, min 7.5 -> q - 7.5
   b[16 + 0] = 0x03;   // value 0: q = 3 -> 4.5
   b[16 + 16] = 0x20;  // value 80: byte 16, bits 4-5 = 2 -> 13.5
   b[16 + 63] = 0x40;  // value 255: byte 32 + 31, bits 6-7 = 1 -> -6.5
@@ -153,8 +153,8 @@ Case q3_k_case() {
   b[32 + 48] = 0x02;  // value 144 (128 + 16): q2 = 2
   b[16] |= 0x10;      // value 144: hmask[16] bit 4 -> -5 * 2 = -10
   std::vector<float> want(256, 0.0f);
-  for (int e = 0; e < 16; ++e) want[e] = -12.0f;     // 3 * (0 - 4)
-  for (int e = 144; e < 160; ++e) want[e] = 20.0f;   // -5 * (0 - 4)
+  for (int e = 0; e < 16; ++e) want[e] = -12.0f;    // 3 * (0 - 4)
+  for (int e = 144; e < 160; ++e) want[e] = 20.0f;  // -5 * (0 - 4)
   want[0] = 9.0f;
   want[1] = -9.0f;
   want[144] = -10.0f;
@@ -196,10 +196,10 @@ Case q5_k_case() {
   put16(b, 2, kHalf);
   const uint8_t scales[12] = {0, 0, 0x03, 0, 0, 0, 0x04, 0xC0, 0, 0, 0, 0xF2};
   std::memcpy(&b[4], scales, 12);
-  b[48 + 37] = 0x07;  // value 69 (j=2, l=5): low nibble of qs[32 + 5] = 7
-  b[16 + 5] = 0x04;   // qh[5] bit 2: +16 -> q = 23 -> 1*3*23 - 0.5*4 = 67
-  b[48 + 127] = 0x10; // value 255 (j=7, l=31): high nibble of qs[96 + 31] = 1
-  b[16 + 31] = 0x80;  // qh[31] bit 7: +16 -> q = 17 -> 2*17 - 0.5*63 = 2.5
+  b[48 + 37] = 0x07;   // value 69 (j=2, l=5): low nibble of qs[32 + 5] = 7
+  b[16 + 5] = 0x04;    // qh[5] bit 2: +16 -> q = 23 -> 1*3*23 - 0.5*4 = 67
+  b[48 + 127] = 0x10;  // value 255 (j=7, l=31): high nibble of qs[96 + 31] = 1
+  b[16 + 31] = 0x80;   // qh[31] bit 7: +16 -> q = 17 -> 2*17 - 0.5*63 = 2.5
   std::vector<float> want(256, 0.0f);
   for (int e = 64; e < 96; ++e) want[e] = -2.0f;
   for (int e = 224; e < 256; ++e) want[e] = -31.5f;
@@ -332,9 +332,9 @@ TEST(QuantKnownAnswer, SimpleQuantizations) {
   std::vector<float> y(32, 0.0f);
   y[0] = -8.0f;  // d = -8 / -8 = 1, nibble = x + 8.5 truncated
   y[1] = 7.0f;
-  y[2] = 2.4f;    // 10.9 -> 10
-  y[3] = -2.5f;   // 6.0 -> 6
-  y[17] = 8.0f;   // 16.5 -> 16 -> clamped to 15
+  y[2] = 2.4f;   // 10.9 -> 10
+  y[3] = -2.5f;  // 6.0 -> 6
+  y[17] = 8.0f;  // 16.5 -> 16 -> clamped to 15
   std::vector<uint8_t> q4(18);
   quantize_row_ref(DType::Q4_0, y.data(), q4.data(), 32);
   std::memcpy(&d, q4.data(), 2);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -85,7 +86,8 @@ std::vector<float> special_row(int kind, int64_t n, std::mt19937& rng) {
   std::vector<float> x = random_floats(n, rng);
   std::uniform_int_distribution<int> level(-126, 126);
   switch (kind) {
-    case 0: break;
+    case 0:
+      break;
     case 1:  // multiples of 0.5 with amax 127: ties for Q8_0 (d = 1) and Q8_K
       for (float& v : x) v = static_cast<float>(level(rng)) + 0.5f;
       for (int64_t i = 0; i < n; i += 32) x[static_cast<size_t>(i)] = 127.0f;
@@ -96,7 +98,9 @@ std::vector<float> special_row(int kind, int64_t n, std::mt19937& rng) {
         x[static_cast<size_t>(i + 9)] = 50.0f;
       }
       break;
-    case 3: std::fill(x.begin(), x.end(), 0.0f); break;
+    case 3:
+      std::fill(x.begin(), x.end(), 0.0f);
+      break;
     case 4:
       for (float& v : x) v *= 1e-30f;
       break;
@@ -172,10 +176,13 @@ Bound round_trip_bound(DType t, const float* x, int64_t n) {
   auto f16_err = [](double d) { return std::fabs(d - f16_to_f32(f32_to_f16(static_cast<float>(d)))); };
   const double slack = 1e-6 * amax + 1e-30;
   switch (t) {
-    case DType::Q4_0: return {std::fabs(vmax / 8) + 8 * f16_err(vmax / -8) + slack, -1};
-    case DType::Q5_0: return {std::fabs(vmax / 16) + 16 * f16_err(vmax / -16) + slack, -1};
+    case DType::Q4_0:
+      return {std::fabs(vmax / 8) + 8 * f16_err(vmax / -8) + slack, -1};
+    case DType::Q5_0:
+      return {std::fabs(vmax / 16) + 16 * f16_err(vmax / -16) + slack, -1};
     case DType::Q8_0:
-    case DType::Q8_1: return {amax / 254 + 127 * f16_err(amax / 127) + slack, -1};
+    case DType::Q8_1:
+      return {amax / 254 + 127 * f16_err(amax / 127) + slack, -1};
     case DType::Q4_1: {
       const double d = (hi - lo) / 15;
       return {d / 2 + 15 * f16_err(d) + f16_err(lo) + slack, -1};
@@ -184,13 +191,20 @@ Bound round_trip_bound(DType t, const float* x, int64_t n) {
       const double d = (hi - lo) / 31;
       return {d / 2 + 31 * f16_err(d) + f16_err(lo) + slack, -1};
     }
-    case DType::Q8_K: return {amax / 254 + slack, -1};
-    case DType::Q2_K: return {0.52 * amax, 0.19 * amax};
-    case DType::Q3_K: return {0.34 * amax, 0.105 * amax};
-    case DType::Q4_K: return {0.14 * amax, 0.045 * amax};
-    case DType::Q5_K: return {0.08 * amax, 0.023 * amax};
-    case DType::Q6_K: return {0.03 * amax, 0.011 * amax};
-    default: return {0.0, -1};  // plain types: checked per element below
+    case DType::Q8_K:
+      return {amax / 254 + slack, -1};
+    case DType::Q2_K:
+      return {0.52 * amax, 0.19 * amax};
+    case DType::Q3_K:
+      return {0.34 * amax, 0.105 * amax};
+    case DType::Q4_K:
+      return {0.14 * amax, 0.045 * amax};
+    case DType::Q5_K:
+      return {0.08 * amax, 0.023 * amax};
+    case DType::Q6_K:
+      return {0.03 * amax, 0.011 * amax};
+    default:
+      return {0.0, -1};  // plain types: checked per element below
   }
 }
 
@@ -276,7 +290,9 @@ TEST(QuantDot, EveryIsaMatchesReference) {
   }
 }
 
+// Run the suite with TPINFER_ISA=scalar|avx2|avx512 to see the cap applied.
 TEST(QuantDot, DispatchUsesActiveIsa) {
+  EXPECT_EQ(dispatch_isa(), resolve_isa(cpu_isa(), std::getenv("TPINFER_ISA")));
   EXPECT_STREQ(active_isa(), isa_name(dispatch_isa()));
   std::mt19937 rng(16);
   const int64_t n = 256;

@@ -4,8 +4,11 @@
 // quantized blocks, uneven splits).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "engine/generator.h"
+#include "engine/sampler.h"
 #include "formats/model_source.h"
 #include "reference_model.h"
 #include "test_util.h"
@@ -52,8 +55,51 @@ std::vector<TpCase> cases() {
   // Q4_K blocks are 256 values: 8 heads of 64 split into 2 ranks of 256 columns.
   c.push_back({"q4_k", shape(Arch::Llama, 8, 4, 512, "q4_k", 512, 1024), {2}, {}});
   c.push_back({"uneven_3_1", shape(Arch::Llama, 8, 4, 512, "f32"), {2}, {3, 1}});
+  c.push_back({"uneven_f32_1_2_1", shape(Arch::Llama, 8, 2, 777, "f32"), {3}, {1, 2, 1}});
   c.push_back({"uneven_q8_0_1_2_1", shape(Arch::Llama, 8, 2, 777, "q8_0"), {3}, {1, 2, 1}});
   return c;
+}
+
+// Greedy decoding by hand, recording at every step the margin between the top
+// two logits (how close the choice was).
+struct Greedy {
+  std::vector<int32_t> tokens;
+  std::vector<float> margins;
+};
+
+Greedy greedy(const std::string& path, std::vector<int32_t> context, const EngineOptions& o, int n = 64) {
+  Engine engine(path, o);
+  std::vector<int32_t> table;
+  Greedy out;
+  const int64_t vocab = engine.config().vocab;
+  size_t computed = 0;
+  for (int step = 0; step < n; ++step) {
+    if (!engine.blocks().reserve(table, static_cast<int64_t>(context.size()))) throw Error("KV cache too small");
+    Batch b;
+    b.sequences.push_back({table});
+    for (size_t i = computed; i < context.size(); ++i) {
+      b.tokens.push_back(context[i]);
+      b.positions.push_back(static_cast<int32_t>(i));
+      b.seq.push_back(0);
+      b.want_logits.push_back(i + 1 == context.size() ? 1 : 0);
+    }
+    computed = context.size();
+    const std::vector<float>& l = engine.step(b);
+    std::vector<float> v(l.begin(), l.begin() + vocab);
+    const int32_t best = argmax(v);
+    const float top = v[static_cast<size_t>(best)];
+    v[static_cast<size_t>(best)] = -INFINITY;
+    out.tokens.push_back(best);
+    out.margins.push_back(top - v[static_cast<size_t>(argmax(v))]);
+    context.push_back(best);
+  }
+  return out;
+}
+
+size_t first_difference(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
 }
 
 class TensorParallel : public ::testing::TestWithParam<TpCase> {};
@@ -66,24 +112,31 @@ TEST_P(TensorParallel, LogitsAndGreedyTokensMatchTp1) {
   const auto tokens = testing::random_tokens(24, c.spec.vocab, 17);
   const std::vector<float> base = testing::engine_logits(path, tokens, testing::f32_options(1));
 
-  auto greedy = [&](EngineOptions o) {
-    Engine engine(path, o);
-    SamplingParams greedy_params;
-    greedy_params.temperature = 0;
-    GenerateOptions g;
-    g.max_tokens = 64;
-    g.stop_at_eog = false;
-    return generate(engine, tokens, greedy_params, g, [](int32_t) { return true; });
-  };
-  const std::vector<int32_t> base_tokens = greedy(testing::f32_options(1));
-  ASSERT_EQ(base_tokens.size(), 64u);
+  const Greedy base_greedy = greedy(path, tokens, testing::f32_options(1));
+  ASSERT_EQ(base_greedy.tokens.size(), 64u);
 
   for (int tp : c.tps) {
     EngineOptions o = testing::f32_options(tp);
     o.parallel.tensor_split = c.split;
     const std::vector<float> got = testing::engine_logits(path, tokens, o);
-    EXPECT_LT(reference::rel_l2(got, base), 1e-5) << c.name << " tp=" << tp;
-    EXPECT_EQ(greedy(o), base_tokens) << c.name << " tp=" << tp;
+    // Float weights: only the summation order changes, 1e-5. Quantized weights
+    // multiply 8-bit activations: a value that lands on a rounding boundary can
+    // round the other way after a differently ordered sum, a step of 1/127 of its
+    // block; measured up to 3.5e-3 here, so the bound is 1e-2 (greedy tokens
+    // below must still be identical).
+    const double bound = dtype_info(c.spec.dtype).quantized ? 1e-2 : 1e-5;
+    EXPECT_LT(reference::rel_l2(got, base), bound) << c.name << " tp=" << tp;
+    // Greedy tokens are identical; the one exception allowed is a near-tie, a
+    // step where TP=1's top two logits are closer than the logit error above
+    // allows (then either choice is right and the sequences part there).
+    const Greedy g = greedy(path, tokens, o);
+    const size_t diverge = first_difference(g.tokens, base_greedy.tokens);
+    if (diverge < base_greedy.tokens.size()) {
+      const double tie = dtype_info(c.spec.dtype).quantized ? 2e-2 : 1e-3;
+      EXPECT_LT(base_greedy.margins[diverge], tie)
+          << c.name << " tp=" << tp << ": tokens differ at step " << diverge << " where TP=1's margin is "
+          << base_greedy.margins[diverge];
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/model_source.h"
 #include "tokenizer/tokenizer_test_util.h"
 
 namespace tpinfer {
@@ -24,8 +25,8 @@ TEST(BibleTokenizer, InTheBeginning) {
 }
 
 TEST(BibleTokenizer, SpecialTokensAndFlags) {
-  for (const Tokenizer* tok : {static_cast<const Tokenizer*>(&test::gguf_tokenizer(bible_dir() + "/bible-q8_0.gguf")),
-                               &hf_bible()}) {
+  for (const Tokenizer* tok :
+       {static_cast<const Tokenizer*>(&test::gguf_tokenizer(bible_dir() + "/bible-q8_0.gguf")), &hf_bible()}) {
     EXPECT_EQ(tok->vocab_size(), 4096);
     EXPECT_EQ(tok->bos(), 4094);
     EXPECT_EQ(tok->eos(), 4095);
@@ -70,6 +71,15 @@ TEST(BibleTokenizer, ValidationTextAllLoadersAgree) {
   EXPECT_EQ(q8.encode_reference(text, true, false), ids);
   EXPECT_EQ(q8.decode(ids, /*skip_special=*/true), text);
   EXPECT_EQ(hf_bible().decode(ids, true), text);
+}
+
+// Tokenizer::load picks the GGUF metadata or the folder's tokenizer.json.
+TEST(BibleTokenizer, LoadThroughModelSource) {
+  const std::string text = test::read_file(bible_dir() + "/kjv-valid.txt").substr(0, 5000);
+  const auto gguf = Tokenizer::load(*ModelSource::open(bible_dir() + "/bible-q8_0.gguf"));
+  const auto hf = Tokenizer::load(*ModelSource::open(bible_dir() + "/bible-bf16"));
+  EXPECT_EQ(gguf->encode(text, true, false), hf->encode(text, true, false));
+  EXPECT_EQ(gguf->encode("In the beginning", true, false), (std::vector<int32_t>{4094, 1135, 258, 2099}));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -114,6 +115,43 @@ TEST(ChatTemplateTest, RendersEveryModelTemplateLikeJinja2) {
   EXPECT_EQ(expected_files, names.size() * convs.size());
 }
 
+// Tool calls, tool results, reasoning and template options over the same
+// templates (data/chat_cases.json, made by data/make_chat_cases.py with jinja2).
+TEST(ChatTemplateTest, RendersToolAndReasoningConversationsLikeJinja2) {
+  const OrderedJson data = read_json(fs::path(TPINFER_SOURCE_DIR) / "tests" / "tokenizer" / "data" / "chat_cases.json");
+  const OrderedJson tokens = read_json(kTemplates / "tokens.json");
+  std::map<std::string, ChatTemplate> templates;
+  size_t rendered = 0, raised = 0;
+  for (const OrderedJson& c : data["cases"]) {
+    const std::string name = c["template"], cname = c["conversation"];
+    SCOPED_TRACE(name + "." + cname);
+    auto it = templates.find(name);
+    if (it == templates.end()) {
+      it = templates.emplace(name, ChatTemplate(read_file(kTemplates / (name + ".jinja")), test_options())).first;
+    }
+    const OrderedJson& conv = data["conversations"][cname];
+    const OrderedJson ctx = extra_context(tokens, name, conv);
+    const bool agp = conv.value("add_generation_prompt", false);
+    if (c.contains("expected")) {
+      EXPECT_EQ(it->second.render(conv["messages"], agp, ctx), c["expected"].get<std::string>());
+      ++rendered;
+    } else {
+      const std::string want = c["error"];
+      ASSERT_EQ(want.rfind("TemplateRaised: ", 0), 0u) << want;
+      try {
+        it->second.render(conv["messages"], agp, ctx);
+        ADD_FAILURE() << "expected: " << want;
+      } catch (const TemplateError& e) {
+        EXPECT_TRUE(e.raised());
+        EXPECT_EQ(e.message(), want.substr(16));
+      }
+      ++raised;
+    }
+  }
+  EXPECT_EQ(rendered + raised, templates.size() * data["conversations"].size());
+  EXPECT_GE(rendered, 50u);
+}
+
 TEST(ChatTemplateTest, DefaultTemplateIsChatML) {
   EXPECT_EQ(default_chat_template(), read_file(kTemplates / "chatml.jinja"));
   const ChatTemplate tmpl(default_chat_template());
@@ -172,7 +210,8 @@ TEST(ChatTemplateTest, ExtraContextAndOverrides) {
 
 TEST(ChatTemplateTest, RaiseExceptionKeepsTheTemplatesMessage) {
   const ChatTemplate tmpl(read_file(kTemplates / "google-gemma-2-2b-it.jinja"));
-  const OrderedJson msgs = OrderedJson::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}});
+  const OrderedJson msgs =
+      OrderedJson::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}});
   try {
     tmpl.render(msgs, true, {{"bos_token", "<bos>"}});
     FAIL() << "expected TemplateError";

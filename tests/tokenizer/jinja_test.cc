@@ -106,20 +106,25 @@ std::string syntax_error(const std::string& source) {
 }
 
 TEST(JinjaTest, SyntaxErrorsCarryLineAndColumn) {
-  EXPECT_EQ(syntax_error("a\nb\n  {{ x + }}"), "template syntax error at line 3, column 10: unexpected 'end of print statement'");
-  EXPECT_EQ(syntax_error("{% for x in y %}\n{% endif %}"), "template syntax error at line 2, column 4: unknown tag 'endif'");
+  EXPECT_EQ(syntax_error("a\nb\n  {{ x + }}"),
+            "template syntax error at line 3, column 10: unexpected 'end of print statement'");
+  EXPECT_EQ(syntax_error("{% for x in y %}\n{% endif %}"),
+            "template syntax error at line 2, column 4: unknown tag 'endif'");
   EXPECT_EQ(syntax_error("{% if a %}\n\nx"),
             "template syntax error at line 3, column 2: unexpected end of template, expected 'elif' or 'else' or "
             "'endif'");
-  EXPECT_EQ(syntax_error("ok\n{{ 'unterminated }}"), "template syntax error at line 2, column 4: unexpected character '''");
+  EXPECT_EQ(syntax_error("ok\n{{ 'unterminated }}"),
+            "template syntax error at line 2, column 4: unexpected character '''");
   EXPECT_EQ(syntax_error("{# never closed"), "template syntax error at line 1, column 1: missing end of comment tag");
   EXPECT_EQ(syntax_error("{{ (1 ]}}"), "template syntax error at line 1, column 7: unexpected ']', expected ')'");
   EXPECT_EQ(syntax_error("{% include 'x' %}"),
             "template syntax error at line 1, column 4: the 'include' tag is not supported in chat templates");
-  EXPECT_EQ(syntax_error("{% continue %}"), "template syntax error at line 1, column 4: 'continue' outside of a for loop");
+  EXPECT_EQ(syntax_error("{% continue %}"),
+            "template syntax error at line 1, column 4: 'continue' outside of a for loop");
   EXPECT_EQ(syntax_error("{% for x in y %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}"),
             "template syntax error at line 1, column 35: 'break' outside of a for loop");
-  EXPECT_EQ(syntax_error("{{ '\\x4' }}"), "template syntax error at line 1, column 4: truncated \\x escape in string literal");
+  EXPECT_EQ(syntax_error("{{ '\\x4' }}"),
+            "template syntax error at line 1, column 4: truncated \\x escape in string literal");
   EXPECT_EQ(syntax_error("{% set 1 = 2 %}"), "template syntax error at line 1, column 8: can't assign to '1'");
   EXPECT_NE(syntax_error("{% raw %}no end"), "");
   EXPECT_EQ(syntax_error("{{ x }}{% raw %}{{ y }}{% endraw %}"), "");
@@ -145,10 +150,10 @@ TEST(JinjaTest, NamespacesHoldDataAndMacrosOnly) {
                    "{{ ns.m() }} {{ ns.items|map(attribute='i')|list }}"),
             "hi [0, 1, 2]");
   // Values that could close a reference cycle are refused (Python would accept them).
-  for (const char* src : {"{% set ns = namespace() %}{% set ns.me = ns %}",
-                          "{% set ns = namespace() %}{% set ns.l = [ns] %}",
-                          "{% set ns = namespace() %}{% for x in [1] %}{% set ns.l = loop %}{% endfor %}",
-                          "{% set a = namespace() %}{% set b = namespace(inner=a) %}"}) {
+  for (const char* src :
+       {"{% set ns = namespace() %}{% set ns.me = ns %}", "{% set ns = namespace() %}{% set ns.l = [ns] %}",
+        "{% set ns = namespace() %}{% for x in [1] %}{% set ns.l = loop %}{% endfor %}",
+        "{% set a = namespace() %}{% set b = namespace(inner=a) %}"}) {
     SCOPED_TRACE(src);
     EXPECT_NE(render_error(src).find("a namespace attribute can hold plain data or macros"), std::string::npos);
   }
@@ -158,8 +163,7 @@ TEST(JinjaTest, NamespacesHoldDataAndMacrosOnly) {
 
 TEST(JinjaTest, RuntimeErrorsNameTheTemplateLine) {
   try {
-    render("line 1\n{% for m in messages %}\n{{ m.content + 1 }}\n{% endfor %}",
-           {{"messages", {{{"content", "x"}}}}});
+    render("line 1\n{% for m in messages %}\n{{ m.content + 1 }}\n{% endfor %}", {{"messages", {{{"content", "x"}}}}});
     FAIL() << "expected TemplateError";
   } catch (const TemplateError& e) {
     EXPECT_EQ(e.line(), 3);
@@ -168,8 +172,11 @@ TEST(JinjaTest, RuntimeErrorsNameTheTemplateLine) {
 }
 
 TEST(JinjaTest, MacroArgumentErrors) {
+  // Jinja's wording (checked against jinja2 in the data cases too).
   EXPECT_EQ(render_error("{% macro m(a) %}{% endmacro %}{{ m(1, a=2) }}"),
-            "TypeError: macro 'm' got multiple values for argument 'a'");
+            "TypeError: macro 'm' takes no keyword argument 'a'");
+  EXPECT_EQ(render_error("{% macro m() %}{% endmacro %}{{ m(1) }}"),
+            "TypeError: macro 'm' takes not more than 0 argument(s)");
   EXPECT_EQ(render_error("{{ 'abc'.strip('a', 'b') }}"), "TypeError: strip() takes at most 1 argument(s) (2 given)");
   EXPECT_EQ(render_error("{{ [1]|join(sep=',') }}"), "TypeError: join() got an unexpected keyword argument 'sep'");
 }
@@ -336,7 +343,7 @@ std::string hostile(const std::string& source, const Json& context = Json::objec
     message = e.what();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, 30.0) << message;
+  EXPECT_LT(seconds, 60.0) << message;
   return message;
 }
 
@@ -359,8 +366,9 @@ TEST(JinjaTest, HostileRecursionIsBounded) {
 }
 
 TEST(JinjaTest, HostileNestingFailsToParse) {
-  EXPECT_NE(hostile("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}").find("nested too deeply"),
-            std::string::npos);
+  EXPECT_NE(
+      hostile("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}").find("nested too deeply"),
+      std::string::npos);
   EXPECT_NE(hostile("{{ " + std::string(100000, '[') + std::string(100000, ']') + " }}").find("nested too deeply"),
             std::string::npos);
   std::string ifs;
@@ -378,29 +386,48 @@ TEST(JinjaTest, HostileNestingFailsToParse) {
 }
 
 TEST(JinjaTest, HostileLoopsAndOutputAreBounded) {
-  EXPECT_NE(hostile("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}")
-                .find("loop iterations"),
+  // Scaled-down limits keep this quick in sanitizer builds; the mechanisms are
+  // the same at the defaults (see the last cases).
+  RenderConfig tight;
+  tight.limits.max_loop_iterations = 100000;
+  tight.limits.max_output_bytes = 4u << 20;
+  tight.limits.max_work_bytes = 64 << 20;
+  auto tight_error = [&](const std::string& src) { return hostile(src, Json::object(), tight); };
+  EXPECT_EQ(tight_error("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"),
+            "template exceeded 100000 loop iterations (template line 1)");
+  EXPECT_EQ(tight_error("{% for a in range(100000) %}{{ 'x' * 100000 }}{% endfor %}"),
+            "template output exceeds 4194304 bytes (template line 1)");
+  EXPECT_EQ(
+      tight_error("{% set ns = namespace(s='xy') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"),
+      "template built a value over the size limit of 4194304 bytes (template line 1)");
+  EXPECT_NE(tight_error("{{ ('x' * 1000000).replace('', 'yyyyyyyyyy') }}").find("size limit"), std::string::npos);
+  EXPECT_NE(tight_error("{{ ('x' * 1000000)|list|length }}").find("size limit"), std::string::npos);
+  EXPECT_NE(tight_error("{% set l = [1] * 100000 %}{% for i in range(1000) %}{{ l|sort|length }}{% endfor %}")
+                .find("work limit"),
             std::string::npos);
-  EXPECT_NE(hostile("{% for a in range(100000) %}{{ 'x' * 100000 }}{% endfor %}").find("output exceeds"),
-            std::string::npos);
-  EXPECT_NE(hostile("{% set ns = namespace(s='xy') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}")
-                .find("limit"),
-            std::string::npos);
-  EXPECT_NE(hostile("{{ 'x' * 10000000000 }}").find("limit"), std::string::npos);
-  EXPECT_NE(hostile("{{ [1, 2] * 100000000000 }}").find("limit"), std::string::npos);
-  EXPECT_NE(hostile("{{ ('x' * 10000000).replace('', 'yyyyyyyyyy') }}").find("limit"), std::string::npos);
-  EXPECT_NE(hostile("{{ 'x'|center(100000000000) }}").find("limit"), std::string::npos);
+  // Work is counted even when nothing is built or printed.
+  for (const char* scan : {"{{ s|length }}", "{{ s|trim|length }}", "{% if s == s %}{% endif %}", "{{ s is lower }}",
+                           "{{ d[s] is defined }}", "{{ s.upper()|length }}", "{% if 'y' in s %}{% endif %}"}) {
+    SCOPED_TRACE(scan);
+    EXPECT_EQ(tight_error(std::string("{% set s = 'x' * 3000000 %}{% set d = {} %}{% for i in range(100000) %}") +
+                          scan + "{% endfor %}"),
+              "template exceeded its work limit of 67108864 bytes (template line 1)");
+  }
+  // Many small steps: the step budget ends them.
+  RenderConfig few_steps;
+  few_steps.limits.max_steps = 100000;
+  EXPECT_EQ(hostile("{% for a in range(50000) %}{{ a + a + a }}{% endfor %}", Json::object(), few_steps),
+            "template exceeded 100000 evaluation steps (template line 1)");
+  // The defaults.
+  EXPECT_NE(hostile("{{ 'x' * 10000000000 }}").find("size limit"), std::string::npos);
+  EXPECT_NE(hostile("{{ [1, 2] * 100000000000 }}").find("size limit"), std::string::npos);
+  EXPECT_NE(hostile("{{ 'x'|center(100000000000) }}").find("size limit"), std::string::npos);
   EXPECT_NE(hostile("{{ '%999999999d' % 1 }}").find("too large"), std::string::npos);
   EXPECT_NE(hostile("{{ range(1000000)|list|length }}").find("Range too big"), std::string::npos);
-  // Many small steps: the step budget ends them.
-  RenderConfig small;
-  small.limits.max_steps = 100000;
-  EXPECT_NE(hostile("{% for a in range(50000) %}{{ a + a + a }}{% endfor %}", Json::object(), small)
-                .find("evaluation steps"),
+  EXPECT_NE(hostile("{% for a in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}").find("output exceeds 67108864"),
             std::string::npos);
-  // Work is counted even when nothing is printed.
-  EXPECT_NE(hostile("{% set s = 'x' * 10000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}")
-                .find("work limit"),
+  EXPECT_NE(hostile("{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{{ s|trim|length }}{% endfor %}")
+                .find("work limit of 1073741824"),
             std::string::npos);
 }
 
@@ -408,9 +435,10 @@ TEST(JinjaTest, HostileValuesAreBounded) {
   EXPECT_NE(hostile("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}")
                 .find("nested too deeply"),
             std::string::npos);
-  EXPECT_NE(hostile("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = {'k': ns.d} %}{% endfor %}")
-                .find("nested too deeply"),
-            std::string::npos);
+  EXPECT_NE(
+      hostile("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = {'k': ns.d} %}{% endfor %}")
+          .find("nested too deeply"),
+      std::string::npos);
   // Deeply nested input data.
   std::string deep;
   for (int i = 0; i < 100000; ++i) deep += "[";
@@ -432,7 +460,8 @@ TEST(JinjaTest, LegitimateLongConversationsStayWithinLimits) {
     const Template t(read_file(std::string(TPINFER_SHARED_DIR) + "/models/templates/" + name + ".jinja"));
     RenderConfig cfg;
     cfg.strftime_now = fixed_strftime;
-    const Json ctx{{"messages", messages}, {"add_generation_prompt", true}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+    const Json ctx{
+        {"messages", messages}, {"add_generation_prompt", true}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
     const std::string out = t.render(ctx, cfg);
     EXPECT_NE(out.find("message number 1999"), std::string::npos);
   }

@@ -170,8 +170,8 @@ TEST(TokenizerHf, MergesAsPairsAndConfigFiles) {
   write_json(dir.file("tokenizer.json"), tj);
   write_json(dir.file("tokenizer_config.json"),
              {{"add_bos_token", false},
-              {"chat_template", json::array({{{"name", "tool_use"}, {"template", "T"}},
-                                             {{"name", "default"}, {"template", "D"}}})}});
+              {"chat_template",
+               json::array({{{"name", "tool_use"}, {"template", "T"}}, {{"name", "default"}, {"template", "D"}}})}});
   write_json(dir.file("generation_config.json"), {{"eos_token_id", json::array({4095, 7})}});
   const auto tok = Tokenizer::from_hf_dir(dir.path().string());
   const std::string text = test::read_file(test::shared_dir() + "/bible/kjv-valid.txt").substr(0, 20000);
@@ -211,10 +211,9 @@ json spm_style_tokenizer_json(bool metaspace) {
                {"unk_token", "<unk>"},
                {"vocab", vocab},
                {"merges", json::array({"a b", m + " ab", m + " a", m + " " + m})}}},
-             {"added_tokens",
-              json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-                           {{"id", 1}, {"content", "<s>"}, {"special", true}},
-                           {{"id", 2}, {"content", "</s>"}, {"special", true}}})},
+             {"added_tokens", json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                                           {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                                           {{"id", 2}, {"content", "</s>"}, {"special", true}}})},
              {"post_processor",
               {{"type", "TemplateProcessing"},
                {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
@@ -223,11 +222,10 @@ json spm_style_tokenizer_json(bool metaspace) {
     tj["normalizer"] = nullptr;
     tj["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", m}, {"prepend_scheme", "first"}, {"split", false}};
   } else {
-    tj["normalizer"] = {{"type", "Sequence"},
-                        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", m}},
-                                                     {{"type", "Replace"},
-                                                      {"pattern", {{"String", " "}}},
-                                                      {"content", m}}})}};
+    tj["normalizer"] = {
+        {"type", "Sequence"},
+        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", m}},
+                                     {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", m}}})}};
     tj["pre_tokenizer"] = nullptr;
   }
   return tj;

@@ -19,11 +19,12 @@ inline uint32_t pick(std::mt19937& rng, uint32_t lo, uint32_t hi) {
 }
 
 inline void append_piece(std::mt19937& rng, std::string& s) {
-  static const std::vector<std::string> words = {"the", "Hello", "world", "don't", "I'll", "we've", "HTTP", "x86_64",
-                                                 "foo()", "a+b=c", "3.14159", "1234567", "self.x", "<div>", "'s", "--"};
-  static const std::vector<std::string> lookalikes = {"Ã©", "\\xC3(", "<0xFF>", "<0x0A>", "ï»¿", "\\u00e9", "&#233;",
-                                                      "â€™", "%E2%82%AC", "<s>", "</s>", "<|endoftext|>", "<unk>",
-                                                      "\xE2\x96\x81"};
+  static const std::vector<std::string> words = {"the",    "Hello",  "world", "don't", "I'll",    "we've",
+                                                 "HTTP",   "x86_64", "foo()", "a+b=c", "3.14159", "1234567",
+                                                 "self.x", "<div>",  "'s",    "--"};
+  static const std::vector<std::string> lookalikes = {"Ã©",      "\\xC3(",        "<0xFF>", "<0x0A>",      "ï»¿",
+                                                      "\\u00e9", "&#233;",        "â€™",    "%E2%82%AC",   "<s>",
+                                                      "</s>",    "<|endoftext|>", "<unk>",  "\xE2\x96\x81"};
   static const std::vector<uint32_t> spaces = {' ', ' ', ' ', '\t', '\n', '\r', 0xA0, 0x3000, 0x2028, 0x2003, 0x200B};
   switch (pick(rng, 0, 11)) {
     case 0:

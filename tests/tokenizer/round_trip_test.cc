@@ -4,9 +4,9 @@
 // What holds exactly (see tokenizer.h): byte-level BPE gives x back byte for
 // byte, except the bytes the vocabulary has no token for, which are dropped
 // (as Hugging Face does without an unknown token): Falcon lacks 28 of the 256
-// byte characters (e.g. 0x03, 0xF2), MPT the 13 that never occur in UTF-8. SentencePiece gives x back with each U+2581 turned into a space: the
-// vocabulary writes spaces as U+2581, so the two cannot be told apart; the space
-// encode() prepends is dropped by decode().
+// byte characters (e.g. 0x03, 0xF2), MPT the 13 that never occur in UTF-8. SentencePiece gives x back with each U+2581
+// turned into a space: the vocabulary writes spaces as U+2581, so the two cannot be told apart; the space encode()
+// prepends is dropped by decode().
 #include <gtest/gtest.h>
 
 #include <random>

@@ -37,9 +37,11 @@ int32_t byte_id(const VocabTokenizer& tok, uint8_t b) {
 
 TEST(Utf8, SanitizeMaximalSubparts) {
   EXPECT_EQ(utf8::sanitize("abc"), "abc");
-  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x98"), "\xEF\xBF\xBD");  // one truncated character
+  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x98"), "\xEF\xBF\xBD");          // one truncated character
   EXPECT_EQ(utf8::sanitize("\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // E0 80 is never valid
-  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x41"), "\xEF\xBF\xBD" "A");
+  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x41"),
+            "\xEF\xBF\xBD"
+            "A");
   EXPECT_EQ(utf8::sanitize("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
   EXPECT_EQ(utf8::sanitize("\xC3\xA9\xFF"), "\xC3\xA9\xEF\xBF\xBD");
   EXPECT_FALSE(utf8::is_valid("\xC0\xAF"));
@@ -66,7 +68,9 @@ TEST(StreamDecoder, SplitCharacterComesOutWhole) {
     // A byte that can never start a character is replaced at once.
     StreamDecoder dec2(tok);
     EXPECT_EQ(dec2.push(byte_id(tok, 0xE2)), "");
-    EXPECT_EQ(dec2.push(byte_id(tok, 'A')), "\xEF\xBF\xBD" "A");
+    EXPECT_EQ(dec2.push(byte_id(tok, 'A')),
+              "\xEF\xBF\xBD"
+              "A");
   }
 }
 
@@ -104,7 +108,8 @@ TEST(StreamDecoder, RandomBytesEqualSanitizedDecode) {
       std::vector<int32_t> ids;
       for (uint32_t n = test::pick(rng, 0, 12); n > 0; --n) {
         const int32_t b = byte_id(tok, static_cast<uint8_t>(test::pick(rng, 0, 255)));
-        ids.push_back(test::pick(rng, 0, 3) == 0 || b < 0 ? static_cast<int32_t>(test::pick(rng, 0, tok.vocab_size() - 1)) : b);
+        ids.push_back(
+            test::pick(rng, 0, 3) == 0 || b < 0 ? static_cast<int32_t>(test::pick(rng, 0, tok.vocab_size() - 1)) : b);
       }
       for (bool skip : {true, false}) ASSERT_EQ(stream(tok, ids, skip), utf8::sanitize(tok.decode(ids, skip))) << name;
     }

@@ -30,7 +30,7 @@ inline std::string read_file(const std::string& path) {
 
 // The vocabularies under models/vocab, by the NAME in ggml-vocab-NAME.gguf.
 inline const std::vector<std::string>& vocab_names() {
-  static const std::vector<std::string> names = {"llama-spm", "llama-bpe", "gpt-2",  "qwen2",
+  static const std::vector<std::string> names = {"llama-spm", "llama-bpe", "gpt-2", "qwen2",
                                                  "falcon",    "mpt",       "phi-3", "deepseek-llm"};
   return names;
 }

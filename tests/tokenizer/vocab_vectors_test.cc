@@ -61,14 +61,13 @@ TEST_P(VocabVectors, MatchReferenceIds) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllVocabs, VocabVectors, ::testing::ValuesIn(test::vocab_names()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllVocabs, VocabVectors, ::testing::ValuesIn(test::vocab_names()), [](const auto& info) {
+  std::string n = info.param;
+  for (char& c : n) {
+    if (c == '-') c = '_';
+  }
+  return n;
+});
 
 }  // namespace
 }  // namespace tpinfer

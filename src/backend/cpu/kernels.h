@@ -15,8 +15,8 @@ namespace tpinfer::cpu {
 // n values per row; w rows are w_stride bytes apart, a rows a_stride bytes apart
 // (a rows are of type vec_dot_type(w)). Implementations read each weight row
 // once per call and reuse it for all nt tokens from cache (the prefill tile).
-using GemmFn = void (*)(int64_t n, const uint8_t* w, uint64_t w_stride, int64_t nr, const uint8_t* a,
-                        uint64_t a_stride, int64_t nt, float* y, int64_t y_stride);
+using GemmFn = void (*)(int64_t n, const uint8_t* w, uint64_t w_stride, int64_t nr, const uint8_t* a, uint64_t a_stride,
+                        int64_t nt, float* y, int64_t y_stride);
 using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
 

@@ -62,6 +62,16 @@ inline float hmax(__m256 v) {
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
+// Prefetches the next tile's rows while this one is computed; see
+// kernels_avx512.cc for why.
+template <int R>
+inline void prefetch_next_tile(const uint8_t* w, uint64_t ws, int64_t ib, int block_bytes) {
+  const uint8_t* next = w + R * ws + static_cast<uint64_t>(ib) * R * static_cast<uint64_t>(block_bytes);
+  for (int off = 0; off < R * block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+  }
+}
+
 // See kernels_avx512.cc: rows outer, tokens inner; GEMV uses the taller tile.
 template <class K>
 void gemm_tiles(int64_t n, const uint8_t* w, uint64_t ws, int64_t nr, const uint8_t* a, uint64_t as, int64_t nt,
@@ -123,6 +133,7 @@ struct FloatKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
+      if (i % 16 == 0) prefetch_next_tile<R>(w, ws, i / 16, 16 * L::kBytes);
       __m256 av[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) av[t] = _mm256_loadu_ps(reinterpret_cast<const float*>(a + t * as) + i);
@@ -161,6 +172,7 @@ struct Q32Kernel {
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, W::kBlockBytes);
       __m256i av[T], corr[T];
       float da[T];
 #pragma GCC unroll 16
@@ -177,8 +189,8 @@ struct Q32Kernel {
         const __m256i q = W::values(p + 2);
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
-          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(q, av[t], corr[t])), _mm256_set1_ps(dw * da[t]),
-                                      acc[r][t]);
+          acc[r][t] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(q, av[t], corr[t])), _mm256_set1_ps(dw * da[t]), acc[r][t]);
         }
       }
     }
@@ -236,19 +248,26 @@ inline __m256i word_broadcast(__m256i v, int j) {
   return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordBroadcast[j].data())));
 }
 
-inline __m256i mins_pairs(uint64_t mins8) {
-  const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mins8)));
-  return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-}
-
-inline void k4_unpack_scales(const uint8_t* s, uint64_t* scales8, uint64_t* mins8) {
-  const uint32_t w0 = load_u32(s), w1 = load_u32(s + 4), w2 = load_u32(s + 8);
-  const uint32_t sc_lo = w0 & 0x3f3f3f3fu;
-  const uint32_t m_lo = w1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-  *scales8 = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *mins8 = m_lo | (static_cast<uint64_t>(m_hi) << 32);
+// Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
+// with vector operations on the three little-endian words w0, w1, w2:
+//   sc0..3 = w0 & 0x3f..,  m0..3 = w1 & 0x3f..,
+//   sc4..7 = (w2 & 0x0f..) | ((w0 >> 2) & 0x30..),
+//   m4..7  = ((w2 >> 4) & 0x0f..) | ((w1 >> 2) & 0x30..).
+// Reads 16 bytes at s (the 4 after the scales are the block's next field).
+// Returns the 8 scales as int16 and, for vpmaddwd with the 16 bsums, each min
+// twice as int16 (m0, m0, m1, m1, ...).
+inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_pairs) {
+  const __m128i v = loadu128(s);
+  const __m128i x = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i y = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2);
+  const __m128i low_mask = _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0x0f0f0f0f, 0x0f0f0f0f);
+  const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
+  // Bytes: sc0..3, m0..3, sc4..7, m4..7.
+  const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
+  *scales16 =
+      _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs =
+      _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 template <bool kFiveBit>
@@ -266,15 +285,15 @@ struct Q45KKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, kBlockBytes);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * kBlockBytes;
         const float d = load_f16(p), dmin = load_f16(p + 2);
-        uint64_t sc8, m8;
-        k4_unpack_scales(p + 4, &sc8, &m8);
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8)));
+        __m128i sc16;
+        __m256i mpairs;
+        k4_unpack_scales(p + 4, &sc16, &mpairs);
         const __m256i sc_both = _mm256_broadcastsi128_si256(sc16);
-        const __m256i mpairs = mins_pairs(m8);
         __m256i isum[T];
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
@@ -331,9 +350,10 @@ struct Q6KKernel {
     const __m256i bits45 = _mm256_set1_epi8(0x30);
     // Spreads the int16 pair (s_2P, s_2P+1) held in every int32 lane: lane 0 of
     // the result gets s_2P eight times, lane 1 gets s_2P+1.
-    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2,
-                                           3, 2, 3, 2, 3, 2, 3);
+    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                           2, 3, 2, 3, 2, 3);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R>(w, ws, ib, sizeof(BlockQ6_K));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * sizeof(BlockQ6_K);
@@ -432,7 +452,8 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
     }
     float vmax = 0.0f;
     for (int j = 0; j < kQKK; j += 8) {
-      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      const int hit =
+          _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
       if (hit) {
         vmax = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
         break;

@@ -7,20 +7,25 @@
 // Integer dot products use VNNI (vpdpbusd: u8 x s8, vpdpwssd: s16 x s16) with
 // the weight side made unsigned (Q8_0: w xor 0x80 = w + 128; Q4_0/K-quants:
 // the raw nibbles) and the offset removed through sums of the activations. Zen 4
-// runs 512-bit operations as two 256-bit halves, so 256-bit vectors are used
-// where a block is 32 bytes and 512-bit ones where a block has 64-byte parts.
+// runs 512-bit operations as two 256-bit halves, so 512-bit vectors are used
+// only where they save instructions (float rows, Q6_K's 64-byte parts, masked
+// tails); Q8_0/Q4_0 blocks and Q4_K/Q5_K sub-blocks use 256-bit VNNI forms.
 //
 // Floating-point contraction is off in this file: dequantization must give the
 // very bits of the scalar reference (a*b - c, never fused); fused multiply-adds
 // are written out where they are wanted.
 
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(),
-// which -Wuninitialized reports after inlining (GCC bug 105593).
+// which -Wuninitialized reports after inlining (GCC bug 105593). The warning
+// is located in the header, so silencing it there leaves this file's own code
+// checked.
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -65,6 +70,25 @@ inline float hsum(__m256 v) {
 }
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// Weight rows of a tile are R short streams (one row each), too short for the
+// hardware prefetchers to ramp up on. The rows of a matrix are adjacent, so
+// while a tile is being computed, the kernels prefetch the next R rows
+// linearly into L1: block ib of the loop touches the stretch of the next tile
+// that is ib/nb of the way through it. Kernels that compute faster than memory
+// delivers (kDeep: Q8_0, Q6_K, float weights) also pull the tile after that
+// into L2, so more lines are in flight than the L1 miss buffers allow; for the
+// kernels that are about as fast as memory the extra instructions cost more
+// than they bring. (Beyond the last row this prefetches bytes that are never
+// used, which is harmless.)
+template <int R, bool kDeep>
+inline void prefetch_next_tile(const uint8_t* w, uint64_t ws, int64_t ib, int block_bytes) {
+  const uint8_t* next = w + R * ws + static_cast<uint64_t>(ib) * R * static_cast<uint64_t>(block_bytes);
+  for (int off = 0; off < R * block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+    if (kDeep) _mm_prefetch(reinterpret_cast<const char*>(next + R * ws + off), _MM_HINT_T1);
+  }
+}
+
 // Tiles a weight-rows x tokens product into K's micro-kernels. Rows are the
 // outer loop, so each group of rows is read from memory once and reused from
 // L1 for every token. Single-token calls (GEMV) use the taller kGemvRows tile.
@@ -102,9 +126,7 @@ struct LoadF32 {
 };
 struct LoadF16 {
   static __m512 load(const uint8_t* p) { return _mm512_cvtph_ps(loadu256(p)); }
-  static __m512 load_masked(const uint8_t* p, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-  }
+  static __m512 load_masked(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
   static constexpr int kBytes = 2;
 };
 struct LoadBF16 {
@@ -126,6 +148,7 @@ struct FloatKernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
+      prefetch_next_tile<R, true>(w, ws, i / 16, 16 * L::kBytes);
       __m512 av[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) av[t] = _mm512_loadu_ps(a + t * as + i * 4);
@@ -161,6 +184,7 @@ struct FloatKernel {
 // Per block, the weight side yields 32 unsigned bytes u with u = q + offset, and
 // the dot is vpdpbusd(u, a) - offset * sum(a); the correction depends only on the
 // activation, so it is computed once per token and block and seeds the dpbusd.
+// (Q4_0 scales its upper lanes by 16; see Q4_0Weights.)
 template <class W>
 struct Q32Kernel {
   static constexpr int kGemvRows = 4, kRows = 4, kTokens = 2;
@@ -172,8 +196,9 @@ struct Q32Kernel {
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-    const __m256i offset = _mm256_set1_epi8(static_cast<char>(W::kOffset));
+    const __m256i offset = W::offsets();
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R, W::kDeepPrefetch>(w, ws, ib, W::kBlockBytes);
       __m256i av[T], seed[T];
       float da[T];
 #pragma GCC unroll 16
@@ -195,28 +220,40 @@ struct Q32Kernel {
         }
       }
     }
+    const __m256 lane_scale = W::lane_scales();
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) y[t * ys + r] = hsum(acc[r][t]);
+      for (int t = 0; t < T; ++t) y[t * ys + r] = hsum(_mm256_mul_ps(acc[r][t], lane_scale));
   }
 };
 
+// The weight side of Q32Kernel: the 32 unsigned bytes of a block, the byte
+// offsets they carry (removed through the seed), and a final per-lane factor.
 struct Q8_0Weights {
-  static constexpr int kOffset = 128;
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr bool kDeepPrefetch = true;
+  static __m256i offsets() { return _mm256_set1_epi8(static_cast<char>(0x80)); }
+  static __m256 lane_scales() { return _mm256_set1_ps(1.0f); }
   static __m256i unsigned_values(const uint8_t* qs) {
     return _mm256_xor_si256(loadu256(qs), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
 };
 
+// Values 0..15 are the low nibbles of qs, values 16..31 the high nibbles.
+// Instead of shifting the high nibbles down, the 16 bytes are loaded into both
+// halves and masked: the upper half then holds 16 * nibble (<= 240, still a u8),
+// and its offset is 16 * 8. Every block has the same layout, so the factor 16
+// is taken out of the upper accumulator lanes once, at the end (exactly: it is
+// a power of two).
 struct Q4_0Weights {
-  static constexpr int kOffset = 8;
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr bool kDeepPrefetch = false;
+  static __m256i offsets() { return _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(128)), _mm_set1_epi8(8)); }
+  static __m256 lane_scales() { return _mm256_set_m128(_mm_set1_ps(1.0f / 16), _mm_set1_ps(1.0f)); }
   static __m256i unsigned_values(const uint8_t* qs) {
-    const __m128i q = loadu128(qs);
-    // Low nibbles are values 0..15, high nibbles 16..31.
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+    const __m256i both = _mm256_broadcastsi128_si256(loadu128(qs));
+    return _mm256_and_si256(both, _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(0xF0)), _mm_set1_epi8(0x0F)));
   }
 };
 
@@ -226,23 +263,28 @@ struct Q4_0Weights {
 constexpr int kQ8KQs = 4;
 constexpr int kQ8KBsums = 4 + kQKK;
 
-// Sub-block minima of Q4_K/Q5_K, each repeated twice as int16 so that vpmaddwd
-// with the 16 bsums (16 values each) gives m_j * (bsum_2j + bsum_2j+1).
-inline __m256i mins_pairs(uint64_t mins8) {
-  const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mins8)));
-  return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-}
-
 // Unpacks the 12 packed bytes of Q4_K/Q5_K into 8 scales and 8 mins (one byte
 // each, j = 0..7 from the low byte up).
-inline void k4_unpack_scales(const uint8_t* s, uint64_t* scales8, uint64_t* mins8) {
-  const uint32_t w0 = load_u32(s), w1 = load_u32(s + 4), w2 = load_u32(s + 8);
-  const uint32_t sc_lo = w0 & 0x3f3f3f3fu;
-  const uint32_t m_lo = w1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-  *scales8 = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *mins8 = m_lo | (static_cast<uint64_t>(m_hi) << 32);
+// Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins (layout in quant.h)
+// with vector operations on the three little-endian words w0, w1, w2:
+//   sc0..3 = w0 & 0x3f..,  m0..3 = w1 & 0x3f..,
+//   sc4..7 = (w2 & 0x0f..) | ((w0 >> 2) & 0x30..),
+//   m4..7  = ((w2 >> 4) & 0x0f..) | ((w1 >> 2) & 0x30..).
+// Reads 16 bytes at s (the 4 after the scales are the block's next field).
+// Returns the 8 scales as int16 and, for vpmaddwd with the 16 bsums, each min
+// twice as int16 (m0, m0, m1, m1, ...).
+inline void k4_unpack_scales(const uint8_t* s, __m128i* scales16, __m256i* min_pairs) {
+  const __m128i v = loadu128(s);
+  const __m128i x = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i y = _mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2);
+  const __m128i low_mask = _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0x0f0f0f0f, 0x0f0f0f0f);
+  const __m128i high_mask = _mm_setr_epi32(0, 0, 0x30303030, 0x30303030);
+  // Bytes: sc0..3, m0..3, sc4..7, m4..7.
+  const __m128i r = _mm_or_si128(_mm_and_si128(x, low_mask), _mm_and_si128(y, high_mask));
+  *scales16 =
+      _mm_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+  *min_pairs =
+      _mm256_cvtepu8_epi16(_mm_shuffle_epi8(r, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 // Index vector for vpermw: int16 lane k takes element base + k / group.
@@ -252,6 +294,26 @@ inline __m512i lane_groups(int base, int group) {
   return _mm512_load_si512(idx);
 }
 
+// vpshufb patterns that broadcast int16 lane j of a 128-bit lane to all 8 lanes.
+constexpr std::array<std::array<uint8_t, 32>, 8> make_word_broadcasts() {
+  std::array<std::array<uint8_t, 32>, 8> out{};
+  for (int j = 0; j < 8; ++j) {
+    for (int k = 0; k < 32; k += 2) {
+      out[j][k] = static_cast<uint8_t>(2 * j);
+      out[j][k + 1] = static_cast<uint8_t>(2 * j + 1);
+    }
+  }
+  return out;
+}
+alignas(32) constexpr std::array<std::array<uint8_t, 32>, 8> kWordBroadcast = make_word_broadcasts();
+
+inline __m256i word_broadcast(__m256i v, int j) {
+  return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kWordBroadcast[j].data())));
+}
+
+// 256-bit vectors here: on Zen 4 the 512-bit form of this kernel (which needs
+// a cross-lane insert and vpermw per 64 values) was no faster, as 512-bit
+// operations run as two halves anyway.
 template <bool kFiveBit>
 struct Q45KKernel {
   static constexpr int kGemvRows = 4, kRows = 4, kTokens = 2;
@@ -260,18 +322,14 @@ struct Q45KKernel {
   template <int R, int T>
   static void run(int64_t n, const uint8_t* w, uint64_t ws, const uint8_t* a, uint64_t as, float* y, int64_t ys) {
     const int64_t nb = n / kQKK;
-    __m512 acc[R][T];
+    __m256 acc[R][T];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-    // 64 values = sub-blocks 2c (low nibbles) and 2c+1 (high nibbles); the
-    // maddubs lanes 0..15 belong to the first, 16..31 to the second.
-    __m512i scale_idx[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) scale_idx[c] = lane_groups(2 * c, 16);
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R, false>(w, ws, ib, kBlockBytes);
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
@@ -284,39 +342,40 @@ struct Q45KKernel {
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = w + r * ws + ib * kBlockBytes;
         const float d = load_f16(p), dmin = load_f16(p + 2);
-        uint64_t sc8, m8;
-        k4_unpack_scales(p + 4, &sc8, &m8);
-        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
-        const __m256i mpairs = mins_pairs(m8);
-        __m512i isum[T];
+        __m128i sc16;
+        __m256i mpairs;
+        k4_unpack_scales(p + 4, &sc16, &mpairs);
+        const __m256i sc_both = _mm256_broadcastsi128_si256(sc16);
+        __m256i isum[T];
 #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        __m256i qh = _mm256_setzero_si256();
-        if constexpr (kFiveBit) qh = loadu256(p + 16);
+        for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
+          // 64 values: sub-block 2c in the low nibbles, 2c+1 in the high ones.
           const __m256i raw = loadu256(p + kQsOffset + 32 * c);
-          __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), low4);
+          __m256i lo = _mm256_and_si256(raw, low4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
           if constexpr (kFiveBit) {
             // Fifth bits: bit 2c of qh[l] for value l, bit 2c+1 for value 32+l.
-            const __m256i bit_lo = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), _mm256_set1_epi8(1));
-            const __m256i bit_hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), _mm256_set1_epi8(1));
-            const __m512i bits = _mm512_inserti64x4(_mm512_castsi256_si512(bit_lo), bit_hi, 1);
-            q = _mm512_or_si512(q, _mm512_slli_epi16(bits, 4));
+            const __m256i qh = loadu256(p + 16);
+            const __m256i one = _mm256_set1_epi8(1);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
           }
-          const __m512i sv = _mm512_permutexvar_epi16(scale_idx[c], sc16);
+          const __m256i sv_lo = word_broadcast(sc_both, 2 * c);
+          const __m256i sv_hi = word_broadcast(sc_both, 2 * c + 1);
 #pragma GCC unroll 16
           for (int t = 0; t < T; ++t) {
-            const __m512i av = loadu512(a + t * as + ib * sizeof(BlockQ8_K) + kQ8KQs + 64 * c);
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, av), sv);
+            const uint8_t* aq = a + t * as + ib * sizeof(BlockQ8_K) + kQ8KQs + 64 * c;
+            isum[t] = _mm256_dpwssd_epi32(isum[t], _mm256_maddubs_epi16(lo, loadu256(aq)), sv_lo);
+            isum[t] = _mm256_dpwssd_epi32(isum[t], _mm256_maddubs_epi16(hi, loadu256(aq + 32)), sv_hi);
           }
         }
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
           const __m256i msum = _mm256_madd_epi16(bsums[t], mpairs);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(d * da[t]), acc[r][t]);
-          acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)), _mm512_set1_ps(dmin * da[t]),
-                                       acc[r][t]);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * da[t]), acc[r][t]);
+          acc[r][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * da[t]), acc[r][t]);
         }
       }
     }
@@ -345,6 +404,7 @@ struct Q6KKernel {
     const __m512i bits01 = _mm512_set1_epi8(0x03);
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     for (int64_t ib = 0; ib < nb; ++ib) {
+      prefetch_next_tile<R, true>(w, ws, ib, sizeof(BlockQ6_K));
       float da[T];
       __m256i bsums[T];
 #pragma GCC unroll 16
@@ -374,10 +434,10 @@ struct Q6KKernel {
           const __m256i h32 = loadu256(qhp + 32 * h);
           const __m512i h64 = _mm512_inserti64x4(_mm512_castsi256_si512(h32), _mm256_srli_epi16(h32, 2), 1);
           // Values 128h + 0..63 and 128h + 64..127.
-          const __m512i qa = _mm512_or_si512(_mm512_and_si512(l64, low4),
-                                             _mm512_slli_epi16(_mm512_and_si512(h64, bits01), 4));
-          const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l64, 4), low4),
-                                             _mm512_and_si512(h64, bits45));
+          const __m512i qa =
+              _mm512_or_si512(_mm512_and_si512(l64, low4), _mm512_slli_epi16(_mm512_and_si512(h64, bits01), 4));
+          const __m512i qb =
+              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l64, 4), low4), _mm512_and_si512(h64, bits45));
           const __m512i sva = _mm512_permutexvar_epi16(scale_idx[2 * h], sc512);
           const __m512i svb = _mm512_permutexvar_epi16(scale_idx[2 * h + 1], sc512);
 #pragma GCC unroll 16
@@ -420,7 +480,8 @@ void quantize_q8_0(const float* x, void* dst, int64_t n) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b[i].d = f32_to_f16(d);
     const __m512 vid = _mm512_set1_ps(id);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs), _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v0, vid))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs),
+                     _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v0, vid))));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs + 16),
                      _mm512_cvtepi32_epi8(round_half_away(_mm512_mul_ps(v1, vid))));
   }
@@ -439,8 +500,7 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
     // The reference keeps the first value of largest magnitude (its sign matters).
     float vmax = 0.0f;
     for (int j = 0; j < kQKK; j += 16) {
-      const __mmask16 hit =
-          _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
       if (hit) {
         vmax = x[j + __builtin_ctz(hit)];
         break;
@@ -509,11 +569,16 @@ void dequantize_q4_k(const void* src, float* dst, int64_t n) {
   const BlockQ4_K* b = static_cast<const BlockQ4_K*>(src);
   for (int64_t i = 0; i < n / kQKK; ++i, dst += kQKK) {
     const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-    uint64_t sc8, m8;
-    k4_unpack_scales(b[i].scales, &sc8, &m8);
+    __m128i sc16;
+    __m256i mpairs;
+    k4_unpack_scales(b[i].scales, &sc16, &mpairs);
+    alignas(16) uint16_t sc[8];
+    alignas(32) uint16_t mins[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(sc), sc16);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mins), mpairs);
     for (int j = 0; j < 8; ++j) {
-      const __m512 dl = _mm512_set1_ps(d * static_cast<float>((sc8 >> (8 * j)) & 0xff));
-      const __m512 ml = _mm512_set1_ps(dmin * static_cast<float>((m8 >> (8 * j)) & 0xff));
+      const __m512 dl = _mm512_set1_ps(d * static_cast<float>(sc[j]));
+      const __m512 ml = _mm512_set1_ps(dmin * static_cast<float>(mins[2 * j]));
       const uint8_t* q = b[i].qs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
       for (int h = 0; h < 2; ++h) {

@@ -27,8 +27,8 @@ void check_weight(const WeightView& w, const char* what) {
   check_row_length(vec_dot_type(w.type), w.cols, what);
   const uint64_t bytes = row_bytes(w.type, static_cast<uint64_t>(w.cols));
   if (w.rows > 1 && w.row_stride < bytes) {
-    throw Error(cat(what, ": row stride ", w.row_stride, " is smaller than a ", dtype_name(w.type), " row of ",
-                    w.cols, " values (", bytes, " bytes)"));
+    throw Error(cat(what, ": row stride ", w.row_stride, " is smaller than a ", dtype_name(w.type), " row of ", w.cols,
+                    " values (", bytes, " bytes)"));
   }
   if (w.rows > 0 && w.data == nullptr) throw Error(cat(what, ": weight data is null"));
   const uint64_t align = !dtype_info(w.type).quantized ? 1 : w.type == DType::Q8_K ? 4 : 2;
@@ -67,8 +67,8 @@ void matmul(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, floa
     act = buf;
   }
 
-  const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(kTokenTileBytes / std::max<uint64_t>(act_stride, 1)), 1,
-                                           kMaxTokenTile);
+  const int64_t tile =
+      std::clamp<int64_t>(static_cast<int64_t>(kTokenTileBytes / std::max<uint64_t>(act_stride, 1)), 1, kMaxTokenTile);
   pool.parallel_for(w.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
       const int64_t nt = std::min(tile, n_tokens - t0);
@@ -78,8 +78,7 @@ void matmul(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, floa
   });
 }
 
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            MatmulScratch& scratch) {
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool, MatmulScratch& scratch) {
   matmul(dispatch_isa(), w, x, n_tokens, y, pool, scratch);
 }
 

@@ -39,8 +39,7 @@ struct MatmulScratch {
 };
 
 // x: [n_tokens, w.cols] floats, row stride w.cols; y: [n_tokens, w.rows].
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            MatmulScratch& scratch);
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool, MatmulScratch& scratch);
 // The same with the kernels of one instruction-set level (tests, benchmarks).
 void matmul(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch);

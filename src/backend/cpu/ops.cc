@@ -56,8 +56,8 @@ std::array<OpKernels, 3> build_op_tables() {
 
 const OpKernels& op_kernels(Isa isa) {
   if (!isa_supported(isa)) {
-    throw Error(cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ",
-                    isa_name(cpu_isa()), ")"));
+    throw Error(
+        cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ", isa_name(cpu_isa()), ")"));
   }
   static const std::array<OpKernels, 3> tables = build_op_tables();
   return tables[static_cast<size_t>(isa)];
@@ -133,9 +133,7 @@ void silu_mul(Isa isa, const float* gate, const float* up, int64_t n, float* out
   if (n < 0) throw Error(cat("silu_mul: negative length ", n));
   op_kernels(isa).silu_mul(gate, up, n, out);
 }
-void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  silu_mul(dispatch_isa(), gate, up, n, out);
-}
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) { silu_mul(dispatch_isa(), gate, up, n, out); }
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const double g = gate[i];

@@ -1,9 +1,10 @@
 // Dispatch of the row routines of quant.h through the per-level kernel tables.
 
+#include "backend/cpu/quant.h"
+
 #include <array>
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/quant.h"
 #include "core/error.h"
 
 namespace tpinfer::cpu {
@@ -45,8 +46,8 @@ const TypeKernels& kernels_for(Isa isa, DType t, const char* what) {
 
 const KernelTable& kernel_table(Isa isa) {
   if (!isa_supported(isa)) {
-    throw Error(cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ",
-                    isa_name(cpu_isa()), ")"));
+    throw Error(
+        cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ", isa_name(cpu_isa()), ")"));
   }
   static const std::array<KernelTable, 3> tables = build_tables();
   return tables[static_cast<size_t>(isa)];
@@ -60,9 +61,7 @@ void dequantize_row(Isa isa, DType t, const void* src, float* dst, int64_t n) {
   k.dequantize(src, dst, n);
 }
 
-void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
-  dequantize_row(dispatch_isa(), t, src, dst, n);
-}
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) { dequantize_row(dispatch_isa(), t, src, dst, n); }
 
 void quantize_row(Isa isa, DType t, const float* src, void* dst, int64_t n) {
   const TypeKernels& k = kernels_for(isa, t, "quantize_row");

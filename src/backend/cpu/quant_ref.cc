@@ -489,8 +489,8 @@ float q3_scale_search(const float* x, int n, int nmax, int8_t* L) {
 // squares for scale and offset (offset capped at 0, i.e. min >= 0) and keeps the
 // candidate with the smallest weighted error (squared, or absolute if use_mad).
 // Returns the scale; *min_out gets the (non-negative) min.
-float affine_scale_search(const float* x, const float* weights, int n, int nmax, uint8_t* L, float* min_out,
-                          float rmin, float rdelta, int nstep, bool use_mad) {
+float affine_scale_search(const float* x, const float* weights, int n, int nmax, uint8_t* L, float* min_out, float rmin,
+                          float rdelta, int nstep, bool use_mad) {
   float lo = x[0], hi = x[0];
   float sum_w = weights[0];
   float sum_x = sum_w * x[0];
@@ -1021,7 +1021,8 @@ const RefEntry& ref_or_throw(DType t, const char* what) {
   const RefEntry* e = find_ref(t);
   if (e == nullptr) {
     throw Error(cat(what, ": tensor type ", static_cast<uint32_t>(t), " (",
-                    dtype_info(static_cast<uint32_t>(t)) ? dtype_name(t) : std::string_view("unknown"), ") is not supported"));
+                    dtype_info(static_cast<uint32_t>(t)) ? dtype_name(t) : std::string_view("unknown"),
+                    ") is not supported"));
   }
   return *e;
 }
@@ -1049,20 +1050,24 @@ DType vec_dot_type(DType w) {
   switch (w) {
     case DType::F32:
     case DType::F16:
-    case DType::BF16: return DType::F32;
+    case DType::BF16:
+      return DType::F32;
     case DType::Q4_0:
     case DType::Q4_1:
     case DType::Q5_0:
     case DType::Q5_1:
     case DType::Q8_0:
-    case DType::Q8_1: return DType::Q8_0;
+    case DType::Q8_1:
+      return DType::Q8_0;
     case DType::Q2_K:
     case DType::Q3_K:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
-    case DType::Q8_K: return DType::Q8_K;
-    default: break;
+    case DType::Q8_K:
+      return DType::Q8_K;
+    default:
+      break;
   }
   ref_or_throw(w, "vec_dot_type");
   return DType::F32;  // unreachable: ref_or_throw threw

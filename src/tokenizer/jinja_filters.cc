@@ -1,11 +1,11 @@
-#include "tokenizer/jinja_builtins.h"
-
+// Jinja's built-in filters and tests.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <unordered_set>
 
+#include "tokenizer/jinja_builtins.h"
 #include "tokenizer/jinja_text.h"
 
 namespace tpinfer::jinja {
@@ -14,30 +14,12 @@ namespace {
 
 [[noreturn]] void type_error(const std::string& message) { throw TemplateError("TypeError: " + message); }
 [[noreturn]] void value_error(const std::string& message) { throw TemplateError("ValueError: " + message); }
-[[noreturn]] void filter_error(const std::string& message) {
-  throw TemplateError("FilterArgumentError: " + message);
-}
+[[noreturn]] void filter_error(const std::string& message) { throw TemplateError("FilterArgumentError: " + message); }
 
 Value iterator(std::vector<Value> items) { return Value::list(std::move(items), List::Flavor::kIterator); }
 
 // str() of a value as Jinja's soft_str does it: undefined is "".
 std::string text_of(const Value& v) { return to_str(v); }
-
-std::optional<std::string> opt_text(const std::optional<Value>& v) {
-  if (!v || v->is_none()) return std::nullopt;
-  if (!v->is_string()) type_error(cat("expected a string, not ", type_name(*v)));
-  return v->str();
-}
-
-int64_t int_arg(const std::optional<Value>& v, int64_t dflt, const char* what) {
-  if (!v || v->is_none()) return dflt;
-  if (!v->is_int() && !v->is_bool()) type_error(cat(what, ": '", type_name(*v), "' object cannot be interpreted as an integer"));
-  return v->to_int();
-}
-
-bool bool_arg(const std::optional<Value>& v, bool dflt) { return v ? truthy(*v) : dflt; }
-
-void no_args(CallArgs& args, const char* fn) { bind_args(args, {}, fn); }
 
 // Python's int(str, base): optional whitespace and sign, digits with single
 // underscores between them, a 0x/0o/0b prefix when base allows it.
@@ -103,11 +85,11 @@ std::optional<double> parse_py_float(std::string_view s) {
   double d = 0;
   const auto res = std::from_chars(clean.data(), clean.data() + clean.size(), d);
   if (res.ptr != clean.data() + clean.size()) return std::nullopt;
-  if (res.ec == std::errc::result_out_of_range) d = clean.find_first_of("eE") != std::string::npos &&
-                                                            clean.find("e-") == std::string::npos &&
-                                                            clean.find("E-") == std::string::npos
-                                                        ? INFINITY
-                                                        : 0.0;
+  if (res.ec == std::errc::result_out_of_range)
+    d = clean.find_first_of("eE") != std::string::npos && clean.find("e-") == std::string::npos &&
+                clean.find("E-") == std::string::npos
+            ? INFINITY
+            : 0.0;
   return negative ? -d : d;
 }
 
@@ -117,7 +99,9 @@ std::vector<Value> attribute_parts(const Value& attribute) {
   if (attribute.is_none() || attribute.is_undefined()) return parts;
   if (!attribute.is_string()) return {attribute};
   for (const std::string& p : py_split(attribute.str(), std::string("."), -1)) {
-    if (!p.empty() && p.find_first_not_of("0123456789") == std::string::npos) {
+    // An index too long for int64 stays a string key: Jinja2 would look up a
+    // Python int that no list or dict can hold either.
+    if (!p.empty() && p.size() <= 18 && p.find_first_not_of("0123456789") == std::string::npos) {
       parts.emplace_back(static_cast<int64_t>(std::stoll(p)));
     } else {
       parts.emplace_back(p);
@@ -152,7 +136,7 @@ bool key_less(const Value& a, const Value& b) { return compare(a, b, "<") == -1;
 
 // ---- filters -----------------------------------------------------------------------
 
-Value f_abs(Interpreter&, const Value& v, CallArgs& args) {
+Value f_abs(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "abs");
   if (v.is_float()) return Value(std::fabs(v.as_float()));
   if (v.is_int() || v.is_bool()) {
@@ -160,7 +144,6 @@ Value f_abs(Interpreter&, const Value& v, CallArgs& args) {
     if (i == INT64_MIN) throw TemplateError("OverflowError: integer result does not fit in 64 bits");
     return Value(i < 0 ? -i : i);
   }
-  if (v.is_undefined()) v.fail_undefined();
   type_error(cat("bad operand type for abs(): '", type_name(v), "'"));
 }
 
@@ -173,16 +156,16 @@ Value f_attr(Interpreter& in, const Value& v, CallArgs& args) {
   if ((v.is_string() || v.is_list() || v.is_dict()) && find_method(v, name) != MethodKind::kNone) {
     return in.get_attr(v, name);
   }
-  return Value::undefined(cat(py_repr(v.is_none() ? "None" : type_name(v) + " object"), " has no attribute ",
-                              py_repr(name)));
+  return Value::undefined(
+      cat(py_repr(v.is_none() ? "None" : type_name(v) + " object"), " has no attribute ", py_repr(name)));
 }
 
-Value f_batch(Interpreter&, const Value& v, CallArgs& args) {
+Value f_batch(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"linecount", "fill_with"}, "batch");
   const int64_t n = int_arg(a[0], 0, "batch");
   if (n <= 0) value_error("batch size must be positive");
   std::vector<Value> out, cur;
-  for (Value& item : iterate(v)) {
+  for (Value& item : in.iterate(v)) {
     cur.push_back(std::move(item));
     if (static_cast<int64_t>(cur.size()) == n) out.push_back(Value::list(std::exchange(cur, {})));
   }
@@ -195,7 +178,7 @@ Value f_batch(Interpreter&, const Value& v, CallArgs& args) {
   return iterator(std::move(out));
 }
 
-Value f_capitalize(Interpreter&, const Value& v, CallArgs& args) {
+Value f_capitalize(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "capitalize");
   return Value(py_capitalize(text_of(v)));
 }
@@ -212,20 +195,21 @@ Value f_center(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(marg - left), ' '));
 }
 
-Value f_length(Interpreter&, const Value& v, CallArgs& args) {
+Value f_length(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "length");
   return Value(length(v));
 }
 
-Value f_default(Interpreter&, const Value& v, CallArgs& args) {
+Value f_default(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default_value", "boolean"}, "default");
   if (v.is_undefined() || (bool_arg(a[1], false) && !truthy(v))) return a[0] ? *a[0] : Value("");
   return v;
 }
 
-Value f_dictsort(Interpreter&, const Value& v, CallArgs& args) {
+Value f_dictsort(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"case_sensitive", "by", "reverse"}, "dictsort");
-  if (!v.is_dict()) type_error(cat("'", type_name(v), "' object has no attribute 'items'"));
+  if (v.is_undefined()) v.fail_undefined();
+  if (!v.is_dict()) throw TemplateError(cat("AttributeError: '", type_name(v), "' object has no attribute 'items'"));
   const bool case_sensitive = bool_arg(a[0], false);
   const std::string by = a[1] ? text_of(*a[1]) : "key";
   if (by != "key" && by != "value") filter_error("You can only sort by either 'key' or 'value'");
@@ -273,18 +257,21 @@ Value f_escape(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(out));
 }
 
-Value f_first(Interpreter&, const Value& v, CallArgs& args) {
+Value f_first(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "first");
   if (v.is_undefined()) return Value::undefined("No first item, sequence was empty.");
   if (v.is_list()) {
-    const auto& items = v.list().items();
-    return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
+    const List& l = v.list();
+    const size_t at = v.is_iterator() ? l.consumed() : 0;  // next(iter(x)) takes one from an iterator
+    if (at >= l.items().size()) return Value::undefined("No first item, sequence was empty.");
+    if (v.is_iterator()) l.consume(1);
+    return l.items()[at];
   }
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
 }
 
-Value f_last(Interpreter&, const Value& v, CallArgs& args) {
+Value f_last(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "last");
   if (v.is_iterator()) type_error("'generator' object is not reversible");
   if (v.is_undefined()) return Value::undefined("No last item, sequence was empty.");
@@ -293,13 +280,14 @@ Value f_last(Interpreter&, const Value& v, CallArgs& args) {
     return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
   }
   if (!v.is_string() && !v.is_dict()) type_error(cat("'", type_name(v), "' object is not reversible"));
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
 }
 
-Value f_float(Interpreter&, const Value& v, CallArgs& args) {
+Value f_float(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default"}, "float");
   const Value dflt = a[0] ? *a[0] : Value(0.0);
+  if (v.is_undefined()) v.fail_undefined();  // float(Undefined) raises, uncaught
   if (v.is_number()) return Value(v.to_double());
   if (v.is_string()) {
     if (const auto d = parse_py_float(v.str())) return Value(*d);
@@ -336,7 +324,14 @@ Value f_indent(Interpreter& in, const Value& v, CallArgs& args) {
       indention.assign(static_cast<size_t>(w), ' ');
     }
   }
-  const std::string s = text_of(v) + "\n";  // Jinja's quirk, for splitlines
+  // Jinja appends "\n" to the value itself (for splitlines), so only strings work.
+  if (v.is_undefined()) v.fail_undefined();
+  if (v.is_list() && !v.is_tuple() && !v.is_iterator()) {
+    throw TemplateError("AttributeError: 'list' object has no attribute 'splitlines'");
+  }
+  if (v.is_tuple()) type_error("can only concatenate tuple (not \"str\") to tuple");
+  if (!v.is_string()) type_error(cat("unsupported operand type(s) for +=: '", type_name(v), "' and 'str'"));
+  const std::string s = v.str() + "\n";
   std::vector<std::string> lines = py_splitlines(s, false);
   std::string rv;
   if (bool_arg(a[2], false)) {
@@ -360,10 +355,11 @@ Value f_indent(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(rv));
 }
 
-Value f_int(Interpreter&, const Value& v, CallArgs& args) {
+Value f_int(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"default", "base"}, "int");
   const Value dflt = a[0] ? *a[0] : Value(0);
   const int64_t base = int_arg(a[1], 10, "int");
+  if (v.is_undefined()) v.fail_undefined();  // int(Undefined) raises, uncaught
   if (v.is_int() || v.is_bool()) return Value(v.to_int());
   if (v.is_float()) {
     const double f = v.as_float();
@@ -386,7 +382,7 @@ Value f_int(Interpreter&, const Value& v, CallArgs& args) {
   return dflt;
 }
 
-Value f_items(Interpreter&, const Value& v, CallArgs& args) {
+Value f_items(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "items");
   if (v.is_undefined()) return iterator({});
   if (!v.is_dict()) type_error("Can only get item pairs from a mapping.");
@@ -399,7 +395,7 @@ Value f_items(Interpreter&, const Value& v, CallArgs& args) {
 Value f_join(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"d", "attribute"}, "join");
   const std::string sep = a[0] ? text_of(*a[0]) : "";
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   if (a[1] && !a[1]->is_none()) {
     const AttrGetter get{attribute_parts(*a[1])};
     for (Value& item : items) item = get(in, item);
@@ -417,23 +413,24 @@ Value f_join(Interpreter& in, const Value& v, CallArgs& args) {
 
 Value f_list(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "list");
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   in.charge(items.size() * sizeof(Value));
   return Value::list(std::move(items));
 }
 
-Value f_lower(Interpreter&, const Value& v, CallArgs& args) {
+Value f_lower(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "lower");
   return Value(py_lower(text_of(v)));
 }
 
-Value f_upper(Interpreter&, const Value& v, CallArgs& args) {
+Value f_upper(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "upper");
   return Value(py_upper(text_of(v)));
 }
 
 Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
-  std::vector<Value> items = iterate(v);
+  if (!truthy(v)) return iterator({});  // Jinja maps nothing over a false value
+  std::vector<Value> items = in.iterate(v);
   std::vector<Value> out;
   out.reserve(items.size());
   if (args.positional.empty()) {
@@ -466,7 +463,7 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
 Value min_or_max(Interpreter& in, const Value& v, CallArgs& args, bool want_max, const char* fn) {
   const auto a = bind_args(args, {"case_sensitive", "attribute"}, fn);
   const AttrGetter get{a[1] ? attribute_parts(*a[1]) : std::vector<Value>{}, !bool_arg(a[0], false)};
-  const std::vector<Value> items = iterate(v);
+  const std::vector<Value> items = in.iterate(v);
   if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
   size_t best = 0;
   Value best_key = get(in, items[0]);
@@ -485,7 +482,8 @@ Value f_max(Interpreter& in, const Value& v, CallArgs& args) { return min_or_max
 Value f_min(Interpreter& in, const Value& v, CallArgs& args) { return min_or_max(in, v, args, false, "min"); }
 
 Value select_impl(Interpreter& in, const Value& v, CallArgs& args, bool by_attribute, bool keep) {
-  std::vector<Value> items = iterate(v);
+  if (!truthy(v)) return iterator({});  // Jinja selects nothing from a false value
+  std::vector<Value> items = in.iterate(v);
   std::optional<AttrGetter> get;
   size_t next = 0;
   if (by_attribute) {
@@ -497,8 +495,7 @@ Value select_impl(Interpreter& in, const Value& v, CallArgs& args, bool by_attri
   CallArgs test_args;
   if (next < args.positional.size()) {
     test_name = text_of(args.positional[next]);
-    test_args.positional.assign(args.positional.begin() + static_cast<std::ptrdiff_t>(next) + 1,
-                                args.positional.end());
+    test_args.positional.assign(args.positional.begin() + static_cast<std::ptrdiff_t>(next) + 1, args.positional.end());
     test_args.keyword = args.keyword;
   }
   std::vector<Value> out;
@@ -542,21 +539,23 @@ Value f_reverse(Interpreter& in, const Value& v, CallArgs& args) {
     in.charge(v.str().size());
     return Value(encode_utf8(cps));
   }
-  std::vector<Value> items = iterate(v);
+  if (!v.is_list() && !v.is_dict() && !v.is_undefined()) {
+    throw TemplateError("FilterArgumentError: argument must be iterable");
+  }
+  std::vector<Value> items = in.iterate(v);
   std::reverse(items.begin(), items.end());
   in.charge(items.size() * sizeof(Value));
   // reversed(list) is an iterator; a generator is materialized into a list.
   return Value::list(std::move(items), v.is_iterator() ? List::Flavor::kList : List::Flavor::kIterator);
 }
 
-Value f_round(Interpreter&, const Value& v, CallArgs& args) {
+Value f_round(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"precision", "method"}, "round");
   const int64_t precision = int_arg(a[0], 0, "round");
   const std::string method = a[1] ? text_of(*a[1]) : "common";
   if (method != "common" && method != "ceil" && method != "floor") {
     filter_error("method must be common, ceil or floor");
   }
-  if (v.is_undefined()) v.fail_undefined();
   if (!v.is_number()) type_error(cat("type ", type_name(v), " doesn't define __round__ method"));
   if (method != "common") {
     const double scale = std::pow(10.0, static_cast<double>(precision));
@@ -590,16 +589,16 @@ Value f_round(Interpreter&, const Value& v, CallArgs& args) {
   return Value(std::nearbyint(x / p) * p);
 }
 
-Value f_safe(Interpreter&, const Value& v, CallArgs& args) {
+Value f_safe(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "safe");
   return Value(text_of(v));
 }
 
-Value f_slice(Interpreter&, const Value& v, CallArgs& args) {
+Value f_slice(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"slices", "fill_with"}, "slice");
   const int64_t slices = int_arg(a[0], 0, "slice");
   if (slices <= 0) value_error("slice count must be positive");
-  const std::vector<Value> seq = iterate(v);
+  const std::vector<Value> seq = in.iterate(v);
   const auto length = static_cast<int64_t>(seq.size());
   const int64_t per = length / slices, extra = length % slices;
   int64_t offset = 0;
@@ -627,7 +626,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
   } else {
     getters.push_back(AttrGetter{a[2] ? attribute_parts(*a[2]) : std::vector<Value>{}, lower});
   }
-  std::vector<Value> items = iterate(v);
+  std::vector<Value> items = in.iterate(v);
   std::vector<std::pair<Value, size_t>> keyed;
   keyed.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -639,6 +638,10 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
       keyed.emplace_back(Value::list(std::move(ks)), i);
     }
   }
+  // Sorting costs n log n comparisons; account for them like bytes of work.
+  size_t log2n = 1;
+  while ((size_t{1} << log2n) < keyed.size()) ++log2n;
+  in.charge_work(keyed.size() * log2n * sizeof(Value));
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? key_less(y.first, x.first) : key_less(x.first, y.first);
   });
@@ -660,11 +663,11 @@ Value f_sum(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"attribute", "start"}, "sum");
   Value total = a[1] ? *a[1] : Value(0);
   const AttrGetter get{a[0] ? attribute_parts(*a[0]) : std::vector<Value>{}};
-  for (const Value& item : iterate(v)) total = binary_op(in, BinaryOp::kAdd, total, get(in, item));
+  for (const Value& item : in.iterate(v)) total = binary_op(in, BinaryOp::kAdd, total, get(in, item));
   return total;
 }
 
-Value f_title(Interpreter&, const Value& v, CallArgs& args) {
+Value f_title(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "title");
   // Jinja's title: words start after runs of whitespace, '-', '(', '{', '[' or '<'.
   const std::string s = text_of(v);
@@ -710,7 +713,7 @@ Value f_tojson(Interpreter& in, const Value& v, CallArgs& args) {
     o.item_separator = ",";
   }
   if (a[2] && !a[2]->is_none()) {
-    const std::vector<Value> seps = iterate(*a[2]);
+    const std::vector<Value> seps = in.iterate(*a[2]);
     if (seps.size() != 2 || !seps[0].is_string() || !seps[1].is_string()) {
       value_error("separators must be a pair of strings");
     }
@@ -723,22 +726,29 @@ Value f_tojson(Interpreter& in, const Value& v, CallArgs& args) {
   return Value(std::move(s));
 }
 
-Value f_trim(Interpreter&, const Value& v, CallArgs& args) {
+Value f_trim(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"chars"}, "trim");
-  return Value(py_strip(text_of(v), opt_text(a[0]), true, true));
+  return Value(py_strip(text_of(v), opt_str_arg(a[0]), true, true));
 }
 
-Value f_truncate(Interpreter&, const Value& v, CallArgs& args) {
+Value f_truncate(Interpreter& in, const Value& v, CallArgs& args) {
   const auto a = bind_args(args, {"length", "killwords", "end", "leeway"}, "truncate");
-  const std::string s = text_of(v);
   const int64_t len = int_arg(a[0], 255, "truncate");
   const std::string end = a[2] ? text_of(*a[2]) : "...";
   const int64_t leeway = int_arg(a[3], 5, "truncate");
   const auto end_len = static_cast<int64_t>(utf8_length(end));
   if (len < end_len) throw TemplateError(cat("AssertionError: expected length >= ", end_len, ", got ", len));
   if (leeway < 0) throw TemplateError(cat("AssertionError: expected leeway >= 0, got ", leeway));
-  const std::u32string cps = decode_utf8(s);
-  if (static_cast<int64_t>(cps.size()) <= len + leeway) return Value(s);
+  // Jinja measures the value itself: a short list passes through, a number fails.
+  if (!v.is_string()) {
+    if (length(v) <= len + leeway) return v;
+    if (bool_arg(a[1], false))
+      type_error(cat("can only concatenate ", type_name(v), " (not \"str\") to ", type_name(v)));
+    throw TemplateError(cat("AttributeError: '", type_name(v), "' object has no attribute 'rsplit'"));
+  }
+  const std::u32string cps = decode_utf8(v.str());
+  in.charge(v.str().size());
+  if (static_cast<int64_t>(cps.size()) <= len + leeway) return v;
   const std::string head = encode_utf8(std::u32string_view(cps).substr(0, static_cast<size_t>(len - end_len)));
   if (bool_arg(a[1], false)) return Value(head + end);
   return Value(py_rsplit(head, std::string(" "), 1)[0] + end);
@@ -749,7 +759,7 @@ Value f_unique(Interpreter& in, const Value& v, CallArgs& args) {
   const AttrGetter get{a[1] ? attribute_parts(*a[1]) : std::vector<Value>{}, !bool_arg(a[0], false)};
   std::unordered_set<std::string> seen;
   std::vector<Value> out;
-  for (Value& item : iterate(v)) {
+  for (Value& item : in.iterate(v)) {
     const Value k = get(in, item);
     const auto h = hash_key(k);
     if (!h) type_error(cat("unhashable type: '", type_name(k), "'"));
@@ -758,15 +768,16 @@ Value f_unique(Interpreter& in, const Value& v, CallArgs& args) {
   return iterator(std::move(out));
 }
 
-Value f_wordcount(Interpreter&, const Value& v, CallArgs& args) {
+Value f_wordcount(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "wordcount");
   const std::string s = text_of(v);
   int64_t n = 0;
   bool in_word = false;
   for (size_t i = 0; i < s.size();) {
     const char32_t c = next_code_point(s, &i);
-    const bool w = c == '_' || py_isalnum(c) || (c >= 0x80 && !py_isspace(c) && !(c >= 0x2000 && c <= 0x206F) &&
-                                                  !(c >= 0x3000 && c <= 0x303F) && !(c >= 0xFF00 && c <= 0xFF0F));
+    const bool w = c == '_' || py_isalnum(c) ||
+                   (c >= 0x80 && !py_isspace(c) && !(c >= 0x2000 && c <= 0x206F) && !(c >= 0x3000 && c <= 0x303F) &&
+                    !(c >= 0xFF00 && c <= 0xFF0F));
     if (w && !in_word) ++n;
     in_word = w;
   }
@@ -833,25 +844,25 @@ const Value& one_arg(CallArgs& args, const char* test) {
   return args.positional.empty() ? args.keyword[0].second : args.positional[0];
 }
 
-bool t_defined(Interpreter&, const Value& v, CallArgs&) { return !v.is_undefined(); }
-bool t_undefined(Interpreter&, const Value& v, CallArgs&) { return v.is_undefined(); }
-bool t_none(Interpreter&, const Value& v, CallArgs&) { return v.is_none(); }
-bool t_boolean(Interpreter&, const Value& v, CallArgs&) { return v.is_bool(); }
-bool t_false(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); }
-bool t_true(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); }
-bool t_integer(Interpreter&, const Value& v, CallArgs&) { return v.is_int(); }
-bool t_float(Interpreter&, const Value& v, CallArgs&) { return v.is_float(); }
-bool t_number(Interpreter&, const Value& v, CallArgs&) { return v.is_number(); }
-bool t_string(Interpreter&, const Value& v, CallArgs&) { return v.is_string(); }
-bool t_mapping(Interpreter&, const Value& v, CallArgs&) { return v.is_dict(); }
-bool t_iterable(Interpreter&, const Value& v, CallArgs&) {
+bool t_defined(Interpreter& in, const Value& v, CallArgs&) { return !v.is_undefined(); }
+bool t_undefined(Interpreter& in, const Value& v, CallArgs&) { return v.is_undefined(); }
+bool t_none(Interpreter& in, const Value& v, CallArgs&) { return v.is_none(); }
+bool t_boolean(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool(); }
+bool t_false(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); }
+bool t_true(Interpreter& in, const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); }
+bool t_integer(Interpreter& in, const Value& v, CallArgs&) { return v.is_int(); }
+bool t_float(Interpreter& in, const Value& v, CallArgs&) { return v.is_float(); }
+bool t_number(Interpreter& in, const Value& v, CallArgs&) { return v.is_number(); }
+bool t_string(Interpreter& in, const Value& v, CallArgs&) { return v.is_string(); }
+bool t_mapping(Interpreter& in, const Value& v, CallArgs&) { return v.is_dict(); }
+bool t_iterable(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() ||
          (v.is_object() && v.object().type_name() == "LoopContext");
 }
-bool t_sequence(Interpreter&, const Value& v, CallArgs&) {
+bool t_sequence(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_string() || (v.is_list() && !v.is_iterator()) || v.is_dict() || v.is_undefined();
 }
-bool t_callable(Interpreter&, const Value& v, CallArgs&) {
+bool t_callable(Interpreter& in, const Value& v, CallArgs&) {
   return v.is_undefined() || (v.is_object() && v.object().is_callable());
 }
 bool t_odd(Interpreter& in, const Value& v, CallArgs&) {
@@ -863,20 +874,20 @@ bool t_even(Interpreter& in, const Value& v, CallArgs&) {
 bool t_divisibleby(Interpreter& in, const Value& v, CallArgs& a) {
   return equals(binary_op(in, BinaryOp::kMod, v, one_arg(a, "divisibleby")), Value(0));
 }
-bool t_eq(Interpreter&, const Value& v, CallArgs& a) { return equals(v, one_arg(a, "eq")); }
-bool t_ne(Interpreter&, const Value& v, CallArgs& a) { return !equals(v, one_arg(a, "ne")); }
-bool t_lt(Interpreter&, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "lt"), "<") == -1; }
-bool t_le(Interpreter&, const Value& v, CallArgs& a) {
+bool t_eq(Interpreter& in, const Value& v, CallArgs& a) { return equals(v, one_arg(a, "eq")); }
+bool t_ne(Interpreter& in, const Value& v, CallArgs& a) { return !equals(v, one_arg(a, "ne")); }
+bool t_lt(Interpreter& in, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "lt"), "<") == -1; }
+bool t_le(Interpreter& in, const Value& v, CallArgs& a) {
   const int c = compare(v, one_arg(a, "le"), "<=");
   return c == -1 || c == 0;
 }
-bool t_gt(Interpreter&, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "gt"), ">") == 1; }
-bool t_ge(Interpreter&, const Value& v, CallArgs& a) {
+bool t_gt(Interpreter& in, const Value& v, CallArgs& a) { return compare(v, one_arg(a, "gt"), ">") == 1; }
+bool t_ge(Interpreter& in, const Value& v, CallArgs& a) {
   const int c = compare(v, one_arg(a, "ge"), ">=");
   return c == 1 || c == 0;
 }
-bool t_in(Interpreter&, const Value& v, CallArgs& a) { return contains(one_arg(a, "in"), v); }
-bool t_sameas(Interpreter&, const Value& v, CallArgs& a) {
+bool t_in(Interpreter& in, const Value& v, CallArgs& a) { return contains(one_arg(a, "in"), v); }
+bool t_sameas(Interpreter& in, const Value& v, CallArgs& a) {
   const Value& o = one_arg(a, "sameas");
   if (v.kind() != o.kind()) return false;
   switch (v.kind()) {
@@ -890,11 +901,11 @@ bool t_sameas(Interpreter&, const Value& v, CallArgs& a) {
       return equals(v, o);
   }
 }
-bool t_lower(Interpreter&, const Value& v, CallArgs&) { return py_islower(to_str(v)); }
-bool t_upper(Interpreter&, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }
-bool t_escaped(Interpreter&, const Value&, CallArgs&) { return false; }
-bool t_filter(Interpreter&, const Value& v, CallArgs&) { return v.is_string() && find_filter(v.str()) != nullptr; }
-bool t_test(Interpreter&, const Value& v, CallArgs&) { return v.is_string() && find_test(v.str()) != nullptr; }
+bool t_lower(Interpreter& in, const Value& v, CallArgs&) { return py_islower(to_str(v)); }
+bool t_upper(Interpreter& in, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }
+bool t_escaped(Interpreter& in, const Value&, CallArgs&) { return false; }
+bool t_filter(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && find_filter(v.str()) != nullptr; }
+bool t_test(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && find_test(v.str()) != nullptr; }
 
 struct TestEntry {
   std::string_view name;
@@ -943,460 +954,7 @@ constexpr TestEntry kTests[] = {
     {"upper", t_upper},
 };
 
-// ---- methods -----------------------------------------------------------------------
-
-constexpr std::string_view kStrMethods[] = {
-    "capitalize", "center",     "count",     "endswith",     "find",    "format",     "index",  "isalnum",
-    "isalpha",    "isdecimal",  "isdigit",   "islower",      "isnumeric", "isspace",  "istitle", "isupper",
-    "join",       "ljust",      "lower",     "lstrip",       "partition", "removeprefix", "removesuffix", "replace",
-    "rfind",      "rindex",     "rjust",     "rpartition",   "rsplit",  "rstrip",     "split",  "splitlines",
-    "startswith", "strip",      "swapcase",  "title",        "upper",   "zfill",      "casefold"};
-constexpr std::string_view kListMethods[] = {"count", "index", "copy"};
-constexpr std::string_view kListUnsafe[] = {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"};
-constexpr std::string_view kDictMethods[] = {"copy", "get", "items", "keys", "values"};
-constexpr std::string_view kDictUnsafe[] = {"clear", "pop", "popitem", "setdefault", "update"};
-
-template <size_t N>
-bool in_list(const std::string_view (&names)[N], std::string_view name) {
-  return std::find(std::begin(names), std::end(names), name) != std::end(names);
-}
-
-const std::string& str_arg(const std::optional<Value>& v, const char* method) {
-  if (!v || !v->is_string()) {
-    type_error(cat(method, "() argument must be str, not ", v ? type_name(*v) : std::string("nothing")));
-  }
-  return v->str();
-}
-
-// Code point offsets for find/index with optional start/end.
-int64_t find_in(const std::string& s, const std::string& sub, const std::optional<Value>& start,
-                const std::optional<Value>& end, bool reverse) {
-  const std::u32string cps = decode_utf8(s);
-  const auto n = static_cast<int64_t>(cps.size());
-  auto clamp = [n](int64_t x) {
-    if (x < 0) x += n;
-    return std::clamp<int64_t>(x, 0, n);
-  };
-  const int64_t b = clamp(int_arg(start, 0, "find"));
-  const int64_t e = end && !end->is_none() ? clamp(end->to_int()) : n;
-  if (b > e) return -1;
-  const std::u32string hay = cps.substr(static_cast<size_t>(b), static_cast<size_t>(e - b));
-  const std::u32string needle = decode_utf8(sub);
-  const size_t at = reverse ? hay.rfind(needle) : hay.find(needle);
-  return at == std::u32string::npos ? -1 : b + static_cast<int64_t>(at);
-}
-
-bool affix_match(const std::string& s, const Value& affix, bool at_start, const char* method) {
-  auto one = [&](const Value& a) {
-    if (!a.is_string()) {
-      type_error(cat(method, " first arg must be str or a tuple of str, not ", type_name(a)));
-    }
-    const std::string& x = a.str();
-    if (x.size() > s.size()) return false;
-    return at_start ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0;
-  };
-  if (affix.is_tuple()) {
-    for (const Value& a : affix.list().items()) {
-      if (one(a)) return true;
-    }
-    return false;
-  }
-  return one(affix);
-}
-
-std::string justify(const std::string& s, int64_t width, const std::string& fill, char align) {
-  const auto len = static_cast<int64_t>(utf8_length(s));
-  if (width <= len) return s;
-  const int64_t marg = width - len;
-  int64_t left = 0;
-  if (align == '>') left = marg;
-  if (align == '^') left = marg / 2 + (marg & width & 1);
-  std::string out;
-  for (int64_t i = 0; i < left; ++i) out += fill;
-  out += s;
-  for (int64_t i = 0; i < marg - left; ++i) out += fill;
-  return out;
-}
-
-Value str_method(Interpreter& in, const std::string& s, const std::string& name, CallArgs& args) {
-  in.charge(s.size());
-  auto strings = [](std::vector<std::string> parts) {
-    std::vector<Value> out;
-    out.reserve(parts.size());
-    for (auto& p : parts) out.emplace_back(std::move(p));
-    return Value::list(std::move(out));
-  };
-  if (name == "strip" || name == "lstrip" || name == "rstrip") {
-    const auto a = bind_args(args, {"chars"}, name.c_str());
-    return Value(py_strip(s, opt_text(a[0]), name != "rstrip", name != "lstrip"));
-  }
-  if (name == "split" || name == "rsplit") {
-    const auto a = bind_args(args, {"sep", "maxsplit"}, name.c_str());
-    const int64_t maxsplit = int_arg(a[1], -1, name.c_str());
-    return strings(name == "split" ? py_split(s, opt_text(a[0]), maxsplit) : py_rsplit(s, opt_text(a[0]), maxsplit));
-  }
-  if (name == "splitlines") {
-    const auto a = bind_args(args, {"keepends"}, "splitlines");
-    return strings(py_splitlines(s, bool_arg(a[0], false)));
-  }
-  if (name == "startswith" || name == "endswith") {
-    const auto a = bind_args(args, {"prefix", "start", "end"}, name.c_str());
-    if (!a[0]) type_error(cat(name, "() takes at least 1 argument (0 given)"));
-    std::string sub = s;
-    if ((a[1] && !a[1]->is_none()) || (a[2] && !a[2]->is_none())) {
-      const std::u32string cps = decode_utf8(s);
-      const auto n = static_cast<int64_t>(cps.size());
-      auto clamp = [n](int64_t x) {
-        if (x < 0) x += n;
-        return std::clamp<int64_t>(x, 0, n);
-      };
-      const int64_t b = clamp(int_arg(a[1], 0, name.c_str()));
-      const int64_t e = a[2] && !a[2]->is_none() ? clamp(a[2]->to_int()) : n;
-      if (b > e) return Value(false);
-      sub = encode_utf8(std::u32string_view(cps).substr(static_cast<size_t>(b), static_cast<size_t>(e - b)));
-    }
-    return Value(affix_match(sub, *a[0], name == "startswith", name.c_str()));
-  }
-  if (name == "upper" || name == "lower" || name == "casefold" || name == "title" || name == "capitalize" ||
-      name == "swapcase") {
-    no_args(args, name.c_str());
-    if (name == "upper") return Value(py_upper(s));
-    if (name == "title") return Value(py_title(s));
-    if (name == "capitalize") return Value(py_capitalize(s));
-    if (name == "swapcase") return Value(py_swapcase(s));
-    return Value(py_lower(s));
-  }
-  if (name == "replace") {
-    const auto a = bind_args(args, {"old", "new", "count"}, "replace");
-    const std::string& o = str_arg(a[0], "replace");
-    const std::string& n = str_arg(a[1], "replace");
-    const int64_t count = int_arg(a[2], -1, "replace");
-    const int64_t hits = o.empty() ? static_cast<int64_t>(utf8_length(s)) + 1 : py_count(s, o);
-    in.charge(static_cast<size_t>(count < 0 ? hits : std::min(count, hits)) * n.size());
-    return Value(py_replace(s, o, n, count));
-  }
-  if (name == "find" || name == "rfind" || name == "index" || name == "rindex") {
-    const auto a = bind_args(args, {"sub", "start", "end"}, name.c_str());
-    const int64_t at = find_in(s, str_arg(a[0], name.c_str()), a[1], a[2], name[0] == 'r');
-    if (at < 0 && (name == "index" || name == "rindex")) value_error("substring not found");
-    return Value(at);
-  }
-  if (name == "count") {
-    const auto a = bind_args(args, {"sub"}, "count");
-    return Value(py_count(s, str_arg(a[0], "count")));
-  }
-  if (name == "join") {
-    const auto a = bind_args(args, {"iterable"}, "join");
-    if (!a[0]) type_error("join() takes exactly one argument (0 given)");
-    const std::vector<Value> items = iterate(*a[0]);
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (!items[i].is_string()) {
-        type_error(cat("sequence item ", i, ": expected str instance, ", type_name(items[i]), " found"));
-      }
-      if (i) out += s;
-      out += items[i].str();
-      in.charge(s.size() + items[i].str().size());
-    }
-    return Value(std::move(out));
-  }
-  if (name == "format") {
-    std::string out = str_format(in, s, args);
-    return Value(std::move(out));
-  }
-  if (name == "ljust" || name == "rjust" || name == "center") {
-    const auto a = bind_args(args, {"width", "fillchar"}, name.c_str());
-    const int64_t width = int_arg(a[0], 0, name.c_str());
-    const std::string fill = a[1] ? str_arg(a[1], name.c_str()) : " ";
-    if (utf8_length(fill) != 1) type_error("The fill character must be exactly one character long");
-    if (width > 0) in.charge(static_cast<size_t>(width) * fill.size());
-    return Value(justify(s, width, fill, name == "ljust" ? '<' : name == "rjust" ? '>' : '^'));
-  }
-  if (name == "zfill") {
-    const auto a = bind_args(args, {"width"}, "zfill");
-    const int64_t width = int_arg(a[0], 0, "zfill");
-    const auto len = static_cast<int64_t>(utf8_length(s));
-    if (width <= len) return Value(s);
-    in.charge(static_cast<size_t>(width));
-    const bool sign = !s.empty() && (s[0] == '+' || s[0] == '-');
-    std::string out = sign ? s.substr(0, 1) : "";
-    out.append(static_cast<size_t>(width - len), '0');
-    out += sign ? s.substr(1) : s;
-    return Value(std::move(out));
-  }
-  if (name == "removeprefix" || name == "removesuffix") {
-    const auto a = bind_args(args, {"affix"}, name.c_str());
-    const std::string& x = str_arg(a[0], name.c_str());
-    if (name == "removeprefix") return Value(s.compare(0, x.size(), x) == 0 ? s.substr(x.size()) : s);
-    if (x.size() <= s.size() && s.compare(s.size() - x.size(), x.size(), x) == 0 && !x.empty()) {
-      return Value(s.substr(0, s.size() - x.size()));
-    }
-    return Value(s);
-  }
-  if (name == "partition" || name == "rpartition") {
-    const auto a = bind_args(args, {"sep"}, name.c_str());
-    const std::string& sep = str_arg(a[0], name.c_str());
-    if (sep.empty()) value_error("empty separator");
-    const size_t at = name == "partition" ? s.find(sep) : s.rfind(sep);
-    if (at == std::string::npos) {
-      return name == "partition" ? Value::tuple({Value(s), Value(""), Value("")})
-                                 : Value::tuple({Value(""), Value(""), Value(s)});
-    }
-    return Value::tuple({Value(s.substr(0, at)), Value(sep), Value(s.substr(at + sep.size()))});
-  }
-  no_args(args, name.c_str());
-  const std::u32string cps = decode_utf8(s);
-  auto all = [&](bool (*pred)(char32_t)) {
-    if (cps.empty()) return false;
-    for (char32_t c : cps) {
-      if (!pred(c)) return false;
-    }
-    return true;
-  };
-  if (name == "isalnum") return Value(all(py_isalnum));
-  if (name == "isalpha") return Value(all(py_isalpha));
-  if (name == "isdigit" || name == "isdecimal" || name == "isnumeric") return Value(all(py_isdigit));
-  if (name == "isspace") return Value(all(py_isspace));
-  if (name == "islower") return Value(py_islower(s));
-  if (name == "isupper") return Value(py_isupper(s));
-  if (name == "istitle") {
-    bool cased = false, previous_cased = false;
-    for (char32_t c : cps) {
-      if (py_isupper_char(c)) {
-        if (previous_cased) return Value(false);
-        previous_cased = cased = true;
-      } else if (py_islower_char(c)) {
-        if (!previous_cased) return Value(false);
-        previous_cased = cased = true;
-      } else {
-        previous_cased = false;
-      }
-    }
-    return Value(cased);
-  }
-  type_error(cat("'str' object has no method '", name, "'"));
-}
-
-Value list_method(Interpreter&, const Value& receiver, const std::string& name, CallArgs& args) {
-  const auto& items = receiver.list().items();
-  if (name == "copy") {
-    no_args(args, "copy");
-    return Value::list(items);
-  }
-  if (name == "count") {
-    const auto a = bind_args(args, {"value"}, "count");
-    if (!a[0]) type_error("count() takes exactly one argument (0 given)");
-    int64_t n = 0;
-    for (const Value& v : items) n += equals(v, *a[0]) ? 1 : 0;
-    return Value(n);
-  }
-  const auto a = bind_args(args, {"value", "start", "stop"}, "index");
-  if (!a[0]) type_error("index expected at least 1 argument, got 0");
-  const auto n = static_cast<int64_t>(items.size());
-  auto clamp = [n](int64_t x) {
-    if (x < 0) x += n;
-    return std::clamp<int64_t>(x, 0, n);
-  };
-  const int64_t b = clamp(int_arg(a[1], 0, "index"));
-  const int64_t e = a[2] && !a[2]->is_none() ? clamp(a[2]->to_int()) : n;
-  for (int64_t i = b; i < e; ++i) {
-    if (equals(items[static_cast<size_t>(i)], *a[0])) return Value(i);
-  }
-  value_error(cat(repr(*a[0]), " is not in list"));
-}
-
-Value dict_method(const Value& receiver, const std::string& name, CallArgs& args) {
-  const Dict& d = receiver.dict();
-  if (name == "get") {
-    const auto a = bind_args(args, {"key", "default"}, "get");
-    if (!a[0]) type_error("get expected at least 1 argument, got 0");
-    if (!hash_key(*a[0])) type_error(cat("unhashable type: '", type_name(*a[0]), "'"));
-    if (const Value* v = d.find(*a[0])) return *v;
-    return a[1] ? *a[1] : Value::none();
-  }
-  no_args(args, name.c_str());
-  if (name == "copy") return receiver;
-  std::vector<Value> out;
-  out.reserve(d.size());
-  for (const auto& [k, v] : d.items()) {
-    if (name == "keys") {
-      out.push_back(k);
-    } else if (name == "values") {
-      out.push_back(v);
-    } else {
-      out.push_back(Value::tuple({k, v}));
-    }
-  }
-  return Value::list(std::move(out));
-}
-
-// ---- globals -------------------------------------------------------------------------
-
-Value g_range(Interpreter& in, CallArgs& args) {
-  if (!args.keyword.empty()) type_error("range() takes no keyword arguments");
-  const auto& p = args.positional;
-  if (p.empty() || p.size() > 3) type_error(cat("range expected at most 3 arguments, got ", p.size()));
-  for (const Value& v : p) {
-    if (!v.is_int() && !v.is_bool()) type_error(cat("'", type_name(v), "' object cannot be interpreted as an integer"));
-  }
-  int64_t start = 0, stop, step = 1;
-  if (p.size() == 1) {
-    stop = p[0].to_int();
-  } else {
-    start = p[0].to_int();
-    stop = p[1].to_int();
-    if (p.size() == 3) step = p[2].to_int();
-  }
-  if (step == 0) value_error("range() arg 3 must not be zero");
-  std::vector<Value> out;
-  // The sandbox's limit on range() sizes.
-  constexpr int64_t kMaxRange = 100000;
-  const long double count = step > 0 ? (static_cast<long double>(stop) - start) / step
-                                      : (static_cast<long double>(start) - stop) / -step;
-  if (count > kMaxRange) {
-    throw TemplateError("OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
-  }
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
-  in.charge(out.size() * sizeof(Value));
-  return Value::list(std::move(out));
-}
-
-Value g_dict(Interpreter&, CallArgs& args) {
-  Dict d;
-  if (args.positional.size() > 1) type_error("dict expected at most 1 argument");
-  if (!args.positional.empty()) {
-    const Value& src = args.positional[0];
-    if (src.is_dict()) {
-      for (const auto& [k, v] : src.dict().items()) d.set(k, v);
-    } else {
-      for (const Value& pair : iterate(src)) {
-        const std::vector<Value> kv = iterate(pair);
-        if (kv.size() != 2) value_error("dictionary update sequence element has the wrong length; 2 is required");
-        d.set(kv[0], kv[1]);
-      }
-    }
-  }
-  for (const auto& [k, v] : args.keyword) d.set(Value(k), v);
-  return Value::dict(std::move(d));
-}
-
-Value g_namespace(Interpreter& in, CallArgs& args) {
-  const Value init = g_dict(in, args);
-  auto ns = std::make_shared<Namespace>();
-  for (const auto& [k, v] : init.dict().items()) {
-    if (!k.is_string()) type_error("namespace attribute names must be strings");
-    ns->set_attr(k.str(), v);
-  }
-  return Value::object(std::move(ns));
-}
-
-Value g_raise_exception(Interpreter&, CallArgs& args) {
-  const auto a = bind_args(args, {"message"}, "raise_exception");
-  throw TemplateError(a[0] ? to_str(*a[0]) : std::string(), /*raised=*/true);
-}
-
-Value g_strftime_now(Interpreter& in, CallArgs& args) {
-  const auto a = bind_args(args, {"format"}, "strftime_now");
-  if (!a[0] || !a[0]->is_string()) type_error("strftime_now() argument must be str");
-  return Value(in.strftime_now(a[0]->str()));
-}
-
-// joiner(sep): "" on the first call, sep afterwards.
-class Joiner : public Object {
- public:
-  explicit Joiner(std::string sep) : sep_(std::move(sep)) {}
-  std::string type_name() const override { return "Joiner"; }
-  bool is_callable() const override { return true; }
-  bool holds_values() const override { return false; }
-  Value call(Interpreter&, CallArgs& args) override {
-    no_args(args, "joiner");
-    if (!used_) {
-      used_ = true;
-      return Value("");
-    }
-    return Value(sep_);
-  }
-
- private:
-  std::string sep_;
-  bool used_ = false;
-};
-
-Value g_joiner(Interpreter&, CallArgs& args) {
-  const auto a = bind_args(args, {"sep"}, "joiner");
-  return Value::object(std::make_shared<Joiner>(a[0] ? to_str(*a[0]) : ", "));
-}
-
-// cycler(*items): .next() walks the items round robin; .current, .reset().
-class Cycler : public Object, public std::enable_shared_from_this<Cycler> {
- public:
-  explicit Cycler(std::vector<Value> items) : items_(std::move(items)) {
-    for (const Value& v : items_) depth_ = std::max(depth_, 1 + v.depth());
-    if (depth_ > kMaxValueDepth) throw TemplateError("value nested too deeply");
-  }
-  std::string type_name() const override { return "Cycler"; }
-  int depth() const override { return depth_; }
-  Value get_attr(const std::string& name) const override {
-    if (name == "current") return items_[pos_];
-    if (name == "next" || name == "reset") {
-      return Value::object(std::make_shared<Method>(std::const_pointer_cast<Cycler>(shared_from_this()), name));
-    }
-    return Object::get_attr(name);
-  }
-
- private:
-  class Method : public Object {
-   public:
-    Method(std::shared_ptr<Cycler> c, std::string name) : c_(std::move(c)), name_(std::move(name)) {}
-    std::string type_name() const override { return "method"; }
-    bool is_callable() const override { return true; }
-    int depth() const override { return 1 + c_->depth(); }
-    Value call(Interpreter&, CallArgs& args) override {
-      no_args(args, name_.c_str());
-      if (name_ == "reset") {
-        c_->pos_ = 0;
-        return Value::none();
-      }
-      Value v = c_->items_[c_->pos_];
-      c_->pos_ = (c_->pos_ + 1) % c_->items_.size();
-      return v;
-    }
-
-   private:
-    std::shared_ptr<Cycler> c_;
-    std::string name_;
-  };
-  std::vector<Value> items_;
-  size_t pos_ = 0;
-  int depth_ = 1;
-};
-
-Value g_cycler(Interpreter&, CallArgs& args) {
-  if (args.positional.empty()) type_error("cycler() requires at least one item");
-  if (!args.keyword.empty()) type_error("cycler() takes no keyword arguments");
-  return Value::object(std::make_shared<Cycler>(args.positional));
-}
-
 }  // namespace
-
-std::vector<std::optional<Value>> bind_args(CallArgs& args, std::initializer_list<const char*> names, const char* fn) {
-  std::vector<std::optional<Value>> out(names.size());
-  if (args.positional.size() > names.size()) {
-    type_error(cat(fn, "() takes at most ", names.size(), " argument(s) (", args.positional.size(), " given)"));
-  }
-  for (size_t i = 0; i < args.positional.size(); ++i) out[i] = args.positional[i];
-  for (auto& [k, v] : args.keyword) {
-    size_t i = 0;
-    for (const char* n : names) {
-      if (k == n) break;
-      ++i;
-    }
-    if (i == names.size()) type_error(cat(fn, "() got an unexpected keyword argument '", k, "'"));
-    if (out[i]) type_error(cat(fn, "() got multiple values for argument '", k, "'"));
-    out[i] = v;
-  }
-  return out;
-}
 
 FilterFn find_filter(std::string_view name) {
   for (const auto& f : kFilters) {
@@ -1411,42 +969,4 @@ TestFn find_test(std::string_view name) {
   }
   return nullptr;
 }
-
-MethodKind find_method(const Value& receiver, std::string_view name) {
-  if (receiver.is_string()) return in_list(kStrMethods, name) ? MethodKind::kSafe : MethodKind::kNone;
-  if (receiver.is_list()) {
-    if (receiver.is_iterator()) return MethodKind::kNone;
-    if (receiver.is_tuple()) return name == "count" || name == "index" ? MethodKind::kSafe : MethodKind::kNone;
-    if (in_list(kListMethods, name)) return MethodKind::kSafe;
-    return in_list(kListUnsafe, name) ? MethodKind::kUnsafe : MethodKind::kNone;
-  }
-  if (receiver.is_dict()) {
-    if (in_list(kDictMethods, name)) return MethodKind::kSafe;
-    return in_list(kDictUnsafe, name) ? MethodKind::kUnsafe : MethodKind::kNone;
-  }
-  return MethodKind::kNone;
-}
-
-Value call_method(Interpreter& in, const Value& receiver, const std::string& name, CallArgs& args) {
-  if (find_method(receiver, name) != MethodKind::kSafe) {
-    type_error(cat("'", type_name(receiver), "' object has no attribute '", name, "'"));
-  }
-  if (receiver.is_string()) return str_method(in, receiver.str(), name, args);
-  if (receiver.is_list()) return list_method(in, receiver, name, args);
-  return dict_method(receiver, name, args);
-}
-
-std::vector<std::pair<std::string, Value>> builtin_globals() {
-  auto fn = [](const char* name, BuiltinFn f) {
-    return std::pair<std::string, Value>(name, Value::object(std::make_shared<BuiltinFunction>(name, f)));
-  };
-  return {fn("range", g_range),
-          fn("dict", g_dict),
-          fn("namespace", g_namespace),
-          fn("raise_exception", g_raise_exception),
-          fn("strftime_now", g_strftime_now),
-          fn("joiner", g_joiner),
-          fn("cycler", g_cycler)};
-}
-
 }  // namespace tpinfer::jinja

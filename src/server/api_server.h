@@ -1,0 +1,141 @@
+// The OpenAI-compatible HTTP server over an Engine (tpinfer serve).
+//
+// Endpoints: POST /v1/completions, POST /v1/chat/completions (both streamed as
+// server-sent events with "stream": true), GET /v1/models, GET /v1/models/{id},
+// GET /health, GET /metrics (Prometheus, server/metrics.h), POST /tokenize,
+// POST /detokenize (vLLM's). Errors are OpenAI error JSON (server/request_parser.h
+// says what is checked); nothing a client sends ends the process.
+//
+// Threads: HTTP handlers run on a pool (one thread per open connection in use);
+// they parse, tokenize, submit sequences to the Scheduler and then wait for, or
+// stream, what it produces. One scheduler thread runs the engine step after step
+// and, between steps, snapshots the engine's communication counters for
+// /metrics. Detokenization and stop strings run in the scheduler's token
+// callback, so a stop string ends its sequence at the very token that completed it.
+//
+// A streamed client that goes away is noticed at the next write; its sequences
+// are cancelled and their KV blocks freed on the next step. Non-streamed
+// requests run to completion.
+//
+// Shutdown (request_shutdown(), e.g. from SIGTERM): /health turns 503 and new
+// requests get 503 with "Connection: close"; requests in flight get up to
+// `drain_timeout` to finish, then are cancelled; then the listener closes and
+// run() returns.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/scheduler.h"
+#include "server/chat_format.h"
+#include "server/metrics.h"
+#include "server/request_parser.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace tpinfer::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                // 0: any free port (see bind())
+  std::string served_model_name;  // empty: the model's name
+  std::string api_key;            // empty: no authentication
+  std::string chat_template;      // template text; empty: the model's own, else ChatML
+  size_t max_body_bytes = 16u << 20;
+  int http_threads = 0;  // 0: max_num_seqs + 32
+  std::chrono::milliseconds drain_timeout{30000};
+  SchedulerOptions scheduler;
+};
+
+class ApiServer {
+ public:
+  // Sets up routes and the scheduler; serves nothing until bind() and run().
+  ApiServer(Engine& engine, ServerOptions options);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds host:port and returns the port (the one chosen when port is 0).
+  // Throws ConfigError when the address cannot be bound.
+  int bind();
+  // Serves until a shutdown completes (blocking). Call once, after bind().
+  void run();
+  // Starts a graceful shutdown (any thread; returns at once). With `force`,
+  // requests in flight are cancelled without waiting.
+  void request_shutdown(bool force = false);
+
+  const std::string& model_name() const { return model_name_; }
+  int64_t max_model_len() const { return scheduler_->options().max_model_len; }
+
+ private:
+  struct RequestState;
+  struct SequenceOut;
+  class HttpServer;
+
+  void install_routes();
+  void scheduler_loop();
+  void wake_scheduler();
+
+  bool authorized(const httplib::Request& req, httplib::Response& res) const;
+  void handle_generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  void handle_tokenize(const httplib::Request& req, httplib::Response& res);
+  void handle_detokenize(const httplib::Request& req, httplib::Response& res);
+  void handle_models(const httplib::Request& req, httplib::Response& res);
+
+  std::vector<int32_t> chat_tokens(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                   const nlohmann::ordered_json& kwargs, bool add_special) const;
+  // Submits every sequence of a request (prompts x n); throws ApiError.
+  std::shared_ptr<RequestState> start(const GenerationRequest& request,
+                                      const std::vector<std::vector<int32_t>>& prompts,
+                                      const std::vector<int64_t>& max_tokens);
+  void cancel(RequestState& state);
+  void end_request(const std::shared_ptr<RequestState>& state);
+  void stream(const std::shared_ptr<RequestState>& state, httplib::Response& res);
+  nlohmann::ordered_json full_response(const RequestState& state) const;
+  std::string new_id(const char* prefix);
+  uint64_t random_u64();
+
+  Engine& engine_;
+  ServerOptions options_;
+  std::string model_name_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ChatFormatter> chat_;
+  std::unique_ptr<HttpServer> http_;
+  ServerMetrics metrics_;
+  ParserLimits limits_;
+  bool add_bos_ = false;
+  int64_t created_ = 0;
+
+  // Scheduler thread and its wake-ups.
+  std::thread scheduler_thread_;
+  std::mutex loop_mutex_;
+  std::condition_variable loop_cv_;
+  bool work_pending_ = false;
+  bool stop_loop_ = false;
+
+  // Requests in flight (for draining and cancelling at shutdown).
+  std::mutex live_mutex_;
+  std::condition_variable live_cv_;
+  std::set<std::shared_ptr<RequestState>> live_;
+  std::atomic<bool> draining_{false};
+  bool shutdown_requested_ = false;
+  bool shutdown_forced_ = false;
+
+  std::mutex rng_mutex_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace tpinfer::server

@@ -1,0 +1,166 @@
+#include "server/metrics.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace tpinfer::server {
+
+namespace {
+
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
+void header(std::string& out, const std::string& name, const char* type, const char* help) {
+  out += "# HELP " + name + " " + help + "\n";
+  out += "# TYPE " + name + " " + type + "\n";
+}
+
+void sample(std::string& out, const std::string& name, double v) { out += name + " " + num(v) + "\n"; }
+
+constexpr const char* kEndpoints[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
+                                      "/metrics", "/tokenize", "/detokenize"};
+
+}  // namespace
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), buckets_(bounds_.size() + 1, 0) {
+  std::sort(bounds_.begin(), bounds_.end());
+}
+
+void Histogram::observe(double v) {
+  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  buckets_[i] += 1;
+  sum_ += v;
+  count_ += 1;
+}
+
+void Histogram::render(std::string& out, const std::string& name) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += buckets_[i];
+    out += name + "_bucket{le=\"" + num(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  cumulative += buckets_.back();
+  out += name + "_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
+  out += name + "_sum " + num(sum_) + "\n";
+  out += name + "_count " + std::to_string(count_) + "\n";
+}
+
+ServerMetrics::ServerMetrics()
+    : ttft_({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+             80.0}),
+      itl_({0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+            0.75, 1.0, 2.5, 5.0}),
+      e2e_({0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+            480.0}) {}
+
+void ServerMetrics::count_request(std::string_view path, int status) {
+  std::string endpoint = "other";
+  for (const char* e : kEndpoints) {
+    if (path == e) endpoint = e;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  requests_[{endpoint, status}] += 1;
+}
+
+void ServerMetrics::count_cancelled() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cancelled_ += 1;
+}
+
+void ServerMetrics::observe_ttft(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ttft_.observe(seconds);
+}
+
+void ServerMetrics::observe_itl(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  itl_.observe(seconds);
+}
+
+void ServerMetrics::observe_e2e(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  e2e_.observe(seconds);
+}
+
+void ServerMetrics::set_comm(const CommStats& stats) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  comm_ = stats;
+}
+
+std::string ServerMetrics::render(const SchedulerMetrics& s) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string out;
+  header(out, "tpinfer_requests_total", "counter", "HTTP requests by endpoint and status code.");
+  for (const auto& [key, count] : requests_) {
+    out += "tpinfer_requests_total{endpoint=\"" + escape_label(key.first) + "\",status=\"" +
+           std::to_string(key.second) + "\"} " + std::to_string(count) + "\n";
+  }
+  header(out, "tpinfer_requests_cancelled_total", "counter",
+         "Sequences cancelled before they finished (client disconnected).");
+  sample(out, "tpinfer_requests_cancelled_total", static_cast<double>(cancelled_));
+  header(out, "tpinfer_prompt_tokens_total", "counter", "Prompt tokens prefilled.");
+  sample(out, "tpinfer_prompt_tokens_total", static_cast<double>(s.prompt_tokens));
+  header(out, "tpinfer_generation_tokens_total", "counter", "Tokens generated.");
+  sample(out, "tpinfer_generation_tokens_total", static_cast<double>(s.generated_tokens));
+
+  header(out, "tpinfer_time_to_first_token_seconds", "histogram",
+         "Seconds from a sequence's submission to its first generated token.");
+  ttft_.render(out, "tpinfer_time_to_first_token_seconds");
+  header(out, "tpinfer_inter_token_latency_seconds", "histogram", "Seconds between consecutive tokens of a sequence.");
+  itl_.render(out, "tpinfer_inter_token_latency_seconds");
+  header(out, "tpinfer_e2e_request_latency_seconds", "histogram",
+         "Seconds from a sequence's submission to its end.");
+  e2e_.render(out, "tpinfer_e2e_request_latency_seconds");
+
+  header(out, "tpinfer_num_requests_running", "gauge", "Sequences holding KV-cache blocks.");
+  sample(out, "tpinfer_num_requests_running", s.running);
+  header(out, "tpinfer_num_requests_waiting", "gauge", "Sequences waiting to be scheduled.");
+  sample(out, "tpinfer_num_requests_waiting", s.waiting);
+  header(out, "tpinfer_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences.");
+  sample(out, "tpinfer_kv_cache_blocks_used", s.kv_blocks_used);
+  header(out, "tpinfer_kv_cache_blocks_total", "gauge", "KV-cache blocks in all.");
+  sample(out, "tpinfer_kv_cache_blocks_total", s.kv_blocks_total);
+  header(out, "tpinfer_kv_cache_usage_ratio", "gauge", "Fraction of the KV-cache blocks in use.");
+  sample(out, "tpinfer_kv_cache_usage_ratio",
+         s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / s.kv_blocks_total : 0.0);
+  header(out, "tpinfer_num_preemptions_total", "counter",
+         "Sequences preempted (KV blocks freed, recomputed later) when the cache ran out.");
+  sample(out, "tpinfer_num_preemptions_total", static_cast<double>(s.preemptions));
+  header(out, "tpinfer_scheduler_steps_total", "counter", "Engine steps run by the scheduler.");
+  sample(out, "tpinfer_scheduler_steps_total", static_cast<double>(s.steps));
+
+  header(out, "tpinfer_collective_calls_total", "counter", "Collective operations of the driver rank, by kind.");
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    out += std::string("tpinfer_collective_calls_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
+           "\"} " + std::to_string(comm_.by_kind[static_cast<size_t>(k)].calls) + "\n";
+  }
+  header(out, "tpinfer_collective_bytes_total", "counter", "Bytes the driver rank moved in collectives, by kind.");
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    out += std::string("tpinfer_collective_bytes_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
+           "\"} " + std::to_string(comm_.by_kind[static_cast<size_t>(k)].bytes) + "\n";
+  }
+  header(out, "tpinfer_collective_seconds_total", "counter",
+         "Seconds the driver rank spent in collectives (waiting included), by kind.");
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    out += std::string("tpinfer_collective_seconds_total{collective=\"") +
+           collective_name(static_cast<Collective>(k)) + "\"} " +
+           num(static_cast<double>(comm_.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
+  }
+  return out;
+}
+
+}  // namespace tpinfer::server

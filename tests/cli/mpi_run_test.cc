@@ -1,0 +1,135 @@
+// tpinfer itself under mpirun: one process per rank gives the tokens the local
+// back end gives; a model that differs between ranks is refused naming the
+// hosts; a rank killed (SIGKILL) or stopped (SIGSTOP) mid-generation ends the
+// whole job within --comm-timeout plus a few seconds, with no process left.
+// Every job runs behind `timeout` so the suite cannot hang. Skips without mpirun.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_util.h"
+
+namespace tpinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe";
+
+bool have_mpi() {
+#ifdef TPINFER_HAVE_MPI
+  return testing::run_command("command -v mpirun", nullptr) == 0;
+#else
+  return false;
+#endif
+}
+
+std::string model() { return testing::source_dir() + "/models/bible-q8_0.gguf"; }
+
+std::string tokens_of(const std::string& json_text) {
+  const auto j = nlohmann::json::parse(json_text.substr(json_text.find('{')));
+  return j["tokens"].dump() + " " + j["stats"]["comm_backend"].get<std::string>();
+}
+
+TEST(MpiRun, SameTokensAsLocal) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available (install openmpi-bin libopenmpi-dev)";
+  const std::string args = " run -m " + model() + " -tp 2 -p 'And Jesus said unto them,' -n 32 --temperature 0 --json";
+  std::string local, mpi;
+  ASSERT_EQ(testing::run_command(testing::binary() + args + " --comm local 2>/dev/null", &local), 0) << local;
+  ASSERT_EQ(testing::run_command(std::string("timeout -k 5 120 ") + kMpirun + " -np 2 " + testing::binary() + args +
+                                     " 2>/dev/null",
+                                 &mpi),
+            0)
+      << mpi;
+  const std::string a = tokens_of(local), b = tokens_of(mpi);
+  EXPECT_EQ(a.substr(0, a.rfind(' ')), b.substr(0, b.rfind(' ')));
+  EXPECT_NE(a.find(" local"), std::string::npos);
+  EXPECT_NE(b.find(" mpi"), std::string::npos);
+}
+
+TEST(MpiRun, DifferentModelPerRankIsRefused) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
+  testing::TempDir dir;
+  const std::string other = testing::shared_dir() + "/models/bible/bible-bf16.gguf";
+  std::string out;
+  const std::string run = " run -tp 2 -p hi -n 2 -m ";
+  const int code = testing::run_command(std::string("timeout -k 5 120 ") + kMpirun + " -np 1 " + testing::binary() +
+                                            run + model() + " : -np 1 " + testing::binary() + run + other,
+                                        &out);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("differs between rank 0 (host "), std::string::npos) << out;
+  EXPECT_NE(out.find("and rank 1 (host "), std::string::npos) << out;
+}
+
+// Starts a long generation under mpirun, then sends `signal` to rank 1 after
+// two seconds; returns the job's exit code, its output and how long it took
+// after the signal.
+struct Fault {
+  int code;
+  std::string output;
+  double seconds_after_signal;
+  std::string leftovers;
+};
+
+Fault run_with_fault(const std::string& signal, int comm_timeout) {
+  const std::string tag = "mpi-fault-" + std::to_string(::getpid()) + "-" + signal;
+  testing::TempDir dir;
+  const std::string script = dir.file("fault.sh");
+  const std::string cmd =
+      "set -u\n"
+      "timeout -k 5 120 " + std::string(kMpirun) + " -np 2 " + testing::binary() + " run -m " + model() +
+      " -tp 2 -p '" + tag + "' -n 1000000 --ignore-eos --temperature 0 --comm-timeout " +
+      std::to_string(comm_timeout) + " > " + dir.file("out.txt") + " 2>&1 &\n"
+      "job=$!\n"
+      "sleep 3\n"
+      "for pid in $(pgrep -f '[t]pinfer run .*" + tag + "'); do\n"
+      "  if tr '\\0' '\\n' < /proc/$pid/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -" + signal +
+      " $pid; fi\n"
+      "done\n"
+      "start=$(date +%s.%N)\n"
+      "wait $job; code=$?\n"
+      "end=$(date +%s.%N)\n"
+      "echo \"exit $code after $(awk -v a=$start -v b=$end 'BEGIN { print b - a }')\"\n"
+      "sleep 1\n"
+      "pgrep -f '[t]pinfer run .*" + tag + "' | sed 's/^/LEFTOVER /'; pkill -9 -f '[t]pinfer run .*" + tag + "'\n"
+      "cat " + dir.file("out.txt") + "\n";
+  {
+    FILE* f = std::fopen(script.c_str(), "w");
+    std::fputs(cmd.c_str(), f);
+    std::fclose(f);
+  }
+  Fault fault{};
+  testing::run_command("bash " + script, &fault.output);
+  const size_t at = fault.output.find("exit ");
+  if (at != std::string::npos) {
+    fault.code = std::stoi(fault.output.substr(at + 5));
+    fault.seconds_after_signal = std::stod(fault.output.substr(fault.output.find(" after ", at) + 7));
+  }
+  const size_t left = fault.output.find("LEFTOVER ");
+  fault.leftovers = left == std::string::npos ? "" : fault.output.substr(left, 200);
+  return fault;
+}
+
+TEST(MpiRun, KilledRankEndsTheJob) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
+  const Fault f = run_with_fault("KILL", 3);
+  EXPECT_NE(f.code, 0) << f.output;
+  EXPECT_LT(f.seconds_after_signal, 3 + 5.0) << f.output;
+  EXPECT_EQ(f.leftovers, "") << "processes left behind";
+}
+
+TEST(MpiRun, StoppedRankTimesOutNamingIt) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
+  const Fault f = run_with_fault("STOP", 3);
+  EXPECT_NE(f.code, 0) << f.output;
+  EXPECT_LT(f.seconds_after_signal, 3 + 5.0) << f.output;
+  EXPECT_NE(f.output.find("timed out after 3 s on rank 0"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("rank(s) 1 did not arrive"), std::string::npos) << f.output;
+  EXPECT_EQ(f.leftovers, "") << "processes left behind";
+}
+
+}  // namespace
+}  // namespace tpinfer
