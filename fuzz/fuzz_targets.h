@@ -427,7 +427,9 @@ inline Result request(const uint8_t* data, size_t size) {
   Result r;
   auto error = [&](const server::ApiError& e) {
     check(e.status >= 400 && e.status < 500 && !e.message.empty(), "ApiError without a 4xx status and a message");
-    (void)e.to_json().dump();
+    // The message may quote invalid UTF-8 from the body: the server dumps with
+    // error_handler_t::replace (api_server.cc), so does this.
+    (void)e.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     r.error = e.message;
   };
   for (const server::Endpoint ep : {server::Endpoint::Completions, server::Endpoint::ChatCompletions}) {
