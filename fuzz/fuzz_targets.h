@@ -420,6 +420,7 @@ inline std::vector<ChatTemplate> real_templates(const std::string& templates_dir
 // (g) The server's request parser: the body of /v1/completions,
 // /v1/chat/completions, /tokenize and /detokenize. Every input gives a request
 // or an ApiError (a 4xx with a message); an accepted request keeps the limits.
+// accepted: some endpoint took the body.
 inline Result request(const uint8_t* data, size_t size) {
   const std::string_view body = as_text(data, size);
   server::ParserLimits limits;
@@ -457,11 +458,16 @@ inline Result request(const uint8_t* data, size_t size) {
     (void)server::check_prompt_length(q, static_cast<int64_t>(size), limits.max_model_len);
   }
   const server::TokenizeParse t = server::parse_tokenize_request(body, limits);
-  if (const auto* e = std::get_if<server::ApiError>(&t)) error(*e);
+  if (const auto* e = std::get_if<server::ApiError>(&t)) {
+    error(*e);
+  } else {
+    r.accepted = true;
+  }
   const server::DetokenizeParse d = server::parse_detokenize_request(body, limits);
   if (const auto* e = std::get_if<server::ApiError>(&d)) {
     error(*e);
   } else {
+    r.accepted = true;
     for (int32_t id : std::get<server::DetokenizeRequest>(d).tokens) {
       check(id >= 0 && id < limits.vocab_size, "detokenize id outside the vocabulary");
     }
