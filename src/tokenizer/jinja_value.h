@@ -52,7 +52,7 @@ class List {
   // generators are: iterating it again yields only what is left. This is the
   // one mutable part of a list; iterators are never shared between renders.
   size_t consumed() const { return consumed_; }
-  void consume(size_t n) const { consumed_ = std::min(items_.size(), consumed_ + n); }
+  void consume(size_t n) const;  // defined below, where Value is complete (clang needs that)
 
  private:
   std::vector<Value> items_;
@@ -160,6 +160,7 @@ class Value {
 };
 
 inline size_t Dict::size() const { return items_.size(); }
+inline void List::consume(size_t n) const { consumed_ = std::min(items_.size(), consumed_ + n); }
 
 // Objects: everything that is not plain data.
 class Object {
