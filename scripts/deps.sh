@@ -6,6 +6,7 @@ packages=(
   g++ cmake ninja-build pkg-config ccache
   nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev
   openmpi-bin libopenmpi-dev iproute2 procps
 )
 missing=()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test, then
-# rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite
-# there too, less the long numeric end-to-end tests listed in
-# tests/sanitizer_exclude.txt (they run the same code paths as the short ones).
+# rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs there the
+# suites listed in tests/sanitizer_tests.txt: every parser of hostile input
+# (files, tokenizers, templates, requests, fuzz regressions) and the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
@@ -13,4 +13,7 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEB
   -DTPINFER_SANITIZE=address,undefined -DTPINFER_BENCH=OFF >/dev/null
 ninja -C build-asan -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest -j"$(nproc)" --output-on-failure --timeout 900 -E "$(cat ../tests/sanitizer_exclude.txt)")
+(cd build-asan && ctest -j"$(nproc)" --output-on-failure --timeout 900 -R "$(cat ../tests/sanitizer_tests.txt)")
+
+echo "== fuzz: every harness over its corpus, 20 s each (clang-14, libFuzzer)"
+bash scripts/fuzz.sh 20

@@ -132,6 +132,10 @@ void serve(ServeOptions& o) {
   // A client that disconnects must cost a failed write, not the process.
   signal(SIGPIPE, SIG_IGN);
   Engine engine(o.model.model, eo);
+  if (!engine.is_driver()) {  // under mpirun: rank 0 serves HTTP, the others run the worker loop
+    engine.run_worker();
+    return;
+  }
   server::ApiServer server(engine, so);
   const int port = server.bind();
   SignalWatcher watcher(server);

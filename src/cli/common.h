@@ -40,5 +40,6 @@ void register_synth(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_plan(CLI::App& app);
 
 }  // namespace tpinfer::cli

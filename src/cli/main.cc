@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   tpinfer::cli::register_tokenize(app);
   tpinfer::cli::register_serve(app);
   tpinfer::cli::register_bench(app);
+  tpinfer::cli::register_plan(app);
   // `-tp N` (vLLM's and llama.cpp's spelling) is a multi-letter short option,
   // which CLI11 does not allow: spell it as its long alias before parsing.
   std::vector<std::string> args;

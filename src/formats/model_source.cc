@@ -230,6 +230,8 @@ Json read_json(const std::string& path) {
   } catch (const Json::parse_error& e) {
     throw FormatError(
         cat(path, ": offset ", e.byte > 0 ? e.byte - 1 : 0, ": expected JSON, file is not valid JSON: ", e.what()));
+  } catch (const Json::out_of_range& e) {  // a number too large for a double (1e400)
+    throw FormatError(cat(path, ": offset 0: expected JSON, file is not valid JSON: ", e.what()));
   }
 }
 

@@ -98,6 +98,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     // e.byte counts from 1; past the end it is one beyond the last byte.
     const uint64_t at = 8 + std::min<uint64_t>(e.byte > 0 ? e.byte - 1 : 0, n);
     fail(path, at, "a JSON header", cat("header is not valid JSON: ", e.what()));
+  } catch (const Json::out_of_range& e) {  // a number too large for a double (1e400)
+    fail(path, 8, "a JSON header", cat("header is not valid JSON: ", e.what()));
   } catch (const HeaderProblem& p) {
     fail(path, 8, p.expected, p.found);
   }

@@ -99,7 +99,9 @@ std::vector<Value> attribute_parts(const Value& attribute) {
   if (attribute.is_none() || attribute.is_undefined()) return parts;
   if (!attribute.is_string()) return {attribute};
   for (const std::string& p : py_split(attribute.str(), std::string("."), -1)) {
-    if (!p.empty() && p.find_first_not_of("0123456789") == std::string::npos) {
+    // An index too long for int64 stays a string key: Jinja2 would look up a
+    // Python int that no list or dict can hold either.
+    if (!p.empty() && p.size() <= 18 && p.find_first_not_of("0123456789") == std::string::npos) {
       parts.emplace_back(static_cast<int64_t>(std::stoll(p)));
     } else {
       parts.emplace_back(p);
@@ -259,8 +261,11 @@ Value f_first(Interpreter& in, const Value& v, CallArgs& args) {
   no_args(args, "first");
   if (v.is_undefined()) return Value::undefined("No first item, sequence was empty.");
   if (v.is_list()) {
-    const auto& items = v.list().items();
-    return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
+    const List& l = v.list();
+    const size_t at = v.is_iterator() ? l.consumed() : 0;  // next(iter(x)) takes one from an iterator
+    if (at >= l.items().size()) return Value::undefined("No first item, sequence was empty.");
+    if (v.is_iterator()) l.consume(1);
+    return l.items()[at];
   }
   const std::vector<Value> items = in.iterate(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
@@ -636,7 +641,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
   // Sorting costs n log n comparisons; account for them like bytes of work.
   size_t log2n = 1;
   while ((size_t{1} << log2n) < keyed.size()) ++log2n;
-  in.charge(keyed.size() * log2n * sizeof(Value));
+  in.charge_work(keyed.size() * log2n * sizeof(Value));
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? key_less(y.first, x.first) : key_less(x.first, y.first);
   });

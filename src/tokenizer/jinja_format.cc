@@ -437,6 +437,8 @@ std::string str_format(Interpreter& in, const std::string& fmt, CallArgs& args) 
     } else if (head.find_first_not_of("0123456789") == std::string::npos) {
       if (automatic) value_error("cannot switch from automatic field numbering to manual field specification");
       manual = true;
+      // More digits than an index can have (Python: beyond Py_ssize_t).
+      if (head.size() > 18) value_error("Too many decimal digits in format string");
       const size_t idx = std::stoul(head);
       if (idx >= args.positional.size()) {
         throw TemplateError(cat("IndexError: Replacement index ", idx, " out of range for positional args tuple"));
@@ -463,6 +465,7 @@ std::string str_format(Interpreter& in, const std::string& fmt, CallArgs& args) 
         if (e == std::string::npos) value_error("Missing ']' in format string");
         const std::string key = name.substr(p + 1, e - p - 1);
         const bool numeric = !key.empty() && key.find_first_not_of("0123456789") == std::string::npos;
+        if (numeric && key.size() > 18) value_error("Too many decimal digits in format string");
         v = in.get_item(v, numeric ? Value(static_cast<int64_t>(std::stoll(key))) : Value(key));
         p = e + 1;
       }

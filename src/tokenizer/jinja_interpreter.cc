@@ -373,11 +373,21 @@ bool contains(const Value& container, const Value& item) {
         type_error(cat("'in <string>' requires string as left operand, not ", type_name(item)));
       }
       return container.str().find(item.str()) != std::string::npos;
-    case Value::Kind::kList:
-      for (const Value& v : container.list().items()) {
+    case Value::Kind::kList: {
+      const List& l = container.list();
+      if (l.flavor() == List::Flavor::kIterator) {  // consumed up to the match, as in Python
+        while (l.consumed() < l.items().size()) {
+          const Value& v = l.items()[l.consumed()];
+          l.consume(1);
+          if (equals(v, item)) return true;
+        }
+        return false;
+      }
+      for (const Value& v : l.items()) {
         if (equals(v, item)) return true;
       }
       return false;
+    }
     case Value::Kind::kDict:
       return container.dict().find(item) != nullptr;
     default:
@@ -467,6 +477,11 @@ void Interpreter::charge(size_t bytes) {
     throw TemplateError(
         cat("template built a value over the size limit of ", config_.limits.max_output_bytes, " bytes"));
   }
+  charge_work(bytes);
+}
+
+void Interpreter::charge_work(size_t bytes) {
+  if (bytes > static_cast<uint64_t>(config_.limits.max_work_bytes)) bytes = config_.limits.max_work_bytes + 1;
   work_ += static_cast<int64_t>(bytes);
   if (work_ > config_.limits.max_work_bytes) {
     throw TemplateError(cat("template exceeded its work limit of ", config_.limits.max_work_bytes, " bytes"));
@@ -864,7 +879,7 @@ Value Interpreter::slice(const Value& obj, const SliceExpr& s) {
   }
   std::u32string cps;
   if (obj.is_string()) {
-    charge(obj.str().size());
+    charge_scan(obj.str());
     cps = decode_utf8(obj.str());
   }
   const int64_t len =
@@ -960,15 +975,26 @@ Value Interpreter::eval_filter(const FilterExpr& e, const Value* base) {
   return filter(e.name, operand, args);
 }
 
+// What reading v once costs: filters, tests and comparisons scan their operands.
+static size_t scan_cost(const Value& v) {
+  if (v.is_string()) return v.str().size() * Interpreter::kPerCodePointWork;
+  if (v.is_list()) return v.list().items().size() * sizeof(Value);
+  if (v.is_dict()) return v.dict().size() * sizeof(Value);
+  return 0;
+}
+
 Value Interpreter::filter(const std::string& name, const Value& operand, CallArgs& args) {
   const FilterFn f = find_filter(name);
   if (!f) throw TemplateError(cat("TemplateAssertionError: No filter named '", name, "'."));
+  charge_work(scan_cost(operand));
   return f(*this, operand, args);
 }
 
 bool Interpreter::test(const std::string& name, const Value& operand, CallArgs& args) {
   const TestFn t = find_test(name);
   if (!t) throw TemplateError(cat("TemplateRuntimeError: No test named '", name, "' found."));
+  charge_work(scan_cost(operand));
+  for (const Value& a : args.positional) charge_work(scan_cost(a));
   return t(*this, operand, args);
 }
 
@@ -995,6 +1021,9 @@ Value Interpreter::eval_compare(const CompareExpr& e) {
   Value left = eval(*e.first);
   for (const auto& [op, expr] : e.rest) {
     Value right = eval(*expr);
+    // Comparing strings is a memcmp: bytes, not code points.
+    charge_work(left.is_string() && right.is_string() ? std::min(left.str().size(), right.str().size())
+                                                      : std::min(scan_cost(left), scan_cost(right)));
     bool ok = false;
     switch (op) {
       case CompareOp::kEq:
@@ -1021,7 +1050,7 @@ Value Interpreter::eval_compare(const CompareExpr& e) {
       }
       case CompareOp::kIn:
       case CompareOp::kNotIn:
-        if (right.is_string()) charge(right.str().size());
+        charge_work(right.is_string() ? right.str().size() : scan_cost(right) + scan_cost(left));
         ok = contains(right, left) == (op == CompareOp::kIn);
         break;
     }
@@ -1066,6 +1095,7 @@ Value Interpreter::get_attr(const Value& obj, const std::string& name) {
 }
 
 Value Interpreter::get_item(const Value& obj, const Value& key) {
+  if (key.is_string()) charge_work(key.str().size());  // hashed to look it up
   switch (obj.kind()) {
     case Value::Kind::kUndefined:
       obj.fail_undefined();
@@ -1086,7 +1116,7 @@ Value Interpreter::get_item(const Value& obj, const Value& key) {
       if (key.is_int() || key.is_bool()) {
         const std::string& s = obj.str();
         int64_t i = key.to_int();
-        charge(s.size());
+        charge_scan(s);
         if (i < 0) i += static_cast<int64_t>(utf8_length(s));
         if (i >= 0) {
           size_t pos = 0;

@@ -7,10 +7,10 @@
 // the variables of the scope they were defined in at call time.
 //
 // Every render is bounded (Limits): evaluation steps, loop iterations, runtime
-// nesting (macro recursion), output size and the bytes string operations may
-// produce, so a hostile template ends with a TemplateError, never a crash or a
-// hang. One Interpreter renders once; it is not thread-safe, the parsed template
-// it reads is.
+// nesting (macro recursion), output size, the size of any value built, and the
+// work (bytes built, scanned or compared), so a hostile template ends with a
+// TemplateError within seconds, never a crash or a hang. One Interpreter renders
+// once; it is not thread-safe, the parsed template it reads is.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +28,8 @@ struct Limits {
   int64_t max_loop_iterations = 1'000'000;    // over all loops of one render
   int max_depth = 400;                        // runtime nesting: statements, expressions, calls
   int max_call_depth = 150;                   // macro calls in progress
-  size_t max_output_bytes = 64u << 20;        // the output, and any one string built
-  int64_t max_work_bytes = int64_t{1} << 30;  // bytes produced by string/list operations
+  size_t max_output_bytes = 64u << 20;        // the output, and any one value built
+  int64_t max_work_bytes = int64_t{1} << 30;  // bytes built, scanned or compared (see charge)
 };
 
 struct RenderConfig {
@@ -69,9 +69,16 @@ class Interpreter {
   std::vector<Value> iterate(const Value& v);
   Value filter(const std::string& name, const Value& operand, CallArgs& args);
   bool test(const std::string& name, const Value& operand, CallArgs& args);
-  // Accounts for `bytes` produced by an operation; throws past the work limit
-  // or when one string would exceed max_output_bytes.
+  // Accounts for a value of `bytes` an operation builds; throws past the work
+  // limit, or when the value would exceed max_output_bytes.
   void charge(size_t bytes);
+  // Accounts for work that builds nothing (scanning, comparing); throws past
+  // the work limit.
+  void charge_work(size_t bytes);
+  // Accounts for decoding s code point by code point (case mapping, strip,
+  // split, slicing), which costs more than copying its bytes.
+  void charge_scan(const std::string& s) { charge_work(s.size() * kPerCodePointWork); }
+  static constexpr size_t kPerCodePointWork = 16;
   std::string strftime_now(const std::string& format) const;
 
   // ---- callables defined by the template ----

@@ -90,7 +90,7 @@ std::string justify(const std::string& s, int64_t width, const std::string& fill
 }
 
 Value str_method(Interpreter& in, const std::string& s, const std::string& name, CallArgs& args) {
-  in.charge(s.size());
+  in.charge_scan(s);
   auto strings = [](std::vector<std::string> parts) {
     std::vector<Value> out;
     out.reserve(parts.size());
@@ -251,6 +251,7 @@ Value str_method(Interpreter& in, const std::string& s, const std::string& name,
 
 Value list_method(Interpreter& in, const Value& receiver, const std::string& name, CallArgs& args) {
   const auto& items = receiver.list().items();
+  in.charge_work(items.size() * sizeof(Value));
   if (name == "copy") {
     no_args(args, "copy");
     return Value::list(items);

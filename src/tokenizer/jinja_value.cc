@@ -531,8 +531,13 @@ std::vector<Value> iterate(const Value& v) {
       }
       return out;
     }
-    case Value::Kind::kList:
-      return v.list().items();
+    case Value::Kind::kList: {
+      const List& l = v.list();
+      if (l.flavor() != List::Flavor::kIterator) return l.items();
+      std::vector<Value> rest(l.items().begin() + static_cast<std::ptrdiff_t>(l.consumed()), l.items().end());
+      l.consume(rest.size());
+      return rest;
+    }
     case Value::Kind::kDict: {
       std::vector<Value> out;
       out.reserve(v.dict().size());

@@ -4,8 +4,9 @@
 // select and map return), dict (insertion-ordered, like Python's), and objects
 // (namespaces, macros, loop contexts, bound methods, built-in functions).
 //
-// Strings, lists and dicts are immutable and shared: copying a Value is O(1).
-// Namespaces are the only mutable values; they may hold plain data and macros but
+// Strings, lists and dicts are immutable and shared: copying a Value is O(1)
+// (an iterator only advances, as a Python generator is used up). Namespaces
+// are the only mutable values; they may hold plain data and macros but
 // not other namespaces or objects, so values never form reference cycles and
 // their nesting depth stays bounded (kMaxValueDepth) — destruction, repr and
 // tojson recurse at most that deep whatever a template does.
@@ -13,6 +14,7 @@
 // Type and value errors are thrown as TemplateError with Python's message.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,16 +42,24 @@ class List {
  public:
   enum class Flavor : uint8_t { kList, kTuple, kIterator };
   List(std::vector<Value> items, Flavor flavor);
+  // All items; for an iterator, including those already consumed.
   const std::vector<Value>& items() const { return items_; }
   Flavor flavor() const { return flavor_; }
   int depth() const { return depth_; }
   bool holds_objects() const { return holds_objects_; }
+
+  // An iterator (what select, map, items ... return) is used up as Python's
+  // generators are: iterating it again yields only what is left. This is the
+  // one mutable part of a list; iterators are never shared between renders.
+  size_t consumed() const { return consumed_; }
+  void consume(size_t n) const { consumed_ = std::min(items_.size(), consumed_ + n); }
 
  private:
   std::vector<Value> items_;
   Flavor flavor_;
   int depth_ = 1;
   bool holds_objects_ = false;
+  mutable size_t consumed_ = 0;
 };
 
 // An insertion-ordered dict. Keys are hashable values (None, bool, int, float,
@@ -57,7 +67,7 @@ class List {
 class Dict {
  public:
   Dict() = default;
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined below, where Value is complete (clang needs that)
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
   const Value* find(const Value& key) const;          // nullptr when absent; throws if unhashable
   void set(const Value& key, Value value);            // replaces in place, or appends
@@ -149,6 +159,8 @@ class Value {
   std::variant<Undef, NoneT, bool, int64_t, double, StrPtr, ListPtr, DictPtr, ObjPtr> v_;
 };
 
+inline size_t Dict::size() const { return items_.size(); }
+
 // Objects: everything that is not plain data.
 class Object {
  public:
@@ -199,7 +211,8 @@ std::optional<std::string> hash_key(const Value& v);
 // Python's len(); throws TypeError for values without one.
 int64_t length(const Value& v);
 // Elements of iterating v (a str gives its characters, a dict its keys,
-// undefined nothing); throws TypeError for non-iterables.
+// undefined nothing, an iterator what is left of it, using it up); throws
+// TypeError for non-iterables.
 std::vector<Value> iterate(const Value& v);
 
 struct JsonOptions {

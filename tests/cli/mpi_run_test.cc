@@ -74,6 +74,8 @@ struct Fault {
   std::string leftovers;
 };
 
+// The generation must outlast the signal: the bible model's context is 512
+// tokens, so the KV cache is sized well past it (-c 65536) for a long run.
 Fault run_with_fault(const std::string& signal, int comm_timeout) {
   const std::string tag = "mpi-fault-" + std::to_string(::getpid()) + "-" + signal;
   testing::TempDir dir;
@@ -81,7 +83,7 @@ Fault run_with_fault(const std::string& signal, int comm_timeout) {
   const std::string cmd =
       "set -u\n"
       "timeout -k 5 120 " + std::string(kMpirun) + " -np 2 " + testing::binary() + " run -m " + model() +
-      " -tp 2 -p '" + tag + "' -n 1000000 --ignore-eos --temperature 0 --comm-timeout " +
+      " -tp 2 -c 65536 -p '" + tag + "' -n 1000000 --ignore-eos --temperature 0 --comm-timeout " +
       std::to_string(comm_timeout) + " > " + dir.file("out.txt") + " 2>&1 &\n"
       "job=$!\n"
       "sleep 3\n"

@@ -43,11 +43,14 @@
 #include "core/error.h"
 
 // Open MPI keeps some allocations until process exit by design; LeakSanitizer
-// would count them. Our own leaks are still reported.
+// would count them. Our own leaks are still reported. Open MPI is built without
+// frame pointers, so only the slow unwinder reaches the library frames that the
+// suppressions name. (Both hooks are inert without sanitizers.)
 extern "C" const char* __lsan_default_suppressions() {
   return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\nleak:libevent\nleak:mca_\n"
          "leak:libhwloc.so\n";
 }
+extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
 
 namespace tpinfer {
 namespace {

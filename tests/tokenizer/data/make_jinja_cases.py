@@ -274,6 +274,7 @@ CASES = [
     ("err_macro_unknown_keyword", "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}", {}),
     ("err_call_without_caller", "{% macro m() %}x{% endmacro %}{% call m() %}body{% endcall %}", {}),
     ("err_loop_after_break_else", "{% for x in [1] %}{% break %}{% else %}{{ loop.index }}{% endfor %}", {}),
+    ("generators_are_consumed", "{% set g = [1, 2, 3]|select %}{{ g|first }}|{% for x in g %}{{ x }}{% endfor %}|{% for x in g %}{{ x }}{% endfor %}|{{ g|list }} {% set h = [1, 2, 3]|map('string') %}{{ 2 in [1, 2]|select }}{{ '2' in h }}{{ h|join(',') }}|{{ h|join(',') }} {% set r = [1, 2]|reverse %}{{ r|list }}{{ r|list }}", {}),
     # ---- syntax errors (the C++ side throws FormatError)
     ("syntax_unclosed_if", "{% if true %}a", {}),
     ("syntax_unknown_tag", "{% frobnicate %}", {}),

@@ -1,0 +1,8 @@
+// libFuzzer harness: tpinfer::fuzz::hf_folder (see fuzz_targets.h).
+#include "fuzz_targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const tpinfer::fuzz::ScratchDir dir;
+  (void)tpinfer::fuzz::hf_folder(dir, data, size);
+  return 0;
+}

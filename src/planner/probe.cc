@@ -1,0 +1,165 @@
+#include "planner/probe.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/memory_bandwidth.h"
+#include "backend/cpu/quant.h"
+#include "comm/local_comm.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace tpinfer::planner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
+
+std::vector<uint64_t> default_probe_sizes() { return {4 << 10, 64 << 10, 1 << 20, 4 << 20}; }
+
+LinkSpec fit_ring_link(const std::vector<LinkSample>& in, int p) {
+  if (in.size() < 2 || p < 2) throw Error("a link fit needs two sizes or more over two ranks or more");
+  std::vector<LinkSample> s = in;
+  std::sort(s.begin(), s.end(), [](const LinkSample& a, const LinkSample& b) { return a.bytes < b.bytes; });
+  const LinkSample& lo = s.front();
+  const LinkSample& a = s[s.size() - 2];
+  const LinkSample& b = s.back();
+  // Per-byte cost from the two largest sizes (where bandwidth dominates), the
+  // fixed cost from the smallest (where latency does).
+  double slope = (b.seconds - a.seconds) / static_cast<double>(b.bytes - a.bytes);
+  if (!(slope > 0)) slope = b.seconds / static_cast<double>(b.bytes);
+  const double fixed = std::max(lo.seconds - slope * static_cast<double>(lo.bytes), 1e-9);
+  LinkSpec l;
+  l.bandwidth = 2.0 * (p - 1) / p / slope;
+  l.latency = fixed / (2.0 * (p - 1));
+  return l;
+}
+
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps) {
+  LinkProbe out;
+  out.backend = comm.backend();
+  out.ranks = comm.size();
+  std::vector<float> buf;
+  std::mt19937 rng(static_cast<uint32_t>(comm.rank() + 1));
+  std::uniform_real_distribution<float> dist(-1, 1);
+  for (uint64_t bytes : sizes) {
+    buf.resize(bytes / sizeof(float));
+    for (float& x : buf) x = dist(rng);
+    std::vector<double> times;
+    for (int r = -1; r < reps; ++r) {  // one warm-up
+      comm.barrier();
+      const auto t0 = Clock::now();
+      comm.all_reduce_sum(buf.data(), buf.size());
+      const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (r >= 0) times.push_back(t);
+    }
+    out.samples.push_back({bytes, median(times)});
+  }
+  // Every rank adopts rank 0's timings so all of them plan alike.
+  std::vector<double> secs;
+  for (const LinkSample& s : out.samples) secs.push_back(s.seconds);
+  comm.broadcast(secs.data(), secs.size() * sizeof(double), 0);
+  for (size_t i = 0; i < secs.size(); ++i) out.samples[i].seconds = secs[i];
+  if (out.ranks > 1) {
+    out.link = fit_ring_link(out.samples, out.ranks);
+    out.link.name = cat("probed:", out.backend);
+    out.link.source = cat("all-reduce over ", out.ranks, " ", out.backend, " ranks, measured by --probe");
+  }
+  return out;
+}
+
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps) {
+  if (ranks < 2) throw ConfigError("probing a link needs two ranks or more");
+  LocalGroup group(ranks, std::chrono::milliseconds(60000));
+  std::vector<LinkProbe> results(static_cast<size_t>(ranks));
+  std::vector<std::string> errors(static_cast<size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        std::unique_ptr<Communicator> comm = group.communicator(r);
+        results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+        group.abort(cat("link probe failed on rank ", r, ": ", e.what()));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) {
+    if (!e.empty()) throw Error(e);
+  }
+  return results[0];
+}
+
+int cpu_threads_per_rank(int ranks) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, ranks));
+}
+
+double measure_matmul_flops(DType type, int threads) {
+  const int64_t cols = 1024;
+  const uint64_t row = row_bytes(type, cols);
+  // ~192 KiB of weights per thread: in L2 on current x86 cores.
+  const int64_t rows = std::max<int64_t>(16, static_cast<int64_t>((192u << 10) * static_cast<uint64_t>(threads) / row));
+  std::vector<uint8_t> w(static_cast<size_t>(row * static_cast<uint64_t>(rows)));
+  std::vector<float> values(static_cast<size_t>(cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : values) v = dist(rng);
+    cpu::quantize_row(type, values.data(), w.data() + static_cast<uint64_t>(r) * row, cols);
+  }
+  for (float& v : x) v = dist(rng);
+  ThreadPool pool(threads);
+  cpu::MatmulScratch scratch;
+  const cpu::WeightView view{type, rows, cols, w.data(), row};
+  for (int i = 0; i < 10; ++i) cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    int iters = 0;
+    const auto t0 = Clock::now();
+    double t = 0;
+    while (t < 0.05) {
+      for (int i = 0; i < 20; ++i) cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);
+      iters += 20;
+      t = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    best = std::max(best, 2.0 * static_cast<double>(rows) * cols * iters / t);
+  }
+  return best;
+}
+
+DeviceSpec cpu_device(int ranks, DType weight_type) {
+  if (ranks < 1) throw ConfigError(cat("--devices must be at least 1, got ", ranks));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int tpr = cpu_threads_per_rank(ranks);
+  DeviceSpec d;
+  d.name = "cpu";
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page = ::sysconf(_SC_PAGE_SIZE);
+  d.memory = static_cast<uint64_t>(std::max(0L, pages)) * static_cast<uint64_t>(std::max(0L, page)) /
+             static_cast<uint64_t>(ranks);
+  const int threads = std::min(cores, ranks * tpr);
+  d.bandwidth = cpu::measure_read_bandwidth(threads, uint64_t{256} << 20, 5) / ranks;
+  // Ranks beyond the cores share them: each gets its slice of the time.
+  const double share = std::min(1.0, static_cast<double>(cores) / (ranks * tpr));
+  d.flops = measure_matmul_flops(weight_type, tpr) * share;
+  d.source = cat("this machine: ", cores, " cores, ", ranks, " rank(s) of ", tpr, " thread(s); bandwidth and ",
+                 dtype_name(weight_type), " matmul rate measured");
+  return d;
+}
+
+}  // namespace tpinfer::planner

@@ -1,0 +1,57 @@
+// Measurements that replace the planner's table values with this machine's
+// (`tpinfer plan --probe`, `--device cpu`):
+//
+//   probe_link        times all_reduce_sum over a communicator at several sizes
+//                     (median of reps, each started after a barrier) and fits the
+//                     ring alpha-beta model the planner uses:
+//                       t(m) = 2(p-1) x latency + 2(p-1)/p x m / bandwidth.
+//                     Collective: every rank of the communicator calls it.
+//   probe_local_link  the same over a LocalGroup of `ranks` threads (the local
+//                     back end), started and joined here.
+//   cpu_device        "this machine as `ranks` devices": memory = RAM / ranks,
+//                     bandwidth = measured read bandwidth of all the ranks'
+//                     threads together / ranks (they share the memory system),
+//                     FLOP/s = the measured rate of tpinfer's matmul kernel for
+//                     the weight type on a cache-resident matrix with the rank's
+//                     threads (the most a rank can compute when not waiting on
+//                     memory).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "core/dtype.h"
+#include "planner/hardware.h"
+
+namespace tpinfer::planner {
+
+struct LinkSample {
+  uint64_t bytes = 0;
+  double seconds = 0;  // median over the repetitions
+};
+
+struct LinkProbe {
+  std::string backend;
+  int ranks = 1;
+  std::vector<LinkSample> samples;
+  LinkSpec link;  // the fit; name "probed:<backend>"
+};
+
+// 4 KiB to 4 MiB of floats.
+std::vector<uint64_t> default_probe_sizes();
+
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps);
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps);
+
+// The alpha-beta fit of samples taken over `ranks` ranks (at least two sizes).
+LinkSpec fit_ring_link(const std::vector<LinkSample>& samples, int ranks);
+
+// Threads each of `ranks` ranks gets on this machine (cores / ranks, at least 1).
+int cpu_threads_per_rank(int ranks);
+DeviceSpec cpu_device(int ranks, DType weight_type);
+// FLOP/s of cpu::matmul for a one-token product with a cache-resident matrix.
+double measure_matmul_flops(DType weight_type, int threads);
+
+}  // namespace tpinfer::planner

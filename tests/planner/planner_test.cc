@@ -1,0 +1,390 @@
+// The planner's memory model against what tpinfer actually loads, its latency
+// model against a measured run on this machine, and the headline facts of the
+// README's scenarios.
+#include "planner/planner.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "backend/cpu/memory_bandwidth.h"
+#include "core/error.h"
+#include "engine/benchmark.h"
+#include "planner/probe.h"
+#include "test_util.h"
+
+namespace tpinfer::planner {
+namespace {
+
+using tpinfer::testing::TempDir;
+
+// The share of wall time `threads` busy threads get on a core: near 1 on a
+// quiet machine, well below when other work competes for the cores.
+double cpu_share(int threads) {
+  std::vector<double> shares(static_cast<size_t>(threads));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&shares, t] {
+      timespec c0{}, c1{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+      const auto w0 = std::chrono::steady_clock::now();
+      volatile double x = 1;
+      while (std::chrono::steady_clock::now() - w0 < std::chrono::milliseconds(200)) x = x * 1.0000001 + 1e-9;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      shares[static_cast<size_t>(t)] = ((c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) * 1e-9) / wall;
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  return *std::min_element(shares.begin(), shares.end());
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// (a) Weight bytes per rank: the planner's (ShardPlan ranges x the tensor
+// types) against Engine::rank_reports() for the same file, and the KV cache.
+struct MemoryCase {
+  Arch arch;
+  DType dtype;
+};
+
+class PlannerMemory : public ::testing::TestWithParam<MemoryCase> {};
+
+TEST_P(PlannerMemory, WeightBytesPerRankMatchEngine) {
+  const MemoryCase c = GetParam();
+  TempDir dir;
+  SynthSpec spec = tpinfer::testing::small_spec(c.arch);
+  spec.layers = 3;
+  spec.hidden = 256;
+  spec.heads = 8;
+  spec.kv_heads = 2;  // at tp 4 each KV head is replicated on two ranks
+  spec.ffn = 512;
+  spec.vocab = 1001;  // uneven vocabulary ranges
+  spec.tied_embeddings = c.arch == Arch::Qwen2;
+  spec.dtype = c.dtype;
+  spec.seed = 1234 + static_cast<uint64_t>(c.dtype);
+  const std::string path = dir.file("m.gguf");
+  write_synth_model(spec, path);
+  const ModelShape shape = load_shape(path);
+  for (int tp : {1, 2, 4}) {
+    EngineOptions o = tpinfer::testing::f32_options(tp);
+    o.kv_type = DType::F16;
+    o.kv_tokens = 256;
+    Engine engine(path, o);
+    const std::vector<std::vector<RankLoad>> loads = rank_loads(shape, tp, 1);
+    ASSERT_EQ(loads.size(), 1u);
+    ASSERT_EQ(loads[0].size(), static_cast<size_t>(tp));
+    PlanRequest q;
+    q.model = shape;
+    q.device = *find_device("h100-sxm");
+    q.devices = tp;
+    q.link = parse_link("nvlink");
+    q.context = 256;
+    q.batch = 1;
+    q.kv_type = DType::F16;
+    const LayoutPlan plan = plan_layout(q, tp, 1);
+    uint64_t max_kv = 0;
+    for (int r = 0; r < tp; ++r) {
+      const RankReport& rep = engine.rank_reports()[static_cast<size_t>(r)];
+      const double predicted = static_cast<double>(loads[0][static_cast<size_t>(r)].weight_bytes);
+      const double actual = static_cast<double>(rep.weight_bytes);
+      EXPECT_NEAR(predicted / actual, 1.0, 0.02) << "tp " << tp << " rank " << r << " " << dtype_name(c.dtype);
+      EXPECT_EQ(plan.weight_bytes[0][static_cast<size_t>(r)], loads[0][static_cast<size_t>(r)].weight_bytes);
+      max_kv = std::max(max_kv, rep.kv_bytes);
+    }
+    EXPECT_NEAR(static_cast<double>(plan.memory.kv) / static_cast<double>(max_kv), 1.0, 0.02) << "tp " << tp;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PlannerMemory,
+                         ::testing::Values(MemoryCase{Arch::Llama, DType::F32}, MemoryCase{Arch::Llama, DType::Q8_0},
+                                           MemoryCase{Arch::Qwen2, DType::F32}, MemoryCase{Arch::Qwen2, DType::Q8_0}),
+                         [](const auto& info) {
+                           return std::string(arch_name(info.param.arch)) + "_" +
+                                  std::string(dtype_name(info.param.dtype));
+                         });
+
+TEST(PlannerMemory, PipelineStagesPartitionTheLayers) {
+  const ModelShape m = *named_shape("llama-3.1-8b");
+  const auto one = rank_loads(m, 2, 1);
+  for (int pp : {2, 3, 5}) {
+    const auto loads = rank_loads(m, 2, pp);
+    ASSERT_EQ(loads.size(), static_cast<size_t>(pp));
+    int layers = 0;
+    for (int r = 0; r < 2; ++r) {
+      uint64_t sum = 0;
+      for (const auto& stage : loads) sum += stage[static_cast<size_t>(r)].weight_bytes;
+      // Untied: every tensor on exactly one stage, norms included.
+      EXPECT_EQ(sum, one[0][static_cast<size_t>(r)].weight_bytes) << "pp " << pp;
+    }
+    int most = 0, least = 1 << 30;
+    for (const auto& stage : loads) {
+      layers += stage[0].layers;
+      most = std::max(most, stage[0].layers);
+      least = std::min(least, stage[0].layers);
+    }
+    EXPECT_EQ(layers, 32);
+    EXPECT_LE(most - least, 1) << "uneven stages differ by one layer at most";
+  }
+  EXPECT_THROW(rank_loads(m, 3, 1), ConfigError);  // 3 does not divide 32 heads
+}
+
+TEST(PlannerModel, RingCollectivesFollowAlphaBeta) {
+  LinkSpec l;
+  l.bandwidth = 1e9 + 12345;
+  l.latency = 3.5e-6;
+  for (int p : {2, 4, 8}) {
+    const double m = 65536 + p * 1000;
+    // A ring all-reduce is a reduce-scatter and an all-gather, each p-1 steps
+    // of m/p bytes: twice an all-gather.
+    EXPECT_NEAR(all_reduce_seconds(m, p, l), 2 * all_gather_seconds(m, p, l), 1e-15);
+    const double steps = p - 1;
+    EXPECT_NEAR(all_gather_seconds(m, p, l), steps * (l.latency + m / p / l.bandwidth), 1e-12);
+  }
+  EXPECT_EQ(all_reduce_seconds(1e6, 1, l), 0.0);
+}
+
+TEST(PlannerModel, LinkFitRecoversAlphaBeta) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0.5, 2.0);
+  for (int p : {2, 4}) {
+    LinkSpec truth;
+    truth.bandwidth = 1e9 * u(rng);
+    truth.latency = 1e-6 * u(rng);
+    std::vector<LinkSample> s;
+    for (uint64_t b : default_probe_sizes()) s.push_back({b, all_reduce_seconds(static_cast<double>(b), p, truth)});
+    const LinkSpec fit = fit_ring_link(s, p);
+    EXPECT_NEAR(fit.bandwidth / truth.bandwidth, 1.0, 1e-6);
+    EXPECT_NEAR(fit.latency / truth.latency, 1.0, 1e-6);
+  }
+}
+
+TEST(PlannerModel, ParsesUnitsAndNamesTheChoices) {
+  EXPECT_EQ(parse_bytes("80GiB", "--x"), uint64_t{80} << 30);
+  EXPECT_EQ(parse_bytes("24GB", "--x"), 24000000000ull);
+  EXPECT_DOUBLE_EQ(parse_rate("2.0TB/s", "--x"), 2e12);
+  EXPECT_DOUBLE_EQ(parse_rate("200Gb/s", "--x"), 25e9);
+  EXPECT_DOUBLE_EQ(parse_flops("990T", "--x"), 990e12);
+  EXPECT_DOUBLE_EQ(parse_seconds("5us", "--x"), 5e-6);
+  const LinkSpec c = parse_link("custom:12GB/s,7us");
+  EXPECT_DOUBLE_EQ(c.bandwidth, 12e9);
+  EXPECT_DOUBLE_EQ(c.latency, 7e-6);
+  try {
+    parse_link("carrier-pigeon");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("nvlink"), std::string::npos);
+  }
+  EXPECT_THROW(parse_bytes("lots", "--device-memory"), ConfigError);
+  EXPECT_THROW(load_shape("no-such-model-anywhere"), ConfigError);
+}
+
+TEST(PlannerModel, MixtralCountsTotalAndActiveParameters) {
+  const ModelShape m = *named_shape("mixtral-8x7b");
+  // Published: 46.7B total, 12.9B active (Mistral AI, "Mixtral of experts").
+  EXPECT_NEAR(static_cast<double>(total_parameters(m)) / 1e9, 46.7, 0.3);
+  EXPECT_NEAR(static_cast<double>(active_parameters(m)) / 1e9, 12.9, 0.2);
+  const ModelShape l = *named_shape("llama-3.1-70b");
+  EXPECT_EQ(total_parameters(l), active_parameters(l));
+}
+
+// (c) The README's scenarios: headline facts, not the exact numbers.
+PlanRequest scenario(const char* model, int devices, const char* memory, const char* link, int64_t context, int batch) {
+  PlanRequest q;
+  q.model = *named_shape(model);
+  q.device = *find_device("h100-sxm");
+  q.device.memory = parse_bytes(memory, "--device-memory");
+  q.devices = devices;
+  q.link = parse_link(link);
+  q.context = context;
+  q.batch = batch;
+  return q;
+}
+
+const LayoutPlan& layout(const Plan& p, int tp, int pp) {
+  for (const LayoutPlan& l : p.layouts) {
+    if (l.tp == tp && l.pp == pp) return l;
+  }
+  throw Error(cat("no layout tp=", tp, " pp=", pp));
+}
+
+TEST(PlannerReadme, Llama70BNeedsTwoDevicesAndFitsAtTp4) {
+  const Plan one = make_plan(scenario("llama-3.1-70b", 1, "80GiB", "nvlink", 8192, 32));
+  const double weights = static_cast<double>(one.layouts.front().memory.weights);
+  EXPECT_GT(weights, 138e9);  // ~70.6B parameters x 2 bytes: vLLM's "~140 GB in FP16"
+  EXPECT_LT(weights, 144e9);
+  EXPECT_FALSE(one.any_fits);
+  EXPECT_NE(one.error.find("more than a device has"), std::string::npos) << one.error;
+
+  const Plan two = make_plan(scenario("llama-3.1-70b", 2, "80GiB", "nvlink", 1024, 1));
+  EXPECT_LT(layout(two, 1, 1).memory.kv_room, 0) << "one 80 GiB device cannot hold the weights";
+  EXPECT_GT(layout(two, 2, 1).memory.kv_room, 0) << "two can";
+  EXPECT_TRUE(two.any_fits);
+
+  const Plan eight = make_plan(scenario("llama-3.1-70b", 8, "80GiB", "nvlink", 8192, 32));
+  ASSERT_TRUE(eight.any_fits);
+  EXPECT_FALSE(layout(eight, 2, 1).memory.fits) << "tp=2 leaves too little room for 32 x 8192 tokens of KV";
+  const LayoutPlan& tp4 = layout(eight, 4, 1);
+  EXPECT_TRUE(tp4.memory.fits);
+  EXPECT_GT(tp4.memory.kv_room, static_cast<int64_t>(tp4.memory.kv));
+  EXPECT_EQ(eight.layouts.front().tp * eight.layouts.front().pp, 4) << eight.why;
+  EXPECT_LT(layout(eight, 8, 1).decode.latency, tp4.decode.latency);
+
+  const Plan pcie = make_plan(scenario("llama-3.1-70b", 4, "80GiB", "pcie4", 8192, 32));
+  ASSERT_TRUE(pcie.any_fits);
+  EXPECT_EQ(pcie.layouts.front().tp, 4) << pcie.why;
+  EXPECT_GT(layout(pcie, 4, 1).decode.comm_share, layout(eight, 4, 1).decode.comm_share)
+      << "PCIe is slower than NVLink";
+}
+
+TEST(PlannerReadme, Llama8BFitsOnOne24GiBDevice) {
+  const Plan p = make_plan(scenario("llama-3.1-8b", 1, "24GiB", "pcie4", 8192, 1));
+  ASSERT_TRUE(p.any_fits) << p.error;
+  const double weights = static_cast<double>(p.layouts.front().memory.weights);
+  EXPECT_GT(weights, 15.5e9);  // 8.03B parameters x 2 bytes
+  EXPECT_LT(weights, 16.5e9);
+  const Plan four = make_plan(scenario("llama-3.1-8b", 4, "24GiB", "pcie4", 8192, 1));
+  EXPECT_EQ(four.layouts.front().tp, 1) << "replicas beat splitting a model that fits: " << four.why;
+  EXPECT_EQ(four.layouts.front().replicas, 4);
+  // Too small: 8B BF16 on one 16 GiB device.
+  const Plan small = make_plan(scenario("llama-3.1-8b", 1, "16GiB", "pcie4", 8192, 1));
+  EXPECT_FALSE(small.any_fits);
+  EXPECT_NE(small.error.find("GiB more than a device has"), std::string::npos) << small.error;
+}
+
+TEST(PlannerReadme, Llama405BOnTwoNodesKeepsTensorParallelInsideANode) {
+  PlanRequest q = scenario("llama-3.1-405b", 16, "80GiB", "nvswitch", 8192, 16);
+  q.nodes = 2;
+  q.inter_node = parse_link("ib-200");
+  const Plan p = make_plan(q);
+  ASSERT_TRUE(p.any_fits) << p.error;
+  const LayoutPlan& tp16 = layout(p, 16, 1);
+  const LayoutPlan& tp8pp2 = layout(p, 8, 2);
+  EXPECT_TRUE(tp16.tp_inter_node);
+  EXPECT_FALSE(tp8pp2.tp_inter_node);
+  EXPECT_EQ(tp8pp2.pp_inter_node_hops, 1);
+  EXPECT_GT(tp16.decode.comm_share, tp8pp2.decode.comm_share);
+  // vLLM's rule for a model larger than a node: tp = GPUs per node, pp = nodes.
+  EXPECT_EQ(p.layouts.front().tp, 8) << p.why;
+  EXPECT_EQ(p.layouts.front().pp, 2) << p.why;
+}
+
+TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
+  std::string out;
+  int rc = tpinfer::testing::run_command(
+      tpinfer::testing::binary() + " plan -m llama-3.1-70b --devices 1 --device-memory 80GiB --link nvlink", &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("does not fit"), std::string::npos) << out;
+  EXPECT_NE(out.find("more than a device has"), std::string::npos) << out;
+  rc = tpinfer::testing::run_command(tpinfer::testing::binary() +
+                                         " plan -m llama-3.1-70b --devices 8 --device h100-sxm --link nvlink "
+                                         "--context 8192 --batch 32 --weights bf16,q4_k --json 2>/dev/null",
+                                     &out);
+  ASSERT_EQ(rc, 0) << out;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["plans"].size(), 2u);
+  auto total_weights = [](const nlohmann::json& plan) {
+    double sum = 0;
+    for (const auto& stage : plan["layouts"][0]["weight_bytes_per_rank"]) {
+      for (const auto& rank : stage) sum += rank.get<double>();
+    }
+    return sum;
+  };
+  // Q4_K is 4.5 bits per weight against BF16's 16.
+  EXPECT_LT(total_weights(j["plans"][1]) * 3, total_weights(j["plans"][0]));
+  EXPECT_TRUE(j["plans"][0]["recommended"].contains("why"));
+  rc = tpinfer::testing::run_command(tpinfer::testing::binary() + " plan -m llama-3.1-8b --devices 2 --link bogus",
+                                     &out);
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("valid: nvlink"), std::string::npos) << out;
+}
+
+// (b) The latency model against bench_generate on this machine, back to back
+// in one process: the cpu device preset (bandwidth and kernel rate measured)
+// and the probed link, vs the measured decode tokens/s and collective share.
+TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  TempDir dir;
+  SynthSpec spec;
+  spec.layers = 8;
+  spec.hidden = 1024;
+  spec.heads = 16;
+  spec.kv_heads = 4;
+  spec.ffn = 2816;
+  spec.vocab = 2048;
+  spec.context = 1024;
+  spec.dtype = DType::Q8_0;
+  spec.seed = 99;
+  const std::string path = dir.file("m.gguf");
+  write_synth_model(spec, path);
+  const ModelShape shape = load_shape(path);
+  const int n_gen = 32;
+  std::vector<double> shares = {cpu_share(cores)};
+  if (shares[0] < 0.8) {
+    double load[1] = {0};
+    getloadavg(load, 1);
+    GTEST_SKIP() << "machine overloaded (load average " << load[0] << " on " << cores
+                 << " cores): a busy thread got only " << 100 * shares[0]
+                 << "% of a core; timings would be noise, not a test of the model";
+  }
+  const double calibration = cpu::measure_read_bandwidth(cores);
+  for (int tp : {1, 2}) {
+    EngineOptions o;
+    o.parallel.tp = tp;
+    o.parallel.threads_per_rank = cpu_threads_per_rank(tp);
+    o.kv_tokens = 256;
+    Engine engine(path, o);
+    std::vector<double> predicted, measured, predicted_share, measured_share, bandwidths;
+    for (int round = 0; round < 3; ++round) {
+      PlanRequest q;
+      q.model = shape;
+      q.device = cpu_device(tp, DType::Q8_0);
+      bandwidths.push_back(q.device.bandwidth * tp);
+      q.devices = tp;
+      q.link = tp > 1 ? probe_local_link(tp, default_probe_sizes(), 10).link : parse_link("nvlink");
+      q.context = n_gen / 2 + 1;  // the mean position of the measured steps
+      q.batch = 1;
+      q.activation_bytes = 4;
+      const LayoutPlan l = plan_layout(q, tp, 1);
+      predicted.push_back(l.decode.tokens_per_second);
+      predicted_share.push_back(l.decode.comm_share);
+      const BenchResult r = bench_generate(engine, n_gen, 3);
+      measured.push_back(r.median_tps);
+      measured_share.push_back(r.median_collective_share);
+      shares.push_back(cpu_share(cores));
+    }
+    const double lowest_bw = *std::min_element(bandwidths.begin(), bandwidths.end());
+    const double p = median(predicted), m = median(measured);
+    const double ps = median(predicted_share), ms = median(measured_share);
+    std::printf(
+        "tp %d: predicted %.1f tok/s (comm %.1f%%), measured %.1f tok/s (comm %.1f%%); bandwidth %.1f GB/s "
+        "(calibration %.1f)\n",
+        tp, p, 100 * ps, m, 100 * ms, lowest_bw / 1e9, calibration / 1e9);
+    const double share = *std::min_element(shares.begin(), shares.end());
+    double load[1] = {0};
+    getloadavg(load, 1);
+    if (share < 0.8 || lowest_bw < 0.6 * calibration) {
+      GTEST_SKIP() << "machine overloaded (load average " << load[0] << " on " << cores
+                   << " cores): a busy thread got only " << 100 * share << "% of a core, and the probed bandwidth was "
+                   << lowest_bw / 1e9 << " GB/s against " << calibration / 1e9
+                   << " GB/s at the start; timings would be noise, not a test of the model";
+    }
+    EXPECT_NEAR(p / m, 1.0, 0.25) << "tp " << tp << ": predicted " << p << " tok/s, measured " << m;
+    // The share is small on one machine: 25% of it, or 3 points, whichever is more.
+    EXPECT_NEAR(ps, ms, std::max(0.25 * ms, 0.03)) << "tp " << tp;
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer::planner
