@@ -99,14 +99,24 @@ std::string read_file(const std::string& path) {
 
 void serve(ServeOptions& o) {
   EngineOptions eo = engine_options(o.model);
-  if (!o.kv_cache_memory.empty()) {
-    if (o.model.ctx_size > 0) {
-      throw ConfigError("--kv-cache-memory and -c/--ctx-size both size the KV cache; give only one");
-    }
-    const uint64_t bytes = server::parse_byte_size(o.kv_cache_memory);
+  if (!o.kv_cache_memory.empty() && o.model.ctx_size > 0) {
+    throw ConfigError("--kv-cache-memory and -c/--ctx-size both size the KV cache; give only one");
+  }
+  if (o.model.ctx_size <= 0) {
+    // A memory budget per rank; without one, 2 GiB, but no more than every
+    // sequence at full length can use (max_num_seqs x max_model_len).
+    const uint64_t bytes = server::parse_byte_size(o.kv_cache_memory.empty() ? "2GiB" : o.kv_cache_memory);
     const auto src = ModelSource::open(o.model.model);
     const ShardPlan plan = ShardPlan::build(src->config(), eo.parallel, shard_constraints(*src));
     eo.kv_tokens = server::kv_tokens_for_budget(bytes, src->config(), plan, eo.kv_type, eo.kv_block_size);
+    if (o.kv_cache_memory.empty()) {
+      const int64_t len = o.max_model_len > 0 ? o.max_model_len : src->config().max_context;
+      if (len > 0) {
+        const int64_t useful = static_cast<int64_t>(o.max_num_seqs) * len;
+        const int64_t rounded = (useful + eo.kv_block_size - 1) / eo.kv_block_size * eo.kv_block_size;
+        eo.kv_tokens = std::min(eo.kv_tokens, rounded);
+      }
+    }
   }
   server::ServerOptions so;
   so.host = o.host;
@@ -161,7 +171,9 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-model-len", o->max_model_len, "Longest prompt + completion (default: the model's context)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-cache-memory", o->kv_cache_memory, "KV-cache memory per rank, e.g. 512MiB, 2GiB, 1.5G");
+  cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
+                  "KV-cache memory per rank, e.g. 512MiB, 2GiB, 1.5G (default: 2GiB, at most what max-num-seqs "
+                  "sequences of max-model-len tokens use)");
   cmd->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model's)");
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's, else ChatML)");

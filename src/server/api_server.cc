@@ -142,10 +142,7 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
   if (model_name_.empty()) model_name_ = engine_.config().name;
   if (model_name_.empty()) model_name_ = std::filesystem::path(engine_.source().path()).filename().string();
 
-  const std::string& tmpl = options_.chat_template.empty() ? tok.chat_template() : options_.chat_template;
-  chat_ = std::make_unique<ChatFormatter>(tmpl, tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                                          tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
-  add_bos_ = tok.add_bos_token() && tok.bos() >= 0;
+  chat_ = std::make_unique<ChatFormatter>(tok, options_.chat_template);
 
   limits_.max_model_len = scheduler_->options().max_model_len;
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
@@ -357,16 +354,6 @@ uint64_t ApiServer::random_u64() {
   return rng_();
 }
 
-std::vector<int32_t> ApiServer::chat_tokens(const ojson& messages, bool add_generation_prompt, const ojson& kwargs,
-                                            bool /*add_special*/) const {
-  const std::string text = chat_->render(messages, add_generation_prompt, kwargs);
-  const Tokenizer& tok = engine_.tokenizer();
-  // Templates that want BOS write it themselves; otherwise add it where the
-  // model asks for one (never twice).
-  std::vector<int32_t> ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/true);
-  if (add_bos_ && (ids.empty() || ids.front() != tok.bos())) ids.insert(ids.begin(), tok.bos());
-  return ids;
-}
 
 std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationRequest& request,
                                                           const std::vector<std::vector<int32_t>>& prompts,
@@ -544,8 +531,7 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
     }
   } else {
     try {
-      prompts.push_back(chat_tokens(request.messages, request.add_generation_prompt, request.chat_template_kwargs,
-                                    /*add_special=*/false));
+      prompts.push_back(chat_->tokens(request.messages, request.add_generation_prompt, request.chat_template_kwargs));
     } catch (const TemplateFailure& e) {
       return send_error(res, ApiError::invalid(std::string("The chat template failed: ") + e.what(), "messages"));
     }
@@ -752,7 +738,7 @@ void ApiServer::handle_tokenize(const httplib::Request& req, httplib::Response& 
   std::vector<int32_t> ids;
   if (r.is_chat) {
     try {
-      ids = chat_tokens(r.messages, r.add_generation_prompt, ojson(nullptr), r.add_special_tokens);
+      ids = chat_->tokens(r.messages, r.add_generation_prompt, ojson::object());
     } catch (const TemplateFailure& e) {
       return send_error(res, ApiError::invalid(std::string("The chat template failed: ") + e.what(), "messages"));
     }

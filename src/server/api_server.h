@@ -95,8 +95,6 @@ class ApiServer {
   void handle_detokenize(const httplib::Request& req, httplib::Response& res);
   void handle_models(const httplib::Request& req, httplib::Response& res);
 
-  std::vector<int32_t> chat_tokens(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                                   const nlohmann::ordered_json& kwargs, bool add_special) const;
   // Submits every sequence of a request (prompts x n); throws ApiError.
   std::shared_ptr<RequestState> start(const GenerationRequest& request,
                                       const std::vector<std::vector<int32_t>>& prompts,
@@ -116,7 +114,6 @@ class ApiServer {
   std::unique_ptr<HttpServer> http_;
   ServerMetrics metrics_;
   ParserLimits limits_;
-  bool add_bos_ = false;
   int64_t created_ = 0;
 
   // Scheduler thread and its wake-ups.

@@ -1,40 +1,28 @@
 #include "server/chat_format.h"
 
 #include "core/error.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_prompt.h"
 
 namespace tpinfer::server {
 
-struct ChatFormatter::Impl {
-  explicit Impl(std::string source) : tmpl(std::move(source)) {}
-  ChatTemplate tmpl;
-};
-
-ChatFormatter::ChatFormatter(const std::string& source, std::string bos_token, std::string eos_token)
-    : bos_token_(std::move(bos_token)), eos_token_(std::move(eos_token)) {
-  is_default_ = source.empty();
+ChatFormatter::ChatFormatter(const Tokenizer& tok, const std::string& override_source) : tok_(tok) {
   try {
-    impl_ = std::make_unique<Impl>(is_default_ ? default_chat_template() : source);
+    template_ = chat_template_for(tok, override_source);
   } catch (const std::exception& e) {
     throw ConfigError(cat("the chat template does not parse: ", e.what()));
   }
 }
 
-ChatFormatter::~ChatFormatter() = default;
-
-std::string ChatFormatter::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                                  const nlohmann::ordered_json& kwargs) const {
-  nlohmann::ordered_json context = nlohmann::ordered_json::object();
-  context["bos_token"] = bos_token_;
-  context["eos_token"] = eos_token_;
-  if (kwargs.is_object()) {
-    for (auto it = kwargs.begin(); it != kwargs.end(); ++it) context[it.key()] = it.value();
-  }
+std::vector<int32_t> ChatFormatter::tokens(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                           const nlohmann::ordered_json& kwargs) const {
+  std::string text;
   try {
-    return impl_->tmpl.render(messages, add_generation_prompt, context);
+    text = render_chat(*template_, tok_, messages, add_generation_prompt,
+                       kwargs.is_object() ? kwargs : nlohmann::ordered_json::object());
   } catch (const TemplateError& e) {
     throw TemplateFailure(e.what());
   }
+  return chat_prompt_tokens(tok_, text);
 }
 
 }  // namespace tpinfer::server

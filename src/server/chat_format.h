@@ -1,22 +1,29 @@
-// Chat messages -> prompt text, with the model's chat template (or one given on
-// the command line); a model without a template of its own gets the documented
-// default, ChatML:
+// Chat messages -> prompt tokens for the server, through the project's one
+// path for chat prompts (tokenizer/chat_prompt.h, also behind `run --chat`):
+// the template given on the command line, else the model's own, else the
+// documented default, ChatML:
 //
 //   <|im_start|>{role}\n{content}<|im_end|>\n ... [<|im_start|>assistant\n]
 //
-// Rendering is tokenizer/chat_template.h (Jinja2 semantics, as Hugging Face
-// transformers' apply_chat_template). The template sees `messages`,
-// `add_generation_prompt`, `bos_token`, `eos_token` and the request's
-// chat_template_kwargs. A template that fails on a conversation (Gemma's
-// "System role not supported", a render limit) throws TemplateFailure, which
-// the server answers with 400.
+// Rendering has Jinja2's semantics (tokenizer/chat_template.h). The template
+// sees `messages`, `add_generation_prompt`, `bos_token`, `eos_token` and the
+// request's chat_template_kwargs. The text is tokenized with special tokens
+// recognised, and BOS is added once (only when the text does not start with it).
+// A template that fails on a conversation (Gemma's "System role not
+// supported", a render limit) throws TemplateFailure, which the server answers
+// with 400.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tpinfer::server {
 
@@ -26,24 +33,17 @@ struct TemplateFailure : std::runtime_error {
 
 class ChatFormatter {
  public:
-  // `source`: the template text; empty selects ChatML. Throws ConfigError when
-  // the template does not parse.
-  ChatFormatter(const std::string& source, std::string bos_token, std::string eos_token);
-  ~ChatFormatter();
-  ChatFormatter(const ChatFormatter&) = delete;
-  ChatFormatter& operator=(const ChatFormatter&) = delete;
+  // `override_source`: template text from the command line (empty: the model's
+  // own, else ChatML). Throws ConfigError when the template does not parse.
+  ChatFormatter(const Tokenizer& tok, const std::string& override_source);
 
   // Thread-safe.
-  std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                     const nlohmann::ordered_json& kwargs) const;
-
-  bool is_default() const { return is_default_; }
+  std::vector<int32_t> tokens(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                              const nlohmann::ordered_json& kwargs) const;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-  std::string bos_token_, eos_token_;
-  bool is_default_ = false;
+  const Tokenizer& tok_;
+  std::unique_ptr<ChatTemplate> template_;
 };
 
 }  // namespace tpinfer::server

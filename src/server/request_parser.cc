@@ -445,7 +445,7 @@ TokenizeParse parse_tokenize_request(std::string_view body, const ParserLimits& 
       r.is_chat = true;
       r.messages = parse_messages(f.get("messages"), limits);
       r.add_generation_prompt = f.boolean("add_generation_prompt").value_or(true);
-      r.add_special_tokens = f.boolean("add_special_tokens").value_or(false);
+      f.boolean("add_special_tokens");  // type-checked; chat prompts get BOS as the chat endpoint does
     } else {
       const std::optional<std::string> prompt = f.string("prompt");
       if (!prompt) fail("'prompt' (or 'messages') is required.", "prompt");

@@ -985,7 +985,7 @@ static size_t scan_cost(const Value& v) {
 
 Value Interpreter::filter(const std::string& name, const Value& operand, CallArgs& args) {
   const FilterFn f = find_filter(name);
-  if (!f) throw TemplateError(cat("TemplateAssertionError: No filter named '", name, "'."));
+  if (!f) throw TemplateError(cat("TemplateRuntimeError: No filter named '", name, "' found."));
   charge_work(scan_cost(operand));
   return f(*this, operand, args);
 }

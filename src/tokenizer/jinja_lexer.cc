@@ -13,10 +13,16 @@ namespace tpinfer::jinja {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+// Python identifiers: ASCII letters, digits and '_', and non-ASCII letters,
+// digits and combining marks (an approximation of Unicode's XID classes).
+bool is_name_start(char32_t c) {
+  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+  return py_isalpha(c);
 }
-bool is_name_char(unsigned char c) { return is_name_start(c) || is_digit(static_cast<char>(c)); }
+bool is_name_char(char32_t c) {
+  if (c < 0x80) return is_name_start(c) || is_digit(static_cast<char>(c));
+  return py_isalnum(c) || (c >= 0x300 && c <= 0x36F);
+}
 
 class Lexer {
  public:
@@ -154,6 +160,7 @@ class Lexer {
   // Emits the body of a raw block starting at pos; returns the position after
   // its {% endraw %}.
   size_t lex_raw_body(size_t pos, bool line_starting) {
+    if (pos >= src_.size()) return pos;  // like a comment, a raw block may open at the very end
     for (size_t at = src_.find("{%", pos); at != std::string::npos; at = src_.find("{%", at + 1)) {
       size_t p = at + 2;
       char sign = 0;
@@ -180,6 +187,8 @@ class Lexer {
   }
 
   size_t skip_comment(size_t tag, size_t pos) const {
+    // Jinja ends quietly when a comment opens at the very end of the source.
+    if (pos >= src_.size()) return pos;
     const size_t at = src_.find("#}", pos);
     if (at == std::string::npos) fail(tag, "missing end of comment tag");
     const char before = at > pos ? src_[at - 1] : 0;
@@ -238,9 +247,10 @@ class Lexer {
         pos = lex_number(pos);
         continue;
       }
-      if (is_name_start(static_cast<unsigned char>(c))) {
-        size_t e = pos;
-        while (e < src_.size() && is_name_char(static_cast<unsigned char>(src_[e]))) ++e;
+      size_t after_first = pos;
+      if (is_name_start(next_code_point(src_, &after_first))) {
+        size_t e = after_first;
+        for (size_t next = e; e < src_.size() && is_name_char(next_code_point(src_, &next)); next = e) e = next;
         push(TokenType::kName, pos, src_.substr(pos, e - pos));
         pos = e;
         continue;

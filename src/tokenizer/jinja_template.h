@@ -5,7 +5,9 @@
 // and the globals raise_exception(message) and strftime_now(format) (plus
 // Jinja's range, dict, namespace, joiner and cycler).
 //
-//   jinja::Template t(source);                      // FormatError if malformed
+//   jinja::Template t(source);                      // FormatError if malformed, or if it
+//                                                   // uses an unknown filter or test
+//                                                   // outside an if (as Jinja compiles)
 //   std::string text = t.render(context_json, cfg);  // TemplateError if it fails
 //
 // A Template is immutable and may be rendered from several threads at once.

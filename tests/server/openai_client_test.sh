@@ -40,12 +40,15 @@ if ! npm install --no-audit --no-fund --loglevel=error openai >npm.log 2>&1; the
 fi
 echo "openai $(node -p 'JSON.parse(require("fs").readFileSync("node_modules/openai/package.json")).version'), node $(node --version)"
 
+# The log exists before the server starts: the background job opens it only
+# after the fork, and the loop below may read it first.
+: >server.log
 "$bin" serve -m "$model" --host 127.0.0.1 --port 0 --no-pin --api-key test-key --served-model-name bible \
-  >server.log 2>&1 &
+  >>server.log 2>&1 &
 server_pid=$!
 port=""
 for _ in $(seq 1 1200); do
-  port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' server.log)
+  port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' server.log || true)
   if [ -n "$port" ]; then break; fi
   if ! kill -0 "$server_pid" 2>/dev/null; then
     cat server.log

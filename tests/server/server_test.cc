@@ -352,7 +352,8 @@ TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
             metric_value(m, "tpinfer_time_to_first_token_seconds_bucket{le=\"+Inf\"}"));
   EXPECT_EQ(metric_value(m, "tpinfer_num_requests_running"), 0);
   EXPECT_EQ(metric_value(m, "tpinfer_num_requests_waiting"), 0);
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_total"), 32);  // 512 tokens / 16
+  // The default cache: 2 GiB, but no more than 64 sequences x 512 tokens use.
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_total"), 64 * 512 / 16);
   EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
   EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_usage_ratio"), 0);
   EXPECT_GE(metric_value(m, "tpinfer_num_preemptions_total"), 0);

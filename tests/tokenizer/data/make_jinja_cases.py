@@ -275,6 +275,10 @@ CASES = [
     ("err_call_without_caller", "{% macro m() %}x{% endmacro %}{% call m() %}body{% endcall %}", {}),
     ("err_loop_after_break_else", "{% for x in [1] %}{% break %}{% else %}{{ loop.index }}{% endfor %}", {}),
     ("generators_are_consumed", "{% set g = [1, 2, 3]|select %}{{ g|first }}|{% for x in g %}{{ x }}{% endfor %}|{% for x in g %}{{ x }}{% endfor %}|{{ g|list }} {% set h = [1, 2, 3]|map('string') %}{{ 2 in [1, 2]|select }}{{ '2' in h }}{{ h|join(',') }}|{{ h|join(',') }} {% set r = [1, 2]|reverse %}{{ r|list }}{{ r|list }}", {}),
+    ("unknown_filter_in_untaken_if", "{% if false %}{{ x|nope }}{% endif %}ok{{ 1 if true else 2|nope }}", {}),
+    ("err_unknown_filter_in_taken_if", "{% if true %}{{ x|nope }}{% endif %}", {}),
+    ("err_unknown_test_in_cond_expr", "{{ 1 if false else (2 is nosuchtest) }}", {}),
+    ("err_unknown_filter_in_loop_in_if", "{% if false %}{% for a in [1] %}{{ x|nope }}{% endfor %}{% endif %}", {}),
     # ---- syntax errors (the C++ side throws FormatError)
     ("syntax_unclosed_if", "{% if true %}a", {}),
     ("syntax_unknown_tag", "{% frobnicate %}", {}),
