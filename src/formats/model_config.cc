@@ -11,9 +11,14 @@ const char* arch_name(Arch a) {
     case Arch::Mistral: return "mistral";
     case Arch::Qwen2: return "qwen2";
     case Arch::Qwen3: return "qwen3";
+    case Arch::Mixtral: return "mixtral";
+    case Arch::Qwen2Moe: return "qwen2moe";
+    case Arch::Qwen3Moe: return "qwen3moe";
   }
   return "unknown";
 }
+
+const char* gguf_arch_name(Arch a) { return a == Arch::Mixtral ? "llama" : arch_name(a); }
 
 std::vector<float> llama3_rope_factors(int head_dim, float theta, float factor, float low_freq_factor,
                                        float high_freq_factor, int original_max_position) {

@@ -30,6 +30,8 @@ std::optional<Arch> arch_from_gguf(std::string_view a) {
   if (a == "mistral") return Arch::Mistral;
   if (a == "qwen2") return Arch::Qwen2;
   if (a == "qwen3") return Arch::Qwen3;
+  if (a == "qwen2moe") return Arch::Qwen2Moe;
+  if (a == "qwen3moe") return Arch::Qwen3Moe;
   return std::nullopt;
 }
 
@@ -38,6 +40,9 @@ std::optional<Arch> arch_from_hf(std::string_view a) {
   if (a == "MistralForCausalLM") return Arch::Mistral;
   if (a == "Qwen2ForCausalLM") return Arch::Qwen2;
   if (a == "Qwen3ForCausalLM") return Arch::Qwen3;
+  if (a == "MixtralForCausalLM") return Arch::Mixtral;
+  if (a == "Qwen2MoeForCausalLM") return Arch::Qwen2Moe;
+  if (a == "Qwen3MoeForCausalLM") return Arch::Qwen3Moe;
   return std::nullopt;
 }
 
@@ -81,6 +86,23 @@ void check_config(const ModelConfig& c, const std::string& path) {
   for (int e : c.eos_tokens) {
     if (e >= c.vocab)
       throw FormatError(cat(path, ": expected EOS token ids below the vocabulary size ", c.vocab, ", found ", e));
+  }
+  const bool moe_arch = c.arch == Arch::Mixtral || c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
+  if (moe_arch != c.is_moe()) {
+    throw FormatError(cat(path, ": expected ", moe_arch ? "an expert count" : "no experts", " for architecture ",
+                          arch_name(c.arch), ", found ", c.n_experts, " experts"));
+  }
+  if (c.is_moe()) {
+    // Published models have at most a few hundred experts; the cap keeps a
+    // hostile count from sizing loops and tables before the tensors are checked.
+    if (c.n_experts > kMaxExperts) {
+      throw FormatError(cat(path, ": expected at most ", kMaxExperts, " experts, found ", c.n_experts));
+    }
+    if (c.n_experts_used < 1 || c.n_experts_used > c.n_experts) {
+      throw FormatError(cat(path, ": expected 1 to ", c.n_experts, " experts used per token, found ",
+                            c.n_experts_used));
+    }
+    if (c.shared_expert_ffn < 0) throw FormatError(cat(path, ": expected a positive shared-expert size"));
   }
 }
 
@@ -148,6 +170,55 @@ class GgufKeys {
   std::string prefix_;
 };
 
+// llama.cpp's MoE keys: <arch>.expert_count, .expert_used_count,
+// .expert_feed_forward_length (else the stacked experts' rows, else
+// feed_forward_length, as Mixtral files have it), .expert_shared_feed_forward_length
+// (else the shared expert's rows), .expert_weights_norm (else the architecture's
+// rule: Mixtral and Qwen3-MoE renormalize, Qwen2-MoE does not), .expert_gating_func
+// (softmax only). A "llama" file with experts is Mixtral.
+void gguf_moe_config(const GgufFile& g, const GgufKeys& k, ModelConfig& c) {
+  const std::string& a = c.arch_name;
+  const GgufValue* count = g.find(a + ".expert_count");
+  if (count == nullptr || count->as_int() == std::optional<int64_t>(0)) {  // some dense exports write 0
+    if (c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe) {
+      throw FormatError(cat(g.path(), ": expected metadata key '", a, ".expert_count', found none"));
+    }
+    return;
+  }
+  c.n_experts = k.integer("expert_count");
+  if (c.arch == Arch::Llama) c.arch = Arch::Mixtral;
+  if (c.arch != Arch::Mixtral && c.arch != Arch::Qwen2Moe && c.arch != Arch::Qwen3Moe) {
+    throw ConfigError(cat(g.path(), ": architecture '", a, "' with experts is not supported; mixture-of-experts ",
+                          "architectures: llama (Mixtral), qwen2moe, qwen3moe"));
+  }
+  c.n_experts_used = k.integer("expert_used_count");
+  if (g.find(a + ".expert_feed_forward_length") != nullptr) {
+    c.ffn = k.integer("expert_feed_forward_length");
+  } else if (const TensorInfo* t = g.tensor("blk.0.ffn_gate_exps.weight"); t != nullptr && t->shape.size() == 3) {
+    c.ffn = static_cast<int>(std::clamp<int64_t>(t->shape[1], 0, std::numeric_limits<int>::max()));
+  }
+  if (const TensorInfo* t = g.tensor("blk.0.ffn_gate_shexp.weight")) {
+    c.shared_expert_ffn = g.find(a + ".expert_shared_feed_forward_length") != nullptr
+                              ? k.integer("expert_shared_feed_forward_length")
+                              : static_cast<int>(std::clamp<int64_t>(t->rows(), 0, std::numeric_limits<int>::max()));
+  }
+  c.shared_expert_gate = g.tensor("blk.0.ffn_gate_inp_shexp.weight") != nullptr;
+  c.norm_topk_prob = c.arch != Arch::Qwen2Moe;
+  if (const GgufValue* v = g.find(a + ".expert_weights_norm")) {
+    if (v->type != GgufType::BOOL) {
+      throw FormatError(cat(g.path(), ": metadata '", a, ".expert_weights_norm': expected a bool, found ",
+                            GgufKeys::describe(*v)));
+    }
+    c.norm_topk_prob = v->as_int().value_or(0) != 0;
+  }
+  if (const GgufValue* v = g.find(a + ".expert_gating_func")) {
+    if (v->as_int() != std::optional<int64_t>(1)) {  // llama.cpp: 1 softmax, 2 sigmoid
+      throw ConfigError(cat(g.path(), ": ", a, ".expert_gating_func ", GgufKeys::describe(*v),
+                            " is not supported; supported: 1 (softmax)"));
+    }
+  }
+}
+
 ModelConfig gguf_config(const GgufFile& g) {
   ModelConfig c;
   const std::optional<std::string> arch = g.get_string("general.architecture");
@@ -189,7 +260,8 @@ ModelConfig gguf_config(const GgufFile& g) {
   if (const auto eot = k.token_id("tokenizer.ggml.eot_token_id")) add_eos(c, *eot);
   if (const auto eom = k.token_id("tokenizer.ggml.eom_token_id")) add_eos(c, *eom);
 
-  c.rope_style = (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3) ? RopeStyle::NeoX : RopeStyle::Interleaved;
+  c.rope_style = (c.arch == Arch::Llama || c.arch == Arch::Mistral) ? RopeStyle::Interleaved : RopeStyle::NeoX;
+  gguf_moe_config(g, k, c);
   c.qkv_bias = g.tensor("blk.0.attn_q.bias") != nullptr;
   c.qk_norm = g.tensor("blk.0.attn_q_norm.weight") != nullptr;
   c.tied_embeddings = g.tensor("output.weight") == nullptr;
@@ -292,6 +364,36 @@ class HfKeys {
   std::string path_;
 };
 
+// transformers' MoE keys. Mixtral: num_local_experts, num_experts_per_tok,
+// intermediate_size per expert, always renormalized. Qwen2-MoE / Qwen3-MoE:
+// num_experts, num_experts_per_tok, moe_intermediate_size, norm_topk_prob
+// (transformers' default: false), Qwen2-MoE's shared expert of
+// shared_expert_intermediate_size with its sigmoid gate; every layer sparse
+// (decoder_sparse_step 1, no mlp_only_layers).
+void hf_moe_config(const Json& j, const HfKeys& k, const std::string& path, ModelConfig& c) {
+  if (c.arch == Arch::Mixtral) {
+    c.n_experts = k.integer("num_local_experts");
+    c.n_experts_used = k.integer("num_experts_per_tok");
+    c.norm_topk_prob = true;
+    return;
+  }
+  if (c.arch != Arch::Qwen2Moe && c.arch != Arch::Qwen3Moe) return;
+  c.n_experts = k.integer("num_experts");
+  c.n_experts_used = k.integer("num_experts_per_tok");
+  c.ffn = k.integer("moe_intermediate_size");
+  c.norm_topk_prob = k.boolean("norm_topk_prob", false);
+  if (c.arch == Arch::Qwen2Moe) {
+    c.shared_expert_ffn = k.integer("shared_expert_intermediate_size");
+    c.shared_expert_gate = true;
+  }
+  const bool every_layer = k.integer("decoder_sparse_step", 1) == 1 &&
+                           (!k.has("mlp_only_layers") || (j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty()));
+  if (!every_layer) {
+    throw ConfigError(cat(path, ": dense MLP layers between mixture-of-experts layers (decoder_sparse_step, ",
+                          "mlp_only_layers) are not supported"));
+  }
+}
+
 ModelConfig hf_config(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
   if (!fs::exists(path)) throw FormatError(cat(dir, ": expected a Hugging Face folder with config.json, found none"));
@@ -305,12 +407,16 @@ ModelConfig hf_config(const std::string& dir) {
   } else if (j.contains("model_type") && j["model_type"].is_string()) {
     // Older exports name only the model type; map it to the class name.
     const std::string t = j["model_type"].get<std::string>();
-    const std::optional<Arch> a = arch_from_gguf(t);
-    if (!a) unsupported_arch(path, t);
-    arch_name = t == "llama"     ? "LlamaForCausalLM"
-                : t == "mistral" ? "MistralForCausalLM"
-                : t == "qwen2"   ? "Qwen2ForCausalLM"
-                                 : "Qwen3ForCausalLM";
+    static constexpr std::pair<std::string_view, const char*> kTypes[] = {
+        {"llama", "LlamaForCausalLM"},       {"mistral", "MistralForCausalLM"},
+        {"qwen2", "Qwen2ForCausalLM"},       {"qwen3", "Qwen3ForCausalLM"},
+        {"mixtral", "MixtralForCausalLM"},   {"qwen2_moe", "Qwen2MoeForCausalLM"},
+        {"qwen3_moe", "Qwen3MoeForCausalLM"},
+    };
+    for (const auto& [type, cls] : kTypes) {
+      if (t == type) arch_name = cls;
+    }
+    if (arch_name.empty()) unsupported_arch(path, t);
   } else {
     throw FormatError(cat(path, ": expected \"architectures\" (a list naming the model class), found none"));
   }
@@ -334,12 +440,14 @@ ModelConfig hf_config(const std::string& dir) {
   c.rms_eps = k.real("rms_norm_eps", 1e-6f);
   c.tied_embeddings = k.boolean("tie_word_embeddings", false);
   c.rope_style = RopeStyle::NeoX;
-  c.qkv_bias = c.arch == Arch::Qwen2 || k.boolean("attention_bias", false);
-  c.qk_norm = c.arch == Arch::Qwen3;
+  c.qkv_bias = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe || k.boolean("attention_bias", false);
+  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe;
+  hf_moe_config(j, k, path, c);
 
   // Sliding-window attention is not implemented: cap the context to the window
   // so that every position attends exactly as the model was trained.
-  const bool sliding = c.arch == Arch::Mistral ? k.has("sliding_window") : k.boolean("use_sliding_window", false);
+  const bool mistral_window = c.arch == Arch::Mistral || c.arch == Arch::Mixtral;
+  const bool sliding = mistral_window ? k.has("sliding_window") : k.boolean("use_sliding_window", false);
   if (sliding) c.max_context = std::min(c.max_context, k.integer("sliding_window"));
 
   // RoPE: rope_theta and rope_scaling, or (newer transformers) rope_parameters.
@@ -394,23 +502,32 @@ ModelConfig hf_config(const std::string& dir) {
   return c;
 }
 
+// Consumes "N." (a decimal index without leading zeros, at most 9 digits) from
+// the front of `rest`; false when `rest` does not start with one.
+bool take_index(std::string_view& rest, long* n) {
+  size_t digits = 0;
+  while (digits < rest.size() && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
+  if (digits == 0 || digits >= rest.size() || rest[digits] != '.' || (digits > 1 && rest[0] == '0')) return false;
+  *n = 0;
+  for (size_t i = 0; i < digits; ++i) *n = *n * 10 + (rest[i] - '0');
+  rest = rest.substr(digits + 1);
+  return true;
+}
+
 // Hugging Face tensor name -> canonical name; nullopt for names tpinfer does not
-// use (rotary inv_freq buffers and the like). `layer` receives N of model.layers.N.
-std::optional<std::string> canonical_name(std::string_view hf, long* layer) {
+// use (rotary inv_freq buffers and the like). `layer` receives N of
+// model.layers.N, `expert` E of a routed expert's ...experts.E... (else -1).
+std::optional<std::string> canonical_name(std::string_view hf, long* layer, long* expert) {
   *layer = -1;
+  *expert = -1;
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";
   if (hf == "model.norm.weight") return "output_norm.weight";
   if (hf == "lm_head.weight") return "output.weight";
   constexpr std::string_view kLayers = "model.layers.";
   if (hf.substr(0, kLayers.size()) != kLayers) return std::nullopt;
   std::string_view rest = hf.substr(kLayers.size());
-  size_t digits = 0;
-  while (digits < rest.size() && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
-  if (digits == 0 || digits >= rest.size() || rest[digits] != '.' || (digits > 1 && rest[0] == '0'))
-    return std::nullopt;
   long n = 0;
-  for (size_t i = 0; i < digits; ++i) n = n * 10 + (rest[i] - '0');
-  rest = rest.substr(digits + 1);
+  if (!take_index(rest, &n)) return std::nullopt;
   static constexpr std::pair<std::string_view, std::string_view> kMap[] = {
       {"input_layernorm.weight", "attn_norm.weight"},
       {"self_attn.q_proj.weight", "attn_q.weight"},
@@ -426,6 +543,13 @@ std::optional<std::string> canonical_name(std::string_view hf, long* layer) {
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},
+      // Mixture of experts: the router, Qwen2-MoE's shared expert and its gate.
+      {"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"},
+      {"mlp.gate.weight", "ffn_gate_inp.weight"},
+      {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+      {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+      {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+      {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
   };
   for (const auto& [from, to] : kMap) {
     if (rest == from) {
@@ -433,10 +557,83 @@ std::optional<std::string> canonical_name(std::string_view hf, long* layer) {
       return cat("blk.", n, ".", to);
     }
   }
+  // Routed experts: Mixtral's block_sparse_moe.experts.E.w1 (gate), w3 (up),
+  // w2 (down); Qwen-MoE's mlp.experts.E.{gate,up,down}_proj.
+  static constexpr std::pair<std::string_view, std::string_view> kExpertMap[] = {
+      {"w1.weight", "ffn_gate"},        {"w3.weight", "ffn_up"},      {"w2.weight", "ffn_down"},
+      {"gate_proj.weight", "ffn_gate"}, {"up_proj.weight", "ffn_up"}, {"down_proj.weight", "ffn_down"},
+  };
+  for (std::string_view prefix : {std::string_view("block_sparse_moe.experts."), std::string_view("mlp.experts.")}) {
+    if (rest.substr(0, prefix.size()) != prefix) continue;
+    std::string_view tail = rest.substr(prefix.size());
+    long e = 0;
+    if (!take_index(tail, &e)) return std::nullopt;
+    const bool mixtral = prefix.front() == 'b';
+    for (size_t i = mixtral ? 0 : 3; i < (mixtral ? 3u : 6u); ++i) {
+      if (tail == kExpertMap[i].first) {
+        *layer = n;
+        *expert = e;
+        return expert_tensor_name(static_cast<int>(n), kExpertMap[i].second, static_cast<int>(e));
+      }
+    }
+  }
   return std::nullopt;
 }
 
+// "blk.N.ffn_gate_exps.weight" (up, down) -> N and "ffn_gate" (up, down).
+bool parse_stacked_name(std::string_view name, int* layer, std::string_view* base) {
+  constexpr std::string_view kBlk = "blk.";
+  if (name.substr(0, kBlk.size()) != kBlk) return false;
+  std::string_view rest = name.substr(kBlk.size());
+  long n = 0;
+  if (!take_index(rest, &n)) return false;
+  for (std::string_view b : {"ffn_gate", "ffn_up", "ffn_down"}) {
+    if (rest.size() == b.size() + 12 && rest.substr(0, b.size()) == b && rest.substr(b.size()) == "_exps.weight") {
+      *layer = static_cast<int>(n);
+      *base = b;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Qwen2-MoE's shared-expert gate is a [1, hidden] linear in Hugging Face files
+// (and may be [1, hidden] in GGUF); canonically it is the vector [hidden].
+void normalize_shared_gate(std::vector<TensorInfo>& tensors) {
+  constexpr std::string_view kSuffix = ".ffn_gate_inp_shexp.weight";
+  for (TensorInfo& t : tensors) {
+    const std::string_view n = t.name;
+    if (n.size() > kSuffix.size() && n.substr(n.size() - kSuffix.size()) == kSuffix && t.shape.size() == 2 &&
+        t.shape[0] == 1) {
+      t.shape = {t.shape[1]};
+    }
+  }
+}
+
 }  // namespace
+
+std::string expert_tensor_name(int layer, std::string_view base, int expert) {
+  return cat("blk.", layer, ".", base, ".", expert, ".weight");
+}
+
+bool parse_expert_tensor_name(std::string_view name, int* layer, std::string_view* base, int* expert) {
+  constexpr std::string_view kBlk = "blk.", kWeight = ".weight";
+  if (name.substr(0, kBlk.size()) != kBlk) return false;
+  std::string_view rest = name.substr(kBlk.size());
+  long n = 0;
+  if (!take_index(rest, &n)) return false;
+  for (std::string_view b : {"ffn_gate", "ffn_up", "ffn_down"}) {
+    if (rest.size() <= b.size() + 1 || rest.substr(0, b.size()) != b || rest[b.size()] != '.') continue;
+    std::string_view tail = rest.substr(b.size() + 1);
+    long e = 0;
+    if (!take_index(tail, &e) || tail != kWeight.substr(1)) return false;
+    *layer = static_cast<int>(n);
+    *base = b;
+    *expert = static_cast<int>(e);
+    return true;
+  }
+  return false;
+}
 
 // ---------------------------------------------------------------------------
 // ModelSource
@@ -466,7 +663,36 @@ std::unique_ptr<ModelSource> ModelSource::open(const std::string& path) {
 void ModelSource::open_gguf(const std::string& path) {
   gguf_ = GgufFile::open(path);
   config_ = gguf_config(*gguf_);
-  tensors_ = gguf_->tensors();
+  // Stacked experts (blk.N.ffn_{gate,up,down}_exps.weight, [experts, rows,
+  // cols]) become one view per expert: expert e's matrix is a contiguous run of
+  // whole rows, so nothing is copied.
+  for (const TensorInfo& t : gguf_->tensors()) {
+    int layer = -1;
+    std::string_view base;
+    if (!parse_stacked_name(t.name, &layer, &base)) {
+      tensors_.push_back(t);
+      continue;
+    }
+    if (!config_.is_moe()) {
+      throw FormatError(cat(t.file, ": tensor '", t.name, "' holds experts, but the metadata has no ",
+                            config_.arch_name, ".expert_count"));
+    }
+    if (t.shape.size() != 3 || t.shape[0] != config_.n_experts || t.shape[1] <= 0 || t.shape[2] <= 0) {
+      throw FormatError(cat(t.file, ": tensor '", t.name, "': expected shape [", config_.n_experts,
+                            " experts, rows, cols], found ", shape_str(t.shape)));
+    }
+    const uint64_t each = t.nbytes / static_cast<uint64_t>(config_.n_experts);
+    for (int e = 0; e < config_.n_experts; ++e) {
+      TensorInfo v = t;
+      v.name = expert_tensor_name(layer, base, e);
+      v.shape = {t.shape[1], t.shape[2]};
+      v.nbytes = each;
+      v.data = t.data + static_cast<uint64_t>(e) * each;
+      v.offset = t.offset + static_cast<uint64_t>(e) * each;
+      tensors_.push_back(std::move(v));
+    }
+  }
+  normalize_shared_gate(tensors_);
 }
 
 void ModelSource::open_hf(const std::string& dir) {
@@ -517,18 +743,23 @@ void ModelSource::open_hf(const std::string& dir) {
     throw FormatError(cat(dir, ": expected model.safetensors or model.safetensors.index.json, found neither"));
   }
   for (const auto& [hf_name, t] : found) {
-    long layer = -1;
-    const std::optional<std::string> canonical = canonical_name(hf_name, &layer);
+    long layer = -1, expert = -1;
+    const std::optional<std::string> canonical = canonical_name(hf_name, &layer, &expert);
     if (!canonical) continue;
     if (*canonical == "output.weight" && config_.tied_embeddings) continue;
     if (layer >= config_.n_layers) {
       throw FormatError(cat(t->file, ": tensor '", hf_name, "' belongs to layer ", layer, ", but config.json has ",
                             config_.n_layers, " layers"));
     }
+    if (expert >= config_.n_experts) {
+      throw FormatError(cat(t->file, ": tensor '", hf_name, "' belongs to expert ", expert, ", but config.json has ",
+                            config_.n_experts, " experts"));
+    }
     TensorInfo c = *t;
     c.name = *canonical;
     tensors_.push_back(std::move(c));
   }
+  normalize_shared_gate(tensors_);
 }
 
 void ModelSource::index_tensors() {
@@ -574,9 +805,24 @@ void ModelSource::validate_shapes() const {
     expect(p + "attn_v.weight", {kv, h});
     expect(p + "attn_output.weight", {h, q});
     expect(p + "ffn_norm.weight", {h});
-    expect(p + "ffn_gate.weight", {c.ffn, h});
-    expect(p + "ffn_up.weight", {c.ffn, h});
-    expect(p + "ffn_down.weight", {h, c.ffn});
+    if (c.is_moe()) {
+      expect(p + "ffn_gate_inp.weight", {c.n_experts, h});
+      for (int e = 0; e < c.n_experts; ++e) {
+        expect(expert_tensor_name(l, "ffn_gate", e), {c.ffn, h});
+        expect(expert_tensor_name(l, "ffn_up", e), {c.ffn, h});
+        expect(expert_tensor_name(l, "ffn_down", e), {h, c.ffn});
+      }
+      if (c.shared_expert_ffn > 0) {
+        expect(p + "ffn_gate_shexp.weight", {c.shared_expert_ffn, h});
+        expect(p + "ffn_up_shexp.weight", {c.shared_expert_ffn, h});
+        expect(p + "ffn_down_shexp.weight", {h, c.shared_expert_ffn});
+      }
+      if (c.shared_expert_gate) expect(p + "ffn_gate_inp_shexp.weight", {h});
+    } else {
+      expect(p + "ffn_gate.weight", {c.ffn, h});
+      expect(p + "ffn_up.weight", {c.ffn, h});
+      expect(p + "ffn_down.weight", {h, c.ffn});
+    }
     if (c.qkv_bias) {
       expect(p + "attn_q.bias", {q});
       expect(p + "attn_k.bias", {kv});

@@ -11,6 +11,20 @@
 //   blk.N.ffn_gate.weight  blk.N.ffn_up.weight  blk.N.ffn_down.weight
 //   rope_freqs.weight (optional)
 //
+// and for mixture-of-experts models, instead of the dense ffn_gate/up/down:
+//
+//   blk.N.ffn_gate_inp.weight [experts, hidden]          the router
+//   blk.N.ffn_gate.E.weight  blk.N.ffn_up.E.weight       routed expert E (2-D, as
+//   blk.N.ffn_down.E.weight                              a dense FFN's matrices)
+//   blk.N.ffn_gate_shexp.weight  blk.N.ffn_up_shexp.weight  blk.N.ffn_down_shexp.weight
+//   blk.N.ffn_gate_inp_shexp.weight [hidden]             shared expert and its gate
+//
+// GGUF stores the routed experts stacked (blk.N.ffn_gate_exps.weight, [experts,
+// rows, cols]); each expert is exposed as a view of its rows, without a copy.
+// Hugging Face names: Mixtral block_sparse_moe.gate / .experts.E.w1 (gate), w3
+// (up), w2 (down); Qwen-MoE mlp.gate, mlp.experts.E.{gate,up,down}_proj,
+// mlp.shared_expert.{gate,up,down}_proj, mlp.shared_expert_gate ([1, hidden]).
+//
 // Tensor data is never converted: a GGUF llama/mistral file keeps the converter's
 // Q/K row permutation (config().rope_style == Interleaved); Hugging Face folders
 // and GGUF qwen2/qwen3 use the rotate-half order (NeoX). Shapes are checked
@@ -29,6 +43,11 @@
 // blk.0.attn_q_norm.weight and (absence of) output.weight; rope_freqs.weight (f32,
 // head_dim/2) fills rope_freq_factors.
 //
+// GGUF experts: <arch>.expert_count, .expert_used_count,
+// .expert_feed_forward_length, .expert_shared_feed_forward_length,
+// .expert_weights_norm, .expert_gating_func (softmax only); a "llama" file
+// with experts is Mixtral (model_config.h says how each renormalizes).
+//
 // Hugging Face config (config.json): architectures[0] (or model_type), the usual
 // size keys, rms_norm_eps (default 1e-6), rope_theta (default 10000),
 // rope_scaling {rope_type|type: default, llama3, linear} (others: ConfigError),
@@ -39,6 +58,11 @@
 // context is capped to the window. Shards come from the index's weight_map (each
 // listed file must exist in the folder and hold its tensor) or model.safetensors.
 // Tensor names that tpinfer does not use (rotary inv_freq, ...) are ignored.
+//
+// MoE: MixtralForCausalLM (num_local_experts, num_experts_per_tok),
+// Qwen2MoeForCausalLM / Qwen3MoeForCausalLM (num_experts, num_experts_per_tok,
+// moe_intermediate_size, norm_topk_prob default false as in transformers,
+// shared_expert_intermediate_size for Qwen2-MoE); every layer must be sparse.
 //
 // Unsupported architectures raise ConfigError listing kSupportedArchitectures;
 // malformed or inconsistent files raise FormatError naming the file.
@@ -93,5 +117,11 @@ class ModelSource {
   void index_tensors();
   void validate_shapes() const;
 };
+
+// "blk.<layer>.<base>.<expert>.weight", the canonical name of a routed
+// expert's matrix (base: ffn_gate, ffn_up or ffn_down), and back (false for
+// any other name).
+std::string expert_tensor_name(int layer, std::string_view base, int expert);
+bool parse_expert_tensor_name(std::string_view name, int* layer, std::string_view* base, int* expert);
 
 }  // namespace tpinfer

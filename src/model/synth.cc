@@ -1,5 +1,6 @@
 #include "model/synth.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "backend/cpu/quant.h"
@@ -159,6 +161,14 @@ std::vector<Tensor> make_tensors(const SynthSpec& s, const ModelConfig& c) {
     for (float& x : t.values) x = static_cast<float>(rng.normal() * sd);
     out.push_back(std::move(t));
   };
+  // Every routed expert's [rows, cols] matrix, stacked (GGUF's layout).
+  auto stacked = [&](std::string name, int64_t rows, int64_t cols) {
+    Tensor t{std::move(name), {c.n_experts, rows, cols},
+             std::vector<float>(static_cast<size_t>(c.n_experts) * static_cast<size_t>(rows * cols)), true};
+    const double sd = 1.0 / std::sqrt(static_cast<double>(cols));
+    for (float& x : t.values) x = static_cast<float>(rng.normal() * sd);
+    out.push_back(std::move(t));
+  };
   auto vector = [&](std::string name, int64_t n, double mean, double sd) {
     Tensor t{std::move(name), {n}, std::vector<float>(static_cast<size_t>(n)), false};
     for (float& x : t.values) x = static_cast<float>(mean + rng.normal() * sd);
@@ -188,9 +198,22 @@ std::vector<Tensor> make_tensors(const SynthSpec& s, const ModelConfig& c) {
     }
     matrix(p + "attn_output.weight", c.hidden, q);
     vector(p + "ffn_norm.weight", c.hidden, 1.0, 0.1);
-    matrix(p + "ffn_gate.weight", c.ffn, c.hidden);
-    matrix(p + "ffn_up.weight", c.ffn, c.hidden);
-    matrix(p + "ffn_down.weight", c.hidden, c.ffn);
+    if (c.is_moe()) {
+      matrix(p + "ffn_gate_inp.weight", c.n_experts, c.hidden);
+      stacked(p + "ffn_gate_exps.weight", c.ffn, c.hidden);
+      stacked(p + "ffn_up_exps.weight", c.ffn, c.hidden);
+      stacked(p + "ffn_down_exps.weight", c.hidden, c.ffn);
+      if (c.shared_expert_ffn > 0) {
+        matrix(p + "ffn_gate_shexp.weight", c.shared_expert_ffn, c.hidden);
+        matrix(p + "ffn_up_shexp.weight", c.shared_expert_ffn, c.hidden);
+        matrix(p + "ffn_down_shexp.weight", c.hidden, c.shared_expert_ffn);
+      }
+      if (c.shared_expert_gate) vector(p + "ffn_gate_inp_shexp.weight", c.hidden, 0.0, 1.0 / std::sqrt(c.hidden));
+    } else {
+      matrix(p + "ffn_gate.weight", c.ffn, c.hidden);
+      matrix(p + "ffn_up.weight", c.ffn, c.hidden);
+      matrix(p + "ffn_down.weight", c.hidden, c.ffn);
+    }
   }
   vector("output_norm.weight", c.hidden, 1.0, 0.1);
   if (!c.tied_embeddings) matrix("output.weight", c.vocab, c.hidden);
@@ -223,6 +246,31 @@ std::vector<uint8_t> encode(DType t, const std::vector<float>& values, int64_t c
   return bytes;
 }
 
+// Hugging Face name of a MoE tensor (the router, a shared-expert tensor, or
+// routed expert `expert` of a stacked one); "" for another tensor.
+std::string hf_moe_name(Arch arch, const std::string& canonical, int expert) {
+  const size_t dot = canonical.find('.', 4);
+  const std::string layer = "model.layers." + canonical.substr(4, dot - 4) + ".";
+  const std::string rest = canonical.substr(dot + 1);
+  const bool mixtral = arch == Arch::Mixtral;
+  if (rest == "ffn_gate_inp.weight") return layer + (mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
+  if (rest == "ffn_gate_inp_shexp.weight") return layer + "mlp.shared_expert_gate.weight";
+  static const std::vector<std::pair<std::string, std::string>> kShared = {
+      {"ffn_gate_shexp.weight", "gate_proj"}, {"ffn_up_shexp.weight", "up_proj"}, {"ffn_down_shexp.weight", "down_proj"}};
+  for (const auto& [from, to] : kShared) {
+    if (rest == from) return layer + "mlp.shared_expert." + to + ".weight";
+  }
+  static const std::vector<std::tuple<std::string, std::string, std::string>> kExperts = {
+      {"ffn_gate_exps.weight", "w1", "gate_proj"}, {"ffn_up_exps.weight", "w3", "up_proj"},
+      {"ffn_down_exps.weight", "w2", "down_proj"}};
+  for (const auto& [from, w, proj] : kExperts) {
+    if (rest != from) continue;
+    return layer + (mixtral ? cat("block_sparse_moe.experts.", expert, ".", w) : cat("mlp.experts.", expert, ".", proj)) +
+           ".weight";
+  }
+  return "";
+}
+
 std::string hf_name(const std::string& canonical) {
   static const std::vector<std::pair<std::string, std::string>> kMap = {
       {"attn_norm.weight", "input_layernorm.weight"},     {"attn_q.weight", "self_attn.q_proj.weight"},
@@ -250,8 +298,19 @@ const char* hf_architecture(Arch a) {
     case Arch::Mistral: return "MistralForCausalLM";
     case Arch::Qwen2: return "Qwen2ForCausalLM";
     case Arch::Qwen3: return "Qwen3ForCausalLM";
+    case Arch::Mixtral: return "MixtralForCausalLM";
+    case Arch::Qwen2Moe: return "Qwen2MoeForCausalLM";
+    case Arch::Qwen3Moe: return "Qwen3MoeForCausalLM";
   }
   return "";
+}
+
+const char* hf_model_type(Arch a) {
+  switch (a) {
+    case Arch::Qwen2Moe: return "qwen2_moe";
+    case Arch::Qwen3Moe: return "qwen3_moe";
+    default: return arch_name(a);
+  }
 }
 
 void write_text(const std::filesystem::path& p, const std::string& s) {
@@ -261,6 +320,40 @@ void write_text(const std::filesystem::path& p, const std::string& s) {
 }
 
 }  // namespace
+
+std::optional<SynthSpec> synth_preset(std::string_view name) {
+  SynthSpec s;
+  s.layers = 2;
+  s.hidden = 256;
+  s.heads = 8;
+  s.vocab = 1000;
+  if (name == "tiny-mixtral") {
+    s.arch = Arch::Mixtral;
+    s.kv_heads = 2;
+    s.ffn = 512;
+    s.experts = 8;
+    s.experts_used = 2;
+  } else if (name == "tiny-qwen2-moe") {
+    s.arch = Arch::Qwen2Moe;
+    s.kv_heads = 4;
+    s.ffn = 256;
+    s.experts = 4;
+    s.experts_used = 1;
+    s.shared_expert_ffn = 512;
+  } else if (name == "tiny-qwen3-moe") {
+    s.arch = Arch::Qwen3Moe;
+    s.kv_heads = 4;
+    s.ffn = 256;
+    s.experts = 8;
+    s.experts_used = 2;
+    s.norm_topk_prob = true;
+  } else {
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::vector<std::string> synth_preset_names() { return {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"}; }
 
 DType synth_tensor_type(DType wanted, int64_t cols) {
   if (cols % dtype_info(wanted).block_size == 0) return wanted;
@@ -280,9 +373,29 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
   c.vocab = s.vocab;
   c.max_context = s.context;
   c.rope_theta = s.rope_theta;
-  c.qkv_bias = s.qkv_bias || s.arch == Arch::Qwen2;
-  c.qk_norm = s.arch == Arch::Qwen3;
+  c.qkv_bias = s.qkv_bias || s.arch == Arch::Qwen2 || s.arch == Arch::Qwen2Moe;
+  c.qk_norm = s.arch == Arch::Qwen3 || s.arch == Arch::Qwen3Moe;
   c.tied_embeddings = s.tied_embeddings;
+  const bool moe = s.arch == Arch::Mixtral || s.arch == Arch::Qwen2Moe || s.arch == Arch::Qwen3Moe;
+  if (moe) {
+    if (s.experts < 1 || s.experts > kMaxExperts || s.experts_used < 1 || s.experts_used > s.experts) {
+      throw ConfigError(cat("a mixture-of-experts model needs 1 to ", kMaxExperts, " experts and 1 to that many per ",
+                            "token, got --experts ", s.experts, " --experts-used ", s.experts_used));
+    }
+    if (s.shared_expert_ffn != 0 && s.arch != Arch::Qwen2Moe) {
+      throw ConfigError(cat("--shared-expert-ffn: ", arch_name(s.arch), " has no shared expert (qwen2moe has)"));
+    }
+    c.n_experts = s.experts;
+    c.n_experts_used = s.experts_used;
+    c.norm_topk_prob = s.arch == Arch::Mixtral || s.norm_topk_prob;
+    if (s.arch == Arch::Qwen2Moe) {
+      c.shared_expert_ffn = s.shared_expert_ffn > 0 ? s.shared_expert_ffn : s.ffn;
+      c.shared_expert_gate = true;
+    }
+  } else if (s.experts != 0 || s.experts_used != 0 || s.shared_expert_ffn != 0) {
+    throw ConfigError(cat("--experts, --experts-used and --shared-expert-ffn need a mixture-of-experts --arch ",
+                          "(mixtral, qwen2moe, qwen3moe), not ", arch_name(s.arch)));
+  }
   if (s.layers < 1 || s.hidden < 1 || s.heads < 1 || s.kv_heads < 1 || s.ffn < 1 || c.head_dim < 2 ||
       c.head_dim % 2 != 0 || s.heads % s.kv_heads != 0) {
     throw ConfigError(cat("impossible shape: layers ", s.layers, ", hidden ", s.hidden, ", heads ", s.heads,
@@ -296,14 +409,28 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
   const bool gguf = out.size() >= 5 && out.substr(out.size() - 5) == ".gguf";
 
   if (gguf) {
-    const std::string a = arch_name(s.arch);
+    const std::string a = gguf_arch_name(s.arch);
     GgufWriter w;
     w.set_string("general.architecture", a);
     w.set_string("general.name", cat("synth-", a, "-", s.layers, "x", s.hidden));
     w.set_u32(a + ".block_count", static_cast<uint32_t>(c.n_layers));
     w.set_u32(a + ".context_length", static_cast<uint32_t>(c.max_context));
     w.set_u32(a + ".embedding_length", static_cast<uint32_t>(c.hidden));
-    w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(c.ffn));
+    // Qwen-MoE's feed_forward_length is its (dense) intermediate_size, which
+    // the published checkpoints set to the shared expert's size.
+    const int dense_ffn = s.arch == Arch::Mixtral || !moe ? c.ffn : std::max(c.ffn, c.shared_expert_ffn);
+    w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(dense_ffn));
+    if (moe) {
+      w.set_u32(a + ".expert_count", static_cast<uint32_t>(c.n_experts));
+      w.set_u32(a + ".expert_used_count", static_cast<uint32_t>(c.n_experts_used));
+      if (s.arch != Arch::Mixtral) w.set_u32(a + ".expert_feed_forward_length", static_cast<uint32_t>(c.ffn));
+      if (c.shared_expert_ffn > 0) {
+        w.set_u32(a + ".expert_shared_feed_forward_length", static_cast<uint32_t>(c.shared_expert_ffn));
+      }
+      // llama.cpp renormalizes Mixtral and Qwen3-MoE and not Qwen2-MoE; the
+      // key is written only where the model departs from that.
+      if (c.norm_topk_prob != (s.arch != Arch::Qwen2Moe)) w.set_bool(a + ".expert_weights_norm", c.norm_topk_prob);
+    }
     w.set_u32(a + ".attention.head_count", static_cast<uint32_t>(c.n_heads));
     w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
     w.set_u32(a + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
@@ -322,7 +449,7 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
     w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos));
     w.set_bool("tokenizer.ggml.add_bos_token", true);
     w.set_u32("general.file_type", 0);
-    const bool permute = s.arch == Arch::Llama || s.arch == Arch::Mistral;
+    const bool permute = s.arch == Arch::Llama || s.arch == Arch::Mistral || s.arch == Arch::Mixtral;
     for (const Tensor& t : tensors) {
       std::vector<float> values = t.values;
       const bool qk = t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos;
@@ -330,7 +457,9 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
         values = permute_rows_for_interleaved_rope(values, t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, c.head_dim);
       }
       const int64_t cols = t.shape.back();
-      const DType type = t.is_matrix ? synth_tensor_type(s.dtype, cols) : DType::F32;
+      DType type = t.is_matrix ? synth_tensor_type(s.dtype, cols) : DType::F32;
+      const bool router = t.name.size() > 20 && t.name.substr(t.name.size() - 20) == ".ffn_gate_inp.weight";
+      if (router && dtype_info(type).quantized) type = DType::F32;
       if (!t.is_matrix && (s.dtype == DType::F16 || s.dtype == DType::BF16)) {
         // Vectors stay F32 in GGUF, holding the values of the 16-bit checkpoint
         // (as llama.cpp's converter does), so GGUF and safetensors agree.
@@ -358,13 +487,28 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
   namespace fs = std::filesystem;
   fs::create_directories(out);
   SafetensorsWriter w;
-  for (const Tensor& t : tensors) w.add_tensor(hf_name(t.name), s.dtype, t.shape, encode(s.dtype, t.values, t.shape.back()));
+  for (const Tensor& t : tensors) {
+    if (t.shape.size() == 3) {  // stacked experts: one tensor each
+      const size_t each = t.values.size() / static_cast<size_t>(t.shape[0]);
+      for (int64_t e = 0; e < t.shape[0]; ++e) {
+        const std::vector<float> one(t.values.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(e) * each),
+                                     t.values.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(e + 1) * each));
+        w.add_tensor(hf_moe_name(s.arch, t.name, static_cast<int>(e)), s.dtype, {t.shape[1], t.shape[2]},
+                     encode(s.dtype, one, t.shape[2]));
+      }
+      continue;
+    }
+    const std::string moe_name = hf_moe_name(s.arch, t.name, 0);
+    std::vector<int64_t> shape = t.shape;
+    if (t.name.find(".ffn_gate_inp_shexp.") != std::string::npos) shape = {1, t.shape[0]};  // a Linear(hidden, 1)
+    w.add_tensor(moe_name.empty() ? hf_name(t.name) : moe_name, s.dtype, shape, encode(s.dtype, t.values, shape.back()));
+  }
   w.set_metadata("format", "pt");
   w.write((fs::path(out) / "model.safetensors").string());
 
   nlohmann::ordered_json cfg = {
       {"architectures", {hf_architecture(s.arch)}},
-      {"model_type", arch_name(s.arch)},
+      {"model_type", hf_model_type(s.arch)},
       {"vocab_size", c.vocab},
       {"hidden_size", c.hidden},
       {"intermediate_size", c.ffn},
@@ -382,6 +526,19 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
       {"bos_token_id", vocab.bos},
       {"eos_token_id", vocab.eos},
   };
+  if (s.arch == Arch::Mixtral) {
+    cfg["num_local_experts"] = c.n_experts;
+    cfg["num_experts_per_tok"] = c.n_experts_used;
+  } else if (moe) {
+    cfg["intermediate_size"] = std::max(c.ffn, c.shared_expert_ffn);
+    cfg["num_experts"] = c.n_experts;
+    cfg["num_experts_per_tok"] = c.n_experts_used;
+    cfg["moe_intermediate_size"] = c.ffn;
+    if (c.shared_expert_ffn > 0) cfg["shared_expert_intermediate_size"] = c.shared_expert_ffn;
+    cfg["norm_topk_prob"] = c.norm_topk_prob;
+    cfg["decoder_sparse_step"] = 1;
+    cfg["mlp_only_layers"] = nlohmann::ordered_json::array();
+  }
   cfg["rope_scaling"] = nullptr;
   if (s.rope_llama3) {
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},

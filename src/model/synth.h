@@ -4,10 +4,19 @@
 // vocabulary size. Deterministic per seed. The same seed gives the same weights
 // in both formats (GGUF llama Q/K rows permuted to interleaved RoPE order as
 // llama.cpp's converter does), so the two must produce the same logits.
+//
+// Mixture-of-experts architectures (mixtral, qwen2moe, qwen3moe) get a router
+// and `experts` SwiGLU experts of `ffn` features per layer (GGUF: stacked
+// ffn_*_exps tensors as llama.cpp writes them, the router kept in F32 when the
+// rest is quantized, as llama-quantize leaves it; safetensors: one tensor per
+// expert, under transformers' names), and qwen2moe a gated shared expert.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/dtype.h"
 #include "formats/model_config.h"
@@ -30,7 +39,18 @@ struct SynthSpec {
   bool tied_embeddings = false;
   DType dtype = DType::F32;
   uint64_t seed = 7;
+  // Mixture of experts (arch mixtral, qwen2moe, qwen3moe); ffn is each expert's size.
+  int experts = 0;
+  int experts_used = 0;
+  int shared_expert_ffn = 0;    // qwen2moe's shared expert (0: ffn)
+  bool norm_topk_prob = false;  // qwen2moe, qwen3moe (mixtral always renormalizes)
 };
+
+// Named shapes: "tiny-mixtral" (8 experts, 2 per token), "tiny-qwen2-moe" (4
+// experts, 1 per token, a gated shared expert), "tiny-qwen3-moe" (8 experts,
+// 2 per token, renormalized). nullopt for another name.
+std::optional<SynthSpec> synth_preset(std::string_view name);
+std::vector<std::string> synth_preset_names();
 
 // Writes the model to `out`: a .gguf file, or else a Hugging Face folder.
 // Throws ConfigError for impossible shapes or a dtype the format cannot hold.

@@ -143,6 +143,12 @@ struct Synth {
         return "Qwen2ForCausalLM";
       case Arch::Qwen3:
         return "Qwen3ForCausalLM";
+      case Arch::Mixtral:
+        return "MixtralForCausalLM";
+      case Arch::Qwen2Moe:
+        return "Qwen2MoeForCausalLM";
+      case Arch::Qwen3Moe:
+        return "Qwen3MoeForCausalLM";
     }
     return "";
   }
