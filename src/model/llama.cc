@@ -56,8 +56,12 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) 
     L.qkv = ColumnParallelLinear(src, plan, rank,
                                  {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")}, biases);
     L.o = RowParallelLinear(src, plan, rank, blk(l, "attn_output.weight"));
-    L.gate_up = ColumnParallelLinear(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
-    L.down = RowParallelLinear(src, plan, rank, blk(l, "ffn_down.weight"));
+    if (cfg_.is_moe()) {
+      L.moe = ParallelMoE(src, plan, rank, l);
+    } else {
+      L.gate_up = ColumnParallelLinear(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
+      L.down = RowParallelLinear(src, plan, rank, blk(l, "ffn_down.weight"));
+    }
     layers_.push_back(std::move(L));
   }
   output_norm_ = load_vector_f32(src.get("output_norm.weight"));
@@ -76,9 +80,21 @@ uint64_t LlamaModel::weight_bytes() const {
   if (cfg_.tied_embeddings) b -= lm_head_.weight_bytes();  // the same rows as the embedding
   for (const Layer& L : layers_) {
     b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
-    b += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes();
+    b += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes() +
+         L.moe.weight_bytes();
   }
   return b;
+}
+
+std::vector<std::vector<uint64_t>> LlamaModel::expert_load() const {
+  std::vector<std::vector<uint64_t>> out;
+  if (!cfg_.is_moe()) return out;
+  for (const Layer& L : layers_) out.push_back(L.moe.load());
+  return out;
+}
+
+void LlamaModel::reset_expert_load() {
+  for (Layer& L : layers_) L.moe.reset_load();
 }
 
 void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits) {
@@ -105,16 +121,20 @@ void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, f
       rms_norm(&x_[static_cast<size_t>(t * hidden)], L.ffn_norm.data(), hidden, cfg_.rms_eps,
                &h_[static_cast<size_t>(t * hidden)]);
     }
-    gu_.resize(static_cast<size_t>(n * 2 * ffn_local_));
-    act_.resize(static_cast<size_t>(n * ffn_local_));
-    L.gate_up.forward(ctx, h_.data(), n, gu_.data());
-    for (int64_t t = 0; t < n; ++t) {
-      const float* g = &gu_[static_cast<size_t>(t * 2 * ffn_local_)];
-      const float* u = g + ffn_local_;
-      float* a = &act_[static_cast<size_t>(t * ffn_local_)];
-      for (int64_t i = 0; i < ffn_local_; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    if (cfg_.is_moe()) {
+      L.moe.forward(ctx, h_.data(), n, tmp_.data());
+    } else {
+      gu_.resize(static_cast<size_t>(n * 2 * ffn_local_));
+      act_.resize(static_cast<size_t>(n * ffn_local_));
+      L.gate_up.forward(ctx, h_.data(), n, gu_.data());
+      for (int64_t t = 0; t < n; ++t) {
+        const float* g = &gu_[static_cast<size_t>(t * 2 * ffn_local_)];
+        const float* u = g + ffn_local_;
+        float* a = &act_[static_cast<size_t>(t * ffn_local_)];
+        for (int64_t i = 0; i < ffn_local_; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      }
+      L.down.forward(ctx, act_.data(), n, tmp_.data());
     }
-    L.down.forward(ctx, act_.data(), n, tmp_.data());
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
   }
 

@@ -1,10 +1,12 @@
-// The Llama family decoder (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3) as one
-// rank of a tensor-parallel group holds it. The forward pass reads like the
+// The Llama family decoder (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, and
+// the mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE) as one rank of a
+// tensor-parallel group holds it. The forward pass reads like the
 // architecture: embed; per layer RMSNorm, attention (Q/K/V column-parallel, RoPE,
 // the rank's heads over its KV cache, O row-parallel), residual, RMSNorm, SwiGLU
-// MLP (gate/up column-parallel and fused, down row-parallel), residual; final
-// norm and the vocabulary-parallel lm_head. All communication happens inside the
-// parallel layers: two all-reduces per layer and one for the embedding.
+// MLP (gate/up column-parallel and fused, down row-parallel) or the MoE MLP
+// (parallel/moe.h), residual; final norm and the vocabulary-parallel lm_head.
+// All communication happens inside the parallel layers: two collectives per
+// layer and one for the embedding.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include "model/batch.h"
 #include "model/kv_cache.h"
 #include "parallel/layers.h"
+#include "parallel/moe.h"
 #include "parallel/shard_plan.h"
 
 namespace tpinfer {
@@ -30,6 +33,10 @@ class LlamaModel {
   int n_local_kv_heads() const { return static_cast<int>(kv_heads_.size()); }
   // Bytes of weights this rank holds (its shards plus the replicated tensors).
   uint64_t weight_bytes() const;
+  // MoE: tokens routed to each expert, [layer][expert], since construction or
+  // the last reset_expert_load(); empty for a dense model.
+  std::vector<std::vector<uint64_t>> expert_load() const;
+  void reset_expert_load();
 
  private:
   struct Layer {
@@ -38,6 +45,7 @@ class LlamaModel {
     RowParallelLinear o;
     ColumnParallelLinear gate_up;  // fused gate, up
     RowParallelLinear down;
+    ParallelMoE moe;  // instead of gate_up and down in a MoE model
   };
 
   void attention(RankContext& ctx, const Batch& batch, int layer, KVCache& cache);

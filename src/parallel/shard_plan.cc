@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "formats/model_source.h"
 
 namespace tpinfer {
 namespace {
@@ -33,7 +34,7 @@ std::vector<Range> ranges_from_counts(const std::vector<int64_t>& counts, int64_
 }
 
 // Why an even split into `tp` ranks is impossible, or "" if it is possible.
-std::string even_split_problem(const ModelConfig& m, const ShardConstraints& c, int tp) {
+std::string even_split_problem(const ModelConfig& m, const ShardConstraints& c, int tp, bool expert_parallel) {
   if (tp < 1) return cat("tensor-parallel-size must be at least 1, got ", tp);
   if (m.n_heads % tp != 0) {
     return cat("tensor-parallel-size ", tp, " does not divide ", m.n_heads, " attention heads");
@@ -44,9 +45,21 @@ std::string even_split_problem(const ModelConfig& m, const ShardConstraints& c, 
                " values per rank, which does not fall on the ", c.attn_output_block,
                "-value quantization blocks of attn_output");
   }
+  if (m.is_moe() && expert_parallel) {
+    if (tp > m.n_experts) {
+      return cat("expert parallelism over tensor-parallel-size ", tp, " needs at least one of the ", m.n_experts,
+                 " experts per rank");
+    }
+    return "";
+  }
   if (m.ffn % c.ffn_down_block != 0 || (m.ffn / c.ffn_down_block) % tp != 0) {
-    return cat("tensor-parallel-size ", tp, " does not split the FFN size ", m.ffn, " into whole ",
-               c.ffn_down_block, "-value quantization blocks of ffn_down");
+    return cat("tensor-parallel-size ", tp, " does not split the ", m.is_moe() ? "expert " : "", "FFN size ", m.ffn,
+               " into whole ", c.ffn_down_block, "-value quantization blocks of ffn_down");
+  }
+  if (m.shared_expert_ffn > 0 &&
+      (m.shared_expert_ffn % c.shared_down_block != 0 || (m.shared_expert_ffn / c.shared_down_block) % tp != 0)) {
+    return cat("tensor-parallel-size ", tp, " does not split the shared-expert size ", m.shared_expert_ffn,
+               " into whole ", c.shared_down_block, "-value quantization blocks of ffn_down_shexp");
   }
   return "";
 }
@@ -90,10 +103,10 @@ std::vector<int64_t> apportion(int64_t units, const std::vector<double>& weights
 }
 
 std::vector<int> ShardPlan::valid_sizes(const ModelConfig& model, const ShardConstraints& constraints,
-                                        int max_size) {
+                                        int max_size, bool expert_parallel) {
   std::vector<int> sizes;
   for (int tp = 1; tp <= max_size; ++tp) {
-    if (even_split_problem(model, constraints, tp).empty()) sizes.push_back(tp);
+    if (even_split_problem(model, constraints, tp, expert_parallel).empty()) sizes.push_back(tp);
   }
   return sizes;
 }
@@ -104,13 +117,18 @@ ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const 
   }
   const int tp = p.tp;
   const bool uneven = !p.tensor_split.empty();
+  const bool ep = p.expert_parallel;
+  if (ep && !m.is_moe()) {
+    throw ConfigError("--enable-expert-parallel needs a mixture-of-experts model; this one has a dense MLP");
+  }
   if (uneven && p.tensor_split.size() != static_cast<size_t>(tp)) {
     throw ConfigError(cat("--tensor-split has ", p.tensor_split.size(), " weights for tensor-parallel-size ", tp));
   }
   if (!uneven) {
-    const std::string problem = even_split_problem(m, c, tp);
+    const std::string problem = even_split_problem(m, c, tp, ep);
     if (!problem.empty()) {
-      throw ConfigError(cat(problem, "; valid: ", join(valid_sizes(m, c, std::max(64, m.n_heads)))));
+      throw ConfigError(cat(problem, "; valid", ep ? " with expert parallelism" : "", ": ",
+                            join(valid_sizes(m, c, std::max(64, m.n_heads), ep))));
     }
   }
   const std::vector<double> weights = uneven ? p.tensor_split : std::vector<double>(static_cast<size_t>(tp), 1.0);
@@ -118,25 +136,46 @@ ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const 
   ShardPlan plan;
   plan.head_dim_ = m.head_dim;
   plan.heads_per_kv_ = m.n_heads / m.n_kv_heads;
+  plan.expert_parallel_ = ep;
 
   const int64_t head_unit = heads_per_unit(m, c);
   if (m.n_heads % head_unit != 0) {
     throw ConfigError(cat("attention heads of ", m.head_dim, " values cannot be grouped on ", c.attn_output_block,
                           "-value blocks"));
   }
-  if (m.ffn % c.ffn_down_block != 0) {
+  // Under expert parallelism every rank holds its experts whole: nothing of the
+  // FFN (or the shared expert) is split, so block boundaries do not matter.
+  const bool split_ffn = !ep;
+  if (split_ffn && m.ffn % c.ffn_down_block != 0) {
     throw ConfigError(cat("FFN size ", m.ffn, " is not a multiple of the ", c.ffn_down_block,
                           "-value blocks of ffn_down"));
   }
-  std::vector<int64_t> head_counts, ffn_counts, vocab_counts;
+  if (split_ffn && m.shared_expert_ffn % c.shared_down_block != 0) {
+    throw ConfigError(cat("shared-expert size ", m.shared_expert_ffn, " is not a multiple of the ",
+                          c.shared_down_block, "-value blocks of ffn_down_shexp"));
+  }
+  const size_t n = static_cast<size_t>(tp);
+  std::vector<int64_t> head_counts;
+  std::vector<Range> ffn(n, Range{0, m.ffn}), shared(n, Range{0, m.shared_expert_ffn}), experts(n);
   try {
     head_counts = apportion(m.n_heads / head_unit, weights, 1);
-    ffn_counts = apportion(m.ffn / c.ffn_down_block, weights, 0);
+    if (split_ffn) {
+      ffn = ranges_from_counts(apportion(m.ffn / c.ffn_down_block, weights, 0), c.ffn_down_block, m.ffn);
+      if (m.shared_expert_ffn > 0) {
+        shared = ranges_from_counts(apportion(m.shared_expert_ffn / c.shared_down_block, weights, 0),
+                                    c.shared_down_block, m.shared_expert_ffn);
+      }
+    }
+    if (ep) {
+      experts = ranges_from_counts(apportion(m.n_experts, weights, 1), 1, m.n_experts);
+    } else {
+      experts.assign(n, Range{0, m.n_experts});
+    }
   } catch (const ConfigError& e) {
-    throw ConfigError(cat("tensor-parallel-size ", tp, " with --tensor-split: ", e.what()));
+    throw ConfigError(cat("tensor-parallel-size ", tp, ep ? " with expert parallelism" : "",
+                          uneven ? " with --tensor-split" : "", ": ", e.what()));
   }
   const std::vector<Range> q = ranges_from_counts(head_counts, head_unit, m.n_heads);
-  const std::vector<Range> ffn = ranges_from_counts(ffn_counts, c.ffn_down_block, m.ffn);
   std::vector<Range> vocab;
   if (uneven) {
     vocab = ranges_from_counts(apportion(m.vocab, weights, 0), 1, m.vocab);
@@ -152,6 +191,8 @@ ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const 
     s.kv_heads = {s.q_heads.begin / plan.heads_per_kv_, (s.q_heads.end - 1) / plan.heads_per_kv_ + 1};
     s.ffn = ffn[static_cast<size_t>(r)];
     s.vocab = vocab[static_cast<size_t>(r)];
+    s.experts = experts[static_cast<size_t>(r)];
+    s.shared_ffn = shared[static_cast<size_t>(r)];
     plan.ranks_.push_back(s);
   }
   return plan;
@@ -174,6 +215,19 @@ TensorSlice ShardPlan::slice(std::string_view name, int r) const {
   if (ends_with(".attn_output.weight")) return {SplitKind::Cols, {s.q_heads.begin * hd, s.q_heads.end * hd}};
   if (ends_with(".ffn_gate.weight") || ends_with(".ffn_up.weight")) return {SplitKind::Rows, s.ffn};
   if (ends_with(".ffn_down.weight")) return {SplitKind::Cols, s.ffn};
+  int layer = 0, expert = 0;
+  std::string_view base;
+  if (parse_expert_tensor_name(name, &layer, &base, &expert)) {
+    if (expert < s.experts.begin || expert >= s.experts.end) return {SplitKind::Rows, {0, 0}};  // not this rank's
+    if (expert_parallel_) return {SplitKind::Replicated, {}};
+    return {base == "ffn_down" ? SplitKind::Cols : SplitKind::Rows, s.ffn};
+  }
+  if (ends_with(".ffn_gate_shexp.weight") || ends_with(".ffn_up_shexp.weight")) {
+    return expert_parallel_ ? TensorSlice{} : TensorSlice{SplitKind::Rows, s.shared_ffn};
+  }
+  if (ends_with(".ffn_down_shexp.weight")) {
+    return expert_parallel_ ? TensorSlice{} : TensorSlice{SplitKind::Cols, s.shared_ffn};
+  }
   return {SplitKind::Replicated, {}};
 }
 

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "formats/model_source.h"
 
 namespace tpinfer {
 namespace {
@@ -163,6 +164,113 @@ TEST(ShardPlan, ApportionLargestRemainder) {
   EXPECT_EQ(apportion(8, {3, 1}, 1), (std::vector<int64_t>{6, 2}));
   EXPECT_EQ(apportion(2, {100, 1}, 1), (std::vector<int64_t>{1, 1}));
   EXPECT_THROW(apportion(2, {1, 1, 1}, 1), ConfigError);
+}
+
+
+ModelConfig moe_shape(int heads, int experts, int ffn, int shared) {
+  ModelConfig m = shape(heads, heads, 32, ffn, 1000);
+  m.n_experts = experts;
+  m.n_experts_used = 2;
+  m.shared_expert_ffn = shared;
+  m.shared_expert_gate = shared > 0;
+  return m;
+}
+
+// Tensor-parallel MoE: every rank holds every expert, each split over the
+// expert FFN like a dense FFN; the shared expert split by its own size and blocks.
+TEST(ShardPlanMoe, TensorParallelSplitsEveryExpert) {
+  const ModelConfig m = moe_shape(8, 8, 512, 1024);
+  ParallelConfig p;
+  p.tp = 4;
+  const ShardConstraints c{32, 32, 256};
+  const ShardPlan plan = ShardPlan::build(m, p, c);
+  check_invariants(m, plan, c);
+  int64_t shared_at = 0;
+  for (int r = 0; r < 4; ++r) {
+    const RankShard& s = plan.rank(r);
+    EXPECT_EQ(s.experts, (Range{0, 8}));
+    EXPECT_EQ(s.ffn, (Range{128 * r, 128 * (r + 1)}));
+    EXPECT_EQ(s.shared_ffn.begin, shared_at);
+    EXPECT_EQ(s.shared_ffn.size(), 256);
+    shared_at = s.shared_ffn.end;
+    for (int e : {0, 7}) {
+      EXPECT_EQ(plan.slice(expert_tensor_name(1, "ffn_gate", e), r).range, s.ffn);
+      EXPECT_EQ(plan.slice(expert_tensor_name(1, "ffn_up", e), r).kind, SplitKind::Rows);
+      const TensorSlice down = plan.slice(expert_tensor_name(1, "ffn_down", e), r);
+      EXPECT_EQ(down.kind, SplitKind::Cols);
+      EXPECT_EQ(down.range, s.ffn);
+    }
+    EXPECT_EQ(plan.slice("blk.1.ffn_gate_inp.weight", r).kind, SplitKind::Replicated);
+    EXPECT_EQ(plan.slice("blk.1.ffn_gate_inp_shexp.weight", r).kind, SplitKind::Replicated);
+    EXPECT_EQ(plan.slice("blk.1.ffn_up_shexp.weight", r).range, s.shared_ffn);
+    EXPECT_EQ(plan.slice("blk.1.ffn_down_shexp.weight", r).kind, SplitKind::Cols);
+  }
+  EXPECT_EQ(shared_at, 1024);
+  // The shared expert's blocks constrain tp: 1024 / 256 = 4 blocks.
+  EXPECT_EQ(ShardPlan::valid_sizes(m, c, 16), (std::vector<int>{1, 2, 4}));
+}
+
+// Expert-parallel: whole experts apportioned to ranks, nothing of the others;
+// the FFN is not split, so its blocks do not constrain tp, but every rank
+// needs an expert.
+TEST(ShardPlanMoe, ExpertParallelGivesWholeExperts) {
+  const ModelConfig m = moe_shape(12, 8, 512, 1024);
+  ParallelConfig p;
+  p.tp = 3;
+  p.expert_parallel = true;
+  const ShardConstraints c{32, 256, 256};
+  const ShardPlan plan = ShardPlan::build(m, p, c);
+  EXPECT_TRUE(plan.expert_parallel());
+  const std::vector<Range> want = {{0, 3}, {3, 6}, {6, 8}};  // 8 over 3: largest remainder
+  for (int r = 0; r < 3; ++r) {
+    const RankShard& s = plan.rank(r);
+    EXPECT_EQ(s.experts, want[static_cast<size_t>(r)]);
+    EXPECT_EQ(s.ffn, (Range{0, 512}));
+    EXPECT_EQ(s.shared_ffn, (Range{0, 1024}));
+    for (int e = 0; e < 8; ++e) {
+      const bool mine = e >= s.experts.begin && e < s.experts.end;
+      for (const char* base : {"ffn_gate", "ffn_up", "ffn_down"}) {
+        const TensorSlice sl = plan.slice(expert_tensor_name(0, base, e), r);
+        EXPECT_EQ(sl.kind, mine ? SplitKind::Replicated : SplitKind::Rows) << base << e << " rank " << r;
+        if (!mine) {
+          EXPECT_EQ(sl.range.size(), 0);
+        }
+      }
+    }
+    EXPECT_EQ(plan.slice("blk.0.ffn_down_shexp.weight", r).kind, SplitKind::Replicated);
+    EXPECT_EQ(plan.rank(r).q_heads.size(), 4);  // attention stays tensor-parallel
+  }
+  // Uneven weights apportion experts too (at least one each).
+  p.tp = 2;
+  p.tensor_split = {3, 1};
+  const ShardPlan uneven = ShardPlan::build(m, p, c);
+  EXPECT_EQ(uneven.rank(0).experts, (Range{0, 6}));
+  EXPECT_EQ(uneven.rank(1).experts, (Range{6, 8}));
+  EXPECT_EQ(ShardPlan::valid_sizes(m, c, 16, true), (std::vector<int>{1, 2, 3, 4, 6}));
+}
+
+TEST(ShardPlanMoe, ErrorsNameTheValidChoices) {
+  ModelConfig m = moe_shape(8, 4, 512, 0);
+  ParallelConfig p;
+  p.tp = 8;
+  p.expert_parallel = true;
+  try {
+    ShardPlan::build(m, p);
+    FAIL() << "8 ranks, 4 experts";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "expert parallelism over tensor-parallel-size 8 needs at least one of the 4 experts per rank; valid "
+                 "with expert parallelism: 1, 2, 4");
+  }
+  p.tp = 2;
+  EXPECT_NO_THROW(ShardPlan::build(m, p));
+  const ModelConfig dense = shape(8, 8, 32, 512, 1000);
+  try {
+    ShardPlan::build(dense, p);
+    FAIL() << "a dense model has no experts";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a mixture-of-experts model"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

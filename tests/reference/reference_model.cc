@@ -1,5 +1,6 @@
 #include "reference_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -59,6 +60,78 @@ void rope(double* v, int hd, int pos, const ModelConfig& c) {
     v[x0] = p * std::cos(a) - q * std::sin(a);
     v[x1] = p * std::sin(a) + q * std::cos(a);
   }
+}
+
+struct Ffn {
+  Mat gate, up, down;
+};
+
+// down(silu(gate h) * up h)
+std::vector<double> swiglu(const Ffn& f, const std::vector<double>& h) {
+  std::vector<double> g = linear(f.gate, h);
+  const std::vector<double> u = linear(f.up, h);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+  return linear(f.down, g);
+}
+
+struct Moe {
+  Mat router;
+  std::vector<Ffn> experts;
+  Ffn shared;  // empty without a shared expert
+  Mat shared_gate;  // [hidden], empty without a gate
+};
+
+Moe load_moe(const ModelSource& src, int l) {
+  const ModelConfig& c = src.config();
+  const std::string p = "blk." + std::to_string(l) + ".";
+  Moe m;
+  m.router = load(src, p + "ffn_gate_inp.weight");
+  for (int e = 0; e < c.n_experts; ++e) {
+    m.experts.push_back({load(src, expert_tensor_name(l, "ffn_gate", e)), load(src, expert_tensor_name(l, "ffn_up", e)),
+                         load(src, expert_tensor_name(l, "ffn_down", e))});
+  }
+  if (c.shared_expert_ffn > 0) {
+    m.shared = {load(src, p + "ffn_gate_shexp.weight"), load(src, p + "ffn_up_shexp.weight"),
+                load(src, p + "ffn_down_shexp.weight")};
+  }
+  if (c.shared_expert_gate) m.shared_gate = load(src, p + "ffn_gate_inp_shexp.weight");
+  return m;
+}
+
+// Softmax over all experts' router logits; the k most probable (ties: lower
+// index); their probabilities, renormalized over the k when norm_topk_prob;
+// the weighted sum of their SwiGLU outputs; plus the shared expert scaled by
+// sigmoid(h . w).
+std::vector<double> moe_mlp(const Moe& m, const ModelConfig& c, const std::vector<double>& h) {
+  const std::vector<double> logits = linear(m.router, h);
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> prob(logits.size());
+  double sum = 0;
+  for (size_t e = 0; e < logits.size(); ++e) sum += (prob[e] = std::exp(logits[e] - mx));
+  for (double& q : prob) q /= sum;
+  std::vector<size_t> order(prob.size());
+  for (size_t e = 0; e < order.size(); ++e) order[e] = e;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prob[a] > prob[b]; });
+  order.resize(static_cast<size_t>(c.n_experts_used));
+  double chosen = 0;
+  for (size_t e : order) chosen += prob[e];
+  std::vector<double> out(h.size(), 0.0);
+  for (size_t e : order) {
+    const double w = c.norm_topk_prob ? prob[e] / chosen : prob[e];
+    const std::vector<double> y = swiglu(m.experts[e], h);
+    for (size_t i = 0; i < out.size(); ++i) out[i] += w * y[i];
+  }
+  if (!m.shared.gate.empty()) {
+    double g = 1.0;
+    if (!m.shared_gate.empty()) {
+      double d = 0;
+      for (size_t i = 0; i < h.size(); ++i) d += h[i] * m.shared_gate[i];
+      g = 1.0 / (1.0 + std::exp(-d));
+    }
+    const std::vector<double> y = swiglu(m.shared, h);
+    for (size_t i = 0; i < out.size(); ++i) out[i] += g * y[i];
+  }
+  return out;
 }
 
 }  // namespace
@@ -130,14 +203,17 @@ std::vector<double> forward(const ModelSource& src, const std::vector<int32_t>& 
       const std::vector<double> o = linear(wo, attn);
       for (size_t i = 0; i < H; ++i) x[t][i] += o[i];
     }
-    const Mat wg = load(src, p + "ffn_gate.weight"), wu = load(src, p + "ffn_up.weight"),
-              wd = load(src, p + "ffn_down.weight");
+    if (c.is_moe()) {
+      const Moe moe = load_moe(src, l);
+      for (size_t t = 0; t < n; ++t) {
+        const std::vector<double> d = moe_mlp(moe, c, rms_norm(x[t], fn, c.rms_eps));
+        for (size_t i = 0; i < H; ++i) x[t][i] += d[i];
+      }
+      continue;
+    }
+    const Ffn ffn{load(src, p + "ffn_gate.weight"), load(src, p + "ffn_up.weight"), load(src, p + "ffn_down.weight")};
     for (size_t t = 0; t < n; ++t) {
-      const std::vector<double> h = rms_norm(x[t], fn, c.rms_eps);
-      std::vector<double> g = linear(wg, h);
-      const std::vector<double> u = linear(wu, h);
-      for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
-      const std::vector<double> d = linear(wd, g);
+      const std::vector<double> d = swiglu(ffn, rms_norm(x[t], fn, c.rms_eps));
       for (size_t i = 0; i < H; ++i) x[t][i] += d[i];
     }
   }

@@ -1,6 +1,8 @@
 // The oracle: a Llama-family forward pass in double precision with plain loops,
 // no threads and no parallelism, straight from the model file's tensors
-// (dequantized with the scalar reference routines). Slow and obviously right.
+// (dequantized with the scalar reference routines), mixture-of-experts layers
+// included (router softmax, top-k, renormalization, shared expert). Slow and
+// obviously right.
 #pragma once
 
 #include <cstdint>
