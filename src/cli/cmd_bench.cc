@@ -136,7 +136,10 @@ void run(BenchOptions& o) {
                                   {"comm_bytes_per_token", b.comm_bytes_per_token},
                                   {"all_reduces_per_token", b.all_reduces_per_token}};
   };
-  nlohmann::ordered_json out = {{"model", o.model.model}, {"machine_read_bandwidth", machine_bw}, {"runs", nlohmann::ordered_json::array()}};
+  nlohmann::ordered_json out = {{"model", o.model.model},
+                                {"machine_read_bandwidth", machine_bw},
+                                {"expert_parallel", o.model.expert_parallel},
+                                {"runs", nlohmann::ordered_json::array()}};
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
     out["runs"].push_back({{"tp", r.tp},
@@ -152,7 +155,8 @@ void run(BenchOptions& o) {
     std::cout << out.dump(2) << std::endl;
     return;
   }
-  std::printf("model: %s | machine read bandwidth: %.1f GB/s\n\n", o.model.model.c_str(), machine_bw / 1e9);
+  std::printf("model: %s%s | machine read bandwidth: %.1f GB/s\n\n", o.model.model.c_str(),
+              o.model.expert_parallel ? " (expert parallel)" : "", machine_bw / 1e9);
   std::printf("| tp | threads/rank | test | tokens/s | ± stddev | comm share | comm bytes/token | all-reduces/token | GB/s | of machine |\n");
   std::printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
@@ -187,6 +191,8 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-pin", o->model.no_pin, "Do not pin rank threads to cores");
   cmd->add_option("--comm", o->model.comm, "Communication back end: auto, local, mpi");
   cmd->add_option("--comm-compression", o->model.compression, "All-reduce payload: none, bf16, fp8, int8");
+  cmd->add_flag("--enable-expert-parallel", o->model.expert_parallel,
+                "MoE models: whole experts on ranks instead of every expert split over them");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share against tp");
   cmd->callback([o] { run(*o); });

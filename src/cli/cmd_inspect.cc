@@ -26,9 +26,10 @@ void run(const InspectOptions& o) {
     bytes += t.nbytes;
     tensors.push_back({{"name", t.name}, {"type", dtype_name(t.type)}, {"shape", t.shape}, {"bytes", t.nbytes}});
   }
-  std::vector<int> valid;
+  std::vector<int> valid, valid_ep;
   try {
     valid = ShardPlan::valid_sizes(c, shard_constraints(*src), std::max(8, c.n_heads));
+    if (c.is_moe()) valid_ep = ShardPlan::valid_sizes(c, shard_constraints(*src), std::max(8, c.n_heads), true);
   } catch (const Error&) {
   }
   nlohmann::ordered_json j = {
@@ -56,8 +57,15 @@ void run(const InspectOptions& o) {
       {"parameters", params},
       {"bytes", bytes},
       {"valid_tensor_parallel_sizes", valid},
-      {"tensors", tensors},
   };
+  if (c.is_moe()) {
+    j["experts"] = c.n_experts;
+    j["experts_used"] = c.n_experts_used;
+    j["shared_expert_ffn"] = c.shared_expert_ffn;
+    j["norm_topk_prob"] = c.norm_topk_prob;
+    j["valid_expert_parallel_sizes"] = valid_ep;
+  }
+  j["tensors"] = tensors;
   if (o.json) {
     std::cout << j.dump(2) << std::endl;
     return;
@@ -76,6 +84,13 @@ void run(const InspectOptions& o) {
   for (int x : valid) v += (v.empty() ? "" : ", ") + std::to_string(x);
   std::printf("parameters %.2f M, %s; valid tensor-parallel sizes: %s\n", static_cast<double>(params) / 1e6,
               format_bytes(bytes).c_str(), v.c_str());
+  if (c.is_moe()) {
+    std::string ve;
+    for (int x : valid_ep) ve += (ve.empty() ? "" : ", ") + std::to_string(x);
+    std::printf("experts %d, %d per token (%s), shared expert %d; valid with --enable-expert-parallel: %s\n",
+                c.n_experts, c.n_experts_used, c.norm_topk_prob ? "renormalized" : "softmax weights",
+                c.shared_expert_ffn, ve.c_str());
+  }
   for (const TensorInfo& t : src->tensors()) {
     std::string shape;
     for (int64_t d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);

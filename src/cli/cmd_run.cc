@@ -102,7 +102,8 @@ void run(RunOptions& o) {
                      {"q_heads", {rep.shard.q_heads.begin, rep.shard.q_heads.end}},
                      {"kv_heads", {rep.shard.kv_heads.begin, rep.shard.kv_heads.end}},
                      {"ffn", {rep.shard.ffn.begin, rep.shard.ffn.end}},
-                     {"vocab", {rep.shard.vocab.begin, rep.shard.vocab.end}}});
+                     {"vocab", {rep.shard.vocab.begin, rep.shard.vocab.end}},
+                     {"experts", {rep.shard.experts.begin, rep.shard.experts.end}}});
   }
   nlohmann::ordered_json st = {
       {"load_seconds", engine.load_seconds()},
@@ -120,6 +121,13 @@ void run(RunOptions& o) {
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
       {"prefill_comm", comm_json(stats.prefill_comm, stats.prompt_tokens, stats.prefill_seconds)},
   };
+  // MoE: tokens routed to each expert over the prompt and the generation,
+  // [layer][expert], on the driver.
+  const std::vector<std::vector<uint64_t>> load = engine.expert_load();
+  if (!load.empty()) {
+    st["expert_parallel"] = engine.plan().expert_parallel();
+    st["expert_load"] = load;
+  }
   if (o.json) {
     nlohmann::ordered_json j = {{"prompt_tokens", prompt}, {"tokens", tokens}, {"text", text}, {"stats", st}};
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -140,6 +148,7 @@ void run(RunOptions& o) {
                static_cast<long long>(stats.generated_tokens), tg_tps, engine.tp(), per_rank.c_str(),
                100.0 * dc["collective_share"].get<double>(), dc["bytes_per_token"].get<double>(),
                dc["all_reduces_per_token"].get<double>());
+  if (!load.empty()) std::fprintf(stderr, "%s\n", expert_load_line(load).c_str());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <thread>
@@ -20,6 +21,8 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_flag("--no-pin", o.no_pin, "Do not pin rank threads to cores");
   cmd.add_option("--comm", o.comm, "Communication back end: auto (mpi under mpirun, else local), local, mpi");
   cmd.add_option("--comm-compression", o.compression, "All-reduce payload: none, bf16, fp8, int8");
+  cmd.add_flag("--enable-expert-parallel", o.expert_parallel,
+               "MoE models: whole experts on ranks (expert parallelism) instead of every expert split over them");
 }
 
 std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
@@ -60,6 +63,7 @@ EngineOptions engine_options(const ModelOptions& o) {
   e.pin_threads = !o.no_pin;
   e.comm = o.comm;
   e.compression = parse_compression(o.compression);
+  e.parallel.expert_parallel = o.expert_parallel;
   return e;
 }
 
@@ -74,6 +78,25 @@ std::string format_bytes(uint64_t bytes) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
   return buf;
+}
+
+std::string expert_load_line(const std::vector<std::vector<uint64_t>>& load) {
+  if (load.empty()) return "";
+  std::vector<uint64_t> total(load[0].size(), 0);
+  for (const std::vector<uint64_t>& layer : load) {
+    for (size_t e = 0; e < layer.size() && e < total.size(); ++e) total[e] += layer[e];
+  }
+  uint64_t sum = 0, max = 0;
+  std::string counts;
+  for (uint64_t t : total) {
+    sum += t;
+    max = std::max(max, t);
+    counts += (counts.empty() ? "" : " ") + std::to_string(t);
+  }
+  const double mean = total.empty() ? 0.0 : static_cast<double>(sum) / static_cast<double>(total.size());
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.2f", mean > 0 ? static_cast<double>(max) / mean : 0.0);
+  return "expert load (tokens per expert, all layers): " + counts + " | max/mean " + buf;
 }
 
 }  // namespace tpinfer::cli

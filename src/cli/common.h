@@ -21,6 +21,7 @@ struct ModelOptions {
   bool no_pin = false;
   std::string comm = "auto";
   std::string compression = "none";
+  bool expert_parallel = false;
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
@@ -32,6 +33,10 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o);
 
 // Human-readable byte counts: "10.2 MiB".
 std::string format_bytes(uint64_t bytes);
+
+// MoE models: "expert load (tokens per expert, all layers): 12 9 ... | max/mean
+// 1.31", from Engine::expert_load(); "" for a dense model.
+std::string expert_load_line(const std::vector<std::vector<uint64_t>>& load);
 
 void register_run(CLI::App& app);
 void register_perplexity(CLI::App& app);

@@ -330,4 +330,7 @@ const std::vector<float>& Engine::step(const Batch& batch) {
 const CommStats& Engine::comm_stats() const { return driver_->comm->stats(); }
 void Engine::reset_comm_stats() { driver_->comm->reset_stats(); }
 
+std::vector<std::vector<uint64_t>> Engine::expert_load() const { return driver_->model->expert_load(); }
+void Engine::reset_expert_load() { driver_->model->reset_expert_load(); }
+
 }  // namespace tpinfer

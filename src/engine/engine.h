@@ -76,6 +76,11 @@ class Engine {
   // The driver's communication counters (every rank's are alike).
   const CommStats& comm_stats() const;
   void reset_comm_stats();
+  // MoE models: tokens routed to each expert, [layer][expert], counted on the
+  // driver (every rank routes every token) since the engine started or the
+  // last reset; empty for a dense model. Driver thread only, between steps.
+  std::vector<std::vector<uint64_t>> expert_load() const;
+  void reset_expert_load();
 
  private:
   struct Rank;

@@ -77,6 +77,12 @@ std::vector<PlanTensor> canonical_tensors(const ModelConfig& c, int experts, DTy
     add(blk(l, "ffn_gate.weight"), {c.ffn, h}, l, copies, experts > 0);
     add(blk(l, "ffn_up.weight"), {c.ffn, h}, l, copies, experts > 0);
     add(blk(l, "ffn_down.weight"), {h, c.ffn}, l, copies, experts > 0);
+    if (c.shared_expert_ffn > 0) {
+      add(blk(l, "ffn_gate_shexp.weight"), {c.shared_expert_ffn, h}, l);
+      add(blk(l, "ffn_up_shexp.weight"), {c.shared_expert_ffn, h}, l);
+      add(blk(l, "ffn_down_shexp.weight"), {h, c.shared_expert_ffn}, l);
+    }
+    if (c.shared_expert_gate) add(blk(l, "ffn_gate_inp_shexp.weight"), {h}, l);
   }
   add("output_norm.weight", {h}, -1);
   if (!c.tied_embeddings) add("output.weight", {c.vocab, h}, -1);
@@ -124,10 +130,16 @@ std::optional<ModelShape> named_shape(std::string_view name) {
 ModelShape shape_from_source(const ModelSource& src) {
   ModelShape s;
   s.config = src.config();
-  s.tensors = canonical_tensors(s.config, 0, DType::F32);
+  s.n_experts = s.config.n_experts;
+  s.experts_per_token = s.config.n_experts_used;
+  s.tensors = canonical_tensors(s.config, s.n_experts, DType::F32);
   std::vector<DType> seen;
   for (PlanTensor& t : s.tensors) {
-    const TensorInfo& info = src.get(t.name);
+    // A MoE model's experts are listed once under the dense name; expert 0
+    // stands for all of them (files type every expert alike).
+    // (blk.N.ffn_gate.weight -> blk.N.ffn_gate.0.weight).
+    const std::string name = t.expert ? t.name.substr(0, t.name.size() - 7) + ".0.weight" : t.name;
+    const TensorInfo& info = src.get(name);
     t.type = info.type;
     t.shape = info.shape;
     if (t.shape.size() == 2 && std::find(seen.begin(), seen.end(), t.type) == seen.end()) seen.push_back(t.type);
@@ -187,6 +199,7 @@ ShardConstraints shape_constraints(const ModelShape& shape) {
     const int64_t block = dtype_info(t.type).block_size;
     if (ends_with(t.name, ".attn_output.weight")) c.attn_output_block = std::max(c.attn_output_block, block);
     if (ends_with(t.name, ".ffn_down.weight")) c.ffn_down_block = std::max(c.ffn_down_block, block);
+    if (ends_with(t.name, ".ffn_down_shexp.weight")) c.shared_down_block = std::max(c.shared_down_block, block);
   }
   return c;
 }

@@ -283,6 +283,7 @@ void ApiServer::scheduler_loop() {
       busy = true;
     }
     metrics_.set_comm(engine_.comm_stats());  // the engine's counters: this thread, between steps
+    metrics_.set_expert_load(engine_.expert_load());
     std::unique_lock<std::mutex> lock(loop_mutex_);
     if (!busy) loop_cv_.wait(lock, [&] { return work_pending_ || stop_loop_; });
     work_pending_ = false;

@@ -101,6 +101,15 @@ void ServerMetrics::set_comm(const CommStats& stats) {
   comm_ = stats;
 }
 
+void ServerMetrics::set_expert_load(const std::vector<std::vector<uint64_t>>& load) {
+  std::vector<uint64_t> total(load.empty() ? 0 : load[0].size(), 0);
+  for (const std::vector<uint64_t>& layer : load) {
+    for (size_t e = 0; e < layer.size() && e < total.size(); ++e) total[e] += layer[e];
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  expert_tokens_ = std::move(total);
+}
+
 std::string ServerMetrics::render(const SchedulerMetrics& s) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
@@ -159,6 +168,14 @@ std::string ServerMetrics::render(const SchedulerMetrics& s) const {
     out += std::string("tpinfer_collective_seconds_total{collective=\"") +
            collective_name(static_cast<Collective>(k)) + "\"} " +
            num(static_cast<double>(comm_.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
+  }
+  if (!expert_tokens_.empty()) {
+    header(out, "tpinfer_expert_tokens_total", "counter",
+           "Tokens routed to each expert of the mixture-of-experts layers, summed over layers.");
+    for (size_t e = 0; e < expert_tokens_.size(); ++e) {
+      out += "tpinfer_expert_tokens_total{expert=\"" + std::to_string(e) + "\"} " +
+             std::to_string(expert_tokens_[e]) + "\n";
+    }
   }
   return out;
 }

@@ -14,6 +14,8 @@
 //   num_preemptions_total, scheduler_steps_total, requests_cancelled_total  counters
 //   collective_calls_total{collective}, collective_bytes_total{collective},
 //   collective_seconds_total{collective}      counters (driver rank)
+//   expert_tokens_total{expert}               counter: tokens routed to each
+//                                             expert, summed over layers (MoE only)
 #pragma once
 
 #include <cstdint>
@@ -56,6 +58,8 @@ class ServerMetrics {
   void observe_itl(double seconds);
   void observe_e2e(double seconds);
   void set_comm(const CommStats& stats);
+  // The engine's Engine::expert_load() ([layer][expert]); empty for a dense model.
+  void set_expert_load(const std::vector<std::vector<uint64_t>>& load);
 
   std::string render(const SchedulerMetrics& scheduler) const;
 
@@ -65,6 +69,7 @@ class ServerMetrics {
   uint64_t cancelled_ = 0;
   Histogram ttft_, itl_, e2e_;
   CommStats comm_;
+  std::vector<uint64_t> expert_tokens_;  // per expert, summed over layers
 };
 
 // Escapes a Prometheus label value (backslash, quote, newline).

@@ -142,5 +142,43 @@ TEST(CliRun, InvalidTensorParallelSizeListsValidOnes) {
       << out;
 }
 
+// A MoE model end to end: synth presets, run in both layouts with the same
+// greedy tokens, the expert load in the stats.
+TEST(CliRun, MixtureOfExpertsBothLayouts) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(testing::run_command(testing::binary() + " synth --preset tiny-mixtral --layers 1 -o " + dir.file("m.gguf"),
+                                 &out),
+            0)
+      << out;
+  std::vector<int> tokens[2];
+  for (const bool ep : {false, true}) {
+    ASSERT_EQ(testing::run_command(testing::binary() + " run -m " + dir.file("m.gguf") +
+                                       " -p 'the rank' -n 8 --temperature 0 --ignore-eos --json -tp 2" +
+                                       (ep ? " --enable-expert-parallel" : "") + " 2>/dev/null",
+                                   &out),
+              0)
+        << out;
+    const auto j = nlohmann::json::parse(out);
+    tokens[ep ? 1 : 0] = j["tokens"].get<std::vector<int>>();
+    EXPECT_EQ(j["stats"]["expert_parallel"], ep);
+    ASSERT_EQ(j["stats"]["expert_load"].size(), 1u);  // one layer
+    uint64_t routed = 0;
+    for (const auto& e : j["stats"]["expert_load"][0]) routed += e.get<uint64_t>();
+    // Prompt and all generated tokens but the last went through the layer, 2 experts each.
+    EXPECT_EQ(routed, 2 * (j["prompt_tokens"].size() + 8 - 1));
+    EXPECT_EQ(j["stats"]["ranks"][1]["experts"], ep ? nlohmann::json({4, 8}) : nlohmann::json({0, 8}));
+  }
+  EXPECT_EQ(tokens[0], tokens[1]);
+  ASSERT_EQ(testing::run_command(testing::binary() + " run -m " + dir.file("m.gguf") +
+                                     " -p hi -n 2 --enable-expert-parallel -tp 2",
+                                 &out),
+            0);
+  EXPECT_NE(out.find("expert load (tokens per expert, all layers): "), std::string::npos) << out;
+  EXPECT_NE(out.find("| max/mean "), std::string::npos) << out;
+  EXPECT_EQ(testing::run_command(testing::binary() + " synth --preset nope -o " + dir.file("x.gguf"), &out), 1);
+  EXPECT_NE(out.find("valid: tiny-mixtral, tiny-qwen2-moe, tiny-qwen3-moe"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace tpinfer
