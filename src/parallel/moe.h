@@ -9,8 +9,8 @@
 //                     rank runs its own experts on the tokens routed to them,
 //                     and the weighted outputs are combined by one all-gather of
 //                     only the rows each rank computed (every rank knows the
-//                     routing, so no indices travel). When tokens reach two or
-//                     more ranks on average that would move more than an
+//                     routing, so no indices travel). When tokens reach more
+//                     than two ranks on average that would move more than an
 //                     all-reduce, and the all-reduce is used instead. The shared
 //                     expert is replicated and added after the combine.
 //
