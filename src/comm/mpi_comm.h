@@ -24,7 +24,8 @@
 // stalled peer never hangs the job. Unlike the local back end there is no
 // poisoned group to throw into; a timeout never returns.
 // broadcast_wait has no deadline on non-root ranks (an idle worker waiting for
-// the driver); a peer that dies still ends the job, because mpirun (Open MPI's
+// the driver), nor recv_wait while no message has arrived (an idle pipeline
+// stage); a peer that dies still ends the job, because mpirun (Open MPI's
 // default) kills every rank when one exits abnormally.
 //
 // Who did not arrive: MPI cannot tell which ranks have not joined a collective.
