@@ -202,7 +202,7 @@ void register_bench(CLI::App& app) {
                   "Threads per rank: one value, or one per layout (default: cores / (tp x pp))");
   cmd->add_option("--tensor-split", o->model.tensor_split, "Weights per rank for an uneven split");
   cmd->add_option("--comm-timeout", o->model.comm_timeout, "Seconds before a stalled collective is an error");
-  cmd->add_option("--kv-cache-dtype", o->model.kv_type, "KV cache type: f32, f16, bf16");
+  cmd->add_option("--kv-cache-dtype", o->model.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0: skip)")->check(CLI::NonNegativeNumber);
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")->check(CLI::NonNegativeNumber);
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions (median reported)")->check(CLI::PositiveNumber);

@@ -22,7 +22,7 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--threads-per-rank", o.threads_per_rank, "Threads of each rank (default: cores / (tp x pp))");
   cmd.add_option("--comm-timeout", o.comm_timeout, "Seconds before a stalled collective is an error")
       ->check(CLI::PositiveNumber);
-  cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16, bf16");
+  cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");
   cmd.add_option("-c,--ctx-size", o.ctx_size, "KV cache capacity in tokens (default: the model's context)");
   cmd.add_flag("--no-pin", o.no_pin, "Do not pin rank threads to cores");
   cmd.add_option("--comm", o.comm, "Communication back end: auto (mpi under mpirun, else local), local, mpi");
@@ -81,8 +81,8 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
   e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / ranks);
   e.parallel.comm_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.comm_timeout * 1000));
   const auto kv = parse_dtype(o.kv_type);
-  if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16)) {
-    throw ConfigError(cat("--kv-cache-dtype '", o.kv_type, "' is not supported; valid: f32, f16, bf16"));
+  if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16 && *kv != DType::Q8_0)) {
+    throw ConfigError(cat("--kv-cache-dtype '", o.kv_type, "' is not supported; valid: f32, f16, bf16, q8_0"));
   }
   e.kv_type = *kv;
   e.kv_tokens = o.ctx_size;

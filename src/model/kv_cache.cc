@@ -11,8 +11,12 @@ KVCache::KVCache(int n_layers, int n_kv_heads, int head_dim, int block_size, int
       block_size_(block_size),
       n_blocks_(n_blocks),
       type_(type) {
-  if (type != DType::F32 && type != DType::F16 && type != DType::BF16) {
-    throw ConfigError(cat("KV cache type ", dtype_name(type), " is not supported; valid: f32, f16, bf16"));
+  if (type != DType::F32 && type != DType::F16 && type != DType::BF16 && type != DType::Q8_0) {
+    throw ConfigError(cat("KV cache type ", dtype_name(type), " is not supported; valid: f32, f16, bf16, q8_0"));
+  }
+  if (type == DType::Q8_0 && head_dim % 32 != 0) {
+    throw ConfigError(cat("KV cache type q8_0 needs a head size that is a multiple of 32 (this model's: ", head_dim,
+                          "); use f16 or bf16"));
   }
   slot_bytes_ = row_bytes(type, static_cast<uint64_t>(n_kv_heads) * static_cast<uint64_t>(head_dim));
   layer_bytes_ = slot_bytes_ * static_cast<uint64_t>(block_size) * static_cast<uint64_t>(n_blocks);

@@ -184,20 +184,49 @@ void LlamaModel::attention(RankContext& ctx, const Batch& batch, int l, KVCache&
   attn_.resize(static_cast<size_t>(n * n_q_ * hd));
   const cpu::KVLayerView kv = cache.layer(l);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  int max_ctx = 0;
-  for (int32_t p : batch.positions) max_ctx = std::max(max_ctx, p + 1);
-  scores_.resize(static_cast<size_t>(ctx.pool.size()) * static_cast<size_t>(max_ctx));
-  const int64_t work = n * n_q_;
+
+  // Work units: a tile of up to kTileTokens consecutive tokens of one sequence
+  // (positions non-decreasing) x one local KV head, whose query heads attend
+  // together so each key and value is converted once per unit.
+  constexpr int64_t kTileTokens = 8;
+  tiles_.clear();
+  for (int64_t t = 0; t < n;) {
+    int64_t e = t + 1;
+    while (e < n && e - t < kTileTokens && batch.seq[static_cast<size_t>(e)] == batch.seq[static_cast<size_t>(t)] &&
+           batch.positions[static_cast<size_t>(e)] >= batch.positions[static_cast<size_t>(e - 1)]) {
+      ++e;
+    }
+    tiles_.push_back({t, e});
+    t = e;
+  }
+  // Local query heads [head_begin[j], head_begin[j + 1]) use local KV head j.
+  head_begin_.assign(static_cast<size_t>(n_kv) + 1, n_q_);
+  for (int h = n_q_ - 1; h >= 0; --h) {
+    head_begin_[static_cast<size_t>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin)] = h;
+  }
+  for (int j = n_kv - 1; j >= 0; --j) {
+    head_begin_[static_cast<size_t>(j)] = std::min(head_begin_[static_cast<size_t>(j)], head_begin_[static_cast<size_t>(j) + 1]);
+  }
+  attn_work_.resize(static_cast<size_t>(ctx.pool.size()));
+  const int64_t units = static_cast<int64_t>(tiles_.size()) * n_kv;
   ctx.pool.run([&](int i, int nt) {
-    float* scores = &scores_[static_cast<size_t>(i) * static_cast<size_t>(max_ctx)];
-    for (int64_t w = work * i / nt; w < work * (i + 1) / nt; ++w) {
-      const int64_t t = w / n_q_;
-      const int h = static_cast<int>(w % n_q_);
-      const float* q = &qkv_[static_cast<size_t>(t * row + h * hd)];
-      const int kv_head = static_cast<int>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin);
-      const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(t)])].block_table;
-      cpu::attend(q, kv_head, table, batch.positions[static_cast<size_t>(t)] + 1, kv, scale, scores,
-                  &attn_[static_cast<size_t>((t * n_q_ + h) * hd)]);
+    AttnWork& w = attn_work_[static_cast<size_t>(i)];
+    for (int64_t u = units * i / nt; u < units * (i + 1) / nt; ++u) {
+      const Tile tile = tiles_[static_cast<size_t>(u / n_kv)];
+      const int j = static_cast<int>(u % n_kv);
+      w.q.clear();
+      w.out.clear();
+      w.n_ctx.clear();
+      for (int64_t t = tile.begin; t < tile.end; ++t) {
+        for (int h = head_begin_[static_cast<size_t>(j)]; h < head_begin_[static_cast<size_t>(j) + 1]; ++h) {
+          w.q.push_back(&qkv_[static_cast<size_t>(t * row + h * hd)]);
+          w.out.push_back(&attn_[static_cast<size_t>((t * n_q_ + h) * hd)]);
+          w.n_ctx.push_back(batch.positions[static_cast<size_t>(t)] + 1);
+        }
+      }
+      const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(tile.begin)])].block_table;
+      const cpu::AttnGroup g{w.q.data(), w.n_ctx.data(), w.out.data(), static_cast<int>(w.q.size())};
+      cpu::attend_group(g, j, table, kv, scale, w.scratch);
     }
   });
 }

@@ -77,7 +77,20 @@ class LlamaModel {
 
   // Activations, reused across steps.
   std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_, out_rows_;
-  std::vector<float> scores_;
+  // Attention work (llama.cc): token tiles, the first local query head of each
+  // local KV head, and per-thread scratch.
+  struct Tile {
+    int64_t begin, end;
+  };
+  struct AttnWork {
+    cpu::AttnScratch scratch;
+    std::vector<const float*> q;
+    std::vector<float*> out;
+    std::vector<int> n_ctx;
+  };
+  std::vector<Tile> tiles_;
+  std::vector<int> head_begin_;
+  std::vector<AttnWork> attn_work_;
 };
 
 }  // namespace tpinfer

@@ -49,7 +49,17 @@ struct OpKernels {
   void (*softmax)(const float* x, int64_t n, float* out) = nullptr;
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out) = nullptr;
   void (*add)(const float* a, const float* b, int64_t n, float* out) = nullptr;
+  // Attention inner loops (attention.cc), over m queries q[i] (hd floats each)
+  // and n keys or values (rows of hd floats, contiguous):
+  //   attn_scores:     s[i * s_stride + j] = scale * dot(q[i], k_j)
+  //   attn_accumulate: out[i] += sum_j w[i * w_stride + j] * v_j
+  void (*attn_scores)(const float* const* q, int m, const float* k, int n, int64_t hd, float scale, float* s,
+                      int64_t s_stride) = nullptr;
+  void (*attn_accumulate)(const float* w, int64_t w_stride, int m, const float* v, int n, int64_t hd,
+                          float* const* out) = nullptr;
 };
+// The table of `isa` (throws Error if this CPU cannot run it).
+const OpKernels& op_kernels(Isa isa);
 void fill_avx2_ops(OpKernels& ops);
 void fill_avx512_ops(OpKernels& ops);
 

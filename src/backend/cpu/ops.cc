@@ -40,8 +40,31 @@ void add_scalar(const float* a, const float* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
+void attn_scores_scalar(const float* const* q, int m, const float* k, int n, int64_t hd, float scale, float* s,
+                      int64_t s_stride) {
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      float dot = 0.0f;
+      for (int64_t c = 0; c < hd; ++c) dot += q[i][c] * k[j * hd + c];
+      s[i * s_stride + j] = scale * dot;
+    }
+  }
+}
+
+void attn_accumulate_scalar(const float* w, int64_t w_stride, int m, const float* v, int n, int64_t hd,
+                          float* const* out) {
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      const float wj = w[i * w_stride + j];
+      for (int64_t c = 0; c < hd; ++c) out[i][c] += wj * v[j * hd + c];
+    }
+  }
+}
+
 std::array<OpKernels, 3> build_op_tables() {
   std::array<OpKernels, 3> t;
+  t[0].attn_scores = attn_scores_scalar;
+  t[0].attn_accumulate = attn_accumulate_scalar;
   t[0].rms_norm = rms_norm_scalar;
   t[0].softmax = softmax_scalar;
   t[0].silu_mul = silu_mul_scalar;
@@ -52,15 +75,6 @@ std::array<OpKernels, 3> build_op_tables() {
   t[2] = t[1];
   fill_avx512_ops(t[2]);
   return t;
-}
-
-const OpKernels& op_kernels(Isa isa) {
-  if (!isa_supported(isa)) {
-    throw Error(
-        cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ", isa_name(cpu_isa()), ")"));
-  }
-  static const std::array<OpKernels, 3> tables = build_op_tables();
-  return tables[static_cast<size_t>(isa)];
 }
 
 void check_positive(int64_t n, const char* what) {
@@ -95,6 +109,15 @@ inline void rope_pair(RopeStyle style, int64_t i, int64_t rot, int64_t* a, int64
 }
 
 }  // namespace
+
+const OpKernels& op_kernels(Isa isa) {
+  if (!isa_supported(isa)) {
+    throw Error(
+        cat("instruction set ", isa_name(isa), " is not supported by this CPU (best: ", isa_name(cpu_isa()), ")"));
+  }
+  static const std::array<OpKernels, 3> tables = build_op_tables();
+  return tables[static_cast<size_t>(isa)];
+}
 
 void rms_norm(Isa isa, const float* x, const float* weight, int64_t n, float eps, float* out) {
   check_positive(n, "rms_norm");

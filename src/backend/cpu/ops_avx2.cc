@@ -132,6 +132,91 @@ void add_avx2(const float* a, const float* b, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = a[i] + b[i];
 }
 
+// Four dot products of 8-float chunks reduced at once: lane i of the result is
+// the sum of the 8 lanes of a_i.
+inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// Keys in groups of four per query, so one reduction serves four scores.
+void attn_scores_avx2(const float* const* q, int m, const float* k, int n, int64_t hd, float scale, float* s,
+                      int64_t s_stride) {
+  const int64_t hd8 = hd / 8 * 8;
+  const __m128 vscale = _mm_set1_ps(scale);
+  for (int i = 0; i < m; ++i) {
+    const float* qi = q[i];
+    float* si = s + i * s_stride;
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const float* k0 = k + j * hd;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t c = 0; c < hd8; c += 8) {
+        const __m256 qv = _mm256_loadu_ps(qi + c);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + c), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + c), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + c), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + c), a3);
+      }
+      __m128 r = hsum4(a0, a1, a2, a3);
+      if (hd8 < hd) {
+        alignas(16) float tail[4] = {0, 0, 0, 0};
+        for (int u = 0; u < 4; ++u)
+          for (int64_t c = hd8; c < hd; ++c) tail[u] += qi[c] * k0[u * hd + c];
+        r = _mm_add_ps(r, _mm_load_ps(tail));
+      }
+      _mm_storeu_ps(si + j, _mm_mul_ps(r, vscale));
+    }
+    for (; j < n; ++j) {
+      const float* kj = k + j * hd;
+      __m256 a = _mm256_setzero_ps();
+      for (int64_t c = 0; c < hd8; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qi + c), _mm256_loadu_ps(kj + c), a);
+      float dot = hsum(a);
+      for (int64_t c = hd8; c < hd; ++c) dot += qi[c] * kj[c];
+      si[j] = scale * dot;
+    }
+  }
+}
+
+// Each query's output row is read and written once per call; the value rows
+// (a KV block, in L1) are streamed once per query.
+void attn_accumulate_avx2(const float* w, int64_t w_stride, int m, const float* v, int n, int64_t hd,
+                          float* const* out) {
+  const int64_t hd8 = hd / 8 * 8;
+  for (int i = 0; i < m; ++i) {
+    const float* wi = w + i * w_stride;
+    float* oi = out[i];
+    int64_t c = 0;
+    // Four output chunks in registers at a time.
+    for (; c + 32 <= hd8; c += 32) {
+      __m256 o0 = _mm256_loadu_ps(oi + c), o1 = _mm256_loadu_ps(oi + c + 8);
+      __m256 o2 = _mm256_loadu_ps(oi + c + 16), o3 = _mm256_loadu_ps(oi + c + 24);
+      for (int j = 0; j < n; ++j) {
+        const __m256 wj = _mm256_set1_ps(wi[j]);
+        const float* vj = v + j * hd + c;
+        o0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj), o0);
+        o1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8), o1);
+        o2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 16), o2);
+        o3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 24), o3);
+      }
+      _mm256_storeu_ps(oi + c, o0);
+      _mm256_storeu_ps(oi + c + 8, o1);
+      _mm256_storeu_ps(oi + c + 16, o2);
+      _mm256_storeu_ps(oi + c + 24, o3);
+    }
+    for (; c < hd8; c += 8) {
+      __m256 o = _mm256_loadu_ps(oi + c);
+      for (int j = 0; j < n; ++j) o = _mm256_fmadd_ps(_mm256_set1_ps(wi[j]), _mm256_loadu_ps(v + j * hd + c), o);
+      _mm256_storeu_ps(oi + c, o);
+    }
+    for (; c < hd; ++c) {
+      float o = oi[c];
+      for (int j = 0; j < n; ++j) o += wi[j] * v[j * hd + c];
+      oi[c] = o;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tpinfer::cpu
 
@@ -144,6 +229,10 @@ void fill_avx2_ops(OpKernels& ops) {
   ops.softmax = softmax_avx2;
   ops.silu_mul = silu_mul_avx2;
   ops.add = add_avx2;
+  // Also the AVX-512 level's: Zen 4 splits 512-bit FMAs into two 256-bit halves,
+  // and these loops are bound by loads and reductions, not by vector width.
+  ops.attn_scores = attn_scores_avx2;
+  ops.attn_accumulate = attn_accumulate_avx2;
 }
 
 }  // namespace tpinfer::cpu
