@@ -56,6 +56,7 @@ void run(const InspectOptions& o) {
       {"parameters", params},
       {"bytes", bytes},
       {"valid_tensor_parallel_sizes", valid},
+      {"max_pipeline_parallel_size", c.n_layers},
       {"tensors", tensors},
   };
   if (o.json) {
@@ -74,8 +75,8 @@ void run(const InspectOptions& o) {
               c.eos_token);
   std::string v;
   for (int x : valid) v += (v.empty() ? "" : ", ") + std::to_string(x);
-  std::printf("parameters %.2f M, %s; valid tensor-parallel sizes: %s\n", static_cast<double>(params) / 1e6,
-              format_bytes(bytes).c_str(), v.c_str());
+  std::printf("parameters %.2f M, %s; valid tensor-parallel sizes: %s; pipeline-parallel sizes: 1 to %d\n",
+              static_cast<double>(params) / 1e6, format_bytes(bytes).c_str(), v.c_str(), c.n_layers);
   for (const TensorInfo& t : src->tensors()) {
     std::string shape;
     for (int64_t d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);

@@ -125,7 +125,17 @@ class LocalCommunicator final : public Communicator {
     box.ready.notify_all();
   }
 
-  void recv(void* data, size_t bytes, int src) override {
+  void recv(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/true); }
+  void recv_wait(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/false); }
+
+  void barrier() override {
+    CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    begin(Collective::Barrier);
+    wait_all();
+  }
+
+ private:
+  void receive(void* data, size_t bytes, int src, bool deadline_applies) {
     CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
     begin(Collective::SendRecv);
     check_peer(src, "recv");
@@ -134,7 +144,7 @@ class LocalCommunicator final : public Communicator {
     std::unique_lock<std::mutex> lock(box.mutex);
     while (box.messages.empty()) {
       if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
-      if (Clock::now() >= deadline) {
+      if (deadline_applies && Clock::now() >= deadline) {
         const std::string msg = cat("recv #", seq_, " on rank ", rank_, " timed out after ",
                                     seconds(g_.timeout_), " s: rank ", src, " sent nothing");
         lock.unlock();
@@ -152,13 +162,6 @@ class LocalCommunicator final : public Communicator {
     std::memcpy(data, message.data(), bytes);
   }
 
-  void barrier() override {
-    CollectiveTimer timer(stats_, Collective::Barrier, 0);
-    begin(Collective::Barrier);
-    wait_all();
-  }
-
- private:
   static double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
 
   // Bytes one rank moves in a reduce-scatter + all-gather of `bytes`.
