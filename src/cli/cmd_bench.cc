@@ -1,6 +1,8 @@
 // tpinfer bench: llama-bench-style prompt-processing and generation speed per
-// tensor-parallel size, with the share of time in collectives and the achieved
-// memory bandwidth against this machine's measured read bandwidth.
+// layout (every tensor-parallel size x every pipeline depth asked for), with
+// the share of time in collectives, the pipeline bubble, the bytes per token
+// of each parallel dimension, and the achieved memory bandwidth against this
+// machine's measured read bandwidth.
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -20,7 +22,8 @@ namespace {
 struct BenchOptions {
   ModelOptions model;
   std::string tps = "1";
-  std::string threads;  // per tp size, or one value for all
+  std::string pps = "1";
+  std::string threads;  // per layout, or one value for all
   int n_prompt = 512;
   int n_gen = 128;
   int reps = 3;
@@ -28,34 +31,16 @@ struct BenchOptions {
   std::string plot;
 };
 
-std::vector<int> int_list(const std::string& s, const char* flag) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int v = std::stoi(item, &used);
-      if (used != item.size() || v < 1) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw ConfigError(cat(flag, ": '", item, "' is not a positive integer"));
-    }
-  }
-  if (out.empty()) throw ConfigError(cat(flag, " is empty"));
-  return out;
-}
-
 struct Row {
-  int tp, threads;
-  BenchResult pp, tg;
+  int tp, pp, threads;
+  BenchResult prompt, tg;
   uint64_t weight_bytes;
 };
 
 void write_svg(const std::string& path, const std::vector<Row>& rows) {
   const double w = 640, h = 400, left = 70, right = 70, top = 40, bottom = 60;
   double max_tps = 1;
-  for (const Row& r : rows) max_tps = std::max({max_tps, r.tg.median_tps, r.pp.median_tps});
+  for (const Row& r : rows) max_tps = std::max({max_tps, r.tg.median_tps, r.prompt.median_tps});
   const auto x_of = [&](size_t i) {
     return rows.size() == 1 ? left + (w - left - right) / 2
                             : left + (w - left - right) * static_cast<double>(i) / static_cast<double>(rows.size() - 1);
@@ -65,7 +50,7 @@ void write_svg(const std::string& path, const std::vector<Row>& rows) {
   std::ostringstream s;
   s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "' font-family='sans-serif' font-size='12'>\n";
   s << "<rect width='100%' height='100%' fill='white'/>\n";
-  s << "<text x='" << w / 2 << "' y='20' text-anchor='middle' font-size='14'>tokens/s and communication share by tensor-parallel size</text>\n";
+  s << "<text x='" << w / 2 << "' y='20' text-anchor='middle' font-size='14'>tokens/s and communication share by layout</text>\n";
   s << "<line x1='" << left << "' y1='" << h - bottom << "' x2='" << w - right << "' y2='" << h - bottom << "' stroke='black'/>\n";
   s << "<line x1='" << left << "' y1='" << top << "' x2='" << left << "' y2='" << h - bottom << "' stroke='black'/>\n";
   s << "<line x1='" << w - right << "' y1='" << top << "' x2='" << w - right << "' y2='" << h - bottom << "' stroke='black'/>\n";
@@ -84,10 +69,11 @@ void write_svg(const std::string& path, const std::vector<Row>& rows) {
     for (size_t i = 0; i < rows.size(); ++i) s << "<circle cx='" << x_of(i) << "' cy='" << y(rows[i]) << "' r='3' fill='" << color << "'/>\n";
   };
   polyline("#1f77b4", [&](const Row& r) { return y_tps(r.tg.median_tps); }, false);
-  polyline("#2ca02c", [&](const Row& r) { return y_tps(r.pp.median_tps); }, false);
+  polyline("#2ca02c", [&](const Row& r) { return y_tps(r.prompt.median_tps); }, false);
   polyline("#d62728", [&](const Row& r) { return y_share(r.tg.median_collective_share); }, true);
   for (size_t i = 0; i < rows.size(); ++i) {
-    s << "<text x='" << x_of(i) << "' y='" << h - bottom + 18 << "' text-anchor='middle'>tp " << rows[i].tp << "</text>\n";
+    s << "<text x='" << x_of(i) << "' y='" << h - bottom + 18 << "' text-anchor='middle'>tp " << rows[i].tp
+      << (rows[i].pp > 1 ? " pp " + std::to_string(rows[i].pp) : std::string()) << "</text>\n";
   }
   s << "<text x='" << left << "' y='" << h - 12 << "' fill='#1f77b4'>decode tok/s</text>";
   s << "<text x='" << left + 120 << "' y='" << h - 12 << "' fill='#2ca02c'>prefill tok/s</text>";
@@ -98,31 +84,52 @@ void write_svg(const std::string& path, const std::vector<Row>& rows) {
   if (!f) throw Error(cat(path, ": cannot write"));
 }
 
+std::string pct_list(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) {
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "%s%.0f%%", s.empty() ? "" : " ", 100 * x);
+    s += buf;
+  }
+  return s;
+}
+
 void run(BenchOptions& o) {
-  const std::vector<int> tps = int_list(o.tps, "-tp");
+  const std::vector<int> tps = parse_int_list(o.tps, "-tp");
+  const std::vector<int> pps = parse_int_list(o.pps, "-pp");
+  std::vector<std::pair<int, int>> layouts;
+  for (int pp : pps) {
+    for (int tp : tps) layouts.push_back({tp, pp});
+  }
   std::vector<int> threads;
-  if (!o.threads.empty()) threads = int_list(o.threads, "--threads-per-rank");
-  if (threads.size() > 1 && threads.size() != tps.size()) {
-    throw ConfigError(cat("--threads-per-rank has ", threads.size(), " values for ", tps.size(), " tp sizes"));
+  if (!o.threads.empty()) threads = parse_int_list(o.threads, "--threads-per-rank");
+  if (threads.size() > 1 && threads.size() != layouts.size()) {
+    throw ConfigError(cat("--threads-per-rank has ", threads.size(), " values for ", layouts.size(),
+                          " layouts (tp sizes x pp depths, tp varying fastest)"));
+  }
+  if (!o.model.pipeline_split.empty() && pps.size() != 1) {
+    throw ConfigError("--pipeline-split needs a single pipeline depth (-pp N)");
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<Row> rows;
   int max_threads = 1;
-  for (size_t i = 0; i < tps.size(); ++i) {
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const auto [tp, pp] = layouts[i];
     ModelOptions m = o.model;
-    m.tp = tps[i];
-    m.threads_per_rank = threads.empty() ? std::max(1, cores / tps[i]) : threads[threads.size() == 1 ? 0 : i];
+    m.tp = tp;
+    m.pp = pp;
+    m.threads_per_rank = threads.empty() ? std::max(1, cores / (tp * pp)) : threads[threads.size() == 1 ? 0 : i];
     if (m.ctx_size == 0) m.ctx_size = o.n_prompt + o.n_gen + 16;
     const std::unique_ptr<Engine> engine_ptr = open_engine(m);
     if (!engine_ptr) continue;  // an mpi worker
     Engine& engine = *engine_ptr;
-    Row r{tps[i], m.threads_per_rank, {}, {}, 0};
+    Row r{tp, pp, m.threads_per_rank, {}, {}, 0};
     for (const RankReport& rep : engine.rank_reports()) r.weight_bytes += rep.weight_bytes;
-    if (o.n_prompt > 0) r.pp = bench_prompt(engine, o.n_prompt, o.reps);
+    if (o.n_prompt > 0) r.prompt = bench_prompt(engine, o.n_prompt, o.reps);
     if (o.n_gen > 0) r.tg = bench_generate(engine, o.n_gen, o.reps);
-    max_threads = std::max(max_threads, tps[i] * m.threads_per_rank);
+    max_threads = std::max(max_threads, tp * pp * m.threads_per_rank);
     rows.push_back(r);
-    if (!o.json) std::fprintf(stderr, "tp %d done\n", tps[i]);
+    if (!o.json) std::fprintf(stderr, "tp %d pp %d done\n", tp, pp);
   }
   if (rows.empty()) return;  // an mpi worker
   const double machine_bw = cpu::measure_read_bandwidth(std::min(max_threads, cores));
@@ -134,7 +141,10 @@ void run(BenchOptions& o) {
                                   {"stddev", b.stddev_tps},
                                   {"collective_share", b.median_collective_share},
                                   {"comm_bytes_per_token", b.comm_bytes_per_token},
-                                  {"all_reduces_per_token", b.all_reduces_per_token}};
+                                  {"all_reduces_per_token", b.all_reduces_per_token},
+                                  {"pp_bytes_per_token", b.pp_bytes_per_token},
+                                  {"bubble_share", b.median_bubble_share},
+                                  {"stage_busy_share", b.stage_busy_share}};
   };
   nlohmann::ordered_json out = {{"model", o.model.model},
                                 {"machine_read_bandwidth", machine_bw},
@@ -142,10 +152,13 @@ void run(BenchOptions& o) {
                                 {"runs", nlohmann::ordered_json::array()}};
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
+    // "pp" / "tg" are llama-bench's tests (prompt processing, text generation);
+    // the pipeline depth is pipeline_parallel_size.
     out["runs"].push_back({{"tp", r.tp},
+                           {"pipeline_parallel_size", r.pp},
                            {"threads_per_rank", r.threads},
                            {"weight_bytes", r.weight_bytes},
-                           {"pp", result_json(r.pp)},
+                           {"pp", result_json(r.prompt)},
                            {"tg", result_json(r.tg)},
                            {"achieved_bandwidth", achieved},
                            {"bandwidth_fraction", achieved / machine_bw}});
@@ -157,19 +170,22 @@ void run(BenchOptions& o) {
   }
   std::printf("model: %s%s | machine read bandwidth: %.1f GB/s\n\n", o.model.model.c_str(),
               o.model.expert_parallel ? " (expert parallel)" : "", machine_bw / 1e9);
-  std::printf("| tp | threads/rank | test | tokens/s | ± stddev | comm share | comm bytes/token | all-reduces/token | GB/s | of machine |\n");
-  std::printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| tp | stages | threads/rank | test | tokens/s | ± stddev | tp comm share | tp bytes/token | "
+              "all-reduces/token | pp bytes/token | bubble | stage busy | GB/s | of machine |\n");
+  std::printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+  auto line = [&](const Row& r, const char* test, int n, const BenchResult& b, const std::string& bandwidth) {
+    std::printf("| %d | %d | %d | %s%d | %.2f | %.2f | %.1f%% | %.0f | %.2f | %.0f | %.0f%% | %s | %s |\n", r.tp, r.pp,
+                r.threads, test, n, b.median_tps, b.stddev_tps, 100 * b.median_collective_share,
+                b.comm_bytes_per_token, b.all_reduces_per_token, b.pp_bytes_per_token, 100 * b.median_bubble_share,
+                pct_list(b.stage_busy_share).c_str(), bandwidth.c_str());
+  };
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
-    if (o.n_prompt > 0) {
-      std::printf("| %d | %d | pp%d | %.2f | %.2f | %.1f%% | %.0f | %.2f | | |\n", r.tp, r.threads, o.n_prompt,
-                  r.pp.median_tps, r.pp.stddev_tps, 100 * r.pp.median_collective_share, r.pp.comm_bytes_per_token,
-                  r.pp.all_reduces_per_token);
-    }
+    if (o.n_prompt > 0) line(r, "pp", o.n_prompt, r.prompt, " | ");
     if (o.n_gen > 0) {
-      std::printf("| %d | %d | tg%d | %.2f | %.2f | %.1f%% | %.0f | %.2f | %.1f | %.0f%% |\n", r.tp, r.threads,
-                  o.n_gen, r.tg.median_tps, r.tg.stddev_tps, 100 * r.tg.median_collective_share,
-                  r.tg.comm_bytes_per_token, r.tg.all_reduces_per_token, achieved / 1e9, 100 * achieved / machine_bw);
+      char bw[64];
+      std::snprintf(bw, sizeof(bw), "%.1f | %.0f%%", achieved / 1e9, 100 * achieved / machine_bw);
+      line(r, "tg", o.n_gen, r.tg, bw);
     }
   }
 }
@@ -178,10 +194,16 @@ void run(BenchOptions& o) {
 
 void register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = app.add_subcommand("bench", "Prompt and generation speed per tensor-parallel size");
+  CLI::App* cmd = app.add_subcommand("bench", "Prompt and generation speed per tensor x pipeline parallel layout");
   cmd->add_option("-m,--model", o->model.model, "Model: a .gguf file or a Hugging Face folder")->required();
   cmd->add_option("-t,--tp,--tensor-parallel-size", o->tps, "Comma-separated tensor-parallel sizes, e.g. 1,2,4");
-  cmd->add_option("--threads-per-rank", o->threads, "Threads per rank: one value, or one per tp size");
+  cmd->add_option("--pp,--pipeline-parallel-size", o->pps,
+                  "Comma-separated pipeline depths, e.g. 1,2; every tp size runs at every depth");
+  cmd->add_option("--pipeline-split", o->model.pipeline_split, "Layers per stage (one depth only), e.g. 3,5");
+  cmd->add_option("--micro-batches", o->model.micro_batches, "Micro-batches of the prompt (default: one per stage)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--threads-per-rank", o->threads,
+                  "Threads per rank: one value, or one per layout (default: cores / (tp x pp))");
   cmd->add_option("--tensor-split", o->model.tensor_split, "Weights per rank for an uneven split");
   cmd->add_option("--comm-timeout", o->model.comm_timeout, "Seconds before a stalled collective is an error");
   cmd->add_option("--kv-cache-dtype", o->model.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");
@@ -194,7 +216,7 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--enable-expert-parallel", o->model.expert_parallel,
                 "MoE models: whole experts on ranks instead of every expert split over them");
   cmd->add_flag("--json", o->json, "Print JSON");
-  cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share against tp");
+  cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share per layout");
   cmd->callback([o] { run(*o); });
 }
 

@@ -57,6 +57,7 @@ void run(const InspectOptions& o) {
       {"parameters", params},
       {"bytes", bytes},
       {"valid_tensor_parallel_sizes", valid},
+      {"max_pipeline_parallel_size", c.n_layers},
   };
   if (c.is_moe()) {
     j["experts"] = c.n_experts;
@@ -82,8 +83,8 @@ void run(const InspectOptions& o) {
               c.eos_token);
   std::string v;
   for (int x : valid) v += (v.empty() ? "" : ", ") + std::to_string(x);
-  std::printf("parameters %.2f M, %s; valid tensor-parallel sizes: %s\n", static_cast<double>(params) / 1e6,
-              format_bytes(bytes).c_str(), v.c_str());
+  std::printf("parameters %.2f M, %s; valid tensor-parallel sizes: %s; pipeline-parallel sizes: 1 to %d\n",
+              static_cast<double>(params) / 1e6, format_bytes(bytes).c_str(), v.c_str(), c.n_layers);
   if (c.is_moe()) {
     std::string ve;
     for (int x : valid_ep) ve += (ve.empty() ? "" : ", ") + std::to_string(x);

@@ -45,6 +45,7 @@ void run(PerplexityOptions& o) {
                                 {"scored_tokens", r.scored_tokens},
                                 {"seconds", r.seconds},
                                 {"tensor_parallel_size", engine.tp()},
+                                {"pipeline_parallel_size", engine.pp()},
                                 {"comm_compression", o.model.compression},
                                 {"collective_share", static_cast<double>(comm.nanos) / 1e9 / r.seconds},
                                 {"comm_bytes", comm.bytes}};
@@ -52,9 +53,9 @@ void run(PerplexityOptions& o) {
     return;
   }
   std::printf("%.4f\n", r.perplexity);
-  std::fprintf(stderr, "perplexity %.4f over %lld tokens (%d chunks of %d, %lld scored) in %.1f s, tp %d\n",
+  std::fprintf(stderr, "perplexity %.4f over %lld tokens (%d chunks of %d, %lld scored) in %.1f s, tp %d, pp %d\n",
                r.perplexity, static_cast<long long>(tokens.size()), r.chunks, o.ctx,
-               static_cast<long long>(r.scored_tokens), r.seconds, engine.tp());
+               static_cast<long long>(r.scored_tokens), r.seconds, engine.tp(), engine.pp());
 }
 
 }  // namespace

@@ -45,6 +45,25 @@ nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seco
   return j;
 }
 
+// Time per stage, the bubble and the traffic of each parallel dimension.
+nlohmann::ordered_json parallel_json(const ParallelStats& p, int64_t tokens, double seconds) {
+  nlohmann::ordered_json stages = nlohmann::ordered_json::array();
+  for (size_t s = 0; s < p.stage_busy_seconds.size(); ++s) {
+    stages.push_back({{"stage", s},
+                      {"busy_seconds", p.stage_busy_seconds[s]},
+                      {"busy_share", seconds > 0 ? p.stage_busy_seconds[s] / seconds : 0.0}});
+  }
+  auto per_token = [&](uint64_t v) { return tokens > 0 ? static_cast<double>(v) / static_cast<double>(tokens) : 0.0; };
+  return {{"stages", stages},
+          {"pipeline_seconds", p.pipeline_seconds},
+          {"micro_batches", p.micro_batches},
+          {"bubble_share", p.bubble_share()},
+          {"tp_bytes_per_token", per_token(p.tp.total().bytes)},
+          {"tp_seconds", static_cast<double>(p.tp.total().nanos) / 1e9},
+          {"pp_bytes_per_token", per_token(p.pp.total().bytes)},
+          {"pp_seconds", static_cast<double>(p.pp.total().nanos) / 1e9}};
+}
+
 void run(RunOptions& o) {
   const std::unique_ptr<Engine> engine_ptr = open_engine(o.model);
   if (!engine_ptr) return;  // an mpi worker: the driver printed the results
@@ -97,6 +116,8 @@ void run(RunOptions& o) {
     const RankReport& rep = engine.rank_reports()[r];
     total_weights += rep.weight_bytes;
     ranks.push_back({{"rank", r},
+                     {"stage", rep.stage},
+                     {"layers", {rep.layers.begin, rep.layers.end}},
                      {"weight_bytes", rep.weight_bytes},
                      {"kv_cache_bytes", rep.kv_bytes},
                      {"q_heads", {rep.shard.q_heads.begin, rep.shard.q_heads.end}},
@@ -114,12 +135,16 @@ void run(RunOptions& o) {
       {"decode_seconds", stats.decode_seconds},
       {"generated_tokens_per_second", tg_tps},
       {"tensor_parallel_size", engine.tp()},
+      {"pipeline_parallel_size", engine.pp()},
+      {"micro_batches", engine.micro_batches()},
       {"comm_backend", engine.comm_backend()},
       {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
       {"prefill_comm", comm_json(stats.prefill_comm, stats.prompt_tokens, stats.prefill_seconds)},
+      {"decode_parallel", parallel_json(stats.decode_parallel, decode_steps, stats.decode_seconds)},
+      {"prefill_parallel", parallel_json(stats.prefill_parallel, stats.prompt_tokens, stats.prefill_seconds)},
   };
   // MoE: tokens routed to each expert over the prompt and the generation,
   // [layer][expert], on the driver.
@@ -141,13 +166,28 @@ void run(RunOptions& o) {
     per_rank += (r ? ", " : "") + format_bytes(engine.rank_reports()[r].weight_bytes);
   }
   const auto& dc = st["decode_comm"];
+  std::string layout = cat("tp ", engine.tp());
+  if (engine.pp() > 1) layout += cat(" x pp ", engine.pp());
   std::fprintf(stderr,
-               "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | tp %d, weights "
+               "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s, weights "
                "per rank: %s | comm: %.1f%% of decode time, %.0f bytes/token, %.1f all-reduces/token\n",
                engine.load_seconds(), static_cast<long long>(stats.prompt_tokens), pp_tps,
-               static_cast<long long>(stats.generated_tokens), tg_tps, engine.tp(), per_rank.c_str(),
+               static_cast<long long>(stats.generated_tokens), tg_tps, layout.c_str(), per_rank.c_str(),
                100.0 * dc["collective_share"].get<double>(), dc["bytes_per_token"].get<double>(),
                dc["all_reduces_per_token"].get<double>());
+  if (engine.pp() > 1) {
+    // The pipeline: how busy each stage was, the bubble, what crossed between stages.
+    auto line = [&](const char* phase, const nlohmann::ordered_json& p) {
+      std::string busy;
+      for (const auto& s : p["stages"]) busy += cat(busy.empty() ? "" : ", ", static_cast<int>(100 * s["busy_share"].get<double>() + 0.5), "%");
+      std::fprintf(stderr, "pipeline %s: stage busy %s | bubble %.0f%% | %llu micro-batches | pp %.0f bytes/token, tp %.0f bytes/token\n",
+                   phase, busy.c_str(), 100 * p["bubble_share"].get<double>(),
+                   static_cast<unsigned long long>(p["micro_batches"].get<uint64_t>()),
+                   p["pp_bytes_per_token"].get<double>(), p["tp_bytes_per_token"].get<double>());
+    };
+    line("prefill", st["prefill_parallel"]);
+    line("decode", st["decode_parallel"]);
+  }
   if (!load.empty()) std::fprintf(stderr, "%s\n", expert_load_line(load).c_str());
 }
 

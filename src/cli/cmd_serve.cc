@@ -1,6 +1,7 @@
 // tpinfer serve: the OpenAI-compatible HTTP server (server/api_server.h). This
-// file turns options into an Engine and an ApiServer, and SIGTERM / SIGINT
-// into a graceful shutdown (a second signal stops at once).
+// file turns options into engines (one per data-parallel replica) and an
+// ApiServer, and SIGTERM / SIGINT into a graceful shutdown (a second signal
+// stops at once).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "cli/common.h"
+#include "comm/mpi_comm.h"
 #include "core/error.h"
 #include "server/api_server.h"
 #include "server/kv_budget.h"
@@ -22,6 +24,7 @@ namespace {
 
 struct ServeOptions {
   ModelOptions model;
+  int dp = 1;
   std::string host = "127.0.0.1";
   int port = 8000;
   int max_num_seqs = 64;
@@ -98,7 +101,12 @@ std::string read_file(const std::string& path) {
 }
 
 void serve(ServeOptions& o) {
-  EngineOptions eo = engine_options(o.model);
+  EngineOptions eo = engine_options(o.model, o.dp);
+  if (o.dp > 1 && (eo.comm == "mpi" || (eo.comm == "auto" && launched_by_mpirun()))) {
+    throw ConfigError(
+        "--data-parallel-size > 1 runs its replicas as threads of one process (--comm local); under mpirun, start one "
+        "server per replica instead and balance them in front");
+  }
   if (!o.kv_cache_memory.empty() && o.model.ctx_size > 0) {
     throw ConfigError("--kv-cache-memory and -c/--ctx-size both size the KV cache; give only one");
   }
@@ -108,7 +116,9 @@ void serve(ServeOptions& o) {
     const uint64_t bytes = server::parse_byte_size(o.kv_cache_memory.empty() ? "2GiB" : o.kv_cache_memory);
     const auto src = ModelSource::open(o.model.model);
     const ShardPlan plan = ShardPlan::build(src->config(), eo.parallel, shard_constraints(*src));
-    eo.kv_tokens = server::kv_tokens_for_budget(bytes, src->config(), plan, eo.kv_type, eo.kv_block_size);
+    const PipelinePlan pipeline = PipelinePlan::build(src->config().n_layers, eo.parallel.pp, eo.parallel.pipeline_split);
+    eo.kv_tokens = server::kv_tokens_for_budget(bytes, src->config(), plan, eo.kv_type, eo.kv_block_size,
+                                                pipeline.max_stage_layers());
     if (o.kv_cache_memory.empty()) {
       const int64_t len = o.max_model_len > 0 ? o.max_model_len : src->config().max_context;
       if (len > 0) {
@@ -131,22 +141,34 @@ void serve(ServeOptions& o) {
 
   // A client that disconnects must cost a failed write, not the process.
   signal(SIGPIPE, SIG_IGN);
-  Engine engine(o.model.model, eo);
+  // Data-parallel replicas: tp x pp rank threads each, pinned side by side.
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int d = 0; d < o.dp; ++d) {
+    EngineOptions replica = eo;
+    replica.first_cpu = d * eo.parallel.tp * eo.parallel.pp * eo.parallel.threads_per_rank;
+    engines.push_back(std::make_unique<Engine>(o.model.model, replica));
+  }
+  Engine& engine = *engines[0];
   if (!engine.is_driver()) {  // under mpirun: rank 0 serves HTTP, the others run the worker loop
     engine.run_worker();
     return;
   }
-  server::ApiServer server(engine, so);
+  std::vector<Engine*> replicas;
+  for (auto& e : engines) replicas.push_back(e.get());
+  server::ApiServer server(replicas, so);
   const int port = server.bind();
   SignalWatcher watcher(server);
   const int64_t cache_tokens = static_cast<int64_t>(engine.blocks().n_blocks()) * engine.blocks().block_size();
   uint64_t kv_bytes = 0;
   for (const RankReport& r : engine.rank_reports()) kv_bytes = std::max(kv_bytes, r.kv_bytes);
+  std::string stages;
+  for (int c : engine.pipeline().layer_counts()) stages += (stages.empty() ? "" : ",") + std::to_string(c);
   std::fprintf(stderr,
-               "tpinfer serve: model '%s', tp %d, KV cache %lld tokens (%s per rank), max model length %lld, "
-               "max %d sequences\n",
-               server.model_name().c_str(), engine.tp(), static_cast<long long>(cache_tokens),
-               format_bytes(kv_bytes).c_str(), static_cast<long long>(server.max_model_len()), o.max_num_seqs);
+               "tpinfer serve: model '%s', tp %d, pp %d (layers %s), dp %d, KV cache %lld tokens per replica (%s per "
+               "rank), max model length %lld, max %d sequences per replica\n",
+               server.model_name().c_str(), engine.tp(), engine.pp(), stages.c_str(), o.dp,
+               static_cast<long long>(cache_tokens), format_bytes(kv_bytes).c_str(),
+               static_cast<long long>(server.max_model_len()), o.max_num_seqs);
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
   server.run();
@@ -159,6 +181,11 @@ void register_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
   add_model_options(*cmd, o->model);
+  cmd->add_option("--dp,--data-parallel-size", o->dp,
+                  "Independent replicas of the model (tp x pp ranks each) behind the one endpoint; each request goes "
+                  "to the least loaded")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port)")
       ->check(CLI::Range(0, 65535))

@@ -13,7 +13,14 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("-m,--model", o.model, "Model: a .gguf file or a Hugging Face folder")->required();
   cmd.add_option("-t,--tp,--tensor-parallel-size", o.tp, "Tensor-parallel size (ranks)")->check(CLI::PositiveNumber);
   cmd.add_option("--tensor-split", o.tensor_split, "Weights per rank for an uneven split, e.g. 3,1");
-  cmd.add_option("--threads-per-rank", o.threads_per_rank, "Threads of each rank (default: cores / tp)");
+  cmd.add_option("--pp,--pipeline-parallel-size", o.pp,
+                 "Pipeline stages (consecutive layers each, every stage a tensor-parallel group); ranks = tp x pp")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--pipeline-split", o.pipeline_split, "Layers per stage, e.g. 3,5 (default: even)");
+  cmd.add_option("--micro-batches", o.micro_batches,
+                 "Micro-batches a step is cut into so the stages overlap (default: one per stage)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--threads-per-rank", o.threads_per_rank, "Threads of each rank (default: cores / (tp x pp))");
   cmd.add_option("--comm-timeout", o.comm_timeout, "Seconds before a stalled collective is an error")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");
@@ -34,9 +41,30 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   return engine;
 }
 
-EngineOptions engine_options(const ModelOptions& o) {
+std::vector<int> parse_int_list(const std::string& text, const char* flag) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int v = std::stoi(item, &used);
+      if (used != item.size() || v < 1) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw ConfigError(cat(flag, ": '", item, "' is not a positive integer"));
+    }
+  }
+  if (out.empty()) throw ConfigError(cat(flag, " is empty"));
+  return out;
+}
+
+EngineOptions engine_options(const ModelOptions& o, int replicas) {
   EngineOptions e;
   e.parallel.tp = o.tp;
+  e.parallel.pp = o.pp;
+  if (!o.pipeline_split.empty()) e.parallel.pipeline_split = parse_int_list(o.pipeline_split, "--pipeline-split");
+  e.parallel.micro_batches = o.micro_batches;
   if (!o.tensor_split.empty()) {
     std::stringstream ss(o.tensor_split);
     std::string item;
@@ -52,7 +80,8 @@ EngineOptions engine_options(const ModelOptions& o) {
     }
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / o.tp);
+  const int ranks = std::max(1, o.tp) * std::max(1, o.pp) * std::max(1, replicas);
+  e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / ranks);
   e.parallel.comm_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.comm_timeout * 1000));
   const auto kv = parse_dtype(o.kv_type);
   if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16 && *kv != DType::Q8_0)) {

@@ -1,5 +1,6 @@
 // Options shared by the commands that run a model (run, perplexity, bench,
-// serve): the model path and how it is split over ranks.
+// serve): the model path and how it is split over ranks (tensor and pipeline
+// parallel).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -14,7 +15,10 @@ struct ModelOptions {
   std::string model;
   int tp = 1;
   std::string tensor_split;  // "3,1"
-  int threads_per_rank = 0;  // 0: cores / tp (at least 1)
+  int pp = 1;
+  std::string pipeline_split;  // "3,5": layers per stage
+  int micro_batches = 0;       // 0: one per stage
+  int threads_per_rank = 0;  // 0: cores / (tp x pp) (at least 1)
   double comm_timeout = 60.0;
   std::string kv_type = "f16";
   int64_t ctx_size = 0;
@@ -25,7 +29,12 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
-EngineOptions engine_options(const ModelOptions& o);
+// `replicas`: engines of this process sharing its cores (serve's
+// --data-parallel-size), for the default threads per rank.
+EngineOptions engine_options(const ModelOptions& o, int replicas = 1);
+
+// "3,1" -> {3, 1}; throws ConfigError naming `flag` on anything but positive integers.
+std::vector<int> parse_int_list(const std::string& text, const char* flag);
 
 // Opens the engine. On the worker processes of an mpi job it runs the worker
 // loop until the driver stops and returns null: the command then just returns.

@@ -21,12 +21,17 @@ int main(int argc, char** argv) {
   tpinfer::cli::register_serve(app);
   tpinfer::cli::register_bench(app);
   tpinfer::cli::register_plan(app);
-  // `-tp N` (vLLM's and llama.cpp's spelling) is a multi-letter short option,
-  // which CLI11 does not allow: spell it as its long alias before parsing.
+  // `-tp N`, `-pp N`, `-dp N` (vLLM's and llama.cpp's spellings) are
+  // multi-letter short options, which CLI11 does not allow: spell them as
+  // their long aliases before parsing.
   std::vector<std::string> args;
   for (int i = argc - 1; i >= 1; --i) {
-    const std::string a = argv[i];
-    args.push_back(a == "-tp" ? "--tp" : a.rfind("-tp=", 0) == 0 ? "--tp=" + a.substr(4) : a);
+    std::string a = argv[i];
+    for (const char* flag : {"-tp", "-pp", "-dp"}) {
+      const std::string f = flag;
+      if (a == f || a.rfind(f + "=", 0) == 0) a = "-" + a;
+    }
+    args.push_back(a);
   }
   try {
     app.parse(args);

@@ -1,4 +1,5 @@
-// The Communicator: collectives among the ranks of one tensor-parallel group.
+// The Communicator: collectives among the ranks of one group (a tensor-parallel
+// group, or every rank of a pipeline for the sends between its stages).
 // Back ends: local (ranks are thread groups of one process, local_comm.h), and
 // later mpi and nccl. Every collective has a deadline: when it passes, the call
 // throws CommError naming the operation, its sequence number and the ranks that
@@ -58,8 +59,14 @@ class Communicator {
   // send holds size() chunks of `bytes` each, chunk j for rank j; recv receives
   // size() chunks, chunk j from rank j.
   virtual void all_to_all(const void* send, size_t bytes, void* recv) = 0;
+  // Point to point. send() is buffered: it copies the data and returns without
+  // waiting for the receiver. Messages between a pair of ranks arrive in the
+  // order they were sent; recv() of the wrong size throws CommError.
   virtual void send(const void* data, size_t bytes, int dst) = 0;
   virtual void recv(void* data, size_t bytes, int src) = 0;
+  // A recv that may wait without deadline for the message (a pipeline stage
+  // idling until the stage before it has work). An abort still wakes it.
+  virtual void recv_wait(void* data, size_t bytes, int src) = 0;
   virtual void barrier() = 0;
 
   const CommStats& stats() const { return stats_; }

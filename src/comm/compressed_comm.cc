@@ -607,6 +607,11 @@ void CompressedCommunicator::recv(void* data, size_t bytes, int src) {
   inner_->recv(data, bytes, src);
 }
 
+void CompressedCommunicator::recv_wait(void* data, size_t bytes, int src) {
+  InnerTally tally(stats_, *inner_, Collective::SendRecv);
+  inner_->recv_wait(data, bytes, src);
+}
+
 void CompressedCommunicator::barrier() {
   InnerTally tally(stats_, *inner_, Collective::Barrier);
   inner_->barrier();

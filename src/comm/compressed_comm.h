@@ -112,6 +112,7 @@ class CompressedCommunicator final : public Communicator {
   void all_to_all(const void* send, size_t bytes, void* recv) override;
   void send(const void* data, size_t bytes, int dst) override;
   void recv(void* data, size_t bytes, int src) override;
+  void recv_wait(void* data, size_t bytes, int src) override;
   void barrier() override;
 
  private:

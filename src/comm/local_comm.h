@@ -55,7 +55,7 @@ class LocalGroup {
   std::chrono::milliseconds timeout_;
   std::vector<Slot> slots_;
   std::vector<std::unique_ptr<Mailbox>> mailboxes_;  // [src * size + dst]
-  uint64_t spin_iterations_ = 4096;  // busy-wait rounds before yielding
+  bool spin_ = true;  // every rank has a core: busy-wait (up to kSpinTime) before yielding
   std::atomic<bool> aborted_{false};
   mutable std::mutex abort_mutex_;
   std::string abort_message_;

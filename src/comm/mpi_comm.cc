@@ -242,12 +242,26 @@ class MpiCommunicator final : public Communicator {
     reap_sends();
   }
 
-  void recv(void* data, size_t bytes, int src) override {
+  void recv(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/true); }
+  void recv_wait(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/false); }
+
+  void barrier() override {
+    CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    begin(Collective::Barrier);
+    MPI_Request req;
+    check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+    wait(req, Clock::now() + timeout_);
+  }
+
+ private:
+  // recv_wait waits for the message without deadline; once it has arrived,
+  // completing it has the deadline like every other operation.
+  void receive(void* data, size_t bytes, int src, bool deadline_applies) {
     CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
     begin(Collective::SendRecv);
     check_peer(src, "recv");
     check_total(bytes, "recv");
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    Clock::time_point deadline = Clock::now() + timeout_;
     // Probe first, so a message of the wrong size is an error that names both
     // sizes rather than MPI's truncation.
     MPI_Message message = MPI_MESSAGE_NULL;
@@ -258,7 +272,7 @@ class MpiCommunicator final : public Communicator {
           check(MPI_Improbe(src, kTagData, comm_, &found, &message, &status), "MPI_Improbe");
           return found != 0;
         },
-        deadline, true);
+        deadline, deadline_applies);
     if (!arrived) {
       deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_), " s: rank ", src,
                           " sent nothing"),
@@ -270,6 +284,7 @@ class MpiCommunicator final : public Communicator {
     if (!fits) staging_.resize(static_cast<size_t>(got));
     MPI_Request req;
     check(MPI_Imrecv(fits ? data : staging_.data(), got, MPI_BYTE, &message, &req), "MPI_Imrecv");
+    if (!deadline_applies) deadline = Clock::now() + timeout_;
     if (!poll([&] { return test_all(&req, 1, "MPI_Imrecv"); }, deadline, true)) {
       deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_),
                           " s: the message from rank ", src, " started but did not complete"),
@@ -281,15 +296,6 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
-  void barrier() override {
-    CollectiveTimer timer(stats_, Collective::Barrier, 0);
-    begin(Collective::Barrier);
-    MPI_Request req;
-    check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
-    wait(req, Clock::now() + timeout_);
-  }
-
- private:
   struct PendingSend {
     std::vector<uint8_t> data;
     std::array<uint64_t, 2> words{};  // a probe reply: seq, kind
@@ -651,6 +657,19 @@ std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::milliseconds ti
   std::shared_ptr<MpiSession> session;
   if (!initialized) session = std::make_shared<MpiSession>();
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, timeout, std::move(session));
+}
+
+std::unique_ptr<Communicator> make_mpi_split_communicator(int color, int key, std::chrono::milliseconds timeout) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) throw CommError("make_mpi_split_communicator: MPI is not initialized");
+  MPI_Comm split = MPI_COMM_NULL;
+  const int code = MPI_Comm_split(MPI_COMM_WORLD, color, key, &split);
+  if (code != MPI_SUCCESS) throw CommError(cat("MPI_Comm_split failed: ", mpi_error_text(code)));
+  // The communicator works on its own duplicate; this one is not needed after.
+  auto comm = std::make_unique<MpiCommunicator>(split, timeout, nullptr);
+  MPI_Comm_free(&split);
+  return comm;
 }
 
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, std::chrono::milliseconds timeout) {

@@ -24,7 +24,8 @@
 // stalled peer never hangs the job. Unlike the local back end there is no
 // poisoned group to throw into; a timeout never returns.
 // broadcast_wait has no deadline on non-root ranks (an idle worker waiting for
-// the driver); a peer that dies still ends the job, because mpirun (Open MPI's
+// the driver), nor recv_wait while no message has arrived (an idle pipeline
+// stage); a peer that dies still ends the job, because mpirun (Open MPI's
 // default) kills every rank when one exits abnormally.
 //
 // Who did not arrive: MPI cannot tell which ranks have not joined a collective.
@@ -95,6 +96,16 @@ class MpiSession {
 // when destroyed). `timeout` bounds every operation but broadcast_wait on
 // non-roots. Destroying the communicator is collective too.
 std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::milliseconds timeout);
+
+// A communicator over the processes of MPI_COMM_WORLD that pass the same
+// `color`, ranked by `key` (MPI_Comm_split; e.g. the tensor-parallel group of
+// one pipeline stage). Collective over the world: every process calls it, each
+// with its own color. MPI must be initialized and stay so while the result
+// lives (keep the world communicator, or an MpiSession, alive longer).
+// MPI_Comm_split has no non-blocking form, so this waits without deadline:
+// call it right after a world communicator was made, when every process is
+// known to have started.
+std::unique_ptr<Communicator> make_mpi_split_communicator(int color, int key, std::chrono::milliseconds timeout);
 
 #if defined(MPI_VERSION)
 // The same over a given communicator (include <mpi.h> before this header to get

@@ -18,12 +18,16 @@ BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
   const auto t0 = Clock::now();
   const int64_t tokens = body();
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  const CommStats& c = engine.comm_stats();
+  const ParallelStats p = engine.parallel_stats();
+  const CommStats& c = p.tp;
   BenchSample out;
   out.tokens_per_second = static_cast<double>(tokens) / s;
   out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
   out.comm_bytes_per_token = static_cast<double>(c.total().bytes) / static_cast<double>(tokens);
   out.all_reduces_per_token = static_cast<double>(c[Collective::AllReduce].calls) / static_cast<double>(tokens);
+  out.pp_bytes_per_token = static_cast<double>(p.pp.total().bytes) / static_cast<double>(tokens);
+  out.bubble_share = p.bubble_share();
+  for (double busy : p.stage_busy_seconds) out.stage_busy_share.push_back(busy / s);
   return out;
 }
 
@@ -31,10 +35,11 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   BenchResult r;
   r.tokens = tokens;
   r.samples = samples;
-  std::vector<double> tps, share;
+  std::vector<double> tps, share, bubble;
   for (const BenchSample& s : samples) {
     tps.push_back(s.tokens_per_second);
     share.push_back(s.collective_share);
+    bubble.push_back(s.bubble_share);
   }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -50,8 +55,14 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   for (double t : tps) var += (t - mean) * (t - mean) / static_cast<double>(tps.size());
   r.stddev_tps = std::sqrt(var);
   r.median_collective_share = median(share);
+  r.median_bubble_share = median(bubble);
   r.comm_bytes_per_token = samples.back().comm_bytes_per_token;
   r.all_reduces_per_token = samples.back().all_reduces_per_token;
+  r.pp_bytes_per_token = samples.back().pp_bytes_per_token;
+  const auto at_median = std::min_element(samples.begin(), samples.end(), [&](const auto& a, const auto& b) {
+    return std::abs(a.tokens_per_second - r.median_tps) < std::abs(b.tokens_per_second - r.median_tps);
+  });
+  r.stage_busy_share = at_median->stage_busy_share;
   return r;
 }
 

@@ -1,7 +1,9 @@
 // The measurements behind `tpinfer bench` (llama-bench style): prompt
 // processing (one prefill of n_prompt tokens) and text generation (n_gen decode
 // steps) on an Engine, repeated, reported as the median with the spread, plus
-// the share of time inside collectives and the bytes moved per token.
+// the share of time inside collectives and the bytes moved per token. With
+// pipeline stages: each stage's busy share, the bubble and the bytes sent
+// between stages per token.
 #pragma once
 
 #include <cstdint>
@@ -13,9 +15,12 @@ namespace tpinfer {
 
 struct BenchSample {
   double tokens_per_second = 0;
-  double collective_share = 0;  // of the measured time
-  double comm_bytes_per_token = 0;
+  double collective_share = 0;  // of the measured time: the driver's tensor-parallel collectives
+  double comm_bytes_per_token = 0;  // tensor-parallel, the driver's
   double all_reduces_per_token = 0;
+  double pp_bytes_per_token = 0;  // the driver's sends and receives between stages
+  double bubble_share = 0;        // ParallelStats::bubble_share()
+  std::vector<double> stage_busy_share;  // per stage: forward time / measured time
 };
 
 struct BenchResult {
@@ -28,9 +33,13 @@ struct BenchResult {
   double median_collective_share = 0;
   double comm_bytes_per_token = 0;
   double all_reduces_per_token = 0;
+  double pp_bytes_per_token = 0;
+  double median_bubble_share = 0;
+  std::vector<double> stage_busy_share;  // of the median-speed sample
 };
 
-// Prefill of n_prompt random tokens, `reps` times (after one warm-up).
+// Prefill of n_prompt random tokens, `reps` times (after one warm-up); one
+// Engine::step, so with pipeline stages it runs as micro-batches.
 BenchResult bench_prompt(Engine& engine, int n_prompt, int reps, uint64_t seed = 1);
 // n_gen decode steps after a 1-token context, `reps` times (after one warm-up).
 BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed = 2);

@@ -1,7 +1,9 @@
 #include "engine/engine.h"
 
-#include <algorithm>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include <condition_variable>
 #include <mutex>
@@ -17,7 +19,7 @@
 namespace tpinfer {
 namespace {
 
-enum Command : int32_t { kRun = 1, kStop = 2 };
+enum Command : int32_t { kRun = 1, kStop = 2, kLogits = 3 };
 
 }  // namespace
 
@@ -39,28 +41,58 @@ ShardConstraints shard_constraints(const ModelSource& src) {
   return c;
 }
 
-// What every rank owns: its communicator, thread pool, model shard and cache.
+// What every rank owns: its communicators, thread pool, model shard and cache.
+// `pipe` is declared first so it is destroyed last: under mpi it is the world
+// communicator, which the stage's split communicator `tp` needs.
 struct Engine::Rank {
-  std::unique_ptr<Communicator> comm;
+  int world_rank = 0;
+  int stage = 0;
+  int tp_rank = 0;
+  std::unique_ptr<Communicator> pipe;  // the whole replica, for stage-to-stage sends (pp > 1)
+  std::unique_ptr<Communicator> tp;    // the stage's tensor-parallel group
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<RankContext> ctx;
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<KVCache> cache;
   std::vector<float> logits;
+  std::vector<uint8_t> message;  // the last message received from the stage before
 
   void run(const Batch& batch, int64_t vocab) {
-    logits.resize(static_cast<size_t>(batch.n_logits() * vocab));
+    logits.resize(model->last_stage() ? static_cast<size_t>(batch.n_logits() * vocab) : 0);
     model->forward(*ctx, batch, *cache, logits.data());
   }
 };
 
-// State the rank threads share with the driver while they start.
+// State the rank threads share with the driver (local back end): the groups,
+// and the loading handshake.
 struct Engine::Shared {
-  std::unique_ptr<LocalGroup> group;
+  std::unique_ptr<LocalGroup> world;                // every rank (pp > 1)
+  std::vector<std::unique_ptr<LocalGroup>> stages;  // one tensor-parallel group per stage
   std::mutex mutex;
   std::condition_variable loaded_cv;
   int loaded = 0;
   std::string load_error;
+
+  // A failure anywhere poisons every group, so no rank waits on one that
+  // nobody will complete.
+  void abort_all(const std::string& message) {
+    if (world) world->abort(message);
+    for (auto& g : stages) g->abort(message);
+  }
+  bool aborted() const {
+    if (world && world->aborted()) return true;
+    for (const auto& g : stages) {
+      if (g->aborted()) return true;
+    }
+    return false;
+  }
+  std::string abort_message() const {
+    if (world && world->aborted()) return world->abort_message();
+    for (const auto& g : stages) {
+      if (g->aborted()) return g->abort_message();
+    }
+    return "";
+  }
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options) : options_(options) {
@@ -72,6 +104,11 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   source_ = ModelSource::open(model_path);
   tokenizer_ = Tokenizer::load(*source_);
   plan_ = ShardPlan::build(source_->config(), options.parallel, shard_constraints(*source_));
+  pipeline_ = PipelinePlan::build(source_->config().n_layers, options.parallel.pp, options.parallel.pipeline_split);
+  if (options_.parallel.micro_batches < 0) {
+    throw ConfigError(cat("--micro-batches must be at least 1 (0: one per stage), got ", options_.parallel.micro_batches));
+  }
+  micro_batches_ = pp() == 1 ? 1 : options_.parallel.micro_batches > 0 ? options_.parallel.micro_batches : pp();
   if (options_.parallel.threads_per_rank < 1) {
     throw ConfigError(cat("--threads-per-rank must be at least 1, got ", options_.parallel.threads_per_rank));
   }
@@ -79,7 +116,8 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   if (kv_tokens <= 0) kv_tokens = 4096;
   const int n_blocks = static_cast<int>((kv_tokens + options_.kv_block_size - 1) / options_.kv_block_size);
   blocks_ = std::make_unique<BlockAllocator>(n_blocks, options_.kv_block_size);
-  reports_.resize(static_cast<size_t>(plan_.tp()));
+  reports_.resize(static_cast<size_t>(world_size()));
+  stage_busy_nanos_.assign(static_cast<size_t>(pp()), 0);
   if (backend_ == "mpi") {
     start_mpi();
   } else {
@@ -90,16 +128,21 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
 
 // Local back end: one thread per rank; each loads its own shard in parallel.
 void Engine::start_local() {
-  const int tp = plan_.tp();
+  const int world = world_size();
   shared_ = std::make_unique<Shared>();
-  shared_->group = std::make_unique<LocalGroup>(tp, options_.parallel.comm_timeout);
-  auto load = [this](int r) -> std::unique_ptr<Rank> {
+  if (pp() > 1) shared_->world = std::make_unique<LocalGroup>(world, options_.parallel.comm_timeout);
+  for (int s = 0; s < pp(); ++s) {
+    shared_->stages.push_back(std::make_unique<LocalGroup>(tp(), options_.parallel.comm_timeout));
+  }
+  auto load = [this, world](int w) -> std::unique_ptr<Rank> {
     std::unique_ptr<Rank> rank;
     try {
-      rank = build_rank(shared_->group->communicator(r));
+      const RankPlace at = rank_place(w, tp());
+      rank = build_rank(w, shared_->world ? shared_->world->communicator(w) : nullptr,
+                        shared_->stages[static_cast<size_t>(at.stage)]->communicator(at.tp_rank));
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(shared_->mutex);
-      if (shared_->load_error.empty()) shared_->load_error = cat("rank ", r, ": ", e.what());
+      if (shared_->load_error.empty()) shared_->load_error = cat("rank ", w, ": ", e.what());
     }
     bool failed;
     {
@@ -111,23 +154,23 @@ void Engine::start_local() {
     if (failed) return nullptr;
     // Workers wait until every rank has loaded before serving the driver.
     std::unique_lock<std::mutex> lock(shared_->mutex);
-    shared_->loaded_cv.wait(lock, [&] { return shared_->loaded == plan_.tp(); });
+    shared_->loaded_cv.wait(lock, [&] { return shared_->loaded == world; });
     return shared_->load_error.empty() ? std::move(rank) : nullptr;
   };
-  for (int r = 1; r < tp; ++r) {
-    workers_.emplace_back([this, load, r] {
-      std::unique_ptr<Rank> rank = load(r);
+  for (int w = 1; w < world; ++w) {
+    workers_.emplace_back([this, load, w] {
+      std::unique_ptr<Rank> rank = load(w);
       if (rank) worker_loop(*rank);
     });
   }
   driver_ = load(0);
   std::unique_lock<std::mutex> lock(shared_->mutex);
-  shared_->loaded_cv.wait(lock, [&] { return shared_->loaded == tp; });
+  shared_->loaded_cv.wait(lock, [&] { return shared_->loaded == world; });
   if (!shared_->load_error.empty()) {
     const std::string err = shared_->load_error;
     lock.unlock();
     driver_.reset();
-    shared_->group->abort("engine failed to start: " + err);
+    shared_->abort_all("engine failed to start: " + err);
     for (std::thread& t : workers_) t.join();
     workers_.clear();
     throw Error(err);
@@ -185,35 +228,49 @@ std::vector<MpiRecord> exchange(Communicator& comm, const MpiRecord& mine) {
 
 }  // namespace
 
-// mpi back end: this process is one rank; rank 0 is the driver.
+// mpi back end: this process is one rank; world rank 0 is the driver.
 void Engine::start_mpi() {
-  std::unique_ptr<Communicator> comm = make_mpi_communicator(options_.parallel.comm_timeout);
-  if (comm->size() != plan_.tp()) {
-    throw ConfigError(cat("mpirun started ", comm->size(), " processes but --tensor-parallel-size is ", plan_.tp(),
-                          "; they must be equal (one process per rank)"));
+  std::unique_ptr<Communicator> world = make_mpi_communicator(options_.parallel.comm_timeout);
+  if (world->size() != world_size()) {
+    throw ConfigError(cat("mpirun started ", world->size(), " processes but tensor-parallel-size x pipeline-parallel-size is ",
+                          tp(), " x ", pp(), " = ", world_size(), "; they must be equal (one process per rank)"));
   }
   MpiRecord mine;
   mine.fingerprint = model_fingerprint(*source_);
   gethostname(mine.host, sizeof(mine.host) - 1);
-  const std::vector<MpiRecord> before = exchange(*comm, mine);
-  for (int r = 1; r < comm->size(); ++r) {
+  const std::vector<MpiRecord> before = exchange(*world, mine);
+  for (int r = 1; r < world->size(); ++r) {
     if (before[static_cast<size_t>(r)].fingerprint != before[0].fingerprint) {
       throw ConfigError(cat("the model at ", source_->path(), " differs between rank 0 (host ", before[0].host,
                             ") and rank ", r, " (host ", before[static_cast<size_t>(r)].host,
                             "): every host needs the same file at the same path"));
     }
   }
-  std::unique_ptr<Rank> rank = build_rank(std::move(comm));
-  mine.weight_bytes = reports_[static_cast<size_t>(rank->comm->rank())].weight_bytes;
-  mine.kv_bytes = reports_[static_cast<size_t>(rank->comm->rank())].kv_bytes;
-  const std::vector<MpiRecord> after = exchange(*rank->comm, mine);
-  for (int r = 0; r < plan_.tp(); ++r) {
-    reports_[static_cast<size_t>(r)].weight_bytes = after[static_cast<size_t>(r)].weight_bytes;
-    reports_[static_cast<size_t>(r)].kv_bytes = after[static_cast<size_t>(r)].kv_bytes;
-    reports_[static_cast<size_t>(r)].shard = plan_.rank(r);
+  const int w = world->rank();
+  std::unique_ptr<Rank> rank;
+  if (pp() > 1) {
+    const RankPlace at = rank_place(w, tp());
+    std::unique_ptr<Communicator> group = make_mpi_split_communicator(at.stage, at.tp_rank, options_.parallel.comm_timeout);
+    rank = build_rank(w, std::move(world), std::move(group));
+  } else {
+    rank = build_rank(w, nullptr, std::move(world));
   }
-  rank->comm->reset_stats();
-  if (rank->comm->rank() == 0) {
+  mine.weight_bytes = reports_[static_cast<size_t>(w)].weight_bytes;
+  mine.kv_bytes = reports_[static_cast<size_t>(w)].kv_bytes;
+  const std::vector<MpiRecord> after = exchange(rank->pipe ? *rank->pipe : *rank->tp, mine);
+  for (int r = 0; r < world_size(); ++r) {
+    const RankPlace at = rank_place(r, tp());
+    RankReport& rep = reports_[static_cast<size_t>(r)];
+    rep.weight_bytes = after[static_cast<size_t>(r)].weight_bytes;
+    rep.kv_bytes = after[static_cast<size_t>(r)].kv_bytes;
+    rep.shard = plan_.rank(at.tp_rank);
+    rep.stage = at.stage;
+    rep.tp_rank = at.tp_rank;
+    rep.layers = pipeline_.stage(at.stage);
+  }
+  rank->tp->reset_stats();
+  if (rank->pipe) rank->pipe->reset_stats();
+  if (w == 0) {
     driver_ = std::move(rank);
   } else {
     worker_ = std::move(rank);
@@ -226,63 +283,175 @@ void Engine::run_worker() {
 }
 
 Engine::~Engine() {
-  if (driver_ && plan_.tp() > 1 && !(shared_ && shared_->group->aborted())) {
+  if (shared_ && shared_->aborted()) {
+    shared_->abort_all(shared_->abort_message());  // wake every rank, whichever group failed
+  } else if (driver_ && world_size() > 1) {
     try {
-      int32_t header[2] = {kStop, 0};
-      driver_->comm->broadcast_wait(header, sizeof(header), 0);
+      while (in_flight_ > 0) collect();  // a rank must not be left sending to nobody
+      if (tp() > 1) {
+        int32_t header[2] = {kStop, 0};
+        driver_->tp->broadcast_wait(header, sizeof(header), 0);
+      }
+      send_stop(*driver_);
     } catch (const std::exception&) {
-      if (shared_) shared_->group->abort("driver stopped");
+      if (shared_) shared_->abort_all("driver stopped");
     }
   }
   for (std::thread& t : workers_) t.join();
 }
 
-// A rank: its communicator, a thread pool pinned to cores of its own, its
-// model shard and KV cache.
-std::unique_ptr<Engine::Rank> Engine::build_rank(std::unique_ptr<Communicator> comm) {
+// A rank: its communicators, a thread pool pinned to cores of its own, the
+// shard of its stage's layers and their KV cache.
+std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr<Communicator> pipe,
+                                                 std::unique_ptr<Communicator> tp_comm) {
   auto rank = std::make_unique<Rank>();
-  const int r = comm->rank();
+  const RankPlace at = rank_place(world_rank, tp());
+  rank->world_rank = world_rank;
+  rank->stage = at.stage;
+  rank->tp_rank = at.tp_rank;
+  if (tp_comm->rank() != at.tp_rank || tp_comm->size() != tp()) {
+    throw Error(cat("rank ", world_rank, ": its tensor-parallel group has it as rank ", tp_comm->rank(), " of ",
+                    tp_comm->size(), ", expected ", at.tp_rank, " of ", tp()));
+  }
   if (options_.compression != Compression::None) {
-    comm = std::make_unique<CompressedCommunicator>(std::move(comm), options_.compression);
+    tp_comm = std::make_unique<CompressedCommunicator>(std::move(tp_comm), options_.compression);
   }
   const int tpr = options_.parallel.threads_per_rank;
   std::vector<int> cpus;
   const int n_cpus = static_cast<int>(std::thread::hardware_concurrency());
   // Pin only when every rank of this process gets cores of its own.
-  const int ranks_here = backend_ == "mpi" ? 1 : plan_.tp();
-  const int first = backend_ == "mpi" ? 0 : r * tpr;
-  if (options_.pin_threads && ranks_here * tpr <= n_cpus && backend_ == "local") {
+  const int ranks_here = backend_ == "mpi" ? 1 : world_size();
+  const int first = backend_ == "mpi" ? 0 : options_.first_cpu + world_rank * tpr;
+  const int last_needed = backend_ == "mpi" ? tpr : options_.first_cpu + ranks_here * tpr;
+  if (options_.pin_threads && last_needed <= n_cpus && backend_ == "local") {
     for (int i = 0; i < tpr; ++i) cpus.push_back(first + i);
   }
-  rank->comm = std::move(comm);
+  rank->pipe = std::move(pipe);
+  rank->tp = std::move(tp_comm);
   rank->pool = std::make_unique<ThreadPool>(tpr, cpus);
-  rank->ctx = std::make_unique<RankContext>(RankContext{*rank->comm, *rank->pool, {}});
-  rank->model = std::make_unique<LlamaModel>(*source_, plan_, r);
-  rank->cache = std::make_unique<KVCache>(config().n_layers, rank->model->n_local_kv_heads(), config().head_dim,
+  rank->ctx = std::make_unique<RankContext>(RankContext{*rank->tp, *rank->pool, {}});
+  const LayerRange layers = pipeline_.stage(at.stage);
+  rank->model = std::make_unique<LlamaModel>(*source_, plan_, at.tp_rank, layers);
+  rank->cache = std::make_unique<KVCache>(layers.size(), rank->model->n_local_kv_heads(), config().head_dim,
                                           blocks_->block_size(), blocks_->n_blocks(), options_.kv_type);
-  RankReport& rep = reports_[static_cast<size_t>(r)];
+  RankReport& rep = reports_[static_cast<size_t>(world_rank)];
   rep.weight_bytes = rank->model->weight_bytes();
   rep.kv_bytes = rank->cache->bytes();
-  rep.shard = plan_.rank(r);
+  rep.shard = plan_.rank(at.tp_rank);
+  rep.stage = at.stage;
+  rep.tp_rank = at.tp_rank;
+  rep.layers = layers;
   return rank;
 }
 
-// Non-driver ranks: run each batch the driver broadcasts, until it says stop.
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t nanos_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
+}
+
+// Stage-to-stage messages: a header of four int32, then (kRun) a payload of
+// the batch words, the residual stream [tokens, hidden] f32 and the forward
+// nanoseconds (int64) of every stage so far; (kLogits, to the driver) the
+// logits [n_logits, vocab] f32 and every stage's forward nanoseconds.
+struct StageHeader {
+  int32_t command = 0;
+  int32_t count = 0;   // kRun: batch words; kLogits: logits rows
+  int32_t tokens = 0;  // kRun: tokens of the batch
+  int32_t stages = 0;  // forward times carried
+};
+
+}  // namespace
+
+// Runs the batch encoded in `words` on this rank (a stage after the first has
+// its input in the model already) and appends its forward time.
+void Engine::run_stage(Rank& rank, const std::vector<int32_t>& words, std::vector<int64_t>& busy_nanos) {
+  const Clock::time_point t0 = Clock::now();
+  rank.run(Batch::decode(words), config().vocab);
+  busy_nanos.push_back(nanos_since(t0));
+}
+
+// Hands a batch this rank has run to its counterpart in the next stage; rank 0
+// of the last stage sends the logits to the driver instead.
+void Engine::send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens,
+                     const std::vector<int64_t>& busy_nanos) {
+  const size_t busy_bytes = busy_nanos.size() * sizeof(int64_t);
+  std::vector<uint8_t>& m = rank.message;
+  if (rank.stage + 1 < pp()) {
+    const size_t words_bytes = words.size() * sizeof(int32_t);
+    const size_t hidden_bytes = static_cast<size_t>(n_tokens * config().hidden) * sizeof(float);
+    StageHeader h{kRun, static_cast<int32_t>(words.size()), static_cast<int32_t>(n_tokens),
+                  static_cast<int32_t>(busy_nanos.size())};
+    m.resize(words_bytes + hidden_bytes + busy_bytes);
+    std::memcpy(m.data(), words.data(), words_bytes);
+    std::memcpy(m.data() + words_bytes, rank.model->stage_output(), hidden_bytes);
+    std::memcpy(m.data() + words_bytes + hidden_bytes, busy_nanos.data(), busy_bytes);
+    const int next = world_rank_of(rank.stage + 1, rank.tp_rank, tp());
+    rank.pipe->send(&h, sizeof(h), next);
+    rank.pipe->send(m.data(), m.size(), next);
+  } else if (rank.tp_rank == 0) {
+    const size_t logits_bytes = rank.logits.size() * sizeof(float);
+    StageHeader h{kLogits, static_cast<int32_t>(rank.logits.size() / static_cast<size_t>(config().vocab)), 0,
+                  static_cast<int32_t>(busy_nanos.size())};
+    m.resize(logits_bytes + busy_bytes);
+    std::memcpy(m.data(), rank.logits.data(), logits_bytes);
+    std::memcpy(m.data() + logits_bytes, busy_nanos.data(), busy_bytes);
+    rank.pipe->send(&h, sizeof(h), 0);
+    rank.pipe->send(m.data(), m.size(), 0);
+  }
+}
+
+void Engine::send_stop(Rank& rank) {
+  if (rank.stage + 1 >= pp()) return;
+  StageHeader h{kStop, 0, 0, 0};
+  rank.pipe->send(&h, sizeof(h), world_rank_of(rank.stage + 1, rank.tp_rank, tp()));
+}
+
+// Ranks other than the driver: run each batch as it arrives (stage 0 from the
+// driver's broadcast, later stages from the stage before), until told to stop.
 void Engine::worker_loop(Rank& rank) {
-  const int64_t vocab = config().vocab;
+  const int64_t hidden = config().hidden;
   try {
     std::vector<int32_t> words;
+    std::vector<int64_t> busy;
     for (;;) {
-      int32_t header[2] = {0, 0};
-      rank.comm->broadcast_wait(header, sizeof(header), 0);
-      if (header[0] == kStop) break;
-      words.resize(static_cast<size_t>(header[1]));
-      rank.comm->broadcast(words.data(), words.size() * sizeof(int32_t), 0);
-      rank.run(Batch::decode(words), vocab);
+      int64_t n_tokens = 0;
+      busy.clear();
+      if (rank.stage == 0) {
+        int32_t header[2] = {0, 0};
+        rank.tp->broadcast_wait(header, sizeof(header), 0);
+        if (header[0] == kStop) break;
+        words.resize(static_cast<size_t>(header[1]));
+        rank.tp->broadcast(words.data(), words.size() * sizeof(int32_t), 0);
+        n_tokens = words.empty() ? 0 : words[0];
+      } else {
+        const int prev = world_rank_of(rank.stage - 1, rank.tp_rank, tp());
+        StageHeader h;
+        rank.pipe->recv_wait(&h, sizeof(h), prev);
+        if (h.command == kStop) break;
+        if (h.command != kRun || h.count < 0 || h.tokens < 0 || h.stages != rank.stage) {
+          throw Error(cat("malformed stage message from rank ", prev, " (command ", h.command, ")"));
+        }
+        const size_t words_bytes = static_cast<size_t>(h.count) * sizeof(int32_t);
+        const size_t hidden_bytes = static_cast<size_t>(h.tokens * hidden) * sizeof(float);
+        rank.message.resize(words_bytes + hidden_bytes + static_cast<size_t>(h.stages) * sizeof(int64_t));
+        rank.pipe->recv(rank.message.data(), rank.message.size(), prev);
+        words.resize(static_cast<size_t>(h.count));
+        std::memcpy(words.data(), rank.message.data(), words_bytes);
+        std::memcpy(rank.model->stage_input(h.tokens), rank.message.data() + words_bytes, hidden_bytes);
+        busy.resize(static_cast<size_t>(h.stages));
+        std::memcpy(busy.data(), rank.message.data() + words_bytes + hidden_bytes, busy.size() * sizeof(int64_t));
+        n_tokens = h.tokens;
+      }
+      run_stage(rank, words, busy);
+      if (pp() > 1) send_on(rank, words, n_tokens, busy);
     }
+    send_stop(rank);
   } catch (const std::exception& e) {
     if (shared_) {
-      shared_->group->abort(cat("rank ", rank.comm->rank(), " failed: ", e.what()));
+      shared_->abort_all(cat("rank ", rank.world_rank, " failed: ", e.what()));
     } else {
       throw;
     }
@@ -308,27 +477,123 @@ void validate_batch(const Batch& b, int64_t vocab, int block_size) {
   }
 }
 
-const std::vector<float>& Engine::step(const Batch& batch) {
-  if (!driver_) throw Error("step() is for the driver (rank 0)");
-  if (shared_ && shared_->group->aborted()) throw CommError(shared_->group->abort_message());
-  validate_batch(batch, config().vocab, blocks_->block_size());
-  try {
-    words_ = batch.encode();
-    int32_t header[2] = {kRun, static_cast<int32_t>(words_.size())};
-    driver_->comm->broadcast_wait(header, sizeof(header), 0);
-    driver_->comm->broadcast(words_.data(), words_.size() * sizeof(int32_t), 0);
-    driver_->run(batch, config().vocab);
-  } catch (const CommError&) {
-    throw;
-  } catch (const std::exception& e) {
-    if (shared_) shared_->group->abort(cat("rank 0 failed: ", e.what()));
-    throw;
-  }
-  return driver_->logits;
+// A failure on the driver: the ranks may be left inside an operation, so the
+// local groups are poisoned (the mpi back end ends the job on its own).
+void Engine::fail(const std::string& message) {
+  in_flight_ = 0;
+  ready_.clear();
+  if (shared_) shared_->abort_all(message);
 }
 
-const CommStats& Engine::comm_stats() const { return driver_->comm->stats(); }
-void Engine::reset_comm_stats() { driver_->comm->reset_stats(); }
+void Engine::submit(const Batch& batch) {
+  if (!driver_) throw Error("submit() is for the driver (rank 0)");
+  if (shared_ && shared_->aborted()) throw CommError(shared_->abort_message());
+  validate_batch(batch, config().vocab, blocks_->block_size());
+  try {
+    if (in_flight_ == 0) pipeline_since_ = Clock::now();
+    words_ = batch.encode();
+    int32_t header[2] = {kRun, static_cast<int32_t>(words_.size())};
+    driver_->tp->broadcast_wait(header, sizeof(header), 0);
+    driver_->tp->broadcast(words_.data(), words_.size() * sizeof(int32_t), 0);
+    std::vector<int64_t> busy;
+    const Clock::time_point t0 = Clock::now();
+    driver_->run(batch, config().vocab);
+    busy.push_back(nanos_since(t0));
+    if (pp() > 1) {
+      send_on(*driver_, words_, batch.size(), busy);
+    } else {
+      stage_busy_nanos_[0] += busy[0];
+      ready_.push_back(std::move(driver_->logits));
+      driver_->logits.clear();
+    }
+    in_flight_ += 1;
+  } catch (const std::exception& e) {
+    fail(cat("rank 0 failed: ", e.what()));
+    throw;
+  }
+}
+
+const std::vector<float>& Engine::collect() {
+  if (!driver_) throw Error("collect() is for the driver (rank 0)");
+  if (in_flight_ == 0) throw Error("collect() without a batch in flight");
+  try {
+    if (pp() == 1) {
+      logits_ = std::move(ready_.front());
+      ready_.pop_front();
+    } else {
+      const int last = world_rank_of(pp() - 1, 0, tp());
+      StageHeader h;
+      driver_->pipe->recv(&h, sizeof(h), last);
+      if (h.command != kLogits || h.count < 0 || h.stages != pp()) {
+        throw Error(cat("malformed logits message from rank ", last, " (command ", h.command, ")"));
+      }
+      const size_t logits_bytes = static_cast<size_t>(h.count * config().vocab) * sizeof(float);
+      message_.resize(logits_bytes + static_cast<size_t>(h.stages) * sizeof(int64_t));
+      driver_->pipe->recv(message_.data(), message_.size(), last);
+      logits_.resize(logits_bytes / sizeof(float));
+      std::memcpy(logits_.data(), message_.data(), logits_bytes);
+      for (int st = 0; st < pp(); ++st) {
+        int64_t ns = 0;
+        std::memcpy(&ns, message_.data() + logits_bytes + static_cast<size_t>(st) * sizeof(int64_t), sizeof(ns));
+        stage_busy_nanos_[static_cast<size_t>(st)] += ns;
+      }
+    }
+  } catch (const std::exception& e) {
+    fail(cat("rank 0 failed: ", e.what()));
+    throw;
+  }
+  in_flight_ -= 1;
+  micro_batches_run_ += 1;
+  if (in_flight_ == 0) pipeline_nanos_ += nanos_since(pipeline_since_);
+  return logits_;
+}
+
+const std::vector<float>& Engine::step(const Batch& batch) {
+  if (in_flight_ > 0) throw Error("step() while batches are in flight: collect() them first");
+  if (micro_batches_ <= 1 || batch.size() <= 1) {
+    submit(batch);
+    return collect();
+  }
+  validate_batch(batch, config().vocab, blocks_->block_size());
+  const std::vector<Batch> parts = batch.split(micro_batches_);
+  for (const Batch& part : parts) submit(part);
+  step_logits_.clear();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::vector<float>& l = collect();
+    step_logits_.insert(step_logits_.end(), l.begin(), l.end());
+  }
+  return step_logits_;
+}
+
+const CommStats& Engine::comm_stats() const { return driver_->tp->stats(); }
+
+ParallelStats Engine::parallel_stats() const {
+  ParallelStats s;
+  s.tp = driver_->tp->stats();
+  if (driver_->pipe) s.pp = driver_->pipe->stats();
+  for (int64_t ns : stage_busy_nanos_) s.stage_busy_seconds.push_back(static_cast<double>(ns) / 1e9);
+  int64_t pipeline = pipeline_nanos_;
+  if (in_flight_ > 0) pipeline += nanos_since(pipeline_since_);
+  s.pipeline_seconds = static_cast<double>(pipeline) / 1e9;
+  s.micro_batches = micro_batches_run_;
+  return s;
+}
+
+void Engine::reset_comm_stats() {
+  driver_->tp->reset_stats();
+  if (driver_->pipe) driver_->pipe->reset_stats();
+  std::fill(stage_busy_nanos_.begin(), stage_busy_nanos_.end(), 0);
+  pipeline_nanos_ = 0;
+  micro_batches_run_ = 0;
+  pipeline_since_ = Clock::now();
+}
+
+double ParallelStats::bubble_share() const {
+  if (pipeline_seconds <= 0 || stage_busy_seconds.empty()) return 0;
+  double busy = 0;
+  for (double b : stage_busy_seconds) busy += b;
+  return std::max(0.0, 1.0 - busy / (static_cast<double>(stage_busy_seconds.size()) * pipeline_seconds));
+}
 
 std::vector<std::vector<uint64_t>> Engine::expert_load() const { return driver_->model->expert_load(); }
 void Engine::reset_expert_load() { driver_->model->reset_expert_load(); }

@@ -69,6 +69,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
              [&](int64_t, const float* l) { std::copy(l, l + vocab, logits.begin()); });
   st.prefill_seconds = since(t0);
   st.prefill_comm = engine.comm_stats();
+  st.prefill_parallel = engine.parallel_stats();
   engine.reset_comm_stats();
 
   t0 = Clock::now();
@@ -99,6 +100,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   }
   st.decode_seconds = since(t0);
   st.decode_comm = engine.comm_stats();
+  st.decode_parallel = engine.parallel_stats();
   engine.blocks().release(table);
   return out;
 }

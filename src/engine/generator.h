@@ -18,9 +18,12 @@ struct GenerationStats {
   int64_t generated_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;
-  // Communication during decode (driver's counters).
+  // Tensor-parallel communication during decode and prefill (driver's counters).
   CommStats decode_comm;
   CommStats prefill_comm;
+  // Both dimensions and the pipeline stages' times (Engine::parallel_stats()).
+  ParallelStats decode_parallel;
+  ParallelStats prefill_parallel;
 };
 
 struct GenerateOptions {

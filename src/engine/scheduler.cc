@@ -27,6 +27,8 @@ struct Scheduler::Sequence {
   std::vector<int32_t> table;
   Sampler sampler;
   bool done = false;
+  int lane = 0;
+  bool in_flight = false;  // in a batch submitted and not yet collected
 
   Sequence(uint64_t id_, Request r) : id(id_), req(std::move(r)), sampler(req.sampling) {
     tokens = req.prompt;
@@ -42,6 +44,7 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& options) : engine_(
   if (options_.max_num_seqs < 1) throw ConfigError("--max-num-seqs must be at least 1");
   if (options_.max_batch_tokens < options_.max_num_seqs) options_.max_batch_tokens = options_.max_num_seqs;
   metrics_.kv_blocks_total = engine.blocks().n_blocks();
+  lanes_.resize(static_cast<size_t>(std::max(1, engine.pp())));
 }
 
 Scheduler::~Scheduler() = default;
@@ -62,6 +65,7 @@ uint64_t Scheduler::submit(Request request) {
   const uint64_t id = next_id_++;
   incoming_.push_back(std::make_unique<Sequence>(id, std::move(request)));
   metrics_.waiting += 1;
+  unfinished_.fetch_add(1, std::memory_order_relaxed);
   work_cv_.notify_one();
   return id;
 }
@@ -95,7 +99,13 @@ void Scheduler::run() {
     }
     step();
   }
-  // Whatever is left is cancelled (a stop without drain).
+  // Batches still in flight come back first (their tokens are delivered);
+  // whatever is left then is cancelled (a stop without drain).
+  try {
+    collect_all();
+  } catch (const std::exception&) {
+    // Their sequences finished with the error.
+  }
   std::vector<std::unique_ptr<Sequence>> left;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -112,6 +122,7 @@ void Scheduler::run() {
 void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& error) {
   if (s.done) return;
   s.done = true;
+  unfinished_.fetch_sub(1, std::memory_order_relaxed);
   engine_.blocks().release(s.table);
   if (s.req.on_finish) s.req.on_finish(reason, error);
 }
@@ -122,7 +133,7 @@ bool Scheduler::ensure_blocks(Sequence& s, int64_t tokens) {
     // Preempt the newest running sequence other than s; if s is the newest, it waits.
     Sequence* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-      if (it->get() != &s && !(*it)->done && !(*it)->table.empty()) {
+      if (it->get() != &s && !(*it)->done && !(*it)->in_flight && !(*it)->table.empty()) {
         victim = it->get();
         break;
       }
@@ -140,6 +151,22 @@ void Scheduler::preempt(Sequence& victim) {
   metrics_.preemptions += 1;
 }
 
+namespace {
+
+template <typename T>
+void drop_done(std::vector<std::unique_ptr<T>>& v) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](const auto& s) { return s->done; }), v.end());
+}
+
+}  // namespace
+
+bool Scheduler::any_in_flight() const {
+  for (const Lane& l : lanes_) {
+    if (l.in_flight) return true;
+  }
+  return false;
+}
+
 bool Scheduler::step() {
   // Take in new requests and cancellations.
   std::vector<uint64_t> cancelled;
@@ -151,22 +178,29 @@ bool Scheduler::step() {
     }
     cancelled.swap(cancelled_);
   }
+  std::vector<uint64_t> deferred;  // in flight: cancelled once their batch is back
   for (uint64_t id : cancelled) {
     for (auto* list : {&waiting_, &running_}) {
       for (auto& s : *list) {
-        if (s->id == id) finish(*s, FinishReason::Cancelled);
+        if (s->id != id) continue;
+        if (s->in_flight) {
+          deferred.push_back(id);
+        } else {
+          finish(*s, FinishReason::Cancelled);
+        }
       }
     }
   }
-  auto drop_done = [](std::vector<std::unique_ptr<Sequence>>& v) {
-    v.erase(std::remove_if(v.begin(), v.end(), [](const auto& s) { return s->done; }), v.end());
-  };
+  if (!deferred.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cancelled_.insert(cancelled_.end(), deferred.begin(), deferred.end());
+  }
   drop_done(waiting_);
   drop_done(running_);
 
   // Preempted sequences (no blocks, nothing computed) go back to the front of the queue.
   for (auto it = running_.begin(); it != running_.end();) {
-    if ((*it)->n_computed == 0 && (*it)->table.empty() && (*it)->generated > 0) {
+    if ((*it)->n_computed == 0 && (*it)->table.empty() && (*it)->generated > 0 && !(*it)->in_flight) {
       waiting_.insert(waiting_.begin(), std::move(*it));
       it = running_.erase(it);
     } else {
@@ -174,24 +208,47 @@ bool Scheduler::step() {
     }
   }
 
-  // Admit waiting sequences while there is room.
+  // Admit waiting sequences while there is room, each into the lane with the fewest.
+  std::vector<int> lane_load(lanes_.size(), 0);
+  for (const auto& s : running_) lane_load[static_cast<size_t>(s->lane)] += 1;
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
+    Sequence& s = *waiting_.front();
+    s.lane = static_cast<int>(std::min_element(lane_load.begin(), lane_load.end()) - lane_load.begin());
+    lane_load[static_cast<size_t>(s.lane)] += 1;
     running_.push_back(std::move(waiting_.front()));
     waiting_.erase(waiting_.begin());
   }
 
-  // Build the batch: every sequence with pending tokens, decode (1 token) first,
-  // prefill chunks after, within the token budget.
+  // Serve the next lane: its batch in flight is the oldest, so it comes back
+  // first; then the lane's next batch goes in.
+  const int lane = next_lane_;
+  next_lane_ = (next_lane_ + 1) % lanes();
+  if (lanes_[static_cast<size_t>(lane)].in_flight) collect(lane);
+  build_and_submit(lane);
+  if (lanes() == 1 && lanes_[0].in_flight) collect(0);
+
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.running = static_cast<int>(running_.size());
+    metrics_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
+    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
+  }
+  return !running_.empty() || !waiting_.empty() || any_in_flight();
+}
+
+// Builds the lane's batch: every sequence of the lane with pending tokens,
+// decode (1 token) first, prefill chunks after, within the token budget.
+void Scheduler::build_and_submit(int lane) {
   batch_.clear();
   std::vector<Sequence*> in_batch;
   std::vector<int64_t> chunk_of;
   int64_t budget = options_.max_batch_tokens;
   std::vector<Sequence*> order;
   for (auto& s : running_) {
-    if (s->pending() == 1) order.push_back(s.get());
+    if (s->lane == lane && !s->in_flight && s->pending() == 1) order.push_back(s.get());
   }
   for (auto& s : running_) {
-    if (s->pending() > 1) order.push_back(s.get());
+    if (s->lane == lane && !s->in_flight && s->pending() > 1) order.push_back(s.get());
   }
   for (Sequence* s : order) {
     if (budget <= 0 || s->done) continue;
@@ -202,39 +259,68 @@ bool Scheduler::step() {
     chunk_of.push_back(chunk);
   }
   // A sequence preempted while building this batch leaves it.
-  std::vector<Sequence*> kept;
-  std::vector<int64_t> kept_chunk;
+  Lane& L = lanes_[static_cast<size_t>(lane)];
+  L.seqs.clear();
+  L.chunks.clear();
   for (size_t i = 0; i < in_batch.size(); ++i) {
     if (!in_batch[i]->table.empty()) {
-      kept.push_back(in_batch[i]);
-      kept_chunk.push_back(chunk_of[i]);
+      L.seqs.push_back(in_batch[i]);
+      L.chunks.push_back(chunk_of[i]);
     }
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    metrics_.running = static_cast<int>(running_.size());
-    metrics_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
-    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
-  }
-  if (kept.empty()) return !running_.empty() || !waiting_.empty();
+  if (L.seqs.empty()) return;
 
-  for (size_t i = 0; i < kept.size(); ++i) {
-    Sequence& s = *kept[i];
+  for (size_t i = 0; i < L.seqs.size(); ++i) {
+    Sequence& s = *L.seqs[i];
     const int32_t seq_index = static_cast<int32_t>(batch_.sequences.size());
     batch_.sequences.push_back({s.table});
-    for (int64_t k = 0; k < kept_chunk[i]; ++k) {
+    for (int64_t k = 0; k < L.chunks[i]; ++k) {
       const int64_t pos = s.n_computed + k;
       batch_.tokens.push_back(s.tokens[static_cast<size_t>(pos)]);
       batch_.positions.push_back(static_cast<int32_t>(pos));
       batch_.seq.push_back(seq_index);
-      batch_.want_logits.push_back(k == kept_chunk[i] - 1 && pos + 1 == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
+      batch_.want_logits.push_back(k == L.chunks[i] - 1 && pos + 1 == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
     }
   }
+  try {
+    engine_.submit(batch_);
+  } catch (const std::exception& e) {
+    for (Sequence* s : L.seqs) finish(*s, FinishReason::Error, e.what());
+    L.seqs.clear();
+    L.chunks.clear();
+    drop_done(running_);
+    throw;
+  }
+  L.in_flight = true;
+  for (Sequence* s : L.seqs) s->in_flight = true;
+}
+
+void Scheduler::collect_all() {
+  for (int k = 0; k < lanes(); ++k) {
+    const int lane = (next_lane_ + k) % lanes();
+    if (lanes_[static_cast<size_t>(lane)].in_flight) collect(lane);
+  }
+}
+
+// Takes the lane's logits back and samples every sequence that has them.
+void Scheduler::collect(int lane) {
+  Lane& L = lanes_[static_cast<size_t>(lane)];
+  L.in_flight = false;
+  for (Sequence* s : L.seqs) s->in_flight = false;
   const std::vector<float>* logits = nullptr;
   try {
-    logits = &engine_.step(batch_);
+    logits = &engine_.collect();
   } catch (const std::exception& e) {
-    for (Sequence* s : kept) finish(*s, FinishReason::Error, e.what());
+    // The engine lost every batch in flight, not only this lane's.
+    for (Lane& other : lanes_) {
+      for (Sequence* s : other.seqs) {
+        s->in_flight = false;
+        if (other.in_flight || &other == &L) finish(*s, FinishReason::Error, e.what());
+      }
+      other.in_flight = false;
+      other.seqs.clear();
+      other.chunks.clear();
+    }
     drop_done(running_);
     throw;
   }
@@ -242,11 +328,11 @@ bool Scheduler::step() {
   const int64_t vocab = engine_.config().vocab;
   int64_t row = 0;
   uint64_t new_prompt_tokens = 0, new_generated = 0;
-  for (size_t i = 0; i < kept.size(); ++i) {
-    Sequence& s = *kept[i];
-    const bool has_logits = s.n_computed + kept_chunk[i] == static_cast<int64_t>(s.tokens.size());
-    if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(kept_chunk[i]);
-    s.n_computed += kept_chunk[i];
+  for (size_t i = 0; i < L.seqs.size(); ++i) {
+    Sequence& s = *L.seqs[i];
+    const bool has_logits = s.n_computed + L.chunks[i] == static_cast<int64_t>(s.tokens.size());
+    if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(L.chunks[i]);
+    s.n_computed += L.chunks[i];
     if (!has_logits) continue;
     std::span<float> l(const_cast<float*>(logits->data()) + row * vocab, static_cast<size_t>(vocab));
     ++row;
@@ -274,6 +360,8 @@ bool Scheduler::step() {
       finish(s, FinishReason::Length);
     }
   }
+  L.seqs.clear();
+  L.chunks.clear();
   drop_done(running_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -283,7 +371,6 @@ bool Scheduler::step() {
     metrics_.running = static_cast<int>(running_.size());
     metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
   }
-  return true;
 }
 
 }  // namespace tpinfer

@@ -6,8 +6,18 @@
 // newest running sequence is preempted: its blocks are freed and it waits to be
 // recomputed (prompt + tokens so far), never dropped.
 //
-// Threading: submit()/cancel()/metrics() may be called from any thread; run()
-// drives the engine from one thread; callbacks run on that thread.
+// With pipeline stages (pp > 1) the scheduler keeps one batch per stage in
+// flight, vLLM's "virtual engines": running sequences are spread over pp
+// lanes (a new one joins the lane with the fewest), and each step serves the
+// next lane in turn: it collects that lane's batch submitted pp steps ago,
+// samples its tokens, and submits the lane's next batch, so while the last
+// stage runs one lane the first stage already runs another. A sequence is in
+// at most one batch at a time; a sequence in flight is never preempted and a
+// cancel reaches it when its batch comes back.
+//
+// Threading: submit()/cancel()/metrics()/unfinished() may be called from any
+// thread; run() drives the engine from one thread; callbacks run on that
+// thread.
 #pragma once
 
 #include <atomic>
@@ -84,14 +94,27 @@ class Scheduler {
   void stop(bool drain);
 
   SchedulerMetrics metrics() const;
+  // Requests submitted and not finished (waiting, running or in flight): the
+  // load a data-parallel dispatcher balances.
+  int unfinished() const { return unfinished_.load(std::memory_order_relaxed); }
   const SchedulerOptions& options() const { return options_; }
+  int lanes() const { return static_cast<int>(lanes_.size()); }
 
  private:
   struct Sequence;
-  void admit_locked();
+  // One batch in flight: its sequences and how many tokens each put in it.
+  struct Lane {
+    std::vector<Sequence*> seqs;
+    std::vector<int64_t> chunks;
+    bool in_flight = false;
+  };
   bool ensure_blocks(Sequence& s, int64_t tokens);
   void preempt(Sequence& victim);
   void finish(Sequence& s, FinishReason reason, const std::string& error = "");
+  void build_and_submit(int lane);
+  void collect(int lane);
+  void collect_all();
+  bool any_in_flight() const;
 
   Engine& engine_;
   SchedulerOptions options_;
@@ -105,6 +128,9 @@ class Scheduler {
   bool stopping_ = false;
   bool drain_ = false;
   SchedulerMetrics metrics_;
+  std::atomic<int> unfinished_{0};
+  std::vector<Lane> lanes_;
+  int next_lane_ = 0;
   Batch batch_;
   std::vector<float> logprob_scratch_;
 };

@@ -1,5 +1,7 @@
 #include "model/batch.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace tpinfer {
@@ -16,6 +18,29 @@ void Batch::clear() {
   seq.clear();
   want_logits.clear();
   sequences.clear();
+}
+
+std::vector<Batch> Batch::split(int parts) const {
+  const int64_t n = size();
+  const int64_t m = std::max<int64_t>(1, std::min<int64_t>(parts, n));
+  std::vector<Batch> out(static_cast<size_t>(m));
+  for (int64_t p = 0; p < m; ++p) {
+    Batch& b = out[static_cast<size_t>(p)];
+    std::vector<int32_t> index_of(sequences.size(), -1);
+    for (int64_t t = n * p / m; t < n * (p + 1) / m; ++t) {
+      const size_t i = static_cast<size_t>(t);
+      const size_t s = static_cast<size_t>(seq[i]);
+      if (index_of[s] < 0) {
+        index_of[s] = static_cast<int32_t>(b.sequences.size());
+        b.sequences.push_back(sequences[s]);
+      }
+      b.tokens.push_back(tokens[i]);
+      b.positions.push_back(positions[i]);
+      b.seq.push_back(index_of[s]);
+      b.want_logits.push_back(want_logits[i]);
+    }
+  }
+  return out;
 }
 
 std::vector<int32_t> Batch::encode() const {

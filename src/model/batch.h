@@ -23,6 +23,11 @@ struct Batch {
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_logits() const;
   void clear();
+  // Cuts the batch into min(parts, size()) micro-batches of consecutive tokens
+  // (sizes differ by at most one), each with only the sequences its tokens
+  // belong to. Run in order, they write the KV cache as the batch would, and
+  // their logits rows, concatenated, are the batch's.
+  std::vector<Batch> split(int parts) const;
   // Flat int32 encoding for broadcasting, and back. decode() validates every
   // count against the buffer and throws Error on a malformed one.
   std::vector<int32_t> encode() const;

@@ -34,7 +34,15 @@ void rope(float* v, int head_dim, int pos, const float* inv_freq, RopeStyle styl
 
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) : cfg_(src.config()) {
+LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank)
+    : LlamaModel(src, plan, rank, LayerRange{0, src.config().n_layers}) {}
+
+LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers)
+    : cfg_(src.config()), range_(layers) {
+  if (range_.begin < 0 || range_.end > cfg_.n_layers || range_.size() < 1) {
+    throw ConfigError(cat("layers [", range_.begin, ", ", range_.end, ") are not a stage of a model of ", cfg_.n_layers,
+                          " layers"));
+  }
   const RankShard& shard = plan.rank(rank);
   n_q_ = static_cast<int>(shard.q_heads.size());
   q_begin_ = shard.q_heads.begin;
@@ -42,8 +50,8 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) 
   heads_per_kv_ = plan.heads_per_kv();
   ffn_local_ = shard.ffn.size();
 
-  embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
-  for (int l = 0; l < cfg_.n_layers; ++l) {
+  if (first_stage()) embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
+  for (int l = range_.begin; l < range_.end; ++l) {
     Layer L;
     L.attn_norm = load_vector_f32(src.get(blk(l, "attn_norm.weight")));
     L.ffn_norm = load_vector_f32(src.get(blk(l, "ffn_norm.weight")));
@@ -64,8 +72,10 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) 
     }
     layers_.push_back(std::move(L));
   }
-  output_norm_ = load_vector_f32(src.get("output_norm.weight"));
-  lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? "token_embd.weight" : "output.weight");
+  if (last_stage()) {
+    output_norm_ = load_vector_f32(src.get("output_norm.weight"));
+    lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? "token_embd.weight" : "output.weight");
+  }
 
   const int half = cfg_.head_dim / 2;
   for (int i = 0; i < half; ++i) {
@@ -77,7 +87,8 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank) 
 
 uint64_t LlamaModel::weight_bytes() const {
   uint64_t b = embed_.weight_bytes() + lm_head_.weight_bytes() + output_norm_.size() * sizeof(float);
-  if (cfg_.tied_embeddings) b -= lm_head_.weight_bytes();  // the same rows as the embedding
+  // The same rows as the embedding, when one stage holds both.
+  if (cfg_.tied_embeddings && first_stage() && last_stage()) b -= lm_head_.weight_bytes();
   for (const Layer& L : layers_) {
     b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
     b += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes() +
@@ -97,15 +108,24 @@ void LlamaModel::reset_expert_load() {
   for (Layer& L : layers_) L.moe.reset_load();
 }
 
+float* LlamaModel::stage_input(int64_t n_tokens) {
+  x_.resize(static_cast<size_t>(n_tokens * cfg_.hidden));
+  return x_.data();
+}
+
 void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits) {
   const int64_t n = batch.size();
   const int64_t hidden = cfg_.hidden;
+  if (!first_stage() && x_.size() != static_cast<size_t>(n * hidden)) {
+    throw Error(cat("stage input holds ", x_.size(), " values for a batch of ", n, " tokens x ", hidden));
+  }
   x_.resize(static_cast<size_t>(n * hidden));
   h_.resize(x_.size());
   tmp_.resize(x_.size());
 
-  embed_.forward(ctx, batch.tokens.data(), n, x_.data());
-  for (int l = 0; l < cfg_.n_layers; ++l) {
+  if (first_stage()) embed_.forward(ctx, batch.tokens.data(), n, x_.data());
+  // l indexes this stage's layers (and its KV cache): global layer range_.begin + l.
+  for (int l = 0; l < range_.size(); ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
     for (int64_t t = 0; t < n; ++t) {
       rms_norm(&x_[static_cast<size_t>(t * hidden)], L.attn_norm.data(), hidden, cfg_.rms_eps,
@@ -138,6 +158,7 @@ void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, f
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
   }
 
+  if (!last_stage()) return;  // stage_output() holds the residual stream
   const int64_t n_out = batch.n_logits();
   if (n_out == 0) return;
   out_rows_.resize(static_cast<size_t>(n_out * hidden));

@@ -7,6 +7,11 @@
 // (parallel/moe.h), residual; final norm and the vocabulary-parallel lm_head.
 // All communication happens inside the parallel layers: two collectives per
 // layer and one for the embedding.
+//
+// A pipeline stage (parallel/pipeline_plan.h) holds a range of consecutive
+// layers: the first stage embeds, the last applies the final norm and the
+// lm_head, and between them the residual stream ([tokens, hidden]) is what one
+// stage hands the next (stage_input() / stage_output()). The engine moves it.
 #pragma once
 
 #include <cstdint>
@@ -17,23 +22,38 @@
 #include "model/kv_cache.h"
 #include "parallel/layers.h"
 #include "parallel/moe.h"
+#include "parallel/pipeline_plan.h"
 #include "parallel/shard_plan.h"
 
 namespace tpinfer {
 
 class LlamaModel {
  public:
+  // The whole model, or the pipeline stage holding `layers`: only their
+  // tensors (and the embedding / head when the stage is first / last) are read.
   LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank);
+  LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers);
 
-  // Runs `batch`; writes the logits of the tokens that want them, in batch
-  // order, to `logits` ([batch.n_logits(), vocab], on every rank).
+  // Runs `batch` through this rank's layers. The first stage starts from the
+  // embedded tokens, a later one from what stage_input() was filled with. The
+  // last stage writes the logits of the tokens that want them, in batch order,
+  // to `logits` ([batch.n_logits(), vocab], on every rank); the others leave
+  // their output in stage_output() and do not touch `logits`.
   void forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits);
+  // [n_tokens, hidden] to fill before forward() on a stage after the first.
+  float* stage_input(int64_t n_tokens);
+  // [batch.size(), hidden] after forward() on a stage before the last.
+  const float* stage_output() const { return x_.data(); }
+
+  LayerRange layers() const { return range_; }
+  bool first_stage() const { return range_.begin == 0; }
+  bool last_stage() const { return range_.end == cfg_.n_layers; }
 
   const ModelConfig& config() const { return cfg_; }
   int n_local_kv_heads() const { return static_cast<int>(kv_heads_.size()); }
   // Bytes of weights this rank holds (its shards plus the replicated tensors).
   uint64_t weight_bytes() const;
-  // MoE: tokens routed to each expert, [layer][expert], since construction or
+  // MoE: tokens routed to each expert, [layer of this stage][expert], since construction or
   // the last reset_expert_load(); empty for a dense model.
   std::vector<std::vector<uint64_t>> expert_load() const;
   void reset_expert_load();
@@ -51,6 +71,7 @@ class LlamaModel {
   void attention(RankContext& ctx, const Batch& batch, int layer, KVCache& cache);
 
   ModelConfig cfg_;
+  LayerRange range_;   // the layers this rank holds (its pipeline stage)
   int n_q_ = 0;        // query heads on this rank
   Range kv_heads_;     // KV heads on this rank (global indices)
   int64_t q_begin_ = 0;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "parallel/pipeline_plan.h"
 #include "parallel/shard_plan.h"
 
 namespace tpinfer::planner {
@@ -28,10 +29,8 @@ void slice_size(const PlanTensor& t, const TensorSlice& s, uint64_t* bytes, doub
   *elements = static_cast<double>(rows) * static_cast<double>(cols) * t.copies;
 }
 
-std::vector<int> stage_layers(int layers, int pp) {
-  const std::vector<int64_t> counts = apportion(layers, std::vector<double>(static_cast<size_t>(pp), 1.0), 1);
-  return {counts.begin(), counts.end()};
-}
+// The engine's stages (parallel/pipeline_plan.h), so the plan describes what runs.
+std::vector<int> stage_layers(int layers, int pp) { return PipelinePlan::build(layers, pp).layer_counts(); }
 
 // Tokens of one decode micro-batch touching MoE experts: the expected share of
 // experts at least one of b tokens routes to (k of E each, independent).

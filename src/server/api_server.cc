@@ -94,7 +94,8 @@ struct ApiServer::SequenceOut {
   size_t text_bytes = 0;
 
   // Under RequestState::mutex.
-  uint64_t id = 0;
+  uint64_t id = 0;      // in its replica's scheduler
+  size_t replica = 0;
   std::string text;                    // released text the HTTP thread has not taken yet
   std::vector<TokenLogprob> logprobs;  // likewise
   int64_t completion_tokens = 0;
@@ -129,14 +130,36 @@ struct ApiServer::RequestState {
   }
 };
 
+namespace {
+
+Engine& first_engine(const std::vector<Engine*>& engines) {
+  if (engines.empty() || engines[0] == nullptr) throw ConfigError("the server needs at least one engine");
+  return *engines[0];
+}
+
+}  // namespace
+
 ApiServer::ApiServer(Engine& engine, ServerOptions options)
-    : engine_(engine), options_(std::move(options)), rng_(std::random_device{}()) {
+    : ApiServer(std::vector<Engine*>{&engine}, std::move(options)) {}
+
+ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
+    : engine_(first_engine(engines)), options_(std::move(options)), rng_(std::random_device{}()) {
   const int context = engine_.config().max_context;
   if (context > 0 && options_.scheduler.max_model_len > context) {
     throw ConfigError(cat("--max-model-len ", options_.scheduler.max_model_len,
                           " is longer than the model's context of ", context, " tokens"));
   }
-  scheduler_ = std::make_unique<Scheduler>(engine_, options_.scheduler);
+  for (Engine* e : engines) {
+    if (e == nullptr || e->config().vocab != engine_.config().vocab || e->config().n_layers != engine_.config().n_layers) {
+      throw ConfigError("the replicas of a data-parallel server must hold the same model");
+    }
+    auto r = std::make_unique<Replica>();
+    r->engine = e;
+    r->scheduler = std::make_unique<Scheduler>(*e, options_.scheduler);
+    max_model_len_ = replicas_.empty() ? r->scheduler->options().max_model_len
+                                       : std::min<int64_t>(max_model_len_, r->scheduler->options().max_model_len);
+    replicas_.push_back(std::move(r));
+  }
   const Tokenizer& tok = engine_.tokenizer();
   model_name_ = options_.served_model_name;
   if (model_name_.empty()) model_name_ = engine_.config().name;
@@ -144,7 +167,7 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
 
   chat_ = std::make_unique<ChatFormatter>(tok, options_.chat_template);
 
-  limits_.max_model_len = scheduler_->options().max_model_len;
+  limits_.max_model_len = max_model_len_;
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
   created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                  .count();
@@ -164,15 +187,37 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
   install_routes();
 }
 
-ApiServer::~ApiServer() {
-  if (scheduler_thread_.joinable()) {
+ApiServer::~ApiServer() { stop_schedulers(); }
+
+void ApiServer::stop_schedulers() {
+  for (auto& r : replicas_) {
+    if (!r->thread.joinable()) continue;
     {
-      std::lock_guard<std::mutex> lock(loop_mutex_);
-      stop_loop_ = true;
+      std::lock_guard<std::mutex> lock(r->loop_mutex);
+      r->stop_loop = true;
     }
-    loop_cv_.notify_all();
-    scheduler_thread_.join();
+    r->loop_cv.notify_all();
+    r->thread.join();
   }
+}
+
+size_t ApiServer::pick_replica() const {
+  size_t best = 0;
+  int best_load = 0;
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    const int load = replicas_[i]->scheduler->unfinished();
+    if (i == 0 || load < best_load) {
+      best = i;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+std::vector<SchedulerMetrics> ApiServer::scheduler_metrics() const {
+  std::vector<SchedulerMetrics> m;
+  for (const auto& r : replicas_) m.push_back(r->scheduler->metrics());
+  return m;
 }
 
 int ApiServer::bind() {
@@ -214,7 +259,7 @@ void ApiServer::install_routes() {
   });
   http_->Get("/metrics", [this](const Request&, Response& res) {
     res.status = 200;
-    res.set_content(metrics_.render(scheduler_->metrics()), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics_.render(scheduler_metrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   // Statuses httplib produces itself (unknown route, body too large, malformed
@@ -264,38 +309,43 @@ bool ApiServer::authorized(const httplib::Request& req, httplib::Response& res) 
   return false;
 }
 
-void ApiServer::wake_scheduler() {
+void ApiServer::wake_scheduler(size_t replica) {
+  Replica& r = *replicas_[replica];
   {
-    std::lock_guard<std::mutex> lock(loop_mutex_);
-    work_pending_ = true;
+    std::lock_guard<std::mutex> lock(r.loop_mutex);
+    r.work_pending = true;
   }
-  loop_cv_.notify_one();
+  r.loop_cv.notify_one();
 }
 
-void ApiServer::scheduler_loop() {
+void ApiServer::scheduler_loop(size_t replica) {
+  Replica& r = *replicas_[replica];
   for (;;) {
     bool busy = false;
     try {
-      busy = scheduler_->step();
+      busy = r.scheduler->step();
     } catch (const std::exception& e) {
       // The sequences of the failed step got FinishReason::Error; the others go on.
-      std::fprintf(stderr, "error: engine step failed: %s\n", e.what());
+      std::fprintf(stderr, "error: engine step failed (replica %zu): %s\n", replica, e.what());
       busy = true;
     }
-    metrics_.set_comm(engine_.comm_stats());  // the engine's counters: this thread, between steps
-    metrics_.set_expert_load(engine_.expert_load());
-    std::unique_lock<std::mutex> lock(loop_mutex_);
-    if (!busy) loop_cv_.wait(lock, [&] { return work_pending_ || stop_loop_; });
-    work_pending_ = false;
-    if (stop_loop_) break;
+    // The engine's counters: this thread, between steps.
+    metrics_.set_parallel(replica, r.engine->parallel_stats());
+    metrics_.set_expert_load(replica, r.engine->expert_load());
+    std::unique_lock<std::mutex> lock(r.loop_mutex);
+    if (!busy) r.loop_cv.wait(lock, [&] { return r.work_pending || r.stop_loop; });
+    r.work_pending = false;
+    if (r.stop_loop) break;
   }
   // Whatever is left (nothing after a drain) ends as cancelled, callbacks included.
-  scheduler_->stop(/*drain=*/false);
-  scheduler_->run();
+  r.scheduler->stop(/*drain=*/false);
+  r.scheduler->run();
 }
 
 void ApiServer::run() {
-  scheduler_thread_ = std::thread([this] { scheduler_loop(); });
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    replicas_[i]->thread = std::thread([this, i] { scheduler_loop(i); });
+  }
   std::thread http_thread([this] {
     http_->listen_after_bind();
     // Listening ended (stop(), or an error): run() must not wait for a signal.
@@ -325,12 +375,7 @@ void ApiServer::run() {
   }
   http_->stop();
   http_thread.join();
-  {
-    std::lock_guard<std::mutex> lock(loop_mutex_);
-    stop_loop_ = true;
-  }
-  loop_cv_.notify_all();
-  scheduler_thread_.join();
+  stop_schedulers();
 }
 
 void ApiServer::request_shutdown(bool force) {
@@ -449,9 +494,15 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
     };
     st->seqs[k]->submitted = Clock::now();
     try {
-      const uint64_t id = scheduler_->submit(std::move(r));
-      std::lock_guard<std::mutex> lock(st->mutex);
-      st->seqs[k]->id = id;
+      std::lock_guard<std::mutex> dispatch(dispatch_mutex_);
+      const size_t replica = pick_replica();
+      const uint64_t id = replicas_[replica]->scheduler->submit(std::move(r));
+      {
+        std::lock_guard<std::mutex> lock(st->mutex);
+        st->seqs[k]->id = id;
+        st->seqs[k]->replica = replica;
+      }
+      wake_scheduler(replica);
     } catch (const std::exception& e) {
       // Only a shutdown can get here: the request was validated against the
       // same limits. The sequences already submitted go.
@@ -465,7 +516,6 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
       throw ApiError::invalid(e.what(), request.endpoint == Endpoint::ChatCompletions ? "messages" : "prompt");
     }
   }
-  wake_scheduler();
   return st;
 }
 
@@ -760,19 +810,21 @@ void ApiServer::handle_detokenize(const httplib::Request& req, httplib::Response
 
 void ApiServer::cancel(RequestState& st) {
   if (st.abandoned.exchange(true)) return;
-  std::vector<uint64_t> ids;
+  std::vector<std::pair<size_t, uint64_t>> ids;  // replica, id
   {
     std::lock_guard<std::mutex> lock(st.mutex);
     for (const auto& s : st.seqs) {
       if (s->finished) continue;
       metrics_.count_cancelled();
-      if (s->id != 0) ids.push_back(s->id);
+      if (s->id != 0) ids.push_back({s->replica, s->id});
     }
   }
   // A sequence in the middle of a step ends at its next token instead (its
   // token callback sees `abandoned`); either way its blocks are freed.
-  for (uint64_t id : ids) scheduler_->cancel(id);
-  wake_scheduler();
+  for (const auto& [replica, id] : ids) {
+    replicas_[replica]->scheduler->cancel(id);
+    wake_scheduler(replica);
+  }
 }
 
 }  // namespace tpinfer::server

@@ -6,11 +6,18 @@
 // POST /detokenize (vLLM's). Errors are OpenAI error JSON (server/request_parser.h
 // says what is checked); nothing a client sends ends the process.
 //
+// Data parallel: the server may own several engines, each an independent
+// replica of the model (tp x pp ranks of its own) with its own scheduler and
+// KV cache, behind the one endpoint. Each sequence goes to the replica with
+// the fewest unfinished sequences (waiting, running or in flight); a request's
+// n choices may land on different replicas. Greedy output does not depend on
+// the replica: every replica computes the same logits.
+//
 // Threads: HTTP handlers run on a pool (one thread per open connection in use);
-// they parse, tokenize, submit sequences to the Scheduler and then wait for, or
-// stream, what it produces. One scheduler thread runs the engine step after step
-// and, between steps, snapshots the engine's communication counters for
-// /metrics. Detokenization and stop strings run in the scheduler's token
+// they parse, tokenize, submit sequences to a Scheduler and then wait for, or
+// stream, what it produces. One scheduler thread per replica runs its engine
+// step after step and, between steps, snapshots the engine's parallel counters
+// (communication per dimension, pipeline stage times) for /metrics. Detokenization and stop strings run in the scheduler's token
 // callback, so a stop string ends its sequence at the very token that completed it.
 //
 // A streamed client that goes away is noticed at the next write; its sequences
@@ -33,6 +40,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "engine/engine.h"
 #include "engine/scheduler.h"
@@ -64,6 +72,9 @@ class ApiServer {
  public:
   // Sets up routes and the scheduler; serves nothing until bind() and run().
   ApiServer(Engine& engine, ServerOptions options);
+  // One replica per engine (data parallel); the engines must hold the same
+  // model. The options apply to every replica's scheduler.
+  ApiServer(const std::vector<Engine*>& engines, ServerOptions options);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -78,16 +89,31 @@ class ApiServer {
   void request_shutdown(bool force = false);
 
   const std::string& model_name() const { return model_name_; }
-  int64_t max_model_len() const { return scheduler_->options().max_model_len; }
+  int64_t max_model_len() const { return max_model_len_; }
+  size_t replicas() const { return replicas_.size(); }
 
  private:
   struct RequestState;
   struct SequenceOut;
   class HttpServer;
+  // A data-parallel replica: an engine, its scheduler and the thread that runs it.
+  struct Replica {
+    Engine* engine = nullptr;
+    std::unique_ptr<Scheduler> scheduler;
+    std::thread thread;
+    std::mutex loop_mutex;
+    std::condition_variable loop_cv;
+    bool work_pending = false;
+    bool stop_loop = false;
+  };
 
   void install_routes();
-  void scheduler_loop();
-  void wake_scheduler();
+  void scheduler_loop(size_t replica);
+  void wake_scheduler(size_t replica);
+  void stop_schedulers();
+  // The replica with the fewest unfinished sequences.
+  size_t pick_replica() const;
+  std::vector<SchedulerMetrics> scheduler_metrics() const;
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const;
   void handle_generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
@@ -106,22 +132,17 @@ class ApiServer {
   std::string new_id(const char* prefix);
   uint64_t random_u64();
 
-  Engine& engine_;
+  Engine& engine_;  // the first replica's: tokenizer and configuration, the same for all
   ServerOptions options_;
   std::string model_name_;
-  std::unique_ptr<Scheduler> scheduler_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+  std::mutex dispatch_mutex_;  // picking a replica and submitting to it, as one step
+  int64_t max_model_len_ = 0;
   std::unique_ptr<ChatFormatter> chat_;
   std::unique_ptr<HttpServer> http_;
   ServerMetrics metrics_;
   ParserLimits limits_;
   int64_t created_ = 0;
-
-  // Scheduler thread and its wake-ups.
-  std::thread scheduler_thread_;
-  std::mutex loop_mutex_;
-  std::condition_variable loop_cv_;
-  bool work_pending_ = false;
-  bool stop_loop_ = false;
 
   // Requests in flight (for draining and cancelling at shutdown).
   std::mutex live_mutex_;

@@ -45,17 +45,18 @@ uint64_t parse_byte_size(std::string_view text) {
   return static_cast<uint64_t>(bytes);
 }
 
-uint64_t kv_bytes_per_token(const ModelConfig& config, const ShardPlan& plan, DType kv_type) {
+uint64_t kv_bytes_per_token(const ModelConfig& config, const ShardPlan& plan, DType kv_type, int stage_layers) {
   int64_t max_heads = 0;
   for (int r = 0; r < plan.tp(); ++r) max_heads = std::max(max_heads, plan.rank(r).kv_heads.size());
   // Whole rows, as the cache stores them (a q8_0 row carries its block scales).
   const uint64_t row = row_bytes(kv_type, static_cast<uint64_t>(max_heads) * static_cast<uint64_t>(config.head_dim));
-  return static_cast<uint64_t>(config.n_layers) * 2 * row;
+  const int layers = stage_layers > 0 ? stage_layers : config.n_layers;
+  return static_cast<uint64_t>(layers) * 2 * row;
 }
 
 int64_t kv_tokens_for_budget(uint64_t bytes, const ModelConfig& config, const ShardPlan& plan, DType kv_type,
-                             int block_size) {
-  const uint64_t per_token = kv_bytes_per_token(config, plan, kv_type);
+                             int block_size, int stage_layers) {
+  const uint64_t per_token = kv_bytes_per_token(config, plan, kv_type, stage_layers);
   if (per_token == 0) throw ConfigError("the model has no KV cache to size");
   const uint64_t tokens = bytes / per_token;
   const uint64_t blocks = tokens / static_cast<uint64_t>(block_size);

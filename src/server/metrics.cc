@@ -96,22 +96,46 @@ void ServerMetrics::observe_e2e(double seconds) {
   e2e_.observe(seconds);
 }
 
-void ServerMetrics::set_comm(const CommStats& stats) {
+void ServerMetrics::set_parallel(size_t replica, const ParallelStats& stats) {
   std::lock_guard<std::mutex> lock(mutex_);
-  comm_ = stats;
+  if (parallel_.size() <= replica) parallel_.resize(replica + 1);
+  parallel_[replica] = stats;
 }
 
-void ServerMetrics::set_expert_load(const std::vector<std::vector<uint64_t>>& load) {
+void ServerMetrics::set_expert_load(size_t replica, const std::vector<std::vector<uint64_t>>& load) {
   std::vector<uint64_t> total(load.empty() ? 0 : load[0].size(), 0);
   for (const std::vector<uint64_t>& layer : load) {
     for (size_t e = 0; e < layer.size() && e < total.size(); ++e) total[e] += layer[e];
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  expert_tokens_ = std::move(total);
+  if (expert_tokens_.size() <= replica) expert_tokens_.resize(replica + 1);
+  expert_tokens_[replica] = std::move(total);
 }
 
-std::string ServerMetrics::render(const SchedulerMetrics& s) const {
+std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas) const {
   std::lock_guard<std::mutex> lock(mutex_);
+  // The server-wide series sum the replicas.
+  SchedulerMetrics s;
+  for (const SchedulerMetrics& r : replicas) {
+    s.running += r.running;
+    s.waiting += r.waiting;
+    s.kv_blocks_total += r.kv_blocks_total;
+    s.kv_blocks_used += r.kv_blocks_used;
+    s.preemptions += r.preemptions;
+    s.steps += r.steps;
+    s.prompt_tokens += r.prompt_tokens;
+    s.generated_tokens += r.generated_tokens;
+  }
+  CommStats comm;  // every replica's driver, both dimensions
+  for (const ParallelStats& p : parallel_) {
+    for (size_t k = 0; k < comm.by_kind.size(); ++k) {
+      for (const CommStats* c : {&p.tp, &p.pp}) {
+        comm.by_kind[k].calls += c->by_kind[k].calls;
+        comm.by_kind[k].bytes += c->by_kind[k].bytes;
+        comm.by_kind[k].nanos += c->by_kind[k].nanos;
+      }
+    }
+  }
   std::string out;
   header(out, "tpinfer_requests_total", "counter", "HTTP requests by endpoint and status code.");
   for (const auto& [key, count] : requests_) {
@@ -155,29 +179,103 @@ std::string ServerMetrics::render(const SchedulerMetrics& s) const {
   header(out, "tpinfer_collective_calls_total", "counter", "Collective operations of the driver rank, by kind.");
   for (int k = 0; k < kCollectiveKinds; ++k) {
     out += std::string("tpinfer_collective_calls_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
-           "\"} " + std::to_string(comm_.by_kind[static_cast<size_t>(k)].calls) + "\n";
+           "\"} " + std::to_string(comm.by_kind[static_cast<size_t>(k)].calls) + "\n";
   }
   header(out, "tpinfer_collective_bytes_total", "counter", "Bytes the driver rank moved in collectives, by kind.");
   for (int k = 0; k < kCollectiveKinds; ++k) {
     out += std::string("tpinfer_collective_bytes_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
-           "\"} " + std::to_string(comm_.by_kind[static_cast<size_t>(k)].bytes) + "\n";
+           "\"} " + std::to_string(comm.by_kind[static_cast<size_t>(k)].bytes) + "\n";
   }
   header(out, "tpinfer_collective_seconds_total", "counter",
          "Seconds the driver rank spent in collectives (waiting included), by kind.");
   for (int k = 0; k < kCollectiveKinds; ++k) {
     out += std::string("tpinfer_collective_seconds_total{collective=\"") +
            collective_name(static_cast<Collective>(k)) + "\"} " +
-           num(static_cast<double>(comm_.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
+           num(static_cast<double>(comm.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
   }
-  if (!expert_tokens_.empty()) {
+  render_replicas(out, replicas);
+  std::vector<uint64_t> experts;  // summed over replicas
+  for (const std::vector<uint64_t>& r : expert_tokens_) {
+    if (experts.size() < r.size()) experts.resize(r.size(), 0);
+    for (size_t e = 0; e < r.size(); ++e) experts[e] += r[e];
+  }
+  if (!experts.empty()) {
     header(out, "tpinfer_expert_tokens_total", "counter",
            "Tokens routed to each expert of the mixture-of-experts layers, summed over layers.");
-    for (size_t e = 0; e < expert_tokens_.size(); ++e) {
-      out += "tpinfer_expert_tokens_total{expert=\"" + std::to_string(e) + "\"} " +
-             std::to_string(expert_tokens_[e]) + "\n";
+    for (size_t e = 0; e < experts.size(); ++e) {
+      out += "tpinfer_expert_tokens_total{expert=\"" + std::to_string(e) + "\"} " + std::to_string(experts[e]) + "\n";
     }
   }
   return out;
+}
+
+void ServerMetrics::render_replicas(std::string& out, const std::vector<SchedulerMetrics>& replicas) const {
+  auto label = [](size_t r) { return "{replica=\"" + std::to_string(r) + "\""; };
+  auto per_replica = [&](const char* name, const char* type, const char* help, auto value) {
+    header(out, name, type, help);
+    for (size_t r = 0; r < replicas.size(); ++r) {
+      out += std::string(name) + label(r) + "} " + num(static_cast<double>(value(replicas[r]))) + "\n";
+    }
+  };
+  per_replica("tpinfer_replica_requests_running", "gauge", "Sequences holding KV-cache blocks, per replica.",
+              [](const SchedulerMetrics& m) { return m.running; });
+  per_replica("tpinfer_replica_requests_waiting", "gauge", "Sequences waiting to be scheduled, per replica.",
+              [](const SchedulerMetrics& m) { return m.waiting; });
+  per_replica("tpinfer_replica_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences, per replica.",
+              [](const SchedulerMetrics& m) { return m.kv_blocks_used; });
+  per_replica("tpinfer_replica_generation_tokens_total", "counter", "Tokens generated, per replica.",
+              [](const SchedulerMetrics& m) { return m.generated_tokens; });
+  per_replica("tpinfer_replica_scheduler_steps_total", "counter", "Batches run by the replica's scheduler.",
+              [](const SchedulerMetrics& m) { return m.steps; });
+
+  struct Dim {
+    const char* name;
+    const CommStats ParallelStats::*stats;
+  };
+  const Dim dims[] = {{"tp", &ParallelStats::tp}, {"pp", &ParallelStats::pp}};
+  auto per_dim = [&](const char* name, const char* help, auto value) {
+    header(out, name, "counter", help);
+    for (size_t r = 0; r < parallel_.size(); ++r) {
+      for (const Dim& d : dims) {
+        out += std::string(name) + label(r) + ",dim=\"" + d.name + "\"} " +
+               num(value((parallel_[r].*d.stats).total())) + "\n";
+      }
+    }
+  };
+  per_dim("tpinfer_parallel_calls_total",
+          "Communication calls of the replica's driver rank, by parallel dimension (tp: its group's collectives; "
+          "pp: sends and receives between pipeline stages).",
+          [](const CollectiveCounter& c) { return static_cast<double>(c.calls); });
+  per_dim("tpinfer_parallel_bytes_total", "Bytes the replica's driver rank moved, by parallel dimension.",
+          [](const CollectiveCounter& c) { return static_cast<double>(c.bytes); });
+  per_dim("tpinfer_parallel_seconds_total",
+          "Seconds the replica's driver rank spent communicating (waiting included), by parallel dimension.",
+          [](const CollectiveCounter& c) { return static_cast<double>(c.nanos) / 1e9; });
+
+  header(out, "tpinfer_pipeline_stage_busy_seconds_total", "counter",
+         "Seconds each pipeline stage's rank 0 spent running micro-batches.");
+  for (size_t r = 0; r < parallel_.size(); ++r) {
+    const std::vector<double>& busy = parallel_[r].stage_busy_seconds;
+    for (size_t st = 0; st < busy.size(); ++st) {
+      out += "tpinfer_pipeline_stage_busy_seconds_total" + label(r) + ",stage=\"" + std::to_string(st) + "\"} " +
+             num(busy[st]) + "\n";
+    }
+  }
+  header(out, "tpinfer_pipeline_seconds_total", "counter", "Wall seconds with work in the replica's pipeline.");
+  for (size_t r = 0; r < parallel_.size(); ++r) {
+    out += "tpinfer_pipeline_seconds_total" + label(r) + "} " + num(parallel_[r].pipeline_seconds) + "\n";
+  }
+  header(out, "tpinfer_pipeline_micro_batches_total", "counter", "Micro-batches through the replica's pipeline.");
+  for (size_t r = 0; r < parallel_.size(); ++r) {
+    out += "tpinfer_pipeline_micro_batches_total" + label(r) + "} " +
+           num(static_cast<double>(parallel_[r].micro_batches)) + "\n";
+  }
+  header(out, "tpinfer_pipeline_bubble_ratio", "gauge",
+         "Share of the stages' time idle while work was in the pipeline, since start "
+         "(1 - stage busy seconds / (stages x pipeline seconds)).");
+  for (size_t r = 0; r < parallel_.size(); ++r) {
+    out += "tpinfer_pipeline_bubble_ratio" + label(r) + "} " + num(parallel_[r].bubble_share()) + "\n";
+  }
 }
 
 }  // namespace tpinfer::server

@@ -13,9 +13,26 @@
 //   kv_cache_blocks_used, kv_cache_blocks_total, kv_cache_usage_ratio  gauges
 //   num_preemptions_total, scheduler_steps_total, requests_cancelled_total  counters
 //   collective_calls_total{collective}, collective_bytes_total{collective},
-//   collective_seconds_total{collective}      counters (driver rank)
+//   collective_seconds_total{collective}      counters (driver ranks, summed
+//                                             over replicas; send_recv is the
+//                                             traffic between pipeline stages)
+// Per data-parallel replica (label replica="0", "1", ...):
+//   replica_requests_running, replica_requests_waiting,
+//   replica_kv_cache_blocks_used              gauges
+//   replica_generation_tokens_total, replica_scheduler_steps_total  counters
+//   parallel_calls_total{replica,dim}, parallel_bytes_total{replica,dim},
+//   parallel_seconds_total{replica,dim}       counters: the driver's traffic per
+//                                             parallel dimension, dim="tp" or "pp"
+//   pipeline_stage_busy_seconds_total{replica,stage}  counter: forward time of
+//                                             the stage's rank 0
+//   pipeline_seconds_total{replica}           counter: wall time with work in
+//                                             the pipeline
+//   pipeline_micro_batches_total{replica}     counter
+//   pipeline_bubble_ratio{replica}            gauge: 1 - stage busy time /
+//                                             (stages x pipeline time), since start
 //   expert_tokens_total{expert}               counter: tokens routed to each
-//                                             expert, summed over layers (MoE only)
+//                                             expert, summed over layers and
+//                                             replicas (MoE only)
 #pragma once
 
 #include <cstdint>
@@ -57,19 +74,26 @@ class ServerMetrics {
   void observe_ttft(double seconds);
   void observe_itl(double seconds);
   void observe_e2e(double seconds);
-  void set_comm(const CommStats& stats);
-  // The engine's Engine::expert_load() ([layer][expert]); empty for a dense model.
-  void set_expert_load(const std::vector<std::vector<uint64_t>>& load);
+  // The replica's engine counters (Engine::parallel_stats()), from its
+  // scheduler thread.
+  void set_parallel(size_t replica, const ParallelStats& stats);
+  // The replica's Engine::expert_load() ([layer][expert]; empty for a dense
+  // model), from its scheduler thread.
+  void set_expert_load(size_t replica, const std::vector<std::vector<uint64_t>>& load);
 
-  std::string render(const SchedulerMetrics& scheduler) const;
+  // One SchedulerMetrics per replica.
+  std::string render(const std::vector<SchedulerMetrics>& replicas) const;
+  std::string render(const SchedulerMetrics& one) const { return render(std::vector<SchedulerMetrics>{one}); }
 
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   uint64_t cancelled_ = 0;
   Histogram ttft_, itl_, e2e_;
-  CommStats comm_;
-  std::vector<uint64_t> expert_tokens_;  // per expert, summed over layers
+  void render_replicas(std::string& out, const std::vector<SchedulerMetrics>& replicas) const;
+
+  std::vector<ParallelStats> parallel_;  // per replica
+  std::vector<std::vector<uint64_t>> expert_tokens_;  // per replica: per expert, summed over layers
 };
 
 // Escapes a Prometheus label value (backslash, quote, newline).

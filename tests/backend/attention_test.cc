@@ -106,6 +106,47 @@ TEST(Attention, GroupMatchesReferenceOnEveryIsaAndCacheType) {
   }
 }
 
+// The engine groups a token's query heads with other tokens of its sequence;
+// how it is grouped must not change a bit of its result (pipeline micro-batches
+// and continuous batching rely on a token's output not depending on its batch).
+TEST(Attention, ResultDoesNotDependOnTheGroup) {
+  std::mt19937 rng(77);
+  for (DType type : {DType::F32, DType::F16, DType::Q8_0}) {
+    for (int hd : {32, 64, 40}) {
+      if (type == DType::Q8_0 && hd % 32 != 0) continue;
+      Cache c = make_cache(type, 2, hd, 16, 8, rng);
+      const std::vector<int32_t> table = {3, 0, 6, 1, 7, 2, 5, 4};
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      const int m = 11;
+      std::vector<std::vector<float>> q(m, std::vector<float>(static_cast<size_t>(hd)));
+      std::vector<std::vector<float>> together(m, std::vector<float>(static_cast<size_t>(hd)));
+      std::vector<const float*> qp;
+      std::vector<float*> op;
+      std::vector<int> n_ctx;
+      for (int i = 0; i < m; ++i) {
+        for (float& x : q[static_cast<size_t>(i)]) x = normal(rng);
+        qp.push_back(q[static_cast<size_t>(i)].data());
+        op.push_back(together[static_cast<size_t>(i)].data());
+        n_ctx.push_back(40 + 7 * i);  // different partial last blocks
+      }
+      for (Isa isa : supported_isas()) {
+        AttnScratch scratch;
+        attend_group(isa, AttnGroup{qp.data(), n_ctx.data(), op.data(), m}, 1, table, c.view, 0.125f, scratch);
+        for (int i = 0; i < m; ++i) {
+          std::vector<float> alone(static_cast<size_t>(hd));
+          float* ap = alone.data();
+          attend_group(isa, AttnGroup{&qp[static_cast<size_t>(i)], &n_ctx[static_cast<size_t>(i)], &ap, 1}, 1, table,
+                       c.view, 0.125f, scratch);
+          for (int d = 0; d < hd; ++d) {
+            ASSERT_EQ(alone[static_cast<size_t>(d)], together[static_cast<size_t>(i)][static_cast<size_t>(d)])
+                << dtype_name(type) << "/" << isa_name(isa) << " hd " << hd << " query " << i << " dim " << d;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Attention, RejectsBadContextsAndTypes) {
   std::mt19937 rng(5);
   Cache c = make_cache(DType::F16, 1, 32, 16, 2, rng);

@@ -50,6 +50,64 @@ TEST(MpiRun, SameTokensAsLocal) {
   EXPECT_NE(b.find(" mpi"), std::string::npos);
 }
 
+// Pipeline stages under mpirun (one process per rank, world = tp x pp, a
+// tensor-parallel group on consecutive ranks) and on the local back end give
+// the greedy tokens of TP=1, on the bible model and on a synth one.
+std::string run_tokens(const std::string& launcher, const std::string& model, const std::string& layout,
+                       const std::string& prompt) {
+  std::string out;
+  const std::string cmd = launcher + testing::binary() + " run -m " + model + " " + layout + " -p '" + prompt +
+                          "' -n 32 --temperature 0 --ignore-eos --json 2>/dev/null";
+  const int code = testing::run_command(cmd, &out);
+  EXPECT_EQ(code, 0) << cmd << "\n" << out;
+  if (code != 0 || out.find('{') == std::string::npos) return "(failed)";
+  return tokens_of(out);
+}
+
+TEST(MpiRun, PipelineLayoutsGiveTheTokensOfTp1) {
+  const bool mpi = have_mpi();
+  testing::TempDir dir;
+  const std::string synth = dir.file("synth.gguf");
+  std::string out;
+  ASSERT_EQ(testing::run_command(testing::binary() +
+                                     " synth --arch llama --layers 4 --hidden 256 --heads 8 --kv-heads 4 --ffn 512 "
+                                     "--vocab 512 --dtype f32 --seed 11 -o " + synth,
+                                 &out),
+            0)
+      << out;
+  struct Layout {
+    int tp, pp;
+  };
+  for (const auto& [model, prompt] : std::vector<std::pair<std::string, std::string>>{
+           {model(), "And Jesus said unto them,"}, {synth, "hello pipeline"}}) {
+    std::string base = run_tokens("", model, "-tp 1 --comm local", prompt);
+    base = base.substr(0, base.rfind(' '));
+    for (const Layout l : {Layout{1, 2}, Layout{2, 2}, Layout{1, 4}, Layout{2, 1}}) {
+      const std::string layout = "-tp " + std::to_string(l.tp) + " -pp " + std::to_string(l.pp);
+      const std::string local = run_tokens("", model, layout + " --comm local", prompt);
+      EXPECT_EQ(local, base + " local") << model << " " << layout;
+      if (!mpi) continue;
+      const std::string launcher =
+          std::string("timeout -k 5 120 ") + kMpirun + " -np " + std::to_string(l.tp * l.pp) + " ";
+      const std::string over_mpi = run_tokens(launcher, model, layout, prompt);
+      EXPECT_EQ(over_mpi, base + " mpi") << model << " " << layout;
+    }
+  }
+  if (!mpi) GTEST_SKIP() << "the local back end passed; mpirun not available for the mpi half";
+}
+
+TEST(MpiRun, WorldSizeMustBeTpTimesPp) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
+  std::string out;
+  const int code = testing::run_command(std::string("timeout -k 5 120 ") + kMpirun + " -np 3 " + testing::binary() +
+                                            " run -m " + model() + " -tp 2 -pp 2 -p hi -n 2",
+                                        &out);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("mpirun started 3 processes but tensor-parallel-size x pipeline-parallel-size is 2 x 2 = 4"),
+            std::string::npos)
+      << out;
+}
+
 TEST(MpiRun, DifferentModelPerRankIsRefused) {
   if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
   testing::TempDir dir;
@@ -76,14 +134,14 @@ struct Fault {
 
 // The generation must outlast the signal: the bible model's context is 512
 // tokens, so the KV cache is sized well past it (-c 65536) for a long run.
-Fault run_with_fault(const std::string& signal, int comm_timeout) {
+Fault run_with_fault(const std::string& signal, int comm_timeout, const std::string& layout = "-tp 2") {
   const std::string tag = "mpi-fault-" + std::to_string(::getpid()) + "-" + signal;
   testing::TempDir dir;
   const std::string script = dir.file("fault.sh");
   const std::string cmd =
       "set -u\n"
       "timeout -k 5 120 " + std::string(kMpirun) + " -np 2 " + testing::binary() + " run -m " + model() +
-      " -tp 2 -c 65536 -p '" + tag + "' -n 1000000 --ignore-eos --temperature 0 --comm-timeout " +
+      " " + layout + " -c 65536 -p '" + tag + "' -n 1000000 --ignore-eos --temperature 0 --comm-timeout " +
       std::to_string(comm_timeout) + " > " + dir.file("out.txt") + " 2>&1 &\n"
       "job=$!\n"
       "sleep 3\n"
@@ -130,6 +188,16 @@ TEST(MpiRun, StoppedRankTimesOutNamingIt) {
   EXPECT_LT(f.seconds_after_signal, 3 + 5.0) << f.output;
   EXPECT_NE(f.output.find("timed out after 3 s on rank 0"), std::string::npos) << f.output;
   EXPECT_NE(f.output.find("rank(s) 1 did not arrive"), std::string::npos) << f.output;
+  EXPECT_EQ(f.leftovers, "") << "processes left behind";
+}
+
+// A stopped last stage: the driver's wait for its logits has the deadline.
+TEST(MpiRun, StoppedPipelineStageTimesOutNamingIt) {
+  if (!have_mpi()) GTEST_SKIP() << "mpirun not available";
+  const Fault f = run_with_fault("STOP", 3, "-pp 2");
+  EXPECT_NE(f.code, 0) << f.output;
+  EXPECT_LT(f.seconds_after_signal, 3 + 5.0) << f.output;
+  EXPECT_NE(f.output.find("on rank 0 timed out after 3 s: rank 1 sent nothing"), std::string::npos) << f.output;
   EXPECT_EQ(f.leftovers, "") << "processes left behind";
 }
 

@@ -7,9 +7,15 @@
 # the root namespace: the addresses exist only inside the namespaces, so rank
 # traffic cannot leave them. Everything is removed on exit (trap).
 #
-#   netns_hosts.sh [--hosts N] [--rate RATE] [--burst BYTES] [--delay-ms MS] -- PROGRAM [ARGS...]
+#   netns_hosts.sh [--hosts N] [--ranks-per-host R] [--rate RATE] [--burst BYTES] [--delay-ms MS] -- PROGRAM [ARGS...]
 #
-#   --hosts N      emulated hosts, one rank each (default 2)
+#   --hosts N      emulated hosts (default 2)
+#   --ranks-per-host R
+#                  ranks on each host (default 1): N x R ranks in all, filled
+#                  host by host (ranks 0..R-1 on host 0, ...), so a tensor-
+#                  parallel group of R ranks is one host and only pipeline
+#                  sends cross the links; ranks of one host talk over its
+#                  loopback, which is not shaped
 #   --rate RATE    shape every link, both directions, with tc tbf (e.g. 1gbit, 100mbit)
 #   --burst SIZE   tbf bucket (default 128kb). tbf only limits the rate: its
 #                  latency/burst parameters bound a queue, they add no delay
@@ -26,21 +32,24 @@
 # namespaces (not root, no ip/tc, no mpirun), 2 on bad usage.
 set -u
 
-hosts=2 rate="" burst=128kb delay_ms=0
+hosts=2 per_host=1 rate="" burst=128kb delay_ms=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) hosts=$2; shift 2 ;;
+    --ranks-per-host) per_host=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --burst) burst=$2; shift 2 ;;
     --delay-ms) delay_ms=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "netns_hosts: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 if [ $# -eq 0 ]; then echo "netns_hosts: no program given (see --help)" >&2; exit 2; fi
 case "$hosts" in ''|*[!0-9]*) echo "netns_hosts: --hosts needs a number" >&2; exit 2 ;; esac
 if [ "$hosts" -lt 1 ] || [ "$hosts" -gt 16 ]; then echo "netns_hosts: --hosts must be 1..16" >&2; exit 2; fi
+case "$per_host" in ''|*[!0-9]*) echo "netns_hosts: --ranks-per-host needs a number" >&2; exit 2 ;; esac
+if [ "$per_host" -lt 1 ] || [ "$per_host" -gt 64 ]; then echo "netns_hosts: --ranks-per-host must be 1..64" >&2; exit 2; fi
 
 skip() { echo "netns_hosts: SKIP: $*" >&2; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
@@ -108,7 +117,7 @@ for (( i = 0; i < hosts; i++ )); do
   shape "$sw" "p$i"   # switch -> host
   ports+=("p$i")
   echo "$(addr "$i") $h tpinfer-h$i" >> "$work/hosts.map"
-  echo "$(addr "$i") slots=1" >> "$work/hostfile"
+  echo "$(addr "$i") slots=$per_host" >> "$work/hostfile"
 done
 
 if [ "$delay_ms" = 0 ]; then
@@ -134,9 +143,11 @@ exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$name && \$*"
 EOF
 chmod +x "$work/agent"
 
-echo "netns_hosts: $hosts hosts (namespaces tpinfer-*-$sfx) on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
+map_by=node
+if [ "$per_host" -gt 1 ]; then map_by=slot; fi
+echo "netns_hosts: $hosts hosts x $per_host ranks (namespaces tpinfer-*-$sfx) on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
 ip netns exec "tpinfer-h0-$sfx" unshare --uts sh -c 'hostname tpinfer-h0 && exec "$@"' sh \
-  mpirun --allow-run-as-root --hostfile "$work/hostfile" -np "$hosts" --map-by node \
+  mpirun --allow-run-as-root --hostfile "$work/hostfile" -np $(( hosts * per_host )) --map-by "$map_by" \
   --mca plm_rsh_agent "$work/agent" \
   --mca pml ob1 --mca btl tcp,self \
   --mca btl_tcp_if_include "10.77.$net.0/24" --mca oob_tcp_if_include "10.77.$net.0/24" \

@@ -542,6 +542,8 @@ TEST(ServerStartup, BadOptionsAreCleanErrors) {
       {"--kv-cache-memory 1KiB", "less than one block"},
       {"--kv-cache-memory 1MiB -c 256", "give only one"},
       {"-tp 3", "valid: 1, 2, 4, 8"},
+      {"-pp 9", "pipeline-parallel-size 9 does not fit the model's 8 layers"},
+      {"-pp 2 --pipeline-split 4,3", "sum to the model's 8 layers"},
   };
   for (const auto& [args, message] : cases) {
     std::string out;
@@ -702,6 +704,64 @@ TEST(ServerConcurrency, SixtyFourStreamsAtTp2EqualTheirRequestsRunAlone) {
   const std::string m = server.client()->Get("/metrics")->body;
   EXPECT_GT(metric_value(m, "tpinfer_collective_calls_total{collective=\"all_reduce\"}"), 0);
   EXPECT_GT(metric_value(m, "tpinfer_collective_bytes_total{collective=\"all_reduce\"}"), 0) << "tp 2 all-reduces";
+}
+
+// Data parallel: two replicas behind one endpoint share 32 concurrent
+// requests; each answer equals the same request run alone, and both replicas
+// did work.
+TEST(ServerDataParallel, ThirtyTwoRequestsAtDp2EqualTheirRequestsRunAlone) {
+  ServerProcess server({"-m", bible_model(), "-dp", "2", "--threads-per-rank", "1", "--max-num-seqs", "16"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  EXPECT_NE(server.log().find("dp 2"), std::string::npos) << server.log();
+  const std::vector<LoadCase> cases = load_cases(32, 4, 32);
+  const std::vector<std::string> together = run_concurrently(server, cases, /*stream=*/true);
+  const std::vector<std::string> alone = run_alone(server, cases);
+  for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(together[i], alone[i]) << "request " << i << ": " << cases[i].prompt;
+  auto c = server.client();
+  const std::string m = testing::idle_metrics(*c);
+  for (const char* r : {"0", "1"}) {
+    const std::string label = std::string("{replica=\"") + r + "\"}";
+    EXPECT_GT(metric_value(m, "tpinfer_replica_generation_tokens_total" + label), 0) << "replica " << r << "\n" << m;
+    EXPECT_EQ(metric_value(m, "tpinfer_replica_kv_cache_blocks_used" + label), 0) << "replica " << r;
+  }
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
+  EXPECT_GT(metric_value(m, "tpinfer_generation_tokens_total"), 0);
+}
+
+// Pipeline stages in the server: one batch per stage in flight; streams
+// equal their requests run alone, and /metrics shows the stages' time, the
+// bubble and the traffic of both dimensions, for a data-parallel pair of
+// tp 2 x pp 2 replicas too.
+TEST(ServerPipeline, StreamsEqualTheirRequestsRunAloneAndMetricsShowTheStages) {
+  for (const std::vector<std::string>& layout : std::vector<std::vector<std::string>>{
+           {"-tp", "2", "-pp", "2"}, {"-pp", "2", "-dp", "2"}}) {
+    std::vector<std::string> args = {"-m", bible_model(), "--threads-per-rank", "1"};
+    args.insert(args.end(), layout.begin(), layout.end());
+    ServerProcess server(args);
+    ASSERT_TRUE(server.ok()) << server.log();
+    const std::vector<LoadCase> cases = load_cases(16, 4, 32);
+    const std::vector<std::string> together = run_concurrently(server, cases, /*stream=*/true);
+    const std::vector<std::string> alone = run_alone(server, cases);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ(together[i], alone[i]) << layout[1] << layout[3] << " request " << i << ": " << cases[i].prompt;
+    }
+    auto c = server.client();
+    const std::string m = testing::idle_metrics(*c);
+    const bool tp2 = layout[0] == "-tp";
+    EXPECT_GT(metric_value(m, "tpinfer_pipeline_stage_busy_seconds_total{replica=\"0\",stage=\"0\"}"), 0) << m;
+    EXPECT_GT(metric_value(m, "tpinfer_pipeline_stage_busy_seconds_total{replica=\"0\",stage=\"1\"}"), 0) << m;
+    const double bubble = metric_value(m, "tpinfer_pipeline_bubble_ratio{replica=\"0\"}");
+    EXPECT_GE(bubble, 0) << m;
+    EXPECT_LT(bubble, 1) << m;
+    EXPECT_GT(metric_value(m, "tpinfer_pipeline_micro_batches_total{replica=\"0\"}"), 0) << m;
+    EXPECT_GT(metric_value(m, "tpinfer_parallel_bytes_total{replica=\"0\",dim=\"pp\"}"), 0) << m;
+    if (tp2) {
+      EXPECT_GT(metric_value(m, "tpinfer_parallel_bytes_total{replica=\"0\",dim=\"tp\"}"), 0) << m;
+    } else {
+      EXPECT_GT(metric_value(m, "tpinfer_pipeline_micro_batches_total{replica=\"1\"}"), 0) << m;
+    }
+    EXPECT_GT(metric_value(m, "tpinfer_collective_bytes_total{collective=\"send_recv\"}"), 0) << m;
+  }
 }
 
 TEST(ServerShutdown, SigtermFinishesTheStreamInFlightAndExitsZero) {

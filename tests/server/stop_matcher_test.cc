@@ -195,10 +195,11 @@ TEST(Metrics, RequestsAreCountedByKnownEndpoint) {
 TEST(ServerMetrics, ExpertTokensSummedOverLayers) {
   ServerMetrics m;
   EXPECT_EQ(m.render(SchedulerMetrics{}).find("tpinfer_expert_tokens_total"), std::string::npos);  // dense: none
-  m.set_expert_load({{3, 1, 0, 4}, {2, 2, 2, 2}});
+  m.set_expert_load(0, {{3, 1, 0, 4}, {2, 2, 2, 2}});
+  m.set_expert_load(1, {{1, 0, 0, 0}, {0, 0, 0, 0}});  // a second replica adds to the totals
   const std::string out = m.render(SchedulerMetrics{});
   EXPECT_NE(out.find("# TYPE tpinfer_expert_tokens_total counter\n"), std::string::npos);
-  EXPECT_NE(out.find("tpinfer_expert_tokens_total{expert=\"0\"} 5\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("tpinfer_expert_tokens_total{expert=\"0\"} 6\n"), std::string::npos) << out;
   EXPECT_NE(out.find("tpinfer_expert_tokens_total{expert=\"2\"} 2\n"), std::string::npos) << out;
   EXPECT_NE(out.find("tpinfer_expert_tokens_total{expert=\"3\"} 6\n"), std::string::npos) << out;
 }

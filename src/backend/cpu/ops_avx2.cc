@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -139,7 +140,11 @@ inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Keys in groups of four per query, so one reduction serves four scores.
+// Keys in groups of four per query, so one reduction serves four scores. A
+// last group of fewer keys repeats its last key and keeps only the valid lanes:
+// every score is then computed by the very same operations wherever its key
+// falls, so a query's result does not depend on which other queries (and
+// context lengths) share its call.
 void attn_scores_avx2(const float* const* q, int m, const float* k, int n, int64_t hd, float scale, float* s,
                       int64_t s_stride) {
   const int64_t hd8 = hd / 8 * 8;
@@ -147,33 +152,32 @@ void attn_scores_avx2(const float* const* q, int m, const float* k, int n, int64
   for (int i = 0; i < m; ++i) {
     const float* qi = q[i];
     float* si = s + i * s_stride;
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-      const float* k0 = k + j * hd;
+    for (int j = 0; j < n; j += 4) {
+      const float* kr[4];
+      for (int u = 0; u < 4; ++u) kr[u] = k + std::min(j + u, n - 1) * hd;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (int64_t c = 0; c < hd8; c += 8) {
         const __m256 qv = _mm256_loadu_ps(qi + c);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + c), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + c), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + c), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + c), a3);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[0] + c), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[1] + c), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[2] + c), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[3] + c), a3);
       }
       __m128 r = hsum4(a0, a1, a2, a3);
       if (hd8 < hd) {
         alignas(16) float tail[4] = {0, 0, 0, 0};
         for (int u = 0; u < 4; ++u)
-          for (int64_t c = hd8; c < hd; ++c) tail[u] += qi[c] * k0[u * hd + c];
+          for (int64_t c = hd8; c < hd; ++c) tail[u] += qi[c] * kr[u][c];
         r = _mm_add_ps(r, _mm_load_ps(tail));
       }
-      _mm_storeu_ps(si + j, _mm_mul_ps(r, vscale));
-    }
-    for (; j < n; ++j) {
-      const float* kj = k + j * hd;
-      __m256 a = _mm256_setzero_ps();
-      for (int64_t c = 0; c < hd8; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qi + c), _mm256_loadu_ps(kj + c), a);
-      float dot = hsum(a);
-      for (int64_t c = hd8; c < hd; ++c) dot += qi[c] * kj[c];
-      si[j] = scale * dot;
+      r = _mm_mul_ps(r, vscale);
+      if (j + 4 <= n) {
+        _mm_storeu_ps(si + j, r);
+      } else {
+        alignas(16) float out[4];
+        _mm_store_ps(out, r);
+        for (int u = 0; j + u < n; ++u) si[j + u] = out[u];
+      }
     }
   }
 }
