@@ -118,6 +118,10 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   blocks_ = std::make_unique<BlockAllocator>(n_blocks, options_.kv_block_size);
   reports_.resize(static_cast<size_t>(world_size()));
   stage_busy_nanos_.assign(static_cast<size_t>(pp()), 0);
+  const ModelConfig& mc = source_->config();
+  if (mc.is_moe()) {
+    expert_load_.assign(static_cast<size_t>(mc.n_layers), std::vector<uint64_t>(static_cast<size_t>(mc.n_experts), 0));
+  }
   if (backend_ == "mpi") {
     start_mpi();
   } else {
@@ -376,18 +380,20 @@ void Engine::run_stage(Rank& rank, const std::vector<int32_t>& words, std::vecto
 // Hands a batch this rank has run to its counterpart in the next stage; rank 0
 // of the last stage sends the logits to the driver instead.
 void Engine::send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens,
-                     const std::vector<int64_t>& busy_nanos) {
+                     const std::vector<int64_t>& busy_nanos, const std::vector<int64_t>& loads) {
   const size_t busy_bytes = busy_nanos.size() * sizeof(int64_t);
+  const size_t load_bytes = loads.size() * sizeof(int64_t);
   std::vector<uint8_t>& m = rank.message;
   if (rank.stage + 1 < pp()) {
     const size_t words_bytes = words.size() * sizeof(int32_t);
     const size_t hidden_bytes = static_cast<size_t>(n_tokens * config().hidden) * sizeof(float);
     StageHeader h{kRun, static_cast<int32_t>(words.size()), static_cast<int32_t>(n_tokens),
                   static_cast<int32_t>(busy_nanos.size())};
-    m.resize(words_bytes + hidden_bytes + busy_bytes);
+    m.resize(words_bytes + hidden_bytes + busy_bytes + load_bytes);
     std::memcpy(m.data(), words.data(), words_bytes);
     std::memcpy(m.data() + words_bytes, rank.model->stage_output(), hidden_bytes);
     std::memcpy(m.data() + words_bytes + hidden_bytes, busy_nanos.data(), busy_bytes);
+    if (load_bytes > 0) std::memcpy(m.data() + words_bytes + hidden_bytes + busy_bytes, loads.data(), load_bytes);
     const int next = world_rank_of(rank.stage + 1, rank.tp_rank, tp());
     rank.pipe->send(&h, sizeof(h), next);
     rank.pipe->send(m.data(), m.size(), next);
@@ -395,9 +401,10 @@ void Engine::send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_to
     const size_t logits_bytes = rank.logits.size() * sizeof(float);
     StageHeader h{kLogits, static_cast<int32_t>(rank.logits.size() / static_cast<size_t>(config().vocab)), 0,
                   static_cast<int32_t>(busy_nanos.size())};
-    m.resize(logits_bytes + busy_bytes);
+    m.resize(logits_bytes + busy_bytes + load_bytes);
     std::memcpy(m.data(), rank.logits.data(), logits_bytes);
     std::memcpy(m.data() + logits_bytes, busy_nanos.data(), busy_bytes);
+    if (load_bytes > 0) std::memcpy(m.data() + logits_bytes + busy_bytes, loads.data(), load_bytes);
     rank.pipe->send(&h, sizeof(h), 0);
     rank.pipe->send(m.data(), m.size(), 0);
   }
@@ -415,10 +422,11 @@ void Engine::worker_loop(Rank& rank) {
   const int64_t hidden = config().hidden;
   try {
     std::vector<int32_t> words;
-    std::vector<int64_t> busy;
+    std::vector<int64_t> busy, loads;
     for (;;) {
       int64_t n_tokens = 0;
       busy.clear();
+      loads.clear();
       if (rank.stage == 0) {
         int32_t header[2] = {0, 0};
         rank.tp->broadcast_wait(header, sizeof(header), 0);
@@ -436,17 +444,24 @@ void Engine::worker_loop(Rank& rank) {
         }
         const size_t words_bytes = static_cast<size_t>(h.count) * sizeof(int32_t);
         const size_t hidden_bytes = static_cast<size_t>(h.tokens * hidden) * sizeof(float);
-        rank.message.resize(words_bytes + hidden_bytes + static_cast<size_t>(h.stages) * sizeof(int64_t));
+        const size_t busy_bytes = static_cast<size_t>(h.stages) * sizeof(int64_t);
+        rank.message.resize(words_bytes + hidden_bytes + busy_bytes + load_words(h.stages) * sizeof(int64_t));
         rank.pipe->recv(rank.message.data(), rank.message.size(), prev);
         words.resize(static_cast<size_t>(h.count));
         std::memcpy(words.data(), rank.message.data(), words_bytes);
         std::memcpy(rank.model->stage_input(h.tokens), rank.message.data() + words_bytes, hidden_bytes);
         busy.resize(static_cast<size_t>(h.stages));
-        std::memcpy(busy.data(), rank.message.data() + words_bytes + hidden_bytes, busy.size() * sizeof(int64_t));
+        std::memcpy(busy.data(), rank.message.data() + words_bytes + hidden_bytes, busy_bytes);
+        loads.resize(load_words(h.stages));
+        if (!loads.empty()) {
+          std::memcpy(loads.data(), rank.message.data() + words_bytes + hidden_bytes + busy_bytes,
+                      loads.size() * sizeof(int64_t));
+        }
         n_tokens = h.tokens;
       }
       run_stage(rank, words, busy);
-      if (pp() > 1) send_on(rank, words, n_tokens, busy);
+      take_expert_load(rank, loads);
+      if (pp() > 1) send_on(rank, words, n_tokens, busy, loads);
     }
     send_stop(rank);
   } catch (const std::exception& e) {
@@ -499,10 +514,13 @@ void Engine::submit(const Batch& batch) {
     const Clock::time_point t0 = Clock::now();
     driver_->run(batch, config().vocab);
     busy.push_back(nanos_since(t0));
+    std::vector<int64_t> loads;
+    take_expert_load(*driver_, loads);
     if (pp() > 1) {
-      send_on(*driver_, words_, batch.size(), busy);
+      send_on(*driver_, words_, batch.size(), busy, loads);
     } else {
       stage_busy_nanos_[0] += busy[0];
+      add_expert_load(loads);
       ready_.push_back(std::move(driver_->logits));
       driver_->logits.clear();
     }
@@ -528,7 +546,8 @@ const std::vector<float>& Engine::collect() {
         throw Error(cat("malformed logits message from rank ", last, " (command ", h.command, ")"));
       }
       const size_t logits_bytes = static_cast<size_t>(h.count * config().vocab) * sizeof(float);
-      message_.resize(logits_bytes + static_cast<size_t>(h.stages) * sizeof(int64_t));
+      const size_t busy_bytes = static_cast<size_t>(h.stages) * sizeof(int64_t);
+      message_.resize(logits_bytes + busy_bytes + load_words(h.stages) * sizeof(int64_t));
       driver_->pipe->recv(message_.data(), message_.size(), last);
       logits_.resize(logits_bytes / sizeof(float));
       std::memcpy(logits_.data(), message_.data(), logits_bytes);
@@ -537,6 +556,11 @@ const std::vector<float>& Engine::collect() {
         std::memcpy(&ns, message_.data() + logits_bytes + static_cast<size_t>(st) * sizeof(int64_t), sizeof(ns));
         stage_busy_nanos_[static_cast<size_t>(st)] += ns;
       }
+      std::vector<int64_t> loads(load_words(h.stages));
+      if (!loads.empty()) {
+        std::memcpy(loads.data(), message_.data() + logits_bytes + busy_bytes, loads.size() * sizeof(int64_t));
+      }
+      add_expert_load(loads);
     }
   } catch (const std::exception& e) {
     fail(cat("rank 0 failed: ", e.what()));
@@ -595,7 +619,36 @@ double ParallelStats::bubble_share() const {
   return std::max(0.0, 1.0 - busy / (static_cast<double>(stage_busy_seconds.size()) * pipeline_seconds));
 }
 
-std::vector<std::vector<uint64_t>> Engine::expert_load() const { return driver_->model->expert_load(); }
-void Engine::reset_expert_load() { driver_->model->reset_expert_load(); }
+// MoE: every rank counts the routing of its stage's layers; after each
+// micro-batch a rank takes its counts ([layer][expert] of its stage, as
+// int64s) and appends them to what the stages before it sent, so the message
+// that brings the logits to the driver carries every stage's counts.
+size_t Engine::load_words(int stages) const {
+  const ModelConfig& c = config();
+  if (!c.is_moe()) return 0;
+  size_t layers = 0;
+  for (int st = 0; st < stages && st < pp(); ++st) layers += static_cast<size_t>(pipeline_.stage(st).size());
+  return layers * static_cast<size_t>(c.n_experts);
+}
+
+void Engine::take_expert_load(Rank& rank, std::vector<int64_t>& loads) {
+  if (!config().is_moe()) return;
+  for (const std::vector<uint64_t>& layer : rank.model->expert_load()) {
+    for (uint64_t n : layer) loads.push_back(static_cast<int64_t>(n));
+  }
+  rank.model->reset_expert_load();
+}
+
+void Engine::add_expert_load(const std::vector<int64_t>& loads) {
+  const size_t experts = static_cast<size_t>(config().n_experts);
+  for (size_t i = 0; i < loads.size() && experts > 0 && i / experts < expert_load_.size(); ++i) {
+    expert_load_[i / experts][i % experts] += static_cast<uint64_t>(loads[i]);
+  }
+}
+
+std::vector<std::vector<uint64_t>> Engine::expert_load() const { return expert_load_; }
+void Engine::reset_expert_load() {
+  for (std::vector<uint64_t>& layer : expert_load_) std::fill(layer.begin(), layer.end(), 0);
+}
 
 }  // namespace tpinfer

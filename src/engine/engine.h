@@ -141,9 +141,10 @@ class Engine {
   ParallelStats parallel_stats() const;
   // Resets comm_stats() and every counter of parallel_stats().
   void reset_comm_stats();
-  // MoE models: tokens routed to each expert, [layer][expert], counted on the
-  // driver (every rank routes every token) since the engine started or the
-  // last reset; empty for a dense model. Driver thread only, between steps.
+  // MoE models: tokens routed to each expert, [layer][expert], since the
+  // engine started or the last reset; empty for a dense model. Each stage
+  // counts its layers (every rank of a stage routes every token) and the
+  // counts reach the driver with the logits. Driver thread only, between steps.
   std::vector<std::vector<uint64_t>> expert_load() const;
   void reset_expert_load();
 
@@ -154,7 +155,11 @@ class Engine {
                                    std::unique_ptr<Communicator> tp);
   void worker_loop(Rank& rank);
   void run_stage(Rank& rank, const std::vector<int32_t>& words, std::vector<int64_t>& busy_nanos);
-  void send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens, const std::vector<int64_t>& busy_nanos);
+  void send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens, const std::vector<int64_t>& busy_nanos,
+               const std::vector<int64_t>& loads);
+  size_t load_words(int stages) const;
+  void take_expert_load(Rank& rank, std::vector<int64_t>& loads);
+  void add_expert_load(const std::vector<int64_t>& loads);
   void send_stop(Rank& rank);
   void start_local();
   void start_mpi();
@@ -185,6 +190,7 @@ class Engine {
   uint64_t micro_batches_run_ = 0;
   std::chrono::steady_clock::time_point pipeline_since_;
   double load_seconds_ = 0;
+  std::vector<std::vector<uint64_t>> expert_load_;  // [layer][expert], on the driver
 };
 
 // The block sizes of the row-parallel matrices of a model (for ShardPlan).

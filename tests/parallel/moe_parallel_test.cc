@@ -222,6 +222,25 @@ TEST(MoeParallelLayer, ManyExpertsPerTokenFallsBackToAllReduce) {
   EXPECT_EQ(ep.out[3], ep.out[0]);
 }
 
+// Pipeline stages hold their layers' experts; each stage's routing counts
+// travel with the micro-batch to the driver, so the load covers every layer.
+TEST(MoePipeline, BothLayoutsOverStagesMatchOneRankAndCountEveryLayer) {
+  const SynthSpec spec = spec_of(kCases[0]);
+  TempDir dir;
+  write_synth_model(spec, dir.file("m.gguf"));
+  const auto prompt = testing::random_tokens(24, spec.vocab, 17);
+  const GreedyRun one = greedy(dir.file("m.gguf"), prompt, options(1, false), 16);
+  for (const bool ep : {false, true}) {
+    SCOPED_TRACE(ep ? "expert-parallel" : "tensor-parallel");
+    EngineOptions o = options(2, ep);
+    o.parallel.pp = 2;
+    const GreedyRun r = greedy(dir.file("m.gguf"), prompt, o, 16);
+    EXPECT_EQ(r.tokens, one.tokens);
+    ASSERT_EQ(r.load.size(), static_cast<size_t>(spec.layers));
+    EXPECT_EQ(r.load, one.load);
+  }
+}
+
 TEST(MoeParallelErrors, ExpertParallelNeedsAnExpertPerRankAndAMoeModel) {
   TempDir dir;
   write_synth_model(spec_of(kCases[1]), dir.file("moe.gguf"));  // 4 experts, 8 heads
