@@ -545,6 +545,21 @@ void CompressedCommunicator::compressed_all_reduce(float* data, size_t n) {
   const Compression c = compression_;
   const size_t p = static_cast<size_t>(inner_->size());
   const size_t rank = static_cast<size_t>(inner_->rank());
+  if (p == 2) {
+    // Two ranks: each sends its whole contribution once and both sum the two
+    // decoded vectors in rank order (identical results on both). The same
+    // bytes as reduce-scatter + all-gather (two halves each way), in one
+    // exchange instead of two, so half the link latency; and each value is
+    // quantized once, not twice.
+    const size_t bytes = encoded_size(c, n);
+    send_buf_.resize(bytes);
+    recv_buf_.resize(2 * bytes);
+    encode_values(c, data, n, send_buf_.data(), codec_);
+    inner_->all_gather_bytes(send_buf_.data(), bytes, recv_buf_.data());
+    decode_values(c, recv_buf_.data(), n, data, codec_);
+    decode_add_values(c, recv_buf_.data() + bytes, n, data, codec_);
+    return;
+  }
   auto slice_begin = [&](size_t j) { return n * j / p; };
   const size_t chunk = encoded_size(c, (n + p - 1) / p);  // the longest slice
   send_buf_.resize(p * chunk);

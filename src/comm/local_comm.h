@@ -23,7 +23,10 @@ namespace tpinfer {
 
 class LocalGroup {
  public:
-  LocalGroup(int size, std::chrono::milliseconds timeout);
+  // busy_threads: the threads of the whole job that compete for the cores
+  // (every rank of every group, times its pool); 0 means `size`. Ranks
+  // busy-wait in collectives only when these fit on the machine's cores.
+  LocalGroup(int size, std::chrono::milliseconds timeout, int busy_threads = 0);
   ~LocalGroup();
   LocalGroup(const LocalGroup&) = delete;
   LocalGroup& operator=(const LocalGroup&) = delete;

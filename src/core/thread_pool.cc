@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 namespace tpinfer {
 
@@ -15,11 +16,25 @@ bool pin_current_thread(int cpu) {
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
+bool unpin_current_thread() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int n = std::min<int>(CPU_SETSIZE, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  for (int cpu = 0; cpu < n; ++cpu) CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
 ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus) : n_threads_(std::max(1, n_threads)) {
   if (!cpus.empty()) pin_current_thread(cpus[0]);
   for (int i = 1; i < n_threads_; ++i) {
     threads_.emplace_back([this, i, cpus] {
-      if (static_cast<size_t>(i) < cpus.size()) pin_current_thread(cpus[static_cast<size_t>(i)]);
+      // A worker without a CPU of its own must not inherit its creator's pin:
+      // it would then share that one core with the creator.
+      if (static_cast<size_t>(i) < cpus.size()) {
+        pin_current_thread(cpus[static_cast<size_t>(i)]);
+      } else {
+        unpin_current_thread();
+      }
       worker(i);
     });
   }

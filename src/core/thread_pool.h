@@ -51,5 +51,9 @@ class ThreadPool {
 
 // Pins the calling thread to `cpu` (best effort; false if the OS refused).
 bool pin_current_thread(int cpu);
+// Lets the calling thread run on every CPU again. Threads inherit their
+// creator's affinity, so a thread that starts helpers which must not share
+// its core (an HTTP server's pool, a probe's workers) calls this first.
+bool unpin_current_thread();
 
 }  // namespace tpinfer

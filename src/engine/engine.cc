@@ -134,9 +134,12 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
 void Engine::start_local() {
   const int world = world_size();
   shared_ = std::make_unique<Shared>();
-  if (pp() > 1) shared_->world = std::make_unique<LocalGroup>(world, options_.parallel.comm_timeout);
+  // Every rank's pool competes for the cores, whichever group it waits in: the
+  // stages of a pipeline are one job (4 ranks on 2 cores must not spin).
+  const int busy = world * options_.parallel.threads_per_rank;
+  if (pp() > 1) shared_->world = std::make_unique<LocalGroup>(world, options_.parallel.comm_timeout, busy);
   for (int s = 0; s < pp(); ++s) {
-    shared_->stages.push_back(std::make_unique<LocalGroup>(tp(), options_.parallel.comm_timeout));
+    shared_->stages.push_back(std::make_unique<LocalGroup>(tp(), options_.parallel.comm_timeout, busy));
   }
   auto load = [this, world](int w) -> std::unique_ptr<Rank> {
     std::unique_ptr<Rank> rank;

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "server/stop_matcher.h"
 
 namespace tpinfer::server {
@@ -347,6 +348,9 @@ void ApiServer::run() {
     replicas_[i]->thread = std::thread([this, i] { scheduler_loop(i); });
   }
   std::thread http_thread([this] {
+    // The engine pinned the thread that built it (the driver's rank) to its
+    // core; the HTTP threads started from here must not all inherit that one.
+    unpin_current_thread();
     http_->listen_after_bind();
     // Listening ended (stop(), or an error): run() must not wait for a signal.
     std::lock_guard<std::mutex> lock(live_mutex_);

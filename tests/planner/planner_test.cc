@@ -1,6 +1,7 @@
 // The planner's memory model against what tpinfer actually loads, its latency
 // model against a measured run on this machine, and the headline facts of the
 // README's scenarios.
+#include "core/thread_pool.h"
 #include "planner/planner.h"
 
 #include <gtest/gtest.h>
@@ -32,6 +33,7 @@ double cpu_share(int threads) {
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&shares, t] {
+      unpin_current_thread();  // an Engine pins the thread that built it; these must not share its core
       timespec c0{}, c1{};
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
       const auto w0 = std::chrono::steady_clock::now();

@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #endif
 
+#include "core/thread_pool.h"
+
 namespace tpinfer::cpu {
 namespace {
 
@@ -50,7 +52,10 @@ double measure_read_bandwidth(int threads, uint64_t bytes, int passes) {
   std::vector<std::thread> pool;
   // Each thread touches its own part first, so pages are local to it.
   for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] { parts[static_cast<size_t>(t)].assign(per, static_cast<uint8_t>(t + 1)); });
+    pool.emplace_back([&, t] {
+      unpin_current_thread();
+      parts[static_cast<size_t>(t)].assign(per, static_cast<uint8_t>(t + 1));
+    });
   }
   for (auto& th : pool) th.join();
   double best = 0;
@@ -60,7 +65,10 @@ double measure_read_bandwidth(int threads, uint64_t bytes, int passes) {
     std::vector<uint64_t> sums(static_cast<size_t>(threads));
     const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] { sums[static_cast<size_t>(t)] = sum_bytes(parts[static_cast<size_t>(t)].data(), per); });
+      pool.emplace_back([&, t] {
+        unpin_current_thread();  // not the caller's core (an engine may have pinned it)
+        sums[static_cast<size_t>(t)] = sum_bytes(parts[static_cast<size_t>(t)].data(), per);
+      });
     }
     for (auto& th : pool) th.join();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
