@@ -15,5 +15,5 @@ ninja -C build-asan -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j"$(nproc)" --output-on-failure --timeout 900 -R "$(cat ../tests/sanitizer_tests.txt)")
 
-echo "== fuzz: every harness over its corpus, 20 s each (clang-14, libFuzzer)"
-bash scripts/fuzz.sh 20
+echo "== fuzz: every harness over its corpus, 10 s each (clang-14, libFuzzer)"
+bash scripts/fuzz.sh 10
