@@ -88,6 +88,13 @@ LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int re
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r) {
     threads.emplace_back([&, r] {
+      // Placed as the engine places ranks: a core each when they fit. Never
+      // the creator's pin, which every thread would otherwise inherit.
+      if (ranks <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+        pin_current_thread(r);
+      } else {
+        unpin_current_thread();
+      }
       try {
         std::unique_ptr<Communicator> comm = group.communicator(r);
         results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps);
@@ -142,6 +149,29 @@ double measure_matmul_flops(DType type, int threads) {
   return best;
 }
 
+double measure_gemv_bandwidth(DType type, int threads, uint64_t bytes) {
+  if (!dtype_info(type).quantized && type != DType::F32 && type != DType::F16 && type != DType::BF16) return 0;
+  const int64_t cols = 2048;
+  const uint64_t row = row_bytes(type, cols);
+  const int64_t rows = static_cast<int64_t>(bytes / row);
+  // Speed does not depend on the values: a repeating byte pattern (a small,
+  // finite scale in every block format) fills the matrix.
+  std::vector<uint8_t> w(static_cast<size_t>(row * static_cast<uint64_t>(rows)), 0x11);
+  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows));
+  ThreadPool pool(threads);
+  cpu::MatmulScratch scratch;
+  const cpu::WeightView view{type, rows, cols, w.data(), row};
+  cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);  // first touch, warm-up
+  double best = 0;
+  for (int pass = 0; pass < 4; ++pass) {
+    const auto t0 = Clock::now();
+    cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);
+    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(row) * static_cast<double>(rows) / t);
+  }
+  return best;
+}
+
 DeviceSpec cpu_device(int ranks, DType weight_type) {
   if (ranks < 1) throw ConfigError(cat("--devices must be at least 1, got ", ranks));
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -153,7 +183,9 @@ DeviceSpec cpu_device(int ranks, DType weight_type) {
   d.memory = static_cast<uint64_t>(std::max(0L, pages)) * static_cast<uint64_t>(std::max(0L, page)) /
              static_cast<uint64_t>(ranks);
   const int threads = std::min(cores, ranks * tpr);
-  d.bandwidth = cpu::measure_read_bandwidth(threads, uint64_t{256} << 20, 5) / ranks;
+  d.bandwidth = std::max(cpu::measure_read_bandwidth(threads, uint64_t{256} << 20, 5),
+                         measure_gemv_bandwidth(weight_type, threads)) /
+                ranks;
   // Ranks beyond the cores share them: each gets its slice of the time.
   const double share = std::min(1.0, static_cast<double>(cores) / (ranks * tpr));
   d.flops = measure_matmul_flops(weight_type, tpr) * share;

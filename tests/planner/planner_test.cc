@@ -1,7 +1,6 @@
 // The planner's memory model against what tpinfer actually loads, its latency
 // model against a measured run on this machine, and the headline facts of the
 // README's scenarios.
-#include "core/thread_pool.h"
 #include "planner/planner.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -17,6 +17,7 @@
 
 #include "backend/cpu/memory_bandwidth.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "engine/benchmark.h"
 #include "planner/probe.h"
 #include "test_util.h"
@@ -315,7 +316,15 @@ TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
 // (b) The latency model against bench_generate on this machine, back to back
 // in one process: the cpu device preset (bandwidth and kernel rate measured)
 // and the probed link, vs the measured decode tokens/s and collective share.
+//
+// A timed test, so not part of the default suite (the project's rule: speed is
+// shown by benchmarks, and this host's memory bandwidth alone wanders by 30%
+// between runs). TPINFER_TIMED_TESTS=1 runs it; bench/RESULTS.md has its output.
 TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
+  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
+  if (timed == nullptr || std::string(timed) != "1") {
+    GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
+  }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   TempDir dir;
   SynthSpec spec;
