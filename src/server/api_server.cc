@@ -295,7 +295,11 @@ void ApiServer::install_routes() {
     }
     send_error(res, server_error(500, "Internal server error: " + what));
   });
-  http_->set_logger([this](const Request& req, const Response& res) { metrics_.count_request(req.path, res.status); });
+  // Counted when the response is about to be written, not in the logger (which
+  // runs after the client already has it): a client that reads /metrics right
+  // after an answer must see that answer counted.
+  http_->set_post_routing_handler(
+      [this](const Request& req, Response& res) { metrics_.count_request(req.path, res.status); });
 }
 
 bool ApiServer::authorized(const httplib::Request& req, httplib::Response& res) const {
