@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <random>
 
 #include "core/error.h"
+#include "engine/sampler.h"
 
 namespace tpinfer::testing {
 
@@ -83,5 +85,33 @@ int run_command(const std::string& cmd, std::string* out) {
 std::string binary() { return TPINFER_BINARY; }
 std::string shared_dir() { return TPINFER_SHARED_DIR; }
 std::string source_dir() { return TPINFER_SOURCE_DIR; }
+
+GreedyDecode greedy_decode(Engine& engine, std::vector<int32_t> context, int n) {
+  std::vector<int32_t> table;
+  GreedyDecode out;
+  const int64_t vocab = engine.config().vocab;
+  size_t computed = 0;
+  for (int step = 0; step < n; ++step) {
+    if (!engine.blocks().reserve(table, static_cast<int64_t>(context.size()))) throw Error("KV cache too small");
+    Batch b;
+    b.sequences.push_back({table});
+    for (size_t i = computed; i < context.size(); ++i) {
+      b.tokens.push_back(context[i]);
+      b.positions.push_back(static_cast<int32_t>(i));
+      b.seq.push_back(0);
+      b.want_logits.push_back(i + 1 == context.size() ? 1 : 0);
+    }
+    computed = context.size();
+    const std::vector<float>& l = engine.step(b);
+    std::vector<float> v(l.begin(), l.begin() + vocab);
+    const int32_t best = argmax(v);
+    const float top = v[static_cast<size_t>(best)];
+    v[static_cast<size_t>(best)] = -INFINITY;
+    out.tokens.push_back(best);
+    out.margins.push_back(top - v[static_cast<size_t>(argmax(v))]);
+    context.push_back(best);
+  }
+  return out;
+}
 
 }  // namespace tpinfer::testing

@@ -33,6 +33,15 @@ std::vector<float> engine_logits(const std::string& model, const std::vector<int
                                  EngineOptions options = {});
 EngineOptions f32_options(int tp = 1);
 
+// Greedy decoding by hand on `engine`: the context as one step, then one token
+// per step, n tokens. margins[i]: the top logit minus the runner-up at step i
+// (where a different split may legitimately flip the choice).
+struct GreedyDecode {
+  std::vector<int32_t> tokens;
+  std::vector<float> margins;
+};
+GreedyDecode greedy_decode(Engine& engine, std::vector<int32_t> context, int n);
+
 // Deterministic pseudo-random token ids in [0, vocab).
 std::vector<int32_t> random_tokens(int n, int vocab, uint64_t seed);
 

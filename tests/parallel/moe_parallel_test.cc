@@ -58,30 +58,10 @@ struct GreedyRun {
 GreedyRun greedy(const std::string& path, std::vector<int32_t> context, const EngineOptions& o, int n = 48) {
   Engine engine(path, o);
   engine.reset_comm_stats();
-  std::vector<int32_t> table;
+  testing::GreedyDecode g = testing::greedy_decode(engine, std::move(context), n);
   GreedyRun out;
-  const int64_t vocab = engine.config().vocab;
-  size_t computed = 0;
-  for (int step = 0; step < n; ++step) {
-    if (!engine.blocks().reserve(table, static_cast<int64_t>(context.size()))) throw Error("KV cache too small");
-    Batch b;
-    b.sequences.push_back({table});
-    for (size_t i = computed; i < context.size(); ++i) {
-      b.tokens.push_back(context[i]);
-      b.positions.push_back(static_cast<int32_t>(i));
-      b.seq.push_back(0);
-      b.want_logits.push_back(i + 1 == context.size() ? 1 : 0);
-    }
-    computed = context.size();
-    const std::vector<float>& l = engine.step(b);
-    std::vector<float> v(l.begin(), l.begin() + vocab);
-    const int32_t best = argmax(v);
-    const float top = v[static_cast<size_t>(best)];
-    v[static_cast<size_t>(best)] = -INFINITY;
-    out.tokens.push_back(best);
-    out.margins.push_back(top - v[static_cast<size_t>(argmax(v))]);
-    context.push_back(best);
-  }
+  out.tokens = std::move(g.tokens);
+  out.margins = std::move(g.margins);
   out.bytes = engine.comm_stats().total().bytes;
   out.load = engine.expert_load();
   return out;

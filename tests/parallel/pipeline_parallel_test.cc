@@ -203,26 +203,7 @@ const std::vector<Layout> kLayouts = {{1, 2}, {2, 2}, {1, 4}, {2, 1}};
 // then one token per step.
 std::vector<int32_t> greedy(const std::string& path, std::vector<int32_t> context, const EngineOptions& o, int n) {
   Engine engine(path, o);
-  std::vector<int32_t> table, out;
-  const int64_t vocab = engine.config().vocab;
-  size_t computed = 0;
-  for (int step = 0; step < n; ++step) {
-    if (!engine.blocks().reserve(table, static_cast<int64_t>(context.size()))) throw Error("KV cache too small");
-    Batch b;
-    b.sequences.push_back({table});
-    for (size_t i = computed; i < context.size(); ++i) {
-      b.tokens.push_back(context[i]);
-      b.positions.push_back(static_cast<int32_t>(i));
-      b.seq.push_back(0);
-      b.want_logits.push_back(i + 1 == context.size() ? 1 : 0);
-    }
-    computed = context.size();
-    const std::vector<float>& l = engine.step(b);
-    const int32_t best = argmax(std::span<const float>(l.data(), static_cast<size_t>(vocab)));
-    out.push_back(best);
-    context.push_back(best);
-  }
-  return out;
+  return testing::greedy_decode(engine, std::move(context), n).tokens;
 }
 
 class PipelineParallel : public ::testing::TestWithParam<PpCase> {};

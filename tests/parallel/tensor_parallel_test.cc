@@ -62,38 +62,11 @@ std::vector<TpCase> cases() {
 
 // Greedy decoding by hand, recording at every step the margin between the top
 // two logits (how close the choice was).
-struct Greedy {
-  std::vector<int32_t> tokens;
-  std::vector<float> margins;
-};
+using Greedy = testing::GreedyDecode;
 
 Greedy greedy(const std::string& path, std::vector<int32_t> context, const EngineOptions& o, int n = 64) {
   Engine engine(path, o);
-  std::vector<int32_t> table;
-  Greedy out;
-  const int64_t vocab = engine.config().vocab;
-  size_t computed = 0;
-  for (int step = 0; step < n; ++step) {
-    if (!engine.blocks().reserve(table, static_cast<int64_t>(context.size()))) throw Error("KV cache too small");
-    Batch b;
-    b.sequences.push_back({table});
-    for (size_t i = computed; i < context.size(); ++i) {
-      b.tokens.push_back(context[i]);
-      b.positions.push_back(static_cast<int32_t>(i));
-      b.seq.push_back(0);
-      b.want_logits.push_back(i + 1 == context.size() ? 1 : 0);
-    }
-    computed = context.size();
-    const std::vector<float>& l = engine.step(b);
-    std::vector<float> v(l.begin(), l.begin() + vocab);
-    const int32_t best = argmax(v);
-    const float top = v[static_cast<size_t>(best)];
-    v[static_cast<size_t>(best)] = -INFINITY;
-    out.tokens.push_back(best);
-    out.margins.push_back(top - v[static_cast<size_t>(argmax(v))]);
-    context.push_back(best);
-  }
-  return out;
+  return testing::greedy_decode(engine, std::move(context), n);
 }
 
 size_t first_difference(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
