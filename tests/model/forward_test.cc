@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backend/cpu/quant.h"
+#include "core/error.h"
 #include "formats/model_source.h"
 #include "reference_model.h"
 #include "test_util.h"
@@ -152,6 +153,37 @@ TEST(Forward, QuantizedCloseToF32) {
       EXPECT_GE(w_err, previous_weight_error * 0.9) << dtype << " should not beat a finer format";
       previous_weight_error = w_err;
     }
+  }
+}
+
+// --kv-cache-dtype: every cache type gives logits close to an f32 cache (q8_0
+// by its 8-bit rounding, f16/bf16 by theirs), and each really rounds; q8_0
+// needs a head size that is a multiple of its 32-value blocks.
+TEST(Forward, KvCacheTypesCloseToF32Cache) {
+  TempDir dir;
+  SynthSpec spec = testing::small_spec(Arch::Llama);
+  spec.hidden = 128;
+  spec.heads = 4;  // head size 32
+  spec.kv_heads = 2;
+  write_synth_model(spec, dir.file("m.gguf"));
+  const auto tokens = testing::random_tokens(40, spec.vocab, 9);
+  EngineOptions o = testing::f32_options();
+  o.kv_type = DType::F32;
+  const auto base = testing::engine_logits(dir.file("m.gguf"), tokens, o);
+  for (DType kv : {DType::F16, DType::BF16, DType::Q8_0}) {
+    o.kv_type = kv;
+    const double err = reference::rel_l2(testing::engine_logits(dir.file("m.gguf"), tokens, o), base);
+    EXPECT_GT(err, 0.0) << dtype_name(kv) << " must actually round the cache";
+    EXPECT_LT(err, kv == DType::F16 ? 1e-3 : 2e-2) << dtype_name(kv);
+  }
+  SynthSpec narrow = testing::small_spec(Arch::Llama);  // head size 16
+  write_synth_model(narrow, dir.file("narrow.gguf"));
+  o.kv_type = DType::Q8_0;
+  try {
+    testing::engine_logits(dir.file("narrow.gguf"), tokens, o);
+    ADD_FAILURE() << "a q8_0 cache with 16-value heads must be refused";
+  } catch (const std::exception& e) {  // raised on the rank, carried to the caller as its message
+    EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
   }
 }
 
