@@ -49,6 +49,16 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, 
   kv_heads_ = shard.kv_heads;
   heads_per_kv_ = plan.heads_per_kv();
   ffn_local_ = shard.ffn.size();
+  // Local query heads [head_begin[j], head_begin[j + 1]) use local KV head j.
+  const int n_kv = static_cast<int>(kv_heads_.size());
+  head_begin_.assign(static_cast<size_t>(n_kv) + 1, n_q_);
+  for (int h = n_q_ - 1; h >= 0; --h) {
+    head_begin_[static_cast<size_t>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin)] = h;
+  }
+  for (int j = n_kv - 1; j >= 0; --j) {
+    head_begin_[static_cast<size_t>(j)] =
+        std::min(head_begin_[static_cast<size_t>(j)], head_begin_[static_cast<size_t>(j) + 1]);
+  }
 
   if (first_stage()) embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
   for (int l = range_.begin; l < range_.end; ++l) {
@@ -124,6 +134,21 @@ void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, f
   tmp_.resize(x_.size());
 
   if (first_stage()) embed_.forward(ctx, batch.tokens.data(), n, x_.data());
+  // Attention work units, the same for every layer of this batch: a tile of up
+  // to kTileTokens consecutive tokens of one sequence (positions
+  // non-decreasing) x one local KV head, whose query heads attend together so
+  // each key and value is converted once per unit.
+  constexpr int64_t kTileTokens = 8;
+  tiles_.clear();
+  for (int64_t t = 0; t < n;) {
+    int64_t e = t + 1;
+    while (e < n && e - t < kTileTokens && batch.seq[static_cast<size_t>(e)] == batch.seq[static_cast<size_t>(t)] &&
+           batch.positions[static_cast<size_t>(e)] >= batch.positions[static_cast<size_t>(e - 1)]) {
+      ++e;
+    }
+    tiles_.push_back({t, e});
+    t = e;
+  }
   // l indexes this stage's layers (and its KV cache): global layer range_.begin + l.
   for (int l = 0; l < range_.size(); ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
@@ -205,28 +230,6 @@ void LlamaModel::attention(RankContext& ctx, const Batch& batch, int l, KVCache&
   const cpu::KVLayerView kv = cache.layer(l);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  // Work units: a tile of up to kTileTokens consecutive tokens of one sequence
-  // (positions non-decreasing) x one local KV head, whose query heads attend
-  // together so each key and value is converted once per unit.
-  constexpr int64_t kTileTokens = 8;
-  tiles_.clear();
-  for (int64_t t = 0; t < n;) {
-    int64_t e = t + 1;
-    while (e < n && e - t < kTileTokens && batch.seq[static_cast<size_t>(e)] == batch.seq[static_cast<size_t>(t)] &&
-           batch.positions[static_cast<size_t>(e)] >= batch.positions[static_cast<size_t>(e - 1)]) {
-      ++e;
-    }
-    tiles_.push_back({t, e});
-    t = e;
-  }
-  // Local query heads [head_begin[j], head_begin[j + 1]) use local KV head j.
-  head_begin_.assign(static_cast<size_t>(n_kv) + 1, n_q_);
-  for (int h = n_q_ - 1; h >= 0; --h) {
-    head_begin_[static_cast<size_t>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin)] = h;
-  }
-  for (int j = n_kv - 1; j >= 0; --j) {
-    head_begin_[static_cast<size_t>(j)] = std::min(head_begin_[static_cast<size_t>(j)], head_begin_[static_cast<size_t>(j) + 1]);
-  }
   attn_work_.resize(static_cast<size_t>(ctx.pool.size()));
   const int64_t units = static_cast<int64_t>(tiles_.size()) * n_kv;
   ctx.pool.run([&](int i, int nt) {

@@ -85,8 +85,8 @@ class LlamaModel {
 
   // Activations, reused across steps.
   std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_, out_rows_;
-  // Attention work (llama.cc): token tiles, the first local query head of each
-  // local KV head, and per-thread scratch.
+  // Attention work (llama.cc): token tiles (per batch), the first local query
+  // head of each local KV head (fixed by the shard), and per-thread scratch.
   struct Tile {
     int64_t begin, end;
   };
