@@ -137,5 +137,80 @@ TEST(CudaQuantBlocksHost, HalfConversionsMatchCore) {
   }
 }
 
+// The GEMV kernels' lane arithmetic (4 lanes per Q8_0 / Q4_0 block, 16 per
+// Q4_K super-block), summed over the lanes as the warp reduction does, against
+// the plain sum of dequantized weights times dequantized activations.
+template <typename Block, typename LaneSum>
+void expect_gemv_lanes_exact(DType type, int block_values, const std::vector<int>& f16_fields, LaneSum lane_sum) {
+  std::mt19937 rng(4321 + static_cast<int>(type));
+  constexpr int kBlocks = 16;
+  const int64_t n = static_cast<int64_t>(kBlocks) * block_values;
+  const std::vector<uint8_t> bytes = random_blocks(sizeof(Block), kBlocks, f16_fields, rng);
+  std::vector<float> wv(static_cast<size_t>(n));
+  cpu::dequantize_row_ref(type, bytes.data(), wv.data(), n);
+  // Activations quantized as the kernels do: int8 per 32 with an f16-rounded scale.
+  const std::vector<float> x = activation_values(n, rng);
+  std::vector<int8_t> aq(static_cast<size_t>(n));
+  std::vector<float> ad(static_cast<size_t>(n / kQK));
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    uint16_t d = 0;
+    quantize_q8_block(x.data() + b * kQK, aq.data() + b * kQK, &d);
+    ad[static_cast<size_t>(b)] = f16_to_f32(d);
+  }
+  std::vector<Block> blocks(kBlocks);
+  std::memcpy(blocks.data(), bytes.data(), bytes.size());
+  for (int b = 0; b < kBlocks; ++b) {
+    double want = 0.0, mag = 0.0;
+    for (int e = 0; e < block_values; ++e) {
+      const size_t c = static_cast<size_t>(b) * block_values + e;
+      const double a = static_cast<double>(aq[c]) * ad[c / kQK];
+      want += static_cast<double>(wv[c]) * a;
+      mag += std::fabs(static_cast<double>(wv[c]) * a);
+    }
+    const double got = lane_sum(blocks[static_cast<size_t>(b)], aq.data() + static_cast<size_t>(b) * block_values,
+                                ad.data() + static_cast<size_t>(b) * block_values / kQK);
+    ASSERT_NEAR(got, want, 1e-5 * mag + 1e-30) << dtype_name(type) << " block " << b;
+  }
+}
+
+TEST(CudaQuantBlocksHost, GemvLaneDotsQ8_0) {
+  expect_gemv_lanes_exact<BlockQ8_0>(DType::Q8_0, kQK, {0}, [](const BlockQ8_0& b, const int8_t* a, const float* da) {
+    int s = 0;
+    for (int part = 0; part < 4; ++part) s += q8_0_part_dot(b, a, part);
+    return static_cast<double>(f16_to_f32(b.d)) * da[0] * s;
+  });
+}
+
+TEST(CudaQuantBlocksHost, GemvLaneDotsQ4_0) {
+  expect_gemv_lanes_exact<BlockQ4_0>(DType::Q4_0, kQK, {0}, [](const BlockQ4_0& b, const int8_t* a, const float* da) {
+    int s = 0;
+    for (int part = 0; part < 4; ++part) s += q4_0_part_dot(b, a, part);
+    return static_cast<double>(f16_to_f32(b.d)) * da[0] * s;
+  });
+}
+
+TEST(CudaQuantBlocksHost, GemvLaneDotsQ4_K) {
+  expect_gemv_lanes_exact<BlockQ4_K>(DType::Q4_K, kQKK, {0, 2},
+                                     [](const BlockQ4_K& b, const int8_t* a, const float* da) {
+                                       double s = 0.0;
+                                       for (int i = 0; i < 16; ++i) s += q4_k_lane_dot(q4_k_lane(b, i), a, da, i);
+                                       return s;
+                                     });
+}
+
+TEST(CudaQuantBlocksHost, Dp4aIsASignedByteDot) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<uint32_t> any;
+  for (int k = 0; k < 10000; ++k) {
+    const int a = static_cast<int>(any(rng)), b = static_cast<int>(any(rng)), c = static_cast<int>(any(rng) % 1000);
+    int want = c;
+    for (int j = 0; j < 4; ++j) {
+      want += static_cast<int8_t>(static_cast<uint32_t>(a) >> (8 * j)) *
+              static_cast<int8_t>(static_cast<uint32_t>(b) >> (8 * j));
+    }
+    ASSERT_EQ(dp4a(a, b, c), want);
+  }
+}
+
 }  // namespace
 }  // namespace tpinfer::cuda::quant

@@ -112,16 +112,12 @@ __global__ void quantize_act_kernel(const float* x, int64_t n_blocks, int8_t* qs
   }
 }
 
-__device__ __forceinline__ uint32_t load_u32_2aligned(const uint8_t* p) {
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
-  return static_cast<uint32_t>(h[0]) | (static_cast<uint32_t>(h[1]) << 16);
-}
-
-constexpr int kOnes = 0x01010101;
-
 // ---- GEMV, one warp per row; aq: int8 activations [N][cols], ad: their scales
-// [N][cols / 32]. Q8_0 and Q4_0: 4 lanes per 32-value block (8 values per
-// lane), 8 blocks per warp step, so a warp step reads 8 consecutive blocks.
+// [N][cols / 32]. The weight side is read once per row for all N tokens. Q8_0
+// and Q4_0: 4 lanes per 32-value block (8 values per lane), 8 blocks per warp
+// step, so a warp step reads 8 consecutive blocks; Q4_K: 16 lanes per
+// super-block, 2 per step. The lane arithmetic is quant_blocks.cuh's (tested on
+// the host).
 template <int N>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q8_0_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
@@ -135,15 +131,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
   for (int64_t b = lane >> 2; b < nb; b += 8) {
-    const quant::BlockQ8_0* blk = blocks + b;
-    const uint8_t* q = reinterpret_cast<const uint8_t*>(blk->qs) + 8 * part;  // 2-byte aligned
-    const int w0 = static_cast<int>(load_u32_2aligned(q));
-    const int w1 = static_cast<int>(load_u32_2aligned(q + 4));
-    const float dw = quant::f16_to_f32(blk->d);
+    const quant::BlockQ8_0& blk = blocks[b];
+    const float dw = quant::f16_to_f32(blk.d);
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-      const int2 a = *reinterpret_cast<const int2*>(aq + t * cols + b * quant::kQK + 8 * part);
-      const int s = __dp4a(w1, a.y, __dp4a(w0, a.x, 0));
+      const int s = quant::q8_0_part_dot(blk, aq + t * cols + b * quant::kQK, part);
       acc[t] += dw * ad[t * nb + b] * static_cast<float>(s);
     }
   }
@@ -154,8 +146,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-// Q4_0: lane part p reads qs[4p .. 4p+3]: low nibbles are elements 4p.., high
-// nibbles elements 16 + 4p..; sum((nib - 8) * a) = sum(nib * a) - 8 sum(a).
 template <int N>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q4_0_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
@@ -169,19 +159,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
   for (int64_t b = lane >> 2; b < nb; b += 8) {
-    const quant::BlockQ4_0* blk = blocks + b;
-    const uint32_t v = load_u32_2aligned(blk->qs + 4 * part);
-    const int lo = static_cast<int>(v & 0x0F0F0F0Fu);
-    const int hi = static_cast<int>((v >> 4) & 0x0F0F0F0Fu);
-    const float dw = quant::f16_to_f32(blk->d);
+    const quant::BlockQ4_0& blk = blocks[b];
+    const float dw = quant::f16_to_f32(blk.d);
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-      const int8_t* a = aq + t * cols + b * quant::kQK + 4 * part;
-      const int a_lo = *reinterpret_cast<const int*>(a);
-      const int a_hi = *reinterpret_cast<const int*>(a + 16);
-      const int dot = __dp4a(hi, a_hi, __dp4a(lo, a_lo, 0));
-      const int sum = __dp4a(kOnes, a_hi, __dp4a(kOnes, a_lo, 0));
-      acc[t] += dw * ad[t * nb + b] * static_cast<float>(dot - 8 * sum);
+      const int s = quant::q4_0_part_dot(blk, aq + t * cols + b * quant::kQK, part);
+      acc[t] += dw * ad[t * nb + b] * static_cast<float>(s);
     }
   }
 #pragma unroll
@@ -191,9 +174,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-// Q4_K: 16 lanes per 256-value super-block, 2 super-blocks per warp step. Lane
-// i (of 16) reads 8 bytes qs[32c + 8p ..] (c = i / 4, p = i % 4): low nibbles
-// are sub-block 2c, elements 8p.., high nibbles sub-block 2c + 1, elements 8p...
 template <int N>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q4_k_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
@@ -203,33 +183,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int64_t nsb = cols / quant::kQKK;
   const int64_t nb = cols / quant::kQK;
   const auto* blocks = reinterpret_cast<const quant::BlockQ4_K*>(w) + row * nsb;
-  const int i = lane & 15, c = i >> 2, p = i & 3;
+  const int i = lane & 15;
   float acc[N];
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
   for (int64_t sb = lane >> 4; sb < nsb; sb += 2) {
-    const quant::BlockQ4_K* blk = blocks + sb;
-    const uint2 qv = *reinterpret_cast<const uint2*>(blk->qs + 32 * c + 8 * p);  // 8-byte aligned
-    const int lo0 = static_cast<int>(qv.x & 0x0F0F0F0Fu), lo1 = static_cast<int>(qv.y & 0x0F0F0F0Fu);
-    const int hi0 = static_cast<int>((qv.x >> 4) & 0x0F0F0F0Fu), hi1 = static_cast<int>((qv.y >> 4) & 0x0F0F0F0Fu);
-    int sc0, m0, sc1, m1;
-    quant::q4k_scale_min(blk->scales, 2 * c, &sc0, &m0);
-    quant::q4k_scale_min(blk->scales, 2 * c + 1, &sc1, &m1);
-    const float d = quant::f16_to_f32(blk->d), dmin = quant::f16_to_f32(blk->dmin);
-    const float d0 = d * static_cast<float>(sc0), d1 = d * static_cast<float>(sc1);
-    const float m0f = dmin * static_cast<float>(m0), m1f = dmin * static_cast<float>(m1);
+    const quant::Q4KLane wl = quant::q4_k_lane(blocks[sb], i);
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-      const int8_t* a = aq + t * cols + sb * quant::kQKK + 64 * c + 8 * p;
-      const int2 a0 = *reinterpret_cast<const int2*>(a);
-      const int2 a1 = *reinterpret_cast<const int2*>(a + 32);
-      const int dot0 = __dp4a(lo1, a0.y, __dp4a(lo0, a0.x, 0));
-      const int dot1 = __dp4a(hi1, a1.y, __dp4a(hi0, a1.x, 0));
-      const int sum0 = __dp4a(kOnes, a0.y, __dp4a(kOnes, a0.x, 0));
-      const int sum1 = __dp4a(kOnes, a1.y, __dp4a(kOnes, a1.x, 0));
-      const float* da = ad + t * nb + sb * 8 + 2 * c;
-      acc[t] += da[0] * (d0 * static_cast<float>(dot0) - m0f * static_cast<float>(sum0)) +
-                da[1] * (d1 * static_cast<float>(dot1) - m1f * static_cast<float>(sum1));
+      acc[t] += quant::q4_k_lane_dot(wl, aq + t * cols + sb * quant::kQKK, ad + t * nb + sb * 8, i);
     }
   }
 #pragma unroll

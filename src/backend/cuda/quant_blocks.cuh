@@ -197,4 +197,131 @@ TPINFER_HD void quantize_q8_block(const float* x, int8_t* qs, uint16_t* d_bits) 
   for (int i = 0; i < kQK; ++i) qs[i] = q8_value(x[i], s.id);
 }
 
+// ---- The GEMV kernels' per-lane integer dot products (matmul.cu), here so
+// that their index arithmetic is tested on the host. Weights are read in the
+// kernels' units: Q8_0 / Q4_0 blocks are only 2-byte aligned (34 / 18 bytes),
+// so 4 bytes are two 16-bit loads; Q4_K blocks (144 bytes) keep 8-byte
+// alignment, so a lane reads its 8 bytes at once. Activations: int8, 8-byte
+// aligned per 8 values.
+
+// Sum of the 4 signed byte products of a and b, plus c (__dp4a on the device).
+TPINFER_HD int dp4a(int a, int b, int c) {
+#ifdef __CUDA_ARCH__
+  return __dp4a(a, b, c);
+#else
+  for (int k = 0; k < 4; ++k) {
+    c += static_cast<int>(static_cast<int8_t>(a >> (8 * k))) * static_cast<int>(static_cast<int8_t>(b >> (8 * k)));
+  }
+  return c;
+#endif
+}
+
+constexpr int kOnes = 0x01010101;  // dp4a(kOnes, a, 0): the sum of a's 4 bytes
+
+// Loads through typed pointers on the device (where alignment decides the
+// instruction); memcpy on the host, where the bytes live in byte arrays.
+TPINFER_HD uint32_t load_u32_2aligned(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+  return static_cast<uint32_t>(h[0]) | (static_cast<uint32_t>(h[1]) << 16);
+#else
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#endif
+}
+
+// 8 bytes at an 8-byte aligned address, as two ints (one 64-bit load).
+struct Int2 {
+  int x, y;
+};
+TPINFER_HD Int2 load_8(const void* p) {
+#ifdef __CUDA_ARCH__
+  const int2 v = *reinterpret_cast<const int2*>(p);
+  return {v.x, v.y};
+#else
+  Int2 v;
+  std::memcpy(&v, p, 8);
+  return v;
+#endif
+}
+
+// 4 bytes at a 4-byte aligned address.
+TPINFER_HD int load_4(const void* p) {
+#ifdef __CUDA_ARCH__
+  return *reinterpret_cast<const int*>(p);
+#else
+  int v;
+  std::memcpy(&v, p, 4);
+  return v;
+#endif
+}
+
+// Q8_0 / Q4_0: 4 lanes per block, lane `part` (0..3). `a`: the block's 32
+// int8 activations. Returns the lane's share of sum(weight_q * a), where
+// weight_q is qs (Q8_0) or nibble - 8 (Q4_0); the block's dot is the sum over
+// the 4 parts, times d_w * d_a.
+TPINFER_HD int q8_0_part_dot(const BlockQ8_0& b, const int8_t* a, int part) {
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(b.qs) + 8 * part;
+  const int w0 = static_cast<int>(load_u32_2aligned(q));
+  const int w1 = static_cast<int>(load_u32_2aligned(q + 4));
+  const Int2 a8 = load_8(a + 8 * part);
+  return dp4a(w1, a8.y, dp4a(w0, a8.x, 0));
+}
+
+// Lane part p reads qs[4p .. 4p+3]: low nibbles are elements 4p.., high nibbles
+// 16 + 4p..; sum((nib - 8) * a) = sum(nib * a) - 8 * sum(a).
+TPINFER_HD int q4_0_part_dot(const BlockQ4_0& b, const int8_t* a, int part) {
+  const uint32_t v = load_u32_2aligned(b.qs + 4 * part);
+  const int lo = static_cast<int>(v & 0x0F0F0F0Fu);
+  const int hi = static_cast<int>((v >> 4) & 0x0F0F0F0Fu);
+  const int a_lo = load_4(a + 4 * part);
+  const int a_hi = load_4(a + 16 + 4 * part);
+  const int dot = dp4a(hi, a_hi, dp4a(lo, a_lo, 0));
+  const int sum = dp4a(kOnes, a_hi, dp4a(kOnes, a_lo, 0));
+  return dot - 8 * sum;
+}
+
+// Q4_K: 16 lanes per super-block. Lane i reads qs[32c + 8p .. +8] (c = i / 4,
+// p = i % 4): low nibbles are elements 8p.. of sub-block 2c, high nibbles the
+// same of sub-block 2c + 1. The weight side, decoded once per super-block:
+struct Q4KLane {
+  int lo[2], hi[2];        // the nibbles, 4 per int
+  float dl[2], ml[2];      // d * sc and dmin * m of sub-blocks 2c and 2c + 1
+};
+
+TPINFER_HD Q4KLane q4_k_lane(const BlockQ4_K& b, int i) {
+  const int c = i >> 2, p = i & 3;
+  const Int2 q8 = load_8(b.qs + 32 * c + 8 * p);  // 8-byte aligned
+  const uint32_t q[2] = {static_cast<uint32_t>(q8.x), static_cast<uint32_t>(q8.y)};
+  Q4KLane w;
+  for (int k = 0; k < 2; ++k) {
+    w.lo[k] = static_cast<int>(q[k] & 0x0F0F0F0Fu);
+    w.hi[k] = static_cast<int>((q[k] >> 4) & 0x0F0F0F0Fu);
+  }
+  const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
+  for (int k = 0; k < 2; ++k) {
+    int sc, m;
+    q4k_scale_min(b.scales, 2 * c + k, &sc, &m);
+    w.dl[k] = d * static_cast<float>(sc);
+    w.ml[k] = dmin * static_cast<float>(m);
+  }
+  return w;
+}
+
+// The lane's share of the super-block's dot with activations a (its 256 int8
+// values) of scales da (its 8 per-32 scales): sub-block j contributes
+// da_j * (d sc_j * sum(q a) - dmin m_j * sum(a)).
+TPINFER_HD float q4_k_lane_dot(const Q4KLane& w, const int8_t* a, const float* da, int i) {
+  const int c = i >> 2, p = i & 3;
+  const Int2 a0 = load_8(a + 64 * c + 8 * p);
+  const Int2 a1 = load_8(a + 64 * c + 32 + 8 * p);
+  const int dot0 = dp4a(w.lo[1], a0.y, dp4a(w.lo[0], a0.x, 0));
+  const int dot1 = dp4a(w.hi[1], a1.y, dp4a(w.hi[0], a1.x, 0));
+  const int sum0 = dp4a(kOnes, a0.y, dp4a(kOnes, a0.x, 0));
+  const int sum1 = dp4a(kOnes, a1.y, dp4a(kOnes, a1.x, 0));
+  return da[2 * c] * (w.dl[0] * static_cast<float>(dot0) - w.ml[0] * static_cast<float>(sum0)) +
+         da[2 * c + 1] * (w.dl[1] * static_cast<float>(dot1) - w.ml[1] * static_cast<float>(sum1));
+}
+
 }  // namespace tpinfer::cuda::quant
