@@ -325,7 +325,9 @@ void check_attention(const AttnCase& ac) {
     for (int p = 0; p < lengths[static_cast<size_t>(s)]; ++p) prefill.push_back({s, p});
     decode.push_back({s, lengths[static_cast<size_t>(s)]});
   }
-  const auto slot_of = [&](const Tok& t) { return tables[t.seq * max_blocks + t.pos / block_size] * block_size + t.pos % block_size; };
+  const auto slot_of = [&](const Tok& t) {
+    return tables[static_cast<size_t>(t.seq * max_blocks + t.pos / block_size)] * block_size + t.pos % block_size;
+  };
 
   const size_t cache_elems = static_cast<size_t>(n_blocks) * block_size * n_kv * hd;
   std::vector<float> host_k(cache_elems, 0.0f), host_v(cache_elems, 0.0f);  // the cache as the CPU sees it
