@@ -3,7 +3,7 @@
 // memory unless it says otherwise; activations are f32 row-major.
 //
 // Each kernel has a plain counterpart in backend/cpu or tests/reference, and a
-// test (tests/backend/cuda_kernels_test.cc) compares them on random inputs on
+// test (tests/cuda/cuda_kernels_test.cc) compares them on random inputs on
 // a machine with a GPU; without one those tests skip with a visible message.
 // The per-block decoding of the quantized formats is __host__ __device__
 // (quant_blocks.cuh) and is also tested on the host against backend/cpu.
@@ -11,7 +11,9 @@
 // Weight formats: F32, F16, BF16 (cuBLAS, f32 accumulation) and Q8_0, Q4_0,
 // Q4_K (own kernels; GGUF block layouts, rows of whole blocks). Activations are
 // rounded to the weight's 16-bit type for cuBLAS, and quantized to 8 bits per
-// 32 values for the quantized kernels, as the CPU kernels do.
+// 32 values for the quantized GEMV (n <= 8 tokens), as the CPU kernels do; for
+// more tokens quantized weights are dequantized to BF16 in chunks of rows and
+// multiplied by cuBLAS with BF16 activations (matmul.cu states the numerics).
 #pragma once
 
 #include <cuda_runtime.h>
