@@ -59,5 +59,6 @@ void register_tokenize(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_plan(CLI::App& app);
+void register_devices(CLI::App& app);
 
 }  // namespace tpinfer::cli

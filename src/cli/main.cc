@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   tpinfer::cli::register_serve(app);
   tpinfer::cli::register_bench(app);
   tpinfer::cli::register_plan(app);
+  tpinfer::cli::register_devices(app);
   // `-tp N`, `-pp N`, `-dp N` (vLLM's and llama.cpp's spellings) are
   // multi-letter short options, which CLI11 does not allow: spell them as
   // their long aliases before parsing.
