@@ -312,6 +312,7 @@ void Engine::start_mpi() {
     rep.stage = at.stage;
     rep.tp_rank = at.tp_rank;
     rep.layers = pipeline_.stage(at.stage);
+    if (r != w) rep.device = options_.device;  // the other processes' GPU names stay theirs
   }
   rank->tp->reset_stats();
   if (rank->pipe) rank->pipe->reset_stats();
