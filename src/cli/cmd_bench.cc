@@ -215,6 +215,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--comm-compression", o->model.compression, "All-reduce payload: none, bf16, fp8, int8");
   cmd->add_flag("--enable-expert-parallel", o->model.expert_parallel,
                 "MoE models: whole experts on ranks instead of every expert split over them");
+  add_device_options(*cmd, o->model);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share per layout");
   cmd->callback([o] { run(*o); });

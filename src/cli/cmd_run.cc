@@ -118,6 +118,7 @@ void run(RunOptions& o) {
     ranks.push_back({{"rank", r},
                      {"stage", rep.stage},
                      {"layers", {rep.layers.begin, rep.layers.end}},
+                     {"device", rep.device},
                      {"weight_bytes", rep.weight_bytes},
                      {"kv_cache_bytes", rep.kv_bytes},
                      {"q_heads", {rep.shard.q_heads.begin, rep.shard.q_heads.end}},
@@ -138,6 +139,8 @@ void run(RunOptions& o) {
       {"pipeline_parallel_size", engine.pp()},
       {"micro_batches", engine.micro_batches()},
       {"comm_backend", engine.comm_backend()},
+      {"device", engine.device()},
+      {"device_comm_backend", engine.device_comm_backend()},
       {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
@@ -168,6 +171,15 @@ void run(RunOptions& o) {
   const auto& dc = st["decode_comm"];
   std::string layout = cat("tp ", engine.tp());
   if (engine.pp() > 1) layout += cat(" x pp ", engine.pp());
+  if (engine.device() != "cpu") {
+    std::string devices;
+    for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
+      const RankReport& rep = engine.rank_reports()[r];
+      devices += cat(r ? ", " : "", "rank ", r, " ", rep.device, " kv ", format_bytes(rep.kv_bytes));
+    }
+    std::fprintf(stderr, "device %s (comm %s): %s\n", engine.device().c_str(), engine.device_comm_backend().c_str(),
+                 devices.c_str());
+  }
   std::fprintf(stderr,
                "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s, weights "
                "per rank: %s | comm: %.1f%% of decode time, %.0f bytes/token, %.1f all-reduces/token\n",

@@ -30,6 +30,14 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--comm-compression", o.compression, "All-reduce payload: none, bf16, fp8, int8");
   cmd.add_flag("--enable-expert-parallel", o.expert_parallel,
                "MoE models: whole experts on ranks (expert parallelism) instead of every expert split over them");
+  add_device_options(cmd, o);
+}
+
+void add_device_options(CLI::App& cmd, ModelOptions& o) {
+  cmd.add_option("--device", o.device,
+                 "Where the ranks compute: cpu (default) or cuda (one GPU per rank when there are enough, else "
+                 "ranks as streams of GPU 0)");
+  cmd.add_flag("--no-cuda-graphs", o.no_cuda_graphs, "cuda: launch decode steps kernel by kernel (debugging)");
 }
 
 std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
@@ -93,6 +101,8 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
   e.comm = o.comm;
   e.compression = parse_compression(o.compression);
   e.parallel.expert_parallel = o.expert_parallel;
+  e.device = o.device;
+  e.cuda_graphs = !o.no_cuda_graphs;
   return e;
 }
 

@@ -26,9 +26,13 @@ struct ModelOptions {
   std::string comm = "auto";
   std::string compression = "none";
   bool expert_parallel = false;
+  std::string device = "cpu";  // cpu, cuda
+  bool no_cuda_graphs = false;
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
+// --device and --no-cuda-graphs (part of add_model_options; bench adds them alone).
+void add_device_options(CLI::App& cmd, ModelOptions& o);
 // `replicas`: engines of this process sharing its cores (serve's
 // --data-parallel-size), for the default threads per rank.
 EngineOptions engine_options(const ModelOptions& o, int replicas = 1);

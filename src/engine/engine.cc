@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <condition_variable>
@@ -14,7 +15,15 @@
 #include "core/thread_pool.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
+#include "model/rank_model.h"
 #include "parallel/rank_context.h"
+
+#ifdef TPINFER_HAVE_CUDA
+#include "backend/cuda/runtime.h"
+#include "comm/cuda/device_comm.h"
+#include "comm/cuda/topology.h"
+#include "model/cuda/cuda_llama.h"
+#endif
 
 namespace tpinfer {
 namespace {
@@ -43,7 +52,8 @@ ShardConstraints shard_constraints(const ModelSource& src) {
 
 // What every rank owns: its communicators, thread pool, model shard and cache.
 // `pipe` is declared first so it is destroyed last: under mpi it is the world
-// communicator, which the stage's split communicator `tp` needs.
+// communicator, which the stage's split communicator `tp` needs; the model
+// (which uses ctx and, on cuda, dcomm) is destroyed before both.
 struct Engine::Rank {
   int world_rank = 0;
   int stage = 0;
@@ -52,14 +62,16 @@ struct Engine::Rank {
   std::unique_ptr<Communicator> tp;    // the stage's tensor-parallel group
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<RankContext> ctx;
-  std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<KVCache> cache;
+#ifdef TPINFER_HAVE_CUDA
+  std::unique_ptr<cuda::DeviceCommunicator> dcomm;  // cuda, tp > 1: the group's collectives on the device
+#endif
+  std::unique_ptr<RankModel> model;  // holds its KV cache
   std::vector<float> logits;
   std::vector<uint8_t> message;  // the last message received from the stage before
 
   void run(const Batch& batch, int64_t vocab) {
     logits.resize(model->last_stage() ? static_cast<size_t>(batch.n_logits() * vocab) : 0);
-    model->forward(*ctx, batch, *cache, logits.data());
+    model->forward(batch, logits.data());
   }
 };
 
@@ -68,6 +80,10 @@ struct Engine::Rank {
 struct Engine::Shared {
   std::unique_ptr<LocalGroup> world;                // every rank (pp > 1)
   std::vector<std::unique_ptr<LocalGroup>> stages;  // one tensor-parallel group per stage
+#ifdef TPINFER_HAVE_CUDA
+  // cuda with fewer GPUs than ranks: each stage's group as streams of GPU 0.
+  std::vector<std::unique_ptr<cuda::StreamsGroup>> streams;
+#endif
   std::mutex mutex;
   std::condition_variable loaded_cv;
   int loaded = 0;
@@ -78,6 +94,9 @@ struct Engine::Shared {
   void abort_all(const std::string& message) {
     if (world) world->abort(message);
     for (auto& g : stages) g->abort(message);
+#ifdef TPINFER_HAVE_CUDA
+    for (auto& g : streams) g->abort(message);
+#endif
   }
   bool aborted() const {
     if (world && world->aborted()) return true;
@@ -101,6 +120,18 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   if (backend_ != "local" && backend_ != "mpi") {
     throw ConfigError(cat("--comm '", options_.comm, "' is not a back end; valid: auto, local, mpi"));
   }
+  if (options_.device != "cpu" && options_.device != "cuda") {
+    throw ConfigError(cat("--device '", options_.device, "' is not a device; valid: cpu, cuda"));
+  }
+  if (options_.device == "cuda") {
+#ifdef TPINFER_HAVE_CUDA
+    if (cuda::device_count() == 0) throw ConfigError(cat("--device cuda: no CUDA device (", cuda::unavailable_reason(), ")"));
+#else
+    throw ConfigError(
+        "--device cuda: this build has no CUDA back end (configure with -DTPINFER_CUDA=ON and the CUDA toolkit "
+        "installed)");
+#endif
+  }
   source_ = ModelSource::open(model_path);
   tokenizer_ = Tokenizer::load(*source_);
   plan_ = ShardPlan::build(source_->config(), options.parallel, shard_constraints(*source_));
@@ -122,6 +153,7 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   if (mc.is_moe()) {
     expert_load_.assign(static_cast<size_t>(mc.n_layers), std::vector<uint64_t>(static_cast<size_t>(mc.n_experts), 0));
   }
+  if (options_.device == "cuda") setup_cuda();
   if (backend_ == "mpi") {
     start_mpi();
   } else {
@@ -140,6 +172,12 @@ void Engine::start_local() {
   if (pp() > 1) shared_->world = std::make_unique<LocalGroup>(world, options_.parallel.comm_timeout, busy);
   for (int s = 0; s < pp(); ++s) {
     shared_->stages.push_back(std::make_unique<LocalGroup>(tp(), options_.parallel.comm_timeout, busy));
+#ifdef TPINFER_HAVE_CUDA
+    if (device_comm_ == "streams") {
+      shared_->streams.push_back(std::make_unique<cuda::StreamsGroup>(
+          tp(), 0, cuda::DeviceCommOptions{options_.parallel.comm_timeout, options_.compression}));
+    }
+#endif
   }
   auto load = [this, world](int w) -> std::unique_ptr<Rank> {
     std::unique_ptr<Rank> rank;
@@ -274,6 +312,7 @@ void Engine::start_mpi() {
     rep.stage = at.stage;
     rep.tp_rank = at.tp_rank;
     rep.layers = pipeline_.stage(at.stage);
+    if (r != w) rep.device = options_.device;  // the other processes' GPU names stay theirs
   }
   rank->tp->reset_stats();
   if (rank->pipe) rank->pipe->reset_stats();
@@ -282,6 +321,43 @@ void Engine::start_mpi() {
   } else {
     worker_ = std::move(rank);
   }
+}
+
+void Engine::setup_cuda() {
+#ifdef TPINFER_HAVE_CUDA
+  CudaLlamaModel::check_supported(*source_, options_.kv_type);
+  device_comm_ = tp() > 1 ? "nccl" : "none";
+  if (backend_ == "mpi") return;  // one process per rank, each on its own GPU (mpi_device())
+  if (cuda::device_count() >= world_size()) {
+    devices_ = cuda::place_ranks(cuda::detect_topology(), tp(), pp());
+  } else {
+    // Fewer GPUs than ranks: every rank a stream of GPU 0, so the sharded GPU
+    // code runs (and is tested) on one GPU.
+    devices_.assign(static_cast<size_t>(world_size()), 0);
+    if (tp() > 1) device_comm_ = "streams";
+  }
+#endif
+}
+
+// mpi: this process's GPU, by its rank among the processes of its host (the
+// launchers' variables; the world rank without one). CUDA_VISIBLE_DEVICES
+// applies by construction: device_count() counts only what it leaves visible.
+int Engine::mpi_device(int world_rank) const {
+  int local = -1;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK",
+                          "PMI_LOCAL_RANK", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(var)) {
+      local = std::atoi(v);
+      break;
+    }
+  }
+  if (local < 0) local = world_rank;
+#ifdef TPINFER_HAVE_CUDA
+  const int n = std::max(1, cuda::device_count());
+  return local % n;
+#else
+  return local;
+#endif
 }
 
 void Engine::run_worker() {
@@ -320,6 +396,20 @@ std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr
     throw Error(cat("rank ", world_rank, ": its tensor-parallel group has it as rank ", tp_comm->rank(), " of ",
                     tp_comm->size(), ", expected ", at.tp_rank, " of ", tp()));
   }
+#ifdef TPINFER_HAVE_CUDA
+  // The device communicator first: NCCL's bootstrap is a collective of the
+  // host group, which every rank reaches here at once.
+  int device = 0;
+  if (options_.device == "cuda") {
+    device = backend_ == "mpi" ? mpi_device(world_rank) : devices_.at(static_cast<size_t>(world_rank));
+    if (device_comm_ == "streams") {
+      rank->dcomm = shared_->streams.at(static_cast<size_t>(at.stage))->rank(at.tp_rank);
+    } else if (device_comm_ == "nccl") {
+      rank->dcomm = cuda::make_nccl_comm(
+          *tp_comm, device, cuda::DeviceCommOptions{options_.parallel.comm_timeout, options_.compression});
+    }
+  }
+#endif
   if (options_.compression != Compression::None) {
     tp_comm = std::make_unique<CompressedCommunicator>(std::move(tp_comm), options_.compression);
   }
@@ -338,12 +428,27 @@ std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr
   rank->pool = std::make_unique<ThreadPool>(tpr, cpus);
   rank->ctx = std::make_unique<RankContext>(RankContext{*rank->tp, *rank->pool, {}});
   const LayerRange layers = pipeline_.stage(at.stage);
-  rank->model = std::make_unique<LlamaModel>(*source_, plan_, at.tp_rank, layers);
-  rank->cache = std::make_unique<KVCache>(layers.size(), rank->model->n_local_kv_heads(), config().head_dim,
-                                          blocks_->block_size(), blocks_->n_blocks(), options_.kv_type);
+#ifdef TPINFER_HAVE_CUDA
+  if (options_.device == "cuda") {
+    CudaModelOptions mo;
+    mo.device = device;
+    mo.kv_type = options_.kv_type;
+    mo.kv_block_size = blocks_->block_size();
+    mo.kv_blocks = blocks_->n_blocks();
+    mo.cuda_graphs = options_.cuda_graphs;
+    rank->model = std::make_unique<CudaLlamaModel>(*source_, plan_, at.tp_rank, layers, mo, rank->dcomm.get());
+  }
+#endif
+  if (!rank->model) {
+    auto llama = std::make_unique<LlamaModel>(*source_, plan_, at.tp_rank, layers);
+    auto cache = std::make_unique<KVCache>(layers.size(), llama->n_local_kv_heads(), config().head_dim,
+                                           blocks_->block_size(), blocks_->n_blocks(), options_.kv_type);
+    rank->model = std::make_unique<CpuRankModel>(*rank->ctx, std::move(llama), std::move(cache));
+  }
   RankReport& rep = reports_[static_cast<size_t>(world_rank)];
   rep.weight_bytes = rank->model->weight_bytes();
-  rep.kv_bytes = rank->cache->bytes();
+  rep.kv_bytes = rank->model->kv_bytes();
+  rep.device = rank->model->device_name();
   rep.shard = plan_.rank(at.tp_rank);
   rep.stage = at.stage;
   rep.tp_rank = at.tp_rank;
@@ -592,11 +697,16 @@ const std::vector<float>& Engine::step(const Batch& batch) {
   return step_logits_;
 }
 
-const CommStats& Engine::comm_stats() const { return driver_->tp->stats(); }
+const CommStats& Engine::comm_stats() const {
+#ifdef TPINFER_HAVE_CUDA
+  if (driver_->dcomm) return driver_->dcomm->stats();
+#endif
+  return driver_->tp->stats();
+}
 
 ParallelStats Engine::parallel_stats() const {
   ParallelStats s;
-  s.tp = driver_->tp->stats();
+  s.tp = comm_stats();
   if (driver_->pipe) s.pp = driver_->pipe->stats();
   for (int64_t ns : stage_busy_nanos_) s.stage_busy_seconds.push_back(static_cast<double>(ns) / 1e9);
   int64_t pipeline = pipeline_nanos_;
@@ -608,6 +718,9 @@ ParallelStats Engine::parallel_stats() const {
 
 void Engine::reset_comm_stats() {
   driver_->tp->reset_stats();
+#ifdef TPINFER_HAVE_CUDA
+  if (driver_->dcomm) driver_->dcomm->reset_stats();
+#endif
   if (driver_->pipe) driver_->pipe->reset_stats();
   std::fill(stage_busy_nanos_.begin(), stage_busy_nanos_.end(), 0);
   pipeline_nanos_ = 0;

@@ -58,6 +58,14 @@ struct EngineOptions {
   // Local back end: the first core this engine's ranks are pinned to (the
   // replicas of a data-parallel server sit side by side).
   int first_cpu = 0;
+  // Where the ranks compute: "cpu", or "cuda" (model/cuda/cuda_llama.h). On
+  // cuda, local back end: one GPU per rank (cuda::place_ranks) when there are
+  // enough, else every rank a stream of GPU 0; mpi: GPU local rank % GPUs.
+  // The tensor-parallel collectives then run on the device (NCCL, or the
+  // streams communicator on one GPU).
+  std::string device = "cpu";
+  // cuda: decode steps as CUDA graphs (off: every step launched kernel by kernel, for debugging).
+  bool cuda_graphs = true;
 };
 
 // One rank of the replica, by world rank (stage x tp + tp_rank).
@@ -68,6 +76,7 @@ struct RankReport {
   int stage = 0;
   int tp_rank = 0;
   LayerRange layers;
+  std::string device = "cpu";  // "cpu" or "cuda:N (name)"
 };
 
 // What the driver knows of the replica's parallel work since the last reset.
@@ -104,6 +113,11 @@ class Engine {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ShardPlan& plan() const { return plan_; }
   const char* comm_backend() const { return backend_.c_str(); }
+  // "cpu" or "cuda".
+  const std::string& device() const { return options_.device; }
+  // The tensor-parallel collectives on the device: "nccl", "streams", or
+  // "none" (cpu, or a single rank per group).
+  const std::string& device_comm_backend() const { return device_comm_; }
   // False on the worker processes of the mpi back end.
   bool is_driver() const { return driver_ != nullptr; }
   // Worker processes (mpi): run the driver's batches until it stops.
@@ -162,6 +176,9 @@ class Engine {
   void add_expert_load(const std::vector<int64_t>& loads);
   void send_stop(Rank& rank);
   void start_local();
+  // cuda: checks the build, the GPUs and the model; sets devices_ / device_comm_.
+  void setup_cuda();
+  int mpi_device(int world_rank) const;
   void start_mpi();
   void fail(const std::string& message);
 
@@ -173,6 +190,8 @@ class Engine {
   EngineOptions options_;
   std::unique_ptr<Shared> shared_;
   std::string backend_;
+  std::string device_comm_ = "none";
+  std::vector<int> devices_;  // cuda: each world rank's GPU (local back end)
   std::unique_ptr<Rank> driver_;
   std::unique_ptr<Rank> worker_;  // this process's rank when it is an mpi worker
   std::vector<std::thread> workers_;
