@@ -31,6 +31,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant.h"
+#include "backend/cpu/repack.h"
 #include "core/half.h"
 
 #pragma GCC push_options
@@ -612,6 +613,14 @@ void dequantize_q6_k(const void* src, float* dst, int64_t n) {
   }
 }
 
+// VNNI forms of the two integer steps of the interleaved kernels.
+struct VnniOps {
+  static __m256i dpbusd(__m256i acc, __m256i u, __m256i a) { return _mm256_dpbusd_epi32(acc, u, a); }
+  static __m256i dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
+};
+#include "backend/cpu/repack_kernels_inl.h"
+using X8 = X8Kernels<VnniOps>;
+
 }  // namespace
 }  // namespace tpinfer::cpu
 
@@ -620,6 +629,8 @@ void dequantize_q6_k(const void* src, float* dst, int64_t n) {
 namespace tpinfer::cpu {
 
 void fill_avx512_kernels(KernelTable& table) {
+  table.at(DType::Q4_0).gemm8 = X8::gemm8_q4_0<4>;
+  table.at(DType::Q4_K).gemm8 = X8::gemm8_q4_k<4>;
   table.at(DType::F32).gemm = gemm_tiles<FloatKernel<LoadF32>>;
   table.at(DType::F16).gemm = gemm_tiles<FloatKernel<LoadF16>>;
   table.at(DType::BF16).gemm = gemm_tiles<FloatKernel<LoadBF16>>;
