@@ -24,7 +24,7 @@ class ShardedTensor {
   static ShardedTensor concat_rows(const std::vector<ShardedTensor>& parts);
 
   // Stores the slice in the layout the CPU matmul reads fastest, if it has one
-  // for this type and shape (cpu::can_interleave: Q4_0 / Q4_K, 8 rows or more);
+  // for this type and shape (cpu::can_interleave: Q4_0 / Q4_K / Q8_0, 8 rows or more);
   // the slice then owns that copy only (a view into the mapping is dropped).
   // Only for matrices used through cpu::matmul: afterwards row() must not be
   // called and view() is of layout kInterleaved8 (read it only via backend/cpu).

@@ -1,4 +1,4 @@
-// The 8-row interleaved layout of Q4_0 / Q4_K (repack.h): packing is lossless,
+// The 8-row interleaved layout of Q4_0 / Q4_K / Q8_0 (repack.h): packing is lossless,
 // matmul over it agrees with vec_dot_ref and with the plain kernels, every
 // instruction-set level gives the scalar reference's very bits, and a token's
 // results do not depend on the other tokens of its call (batching invariance).
@@ -56,9 +56,9 @@ std::vector<float> run(Isa isa, const WeightView& w, const std::vector<float>& x
   return y;
 }
 
-const DType kTypes[] = {DType::Q4_0, DType::Q4_K};
+const DType kTypes[] = {DType::Q4_0, DType::Q4_K, DType::Q8_0};
 
-int64_t cols_for(DType t) { return t == DType::Q4_0 ? 9 * 32 : 3 * 256; }
+int64_t cols_for(DType t) { return t == DType::Q4_K ? 3 * 256 : 9 * 32; }
 
 TEST(Repack, PlainRowsComeBackBitForBit) {
   std::mt19937 rng(5);
@@ -81,7 +81,8 @@ TEST(Repack, OnlyQ4TypesWithAFullGroup) {
   std::vector<uint8_t> bytes(1 << 16);
   EXPECT_FALSE(can_interleave({DType::Q4_0, 7, 64, bytes.data(), 36}));
   EXPECT_TRUE(can_interleave({DType::Q4_0, 8, 64, bytes.data(), 36}));
-  EXPECT_FALSE(can_interleave({DType::Q8_0, 8, 64, bytes.data(), 68}));
+  EXPECT_TRUE(can_interleave({DType::Q8_0, 8, 64, bytes.data(), 68}));
+  EXPECT_FALSE(can_interleave({DType::Q6_K, 8, 256, bytes.data(), 210}));
   EXPECT_FALSE(can_interleave({DType::Q4_K, 8, 256, bytes.data(), 144, WeightLayout::kInterleaved8}));
   EXPECT_THROW(interleave_rows({DType::Q6_K, 8, 256, bytes.data(), 210}, bytes.data()), Error);
 }

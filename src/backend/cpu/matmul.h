@@ -24,7 +24,7 @@
 namespace tpinfer::cpu {
 
 // How the rows of a weight matrix are stored. kRows: row r starts at
-// data + r * row_stride bytes. kInterleaved8 (Q4_0, Q4_K only): groups of 8 rows
+// data + r * row_stride bytes. kInterleaved8 (Q4_0, Q4_K, Q8_0 only): groups of 8 rows
 // with their blocks interleaved, made by interleave_rows() at load; the rows
 // past the last full group follow in the plain layout (see repack.h; an internal
 // detail: only matmul and matmul_ref read it).
@@ -40,7 +40,7 @@ struct WeightView {
   WeightLayout layout = WeightLayout::kRows;
 };
 
-// Whether matmul has an interleaved layout for w (a plain Q4_0 or Q4_K matrix
+// Whether matmul has an interleaved layout for w (a plain Q4_0, Q4_K or Q8_0 matrix
 // with at least 8 rows), and the bytes it takes (groups plus plain tail rows).
 bool can_interleave(const WeightView& w);
 uint64_t interleaved_size(const WeightView& w);

@@ -70,6 +70,18 @@ void pack_q4_0(const uint8_t* const* rows, uint8_t* out) {
   pack_nibbles(v, out + 16);
 }
 
+void pack_q8_0(const uint8_t* const* rows, uint8_t* out) {
+  for (int r = 0; r < kInterleave; ++r) {
+    std::memcpy(out + 2 * r, rows[r], 2);
+    for (int k = 0; k < 8; ++k) std::memcpy(out + 16 + 32 * k + 4 * r, rows[r] + 2 + 4 * k, 4);
+  }
+}
+
+void unpack_q8_0(const uint8_t* x8, int r, uint8_t* block) {
+  std::memcpy(block, x8 + 2 * r, 2);
+  for (int k = 0; k < 8; ++k) std::memcpy(block + 2 + 4 * k, x8 + 16 + 32 * k + 4 * r, 4);
+}
+
 void pack_q4_k(const uint8_t* const* rows, uint8_t* out) {
   int sc[kInterleave][8], m[kInterleave][8];
   for (int r = 0; r < kInterleave; ++r) {
@@ -131,15 +143,26 @@ inline int32_t nibble_dot(const uint8_t* p, int r, const int8_t* a) {
   return s;
 }
 
-void gemm8_q4_0_scalar(int64_t n, const uint8_t* w, int64_t ng, const uint8_t* a, uint64_t as, const int32_t* sums,
-                       int64_t ss, int64_t nt, float* y, int64_t ys) {
+inline int32_t byte_dot(const uint8_t* p, int r, const int8_t* a) {
+  int32_t s = 0;
+  for (int k = 0; k < 8; ++k) {
+    for (int i = 0; i < 4; ++i) s += static_cast<int8_t>(p[32 * k + 4 * r + i]) * a[4 * k + i];
+  }
+  return s;
+}
+
+// Q4_0 (kQ8 false) or Q8_0 (kQ8 true).
+template <bool kQ8>
+void gemm8_q32_scalar(int64_t n, const uint8_t* w, int64_t ng, const uint8_t* a, uint64_t as, const int32_t* sums,
+                      int64_t ss, int64_t nt, float* y, int64_t ys) {
   const int64_t nb = n / kQK;
-  const uint64_t gb = x8_group_bytes(DType::Q4_0, n);
+  constexpr int kBytes = kQ8 ? kQ8_0x8Bytes : kQ4_0x8Bytes;
+  const uint64_t gb = x8_group_bytes(kQ8 ? DType::Q8_0 : DType::Q4_0, n);
   for (int64_t g = 0; g < ng; ++g) {
     for (int64_t t = 0; t < nt; ++t) {
       float acc[kInterleave] = {};
       for (int64_t ib = 0; ib < nb; ++ib) {
-        const uint8_t* blk = w + g * gb + ib * kQ4_0x8Bytes;
+        const uint8_t* blk = w + g * gb + ib * kBytes;
         const uint8_t* ab = a + t * as + ib * sizeof(BlockQ8_0);
         uint16_t dah;
         std::memcpy(&dah, ab, 2);
@@ -148,7 +171,7 @@ void gemm8_q4_0_scalar(int64_t n, const uint8_t* w, int64_t ng, const uint8_t* a
         for (int r = 0; r < kInterleave; ++r) {
           uint16_t dh;
           std::memcpy(&dh, blk + 2 * r, 2);
-          const int32_t s = sums[t * ss + ib] + nibble_dot(blk + 16, r, aq);
+          const int32_t s = kQ8 ? byte_dot(blk + 16, r, aq) : sums[t * ss + ib] + nibble_dot(blk + 16, r, aq);
           acc[r] = std::fma(static_cast<float>(s), f16_to_f32(dh) * da, acc[r]);
         }
       }
@@ -192,7 +215,7 @@ void gemm8_q4_k_scalar(int64_t n, const uint8_t* w, int64_t ng, const uint8_t* a
 
 }  // namespace
 
-bool has_interleaved_layout(DType t) { return t == DType::Q4_0 || t == DType::Q4_K; }
+bool has_interleaved_layout(DType t) { return t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q8_0; }
 
 uint64_t x8_block_bytes(DType t) {
   switch (t) {
@@ -200,6 +223,8 @@ uint64_t x8_block_bytes(DType t) {
       return kQ4_0x8Bytes;
     case DType::Q4_K:
       return kQ4_Kx8Bytes;
+    case DType::Q8_0:
+      return kQ8_0x8Bytes;
     default:
       throw Error(cat("no interleaved layout for ", dtype_name(t)));
   }
@@ -243,6 +268,8 @@ WeightView interleave_rows(const WeightView& w, uint8_t* dst) {
       }
       if (w.type == DType::Q4_0) {
         pack_q4_0(rows, out);
+      } else if (w.type == DType::Q8_0) {
+        pack_q8_0(rows, out);
       } else {
         pack_q4_k(rows, out);
       }
@@ -271,6 +298,8 @@ void plain_row(const WeightView& w, int64_t r, uint8_t* dst) {
     uint8_t* block = dst + static_cast<uint64_t>(ib) * plain_block;
     if (w.type == DType::Q4_0) {
       unpack_q4_0(x8, static_cast<int>(r % kInterleave), block);
+    } else if (w.type == DType::Q8_0) {
+      unpack_q8_0(x8, static_cast<int>(r % kInterleave), block);
     } else {
       unpack_q4_k(x8, static_cast<int>(r % kInterleave), block);
     }
@@ -278,16 +307,17 @@ void plain_row(const WeightView& w, int64_t r, uint8_t* dst) {
 }
 
 int64_t activation_sum_count(DType t, int64_t cols) {
-  return t == DType::Q4_0 ? cols / kQK : cols / kQKK * 4;
+  return t == DType::Q4_K ? cols / kQKK * 4 : cols / kQK;
 }
 
 void activation_sums(DType t, const uint8_t* act, int64_t cols, int32_t* out) {
-  if (t == DType::Q4_0) {
+  if (t != DType::Q4_K) {
+    const int32_t offset = t == DType::Q4_0 ? 8 : 128;
     for (int64_t ib = 0; ib < cols / kQK; ++ib) {
       const int8_t* q = reinterpret_cast<const int8_t*>(act + ib * sizeof(BlockQ8_0) + 2);
       int32_t s = 0;
       for (int i = 0; i < kQK; ++i) s += q[i];
-      out[ib] = -8 * s;
+      out[ib] = -offset * s;
     }
     return;
   }
@@ -304,7 +334,8 @@ void activation_sums(DType t, const uint8_t* act, int64_t cols, int32_t* out) {
 }
 
 void fill_scalar_x8_kernels(KernelTable& table) {
-  table.at(DType::Q4_0).gemm8 = gemm8_q4_0_scalar;
+  table.at(DType::Q4_0).gemm8 = gemm8_q32_scalar<false>;
+  table.at(DType::Q8_0).gemm8 = gemm8_q32_scalar<true>;
   table.at(DType::Q4_K).gemm8 = gemm8_q4_k_scalar;
 }
 
