@@ -14,6 +14,7 @@ ColumnParallelLinear::ColumnParallelLinear(const ModelSource& src, const ShardPl
   std::vector<ShardedTensor> parts;
   for (const std::string& name : names) parts.push_back(ShardedTensor::load(src.get(name), plan.slice(name, rank)));
   w_ = parts.size() == 1 ? std::move(parts[0]) : ShardedTensor::concat_rows(parts);
+  w_.interleave_for_matmul();
   for (const std::string& name : bias_names) {
     const std::vector<float> b = load_vector_f32(src.get(name), plan.slice(name, rank).range);
     bias_.insert(bias_.end(), b.begin(), b.end());
@@ -31,7 +32,9 @@ void ColumnParallelLinear::forward(RankContext& ctx, const float* x, int64_t n, 
 
 RowParallelLinear::RowParallelLinear(const ModelSource& src, const ShardPlan& plan, int rank,
                                      const std::string& name)
-    : w_(ShardedTensor::load(src.get(name), plan.slice(name, rank))) {}
+    : w_(ShardedTensor::load(src.get(name), plan.slice(name, rank))) {
+  w_.interleave_for_matmul();
+}
 
 void RowParallelLinear::forward(RankContext& ctx, const float* x, int64_t n, float* y) const {
   if (w_.cols() > 0) {
@@ -69,6 +72,7 @@ void VocabParallelEmbedding::forward(RankContext& ctx, const int32_t* ids, int64
 ParallelLMHead::ParallelLMHead(const ModelSource& src, const ShardPlan& plan, int rank, const std::string& name) {
   const TensorInfo& t = src.get(name);
   w_ = ShardedTensor::load(t, plan.slice(name, rank));
+  w_.interleave_for_matmul();
   for (int r = 0; r < plan.tp(); ++r) ranges_.push_back(plan.slice(name, r).range);
   vocab_ = t.rows();
 }

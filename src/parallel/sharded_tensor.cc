@@ -53,6 +53,17 @@ ShardedTensor ShardedTensor::load(const TensorInfo& t, const TensorSlice& slice)
   return s;
 }
 
+void ShardedTensor::interleave_for_matmul() {
+  const cpu::WeightView plain = view();
+  if (!cpu::can_interleave(plain)) return;
+  std::vector<uint8_t> packed(static_cast<size_t>(cpu::interleaved_size(plain)));
+  const cpu::WeightView v = cpu::interleave_rows(plain, packed.data());
+  owned_ = std::move(packed);
+  data_ = owned_.data();
+  row_stride_ = v.row_stride;
+  layout_ = v.layout;
+}
+
 ShardedTensor ShardedTensor::concat_rows(const std::vector<ShardedTensor>& parts) {
   ShardedTensor s;
   if (parts.empty()) return s;
@@ -60,6 +71,7 @@ ShardedTensor ShardedTensor::concat_rows(const std::vector<ShardedTensor>& parts
   s.cols_ = parts[0].cols_;
   s.row_stride_ = row_bytes(s.type_, static_cast<uint64_t>(s.cols_));
   for (const ShardedTensor& p : parts) {
+    if (p.layout_ != cpu::WeightLayout::kRows) throw Error("concat_rows: a part is already interleaved");
     if (p.type_ != s.type_ || p.cols_ != s.cols_) {
       throw FormatError(cat("cannot fuse tensors of types ", dtype_name(s.type_), "/", dtype_name(p.type_),
                             " with ", s.cols_, "/", p.cols_, " columns"));

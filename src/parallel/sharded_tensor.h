@@ -23,10 +23,18 @@ class ShardedTensor {
   // Rows of several slices stacked into one matrix (e.g. gate and up, fused).
   static ShardedTensor concat_rows(const std::vector<ShardedTensor>& parts);
 
-  cpu::WeightView view() const { return {type_, rows_, cols_, data_, row_stride_}; }
+  // Stores the slice in the layout the CPU matmul reads fastest, if it has one
+  // for this type and shape (cpu::can_interleave: Q4_0 / Q4_K / Q8_0, 8 rows or more);
+  // the slice then owns that copy only (a view into the mapping is dropped).
+  // Only for matrices used through cpu::matmul: afterwards row() must not be
+  // called and view() is of layout kInterleaved8 (read it only via backend/cpu).
+  void interleave_for_matmul();
+
+  cpu::WeightView view() const { return {type_, rows_, cols_, data_, row_stride_, layout_}; }
   DType type() const { return type_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
+  // Row r in the plain layout (not after interleave_for_matmul()).
   const uint8_t* row(int64_t r) const { return data_ + static_cast<uint64_t>(r) * row_stride_; }
   // Bytes of weight data this rank holds for the slice.
   uint64_t bytes() const { return static_cast<uint64_t>(rows_) * row_bytes(type_, static_cast<uint64_t>(cols_)); }
@@ -37,6 +45,7 @@ class ShardedTensor {
   int64_t cols_ = 0;
   const uint8_t* data_ = nullptr;
   uint64_t row_stride_ = 0;
+  cpu::WeightLayout layout_ = cpu::WeightLayout::kRows;
   std::vector<uint8_t> owned_;
 };
 

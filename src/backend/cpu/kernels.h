@@ -17,6 +17,12 @@ namespace tpinfer::cpu {
 // once per call and reuse it for all nt tokens from cache (the prefill tile).
 using GemmFn = void (*)(int64_t n, const uint8_t* w, uint64_t w_stride, int64_t nr, const uint8_t* a, uint64_t a_stride,
                         int64_t nt, float* y, int64_t y_stride);
+// The same over interleaved weights (repack.h): ng groups of 8 rows at w, one
+// group every x8_group_bytes(type, n) bytes; `sums` holds the activation sums of
+// token t at sums + t * sums_stride. Results of row g * 8 + i go to
+// y[t * y_stride + g * 8 + i].
+using Gemm8Fn = void (*)(int64_t n, const uint8_t* w, int64_t ng, const uint8_t* a, uint64_t a_stride,
+                         const int32_t* sums, int64_t sums_stride, int64_t nt, float* y, int64_t y_stride);
 using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
 
@@ -24,6 +30,7 @@ struct TypeKernels {
   DequantizeFn dequantize = nullptr;
   QuantizeFn quantize = nullptr;
   GemmFn gemm = nullptr;
+  Gemm8Fn gemm8 = nullptr;  // types with an interleaved layout only
 };
 
 constexpr int kMaxTypeId = 31;  // GGML type ids handled here are all below this
@@ -37,6 +44,7 @@ struct KernelTable {
 // The level's own entries (others null). The SIMD ones live in files compiled
 // with target pragmas and must only be called when isa_supported() says so.
 void fill_scalar_kernels(KernelTable& table);
+void fill_scalar_x8_kernels(KernelTable& table);  // repack.cc
 void fill_avx2_kernels(KernelTable& table);
 void fill_avx512_kernels(KernelTable& table);
 

@@ -16,6 +16,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant.h"
+#include "backend/cpu/repack.h"
 #include "core/half.h"
 
 #pragma GCC push_options
@@ -520,6 +521,34 @@ void dequantize_q4_0(const void* src, float* dst, int64_t n) {
   }
 }
 
+// The two integer steps of the interleaved kernels without VNNI (the same
+// integers: pair sums of nibbles x int8 stay below 2 * 15 * 128).
+struct Avx2Ops {
+  static __m256i dpbusd(__m256i acc, __m256i u, __m256i a) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)));
+  }
+  static __m256i dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static __m256i q8_prepare(__m256i w) { return w; }
+  // |w| <= 128 and |a| <= 127: pair sums stay within int16 (2 * 128 * 127).
+  static __m256i q8_dot32(const __m256i* u, const uint8_t* aq, __m256i /*seed*/) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k += 2) {
+      int32_t v0, v1;
+      std::memcpy(&v0, aq + 4 * k, 4);
+      std::memcpy(&v1, aq + 4 * k + 4, 4);
+      const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(u[k]), _mm256_sign_epi8(_mm256_set1_epi32(v0), u[k]));
+      const __m256i p1 =
+          _mm256_maddubs_epi16(_mm256_abs_epi8(u[k + 1]), _mm256_sign_epi8(_mm256_set1_epi32(v1), u[k + 1]));
+      s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, ones));
+      s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, ones));
+    }
+    return _mm256_add_epi32(s0, s1);
+  }
+};
+#include "backend/cpu/repack_kernels_inl.h"
+using X8 = X8Kernels<Avx2Ops>;
+
 }  // namespace
 }  // namespace tpinfer::cpu
 
@@ -528,6 +557,9 @@ void dequantize_q4_0(const void* src, float* dst, int64_t n) {
 namespace tpinfer::cpu {
 
 void fill_avx2_kernels(KernelTable& table) {
+  table.at(DType::Q4_0).gemm8 = X8::gemm8_q4_0<2>;
+  table.at(DType::Q4_K).gemm8 = X8::gemm8_q4_k<2>;
+  table.at(DType::Q8_0).gemm8 = X8::gemm8_q8_0<2>;
   table.at(DType::F32).gemm = gemm_tiles<FloatKernel<LoadF32>>;
   table.at(DType::F16).gemm = gemm_tiles<FloatKernel<LoadF16>>;
   table.at(DType::BF16).gemm = gemm_tiles<FloatKernel<LoadBF16>>;

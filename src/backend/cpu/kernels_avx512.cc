@@ -31,6 +31,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant.h"
+#include "backend/cpu/repack.h"
 #include "core/half.h"
 
 #pragma GCC push_options
@@ -612,6 +613,26 @@ void dequantize_q6_k(const void* src, float* dst, int64_t n) {
   }
 }
 
+// VNNI forms of the integer steps of the interleaved kernels.
+struct VnniOps {
+  static __m256i dpbusd(__m256i acc, __m256i u, __m256i a) { return _mm256_dpbusd_epi32(acc, u, a); }
+  static __m256i dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
+  static __m256i q8_prepare(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))); }
+  static __m256i q8_dot32(const __m256i* u, const uint8_t* aq, __m256i seed) {
+    __m256i s0 = seed, s1 = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k += 2) {
+      int32_t v0, v1;
+      std::memcpy(&v0, aq + 4 * k, 4);
+      std::memcpy(&v1, aq + 4 * k + 4, 4);
+      s0 = _mm256_dpbusd_epi32(s0, u[k], _mm256_set1_epi32(v0));
+      s1 = _mm256_dpbusd_epi32(s1, u[k + 1], _mm256_set1_epi32(v1));
+    }
+    return _mm256_add_epi32(s0, s1);
+  }
+};
+#include "backend/cpu/repack_kernels_inl.h"
+using X8 = X8Kernels<VnniOps>;
+
 }  // namespace
 }  // namespace tpinfer::cpu
 
@@ -620,6 +641,9 @@ void dequantize_q6_k(const void* src, float* dst, int64_t n) {
 namespace tpinfer::cpu {
 
 void fill_avx512_kernels(KernelTable& table) {
+  table.at(DType::Q4_0).gemm8 = X8::gemm8_q4_0<4>;
+  table.at(DType::Q4_K).gemm8 = X8::gemm8_q4_k<4>;
+  table.at(DType::Q8_0).gemm8 = X8::gemm8_q8_0<4>;
   table.at(DType::F32).gemm = gemm_tiles<FloatKernel<LoadF32>>;
   table.at(DType::F16).gemm = gemm_tiles<FloatKernel<LoadF16>>;
   table.at(DType::BF16).gemm = gemm_tiles<FloatKernel<LoadBF16>>;

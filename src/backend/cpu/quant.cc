@@ -17,6 +17,7 @@ KernelTable overlay(const KernelTable& base, const KernelTable& own) {
     if (own.types[i].dequantize) out.types[i].dequantize = own.types[i].dequantize;
     if (own.types[i].quantize) out.types[i].quantize = own.types[i].quantize;
     if (own.types[i].gemm) out.types[i].gemm = own.types[i].gemm;
+    if (own.types[i].gemm8) out.types[i].gemm8 = own.types[i].gemm8;
   }
   return out;
 }
@@ -26,6 +27,7 @@ std::array<KernelTable, 3> build_tables() {
   // tables of levels this CPU lacks can be built (kernel_table refuses them).
   std::array<KernelTable, 3> tables;
   fill_scalar_kernels(tables[0]);
+  fill_scalar_x8_kernels(tables[0]);
   KernelTable avx2;
   fill_avx2_kernels(avx2);
   tables[1] = overlay(tables[0], avx2);
