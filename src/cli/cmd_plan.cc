@@ -99,15 +99,14 @@ void run(const PlanOptions& o) {
   if (o.probe || (cpu && devices > 1 && o.link.empty())) {
     LinkProbe p;
     if (mpi) {
-      p = probe_link(*mpi, default_probe_sizes(), o.probe_reps, cpu ? cpu_threads_per_rank(1) : 0);
+      p = probe_link(*mpi, default_probe_sizes(), o.probe_reps);
     } else if (devices > 1) {
-      p = probe_local_link(devices, default_probe_sizes(), o.probe_reps, cpu);
+      p = probe_local_link(devices, default_probe_sizes(), o.probe_reps);
     }
     if (p.ranks > 1) {
       base_request.link = p.link;
       probe_json["link"] = {
-          {"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency},
-          {"skew", p.link.skew}};
+          {"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency}};
       for (const LinkSample& s : p.samples)
         probe_json["link"]["samples"].push_back({{"bytes", s.bytes}, {"seconds", s.seconds}});
     } else if (base_request.link.name.empty()) {
@@ -166,13 +165,10 @@ void run(const PlanOptions& o) {
       std::cout << out.dump(2) << std::endl;
     } else {
       if (!probe_json.is_null() && probe_json.contains("link")) {
-        std::printf("probed link: %s over %d ranks: %s, %s per step", probe_json["link"]["backend"].get<std::string>().c_str(),
-                    probe_json["link"]["ranks"].get<int>(), format_rate(base_request.link.bandwidth).c_str(),
+        std::printf("probed link: %s over %d ranks: %s, %s per step\n",
+                    probe_json["link"]["backend"].get<std::string>().c_str(), probe_json["link"]["ranks"].get<int>(),
+                    format_rate(base_request.link.bandwidth).c_str(),
                     format_seconds(base_request.link.latency).c_str());
-        if (base_request.link.skew > 0) {
-          std::printf("; ranks arrive %.1f%% of their compute apart (shared memory system)", 100 * base_request.link.skew);
-        }
-        std::printf("\n");
       }
       std::fputs(text.c_str(), stdout);
     }

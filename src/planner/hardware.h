@@ -25,12 +25,6 @@ struct LinkSpec {
   double bandwidth = 0;  // bytes per second, per direction, per device
   double latency = 0;    // seconds per message (one step of a collective)
   std::string source;    // where the figure comes from
-  // Ranks that share a memory system do not finish their halves of a step
-  // together: the share of the compute between two collectives that a rank
-  // spends waiting in the second for its slowest peer. Measured by --probe on
-  // the cpu device (probe.h); 0 for the table's links (accelerators run
-  // their shards in lockstep).
-  double skew = 0;
 };
 
 struct DeviceSpec {

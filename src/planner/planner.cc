@@ -85,7 +85,6 @@ StageTime stage_time(const PlanRequest& q, const std::vector<RankLoad>& stage, c
     out.comm += n_ar * all_reduce_seconds(b * m.config.hidden * q.activation_bytes, tp, tp_link);
     if (r.last_stage) out.comm += all_gather_seconds((prefill ? 1.0 : b) * m.config.vocab * 4.0, tp, tp_link);
     if (r.first_stage) out.comm += 2 * tp_link.latency;
-    out.comm += tp_link.skew * out.compute;
   }
   return out;
 }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <random>
 #include <thread>
 
@@ -24,50 +23,6 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// LinkSpec::skew (see probe.h): collective, every rank of `comm` calls it.
-double measure_skew(Communicator& comm, int threads, int reps) {
-  constexpr int64_t kCols = 4096;
-  constexpr uint64_t kChunk = uint64_t{8} << 20, kTotal = uint64_t{64} << 20;
-  const uint64_t row = row_bytes(DType::Q8_0, kCols);
-  const int64_t rows = static_cast<int64_t>(kChunk / row);
-  const int chunks = static_cast<int>(kTotal / kChunk);
-  // Speed does not depend on the values: a repeating byte pattern (a small,
-  // finite scale in every block) fills the weights.
-  std::vector<uint8_t> w(static_cast<size_t>(row * static_cast<uint64_t>(rows) * chunks), 0x11);
-  std::vector<float> x(static_cast<size_t>(kCols), 0.5f), y(static_cast<size_t>(rows));
-  std::vector<float> hidden(2048, 1.0f);  // a Llama-1B-sized residual row
-  ThreadPool pool(threads);
-  cpu::MatmulScratch scratch;
-  auto gemv = [&](int i) {
-    const cpu::WeightView view{DType::Q8_0, rows, kCols,
-                               w.data() + static_cast<uint64_t>(i % chunks) * row * static_cast<uint64_t>(rows), row};
-    cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);
-  };
-  for (int i = 0; i < chunks; ++i) gemv(i);  // first touch
-  // The all-reduce's cost when everyone arrives together.
-  std::vector<double> idle;
-  for (int r = 0; r < reps; ++r) {
-    comm.barrier();
-    const auto t0 = Clock::now();
-    comm.all_reduce_sum(hidden.data(), hidden.size());
-    idle.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  const double idle_cost = median(idle);
-  comm.barrier();
-  double compute = 0, waited = 0;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    gemv(r);
-    const auto t1 = Clock::now();
-    comm.all_reduce_sum(hidden.data(), hidden.size());
-    compute += std::chrono::duration<double>(t1 - t0).count();
-    waited += std::chrono::duration<double>(Clock::now() - t1).count() - idle_cost;
-  }
-  float skew[1] = {static_cast<float>(std::max(0.0, waited) / std::max(compute, 1e-9))};
-  comm.all_reduce_sum(skew, 1);
-  return static_cast<double>(skew[0]) / comm.size();
 }
 
 }  // namespace
@@ -92,7 +47,7 @@ LinkSpec fit_ring_link(const std::vector<LinkSample>& in, int p) {
   return l;
 }
 
-LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps, int skew_threads) {
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps) {
   LinkProbe out;
   out.backend = comm.backend();
   out.ranks = comm.size();
@@ -121,15 +76,11 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
     out.link = fit_ring_link(out.samples, out.ranks);
     out.link.name = cat("probed:", out.backend);
     out.link.source = cat("all-reduce over ", out.ranks, " ", out.backend, " ranks, measured by --probe");
-    if (skew_threads > 0) {
-      out.link.skew = measure_skew(comm, skew_threads, std::max(reps, 32));
-      out.link.source += cat(", arrival skew ", std::round(out.link.skew * 1000) / 10, "% of compute");
-    }
   }
   return out;
 }
 
-LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps, bool skew) {
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps) {
   if (ranks < 2) throw ConfigError("probing a link needs two ranks or more");
   LocalGroup group(ranks, std::chrono::milliseconds(60000));
   std::vector<LinkProbe> results(static_cast<size_t>(ranks));
@@ -146,7 +97,7 @@ LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int re
       }
       try {
         std::unique_ptr<Communicator> comm = group.communicator(r);
-        results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps, skew ? cpu_threads_per_rank(ranks) : 0);
+        results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps);
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(r)] = e.what();
         group.abort(cat("link probe failed on rank ", r, ": ", e.what()));

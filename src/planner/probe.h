@@ -6,13 +6,6 @@
 //                     ring alpha-beta model the planner uses:
 //                       t(m) = 2(p-1) x latency + 2(p-1)/p x m / bandwidth.
 //                     Collective: every rank of the communicator calls it.
-//                     With `skew_threads` > 0 it also measures the arrival
-//                     skew (LinkSpec::skew): each rank runs a memory-bound
-//                     GEMV of its own (Q8_0, 8 MiB, from 64 MiB so it streams
-//                     from DRAM as decode does) with that many threads, then a
-//                     hidden-sized all-reduce; the time inside the all-reduce
-//                     beyond its idle cost, over the GEMV time, averaged over
-//                     the ranks, is the skew.
 //   probe_local_link  the same over a LocalGroup of `ranks` threads (the local
 //                     back end), started and joined here.
 //   cpu_device        "this machine as `ranks` devices": memory = RAM / ranks,
@@ -52,9 +45,8 @@ struct LinkProbe {
 // 4 KiB to 4 MiB of floats.
 std::vector<uint64_t> default_probe_sizes();
 
-LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps, int skew_threads = 0);
-// Measures the skew with cpu_threads_per_rank(ranks) threads per rank when `skew` is set.
-LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps, bool skew = false);
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps);
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps);
 
 // The alpha-beta fit of samples taken over `ranks` ranks (at least two sizes).
 LinkSpec fit_ring_link(const std::vector<LinkSample>& samples, int ranks);
