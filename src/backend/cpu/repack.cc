@@ -17,15 +17,6 @@ namespace {
 
 int64_t blocks_per_row(DType t, int64_t cols) { return cols / static_cast<int64_t>(dtype_info(t).block_size); }
 
-// Nibble i (0..31) of a Q4_0 block's qs.
-inline int q4_0_nibble(const uint8_t* qs, int i) { return i < 16 ? qs[i] & 15 : qs[i - 16] >> 4; }
-
-// Value e (0..255) of a Q4_K super-block's qs.
-inline int q4_k_nibble(const uint8_t* qs, int e) {
-  const int c = e / 64, l = e % 32;
-  return (e % 64) < 32 ? qs[32 * c + l] & 15 : qs[32 * c + l] >> 4;
-}
-
 inline void k4_scales_mins(const uint8_t* s, int* sc, int* m) {
   for (int j = 0; j < 4; ++j) {
     sc[j] = s[j] & 63;
@@ -43,17 +34,6 @@ inline void k4_pack_scales_mins(const int* sc, const int* m, uint8_t* s) {
   }
 }
 
-// 32 values of each of 8 rows (0..15) into the 128 nibble bytes of repack.h.
-inline void pack_nibbles(const uint8_t (*v)[32], uint8_t* out) {
-  for (int c = 0; c < 4; ++c) {
-    for (int r = 0; r < kInterleave; ++r) {
-      for (int i = 0; i < 4; ++i) {
-        out[32 * c + 4 * r + i] = static_cast<uint8_t>(v[r][4 * c + i] | (v[r][16 + 4 * c + i] << 4));
-      }
-    }
-  }
-}
-
 // Value i (0..31) of row r from 128 nibble bytes.
 inline int packed_nibble(const uint8_t* p, int r, int i) {
   const int k = i % 16;
@@ -61,13 +41,13 @@ inline int packed_nibble(const uint8_t* p, int r, int i) {
   return i < 16 ? b & 15 : b >> 4;
 }
 
+// Byte k of a Q4_0 block's qs holds values k and k + 16, the same pair a byte
+// of the interleaved layout holds: packing is a copy of 4-byte pieces.
 void pack_q4_0(const uint8_t* const* rows, uint8_t* out) {
-  uint8_t v[kInterleave][32];
   for (int r = 0; r < kInterleave; ++r) {
     std::memcpy(out + 2 * r, rows[r], 2);
-    for (int i = 0; i < 32; ++i) v[r][i] = static_cast<uint8_t>(q4_0_nibble(rows[r] + 2, i));
+    for (int c = 0; c < 4; ++c) std::memcpy(out + 16 + 32 * c + 4 * r, rows[r] + 2 + 4 * c, 4);
   }
-  pack_nibbles(v, out + 16);
 }
 
 void pack_q8_0(const uint8_t* const* rows, uint8_t* out) {
@@ -95,12 +75,20 @@ void pack_q4_k(const uint8_t* const* rows, uint8_t* out) {
       out[96 + 16 * (j / 2) + 2 * r + j % 2] = static_cast<uint8_t>(m[r][j]);
     }
   }
+  // Sub-block j is the low (j even) or high (j odd) nibbles of qs bytes
+  // 32 (j / 2) .. + 31; an interleaved byte pairs values i and i + 16 of it.
   for (int j = 0; j < 8; ++j) {
-    uint8_t v[kInterleave][32];
+    uint8_t* o = out + 160 + 128 * j;
     for (int r = 0; r < kInterleave; ++r) {
-      for (int i = 0; i < 32; ++i) v[r][i] = static_cast<uint8_t>(q4_k_nibble(rows[r] + 16, 32 * j + i));
+      const uint8_t* q = rows[r] + 16 + 32 * (j / 2);
+      for (int c = 0; c < 4; ++c) {
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t b0 = q[4 * c + i], b1 = q[16 + 4 * c + i];
+          o[32 * c + 4 * r + i] = j % 2 == 0 ? static_cast<uint8_t>((b0 & 15) | ((b1 & 15) << 4))
+                                             : static_cast<uint8_t>((b0 >> 4) | (b1 & 0xF0));
+        }
+      }
     }
-    pack_nibbles(v, out + 160 + 128 * j);
   }
 }
 
