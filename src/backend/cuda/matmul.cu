@@ -118,24 +118,34 @@ __global__ void quantize_act_kernel(const float* x, int64_t n_blocks, int8_t* qs
 // step, so a warp step reads 8 consecutive blocks; Q4_K: 16 lanes per
 // super-block, 2 per step. The lane arithmetic is quant_blocks.cuh's (tested on
 // the host).
-template <int N>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_q8_0_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
+
+// The block's part of the dot for the 32-value formats (quant_blocks.cuh).
+TPINFER_HD int part_dot(const quant::BlockQ8_0& b, const int8_t* a, int part) {
+  return quant::q8_0_part_dot(b, a, part);
+}
+TPINFER_HD int part_dot(const quant::BlockQ4_0& b, const int8_t* a, int part) {
+  return quant::q4_0_part_dot(b, a, part);
+}
+
+// Q8_0 / Q4_0 (Block): 4 lanes per block, 8 blocks of the row per warp step.
+template <class Block, int N>
+__device__ __forceinline__ void gemv_q32(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq,
+                                         const float* ad, float* y) {
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
   if (row >= rows) return;  // the whole warp leaves together
   const int64_t nb = cols / quant::kQK;
-  const auto* blocks = reinterpret_cast<const quant::BlockQ8_0*>(w) + row * nb;
+  const auto* blocks = reinterpret_cast<const Block*>(w) + row * nb;
   const int part = lane & 3;
   float acc[N];
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
   for (int64_t b = lane >> 2; b < nb; b += 8) {
-    const quant::BlockQ8_0& blk = blocks[b];
+    const Block& blk = blocks[b];
     const float dw = quant::f16_to_f32(blk.d);
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-      const int s = quant::q8_0_part_dot(blk, aq + t * cols + b * quant::kQK, part);
+      const int s = part_dot(blk, aq + t * cols + b * quant::kQK, part);
       acc[t] += dw * ad[t * nb + b] * static_cast<float>(s);
     }
   }
@@ -148,30 +158,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 
 template <int N>
 __global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_q8_0_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
+  gemv_q32<quant::BlockQ8_0, N>(w, rows, cols, aq, ad, y);
+}
+
+template <int N>
+__global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q4_0_kernel(const uint8_t* w, int64_t rows, int64_t cols, const int8_t* aq, const float* ad, float* y) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
-  if (row >= rows) return;
-  const int64_t nb = cols / quant::kQK;
-  const auto* blocks = reinterpret_cast<const quant::BlockQ4_0*>(w) + row * nb;
-  const int part = lane & 3;
-  float acc[N];
-#pragma unroll
-  for (int t = 0; t < N; ++t) acc[t] = 0.0f;
-  for (int64_t b = lane >> 2; b < nb; b += 8) {
-    const quant::BlockQ4_0& blk = blocks[b];
-    const float dw = quant::f16_to_f32(blk.d);
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const int s = quant::q4_0_part_dot(blk, aq + t * cols + b * quant::kQK, part);
-      acc[t] += dw * ad[t * nb + b] * static_cast<float>(s);
-    }
-  }
-#pragma unroll
-  for (int t = 0; t < N; ++t) {
-    const float s = detail::warp_sum(acc[t]);
-    if (lane == 0) y[t * rows + row] = s;
-  }
+  gemv_q32<quant::BlockQ4_0, N>(w, rows, cols, aq, ad, y);
 }
 
 template <int N>
