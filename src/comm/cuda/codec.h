@@ -12,13 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
-#if defined(__CUDACC__)
-#define TPINFER_HD __host__ __device__ __forceinline__
-#else
-#define TPINFER_HD inline
-#endif
+#include "backend/cuda/quant_blocks.cuh"  // TPINFER_HD and the rounding-exact f32 steps
 
 namespace tpinfer::cuda::codec {
 
@@ -26,34 +21,6 @@ inline constexpr uint32_t kScaleNaN = 0x7fc0;      // bf16 quiet NaN
 inline constexpr uint32_t kMinScaleBits = 0x0080;  // bf16 2^-126
 inline constexpr float kQFp8 = 448.0f;
 inline constexpr float kQInt8 = 127.0f;
-
-TPINFER_HD uint32_t bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-
-TPINFER_HD float from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-TPINFER_HD float mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
 
 TPINFER_HD float add(float a, float b) {
 #if defined(__CUDA_ARCH__)
@@ -72,24 +39,20 @@ TPINFER_HD float div(float a, float b) {
 }
 
 // f32 -> bf16, round to nearest even; NaN stays a (quiet) NaN (core/half.h).
-TPINFER_HD uint16_t bf16_encode(float f) {
-  const uint32_t u = bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+TPINFER_HD uint16_t bf16_encode(float f) { return quant::f32_to_bf16(f); }
 
-TPINFER_HD float bf16_decode(uint32_t h) { return from_bits(h << 16); }
+TPINFER_HD float bf16_decode(uint32_t h) { return quant::f32_from_bits(h << 16); }
 
 // |x| as f32 bits: the block's amax is the largest of these (a NaN's bits are
 // above every finite value's and infinity's, so it shows as non-finite).
-TPINFER_HD uint32_t abs_bits(float x) { return bits(x) & 0x7fffffffu; }
+TPINFER_HD uint32_t abs_bits(float x) { return quant::f32_bits(x) & 0x7fffffffu; }
 
 // The bf16 block scale: the smallest bf16 >= amax / q, at least 2^-126; NaN
 // when the block holds Inf or NaN (compressed_comm.cc's block_scale_branchless).
 TPINFER_HD uint32_t block_scale(uint32_t amax_bits, float q) {
-  const float amax = from_bits(amax_bits);
-  uint32_t h = bits(div(amax, q)) >> 16;
-  h += mul(from_bits(h << 16), q) < amax ? 1u : 0u;
+  const float amax = quant::f32_from_bits(amax_bits);
+  uint32_t h = quant::f32_bits(div(amax, q)) >> 16;
+  h += quant::mul_rn(quant::f32_from_bits(h << 16), q) < amax ? 1u : 0u;
   h = h < kMinScaleBits ? kMinScaleBits : h;
   return h >= 0x7f80u ? kScaleNaN : h;
 }
@@ -100,7 +63,7 @@ TPINFER_HD float inverse_scale(uint32_t scale) { return scale == kScaleNaN ? 0.0
 
 // v (already divided by the scale) -> E4M3, ties to even, saturating at 448.
 TPINFER_HD uint8_t fp8_encode(float v) {
-  const uint32_t u = bits(v);
+  const uint32_t u = quant::f32_bits(v);
   const uint32_t sign = (u >> 24) & 0x80u;
   const uint32_t a = u & 0x7fffffffu;
   uint32_t r;
@@ -110,7 +73,7 @@ TPINFER_HD uint8_t fp8_encode(float v) {
     r = 0x7eu;  // 448 and beyond
   } else if (a < 0x3c800000u) {
     // below 2^-6: round(|v| * 2^9) to nearest even through the 2^23 add
-    r = bits(add(mul(from_bits(a), 512.0f), 8388608.0f)) - 0x4b000000u;
+    r = quant::f32_bits(add(quant::mul_rn(quant::f32_from_bits(a), 512.0f), 8388608.0f)) - 0x4b000000u;
   } else {
     const uint32_t normal = a - 0x3c000000u;  // rebias 127 -> 7
     r = (normal + 0x7ffffu + ((normal >> 20) & 1u)) >> 20;
@@ -124,11 +87,11 @@ TPINFER_HD float fp8_decode(uint8_t c) {
   if (c7 == 0x7fu) {
     b = 0x7fc00000u;
   } else if (c7 < 8u) {
-    b = bits(mul(static_cast<float>(static_cast<int32_t>(c & 7u)), 0.001953125f));
+    b = quant::f32_bits(quant::mul_rn(static_cast<float>(static_cast<int32_t>(c & 7u)), 0.001953125f));
   } else {
     b = (c7 << 20) + (120u << 23);
   }
-  return from_bits(b | (static_cast<uint32_t>(c & 0x80u) << 24));
+  return quant::f32_from_bits(b | (static_cast<uint32_t>(c & 0x80u) << 24));
 }
 
 // v (already divided by the scale) -> int8 code, ties to even, in [-127, 127].
@@ -142,13 +105,13 @@ TPINFER_HD float int8_decode(uint8_t c) { return static_cast<float>(static_cast<
 // Code of x in a block of scale `scale` (inverse `inv`), fp8 or int8.
 TPINFER_HD uint8_t encode_code(bool fp8, uint32_t scale, float inv, float x) {
   if (scale == kScaleNaN) return 0;
-  const float v = mul(x, inv);
+  const float v = quant::mul_rn(x, inv);
   return fp8 ? fp8_encode(v) : int8_encode(v);
 }
 
 // Value of a code in a block of scale `scale` (exact in f32).
 TPINFER_HD float decode_code(bool fp8, uint32_t scale, uint8_t code) {
-  return mul(fp8 ? fp8_decode(code) : int8_decode(code), bf16_decode(scale));
+  return quant::mul_rn(fp8 ? fp8_decode(code) : int8_decode(code), bf16_decode(scale));
 }
 
 // Offsets inside the encoding of m values (compressed_comm.h's wire format).
