@@ -7,7 +7,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  openmpi-bin libopenmpi-dev iproute2 procps
+  openmpi-bin libopenmpi-dev iproute2 procps valgrind python3
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -14,7 +14,8 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2
 model=models/bible-q8_0.gguf
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-vg=(valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite)
+vg=(valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
+    --suppressions=tests/valgrind.supp)
 
 # Valid input: must succeed.
 echo "== run $model"
