@@ -7,6 +7,8 @@
 #include <chrono>
 #include <thread>
 
+#include "core/error.h"
+
 namespace tpinfer {
 
 bool pin_current_thread(int cpu) {
@@ -24,7 +26,8 @@ bool unpin_current_thread() {
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
-ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus)
+    : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {
   if (!cpus.empty()) pin_current_thread(cpus[0]);
   for (int i = 1; i < n_threads_; ++i) {
     threads_.emplace_back([this, i, cpus] {
@@ -114,6 +117,29 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   if (error_) std::rethrow_exception(error_);
 }
 
+namespace {
+
+constexpr uint64_t pack(uint64_t front, uint64_t back) { return front << 32 | back; }
+
+// Takes up to `count` grains from the front (owner) or one from the back
+// (others) of a share: [first, first + taken). false when it is empty.
+bool take(std::atomic<uint64_t>& share, bool from_front, uint64_t count, int64_t& first, int64_t& taken) {
+  uint64_t cur = share.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t front = cur >> 32, back = cur & 0xFFFFFFFFu;
+    if (front >= back) return false;
+    const uint64_t n = from_front ? std::min(count, back - front) : 1;
+    const uint64_t next = from_front ? pack(front + n, back) : pack(front, back - 1);
+    if (share.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
+      first = static_cast<int64_t>(from_front ? front : back - 1);
+      taken = static_cast<int64_t>(n);
+      return true;
+    }
+  }
+}
+
+}  // namespace
+
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
@@ -122,11 +148,40 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     fn(0, n);
     return;
   }
-  run([&](int i, int nt) {
-    const int64_t per = (units + nt - 1) / nt;
-    const int64_t begin = std::min(n, i * per * grain);
-    const int64_t end = std::min(n, (i + 1) * per * grain);
-    if (begin < end) fn(begin, end);
+  if (units > 0xFFFFFFFFLL) throw Error(cat("ThreadPool::parallel_for: ", units, " grains, more than 2^32"));
+  const int nt = n_threads_;
+  const int64_t per = (units + nt - 1) / nt;
+  for (int i = 0; i < nt; ++i) {
+    const int64_t begin = std::min(units, i * per), end = std::min(units, (i + 1) * per);
+    // Published to the workers by run()'s release of the generation counter.
+    shares_[static_cast<size_t>(i)].range.store(pack(static_cast<uint64_t>(begin), static_cast<uint64_t>(end)),
+                                                std::memory_order_relaxed);
+  }
+  auto piece = [&](int64_t first, int64_t count) {
+    fn(first * grain, std::min(n, (first + count) * grain));
+  };
+  // The owner takes an eighth of its share at a time (few calls, long
+  // contiguous runs); others take single grains from the back, so that what
+  // is left to balance at the end is fine-grained.
+  const uint64_t owner_step = static_cast<uint64_t>(std::max<int64_t>(1, per / 8));
+  run([&](int i, int threads) {
+    int64_t first, count;
+    while (take(shares_[static_cast<size_t>(i)].range, true, owner_step, first, count)) piece(first, count);
+    // Own share done: help the thread with the most grains left.
+    for (;;) {
+      int victim = -1;
+      uint64_t most = 0;
+      for (int v = 0; v < threads; ++v) {
+        const uint64_t r = shares_[static_cast<size_t>(v)].range.load(std::memory_order_relaxed);
+        const uint64_t front = r >> 32, back = r & 0xFFFFFFFFu;
+        if (back > front && back - front > most) {
+          most = back - front;
+          victim = v;
+        }
+      }
+      if (victim < 0) return;
+      if (take(shares_[static_cast<size_t>(victim)].range, false, 1, first, count)) piece(first, count);
+    }
   });
 }
 

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -29,8 +30,13 @@ class ThreadPool {
   // The first exception thrown by any thread is rethrown here.
   void run(const std::function<void(int, int)>& fn);
 
-  // Splits [0, n) into contiguous chunks, one per thread (chunks aligned to
-  // `grain`), and calls fn(begin, end) for each non-empty chunk.
+  // Calls fn(begin, end) over pieces of [0, n) that together cover it once,
+  // each a whole number of `grain`s (the last may be short). Thread i starts on
+  // the i-th contiguous share and walks it front to back, an eighth of it per
+  // call; a thread done with its share takes single grains from the back of the
+  // share with the most left. So a thread slowed by the OS or by a neighbour does not hold up
+  // the others, and each thread still streams through mostly contiguous memory.
+  // Which thread runs a piece varies from call to call: fn must not depend on it.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -47,6 +53,12 @@ class ThreadPool {
   std::condition_variable done_;
   std::exception_ptr error_;
   std::mutex error_mutex_;
+  // parallel_for's per-thread shares, in grains: (front << 32) | back, one per
+  // cache line (the owner takes from the front, others from the back).
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  std::unique_ptr<Share[]> shares_;
 };
 
 // Pins the calling thread to `cpu` (best effort; false if the OS refused).

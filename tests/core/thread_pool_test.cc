@@ -1,0 +1,78 @@
+#include "core/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace tpinfer {
+namespace {
+
+// Every index is covered exactly once, by pieces aligned to the grain, for
+// sizes around the grain and thread count boundaries.
+TEST(ThreadPool, ParallelForCoversEachIndexOnceInGrainAlignedPieces) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t grain : {1, 3, 16}) {
+      for (int64_t n : {1, 2, 15, 16, 17, 100, 1000, 4099}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<bool> misaligned{false};
+        pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+          if (b % grain != 0 || (e != n && e % grain != 0) || e <= b) {
+            misaligned = true;
+          }
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        EXPECT_FALSE(misaligned) << "threads " << threads << " grain " << grain << " n " << n;
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+              << "index " << i << " threads " << threads << " grain " << grain << " n " << n;
+        }
+      }
+    }
+  }
+}
+
+// A thread that is slow on its share (here: whichever thread holds index 0
+// sleeps there) has the rest of its share taken by the others, so the call
+// does not last as long as the slow thread's whole share would.
+TEST(ThreadPool, ParallelForMovesWorkAwayFromASlowThread) {
+  ThreadPool pool(2);
+  constexpr int64_t kUnits = 64;
+  std::vector<std::atomic<int>> by_thread(kUnits);
+  std::atomic<int> pieces_after_stall{0};
+  const std::thread::id caller = std::this_thread::get_id();
+  pool.parallel_for(kUnits, 1, [&](int64_t b, int64_t e) {
+    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (int64_t u = b; u < e; ++u) {
+      by_thread[static_cast<size_t>(u)] = std::this_thread::get_id() == caller ? 0 : 1;
+      if (u > 0 && u < kUnits / 2) pieces_after_stall.fetch_add(1);
+    }
+  });
+  // Units 1..31 belong to thread 0's share (it stalls in its first piece, an
+  // eighth of the share): the other thread finishes its own share in far less
+  // than 200 ms and takes the rest.
+  int taken = 0;
+  for (int64_t u = 1; u < kUnits / 2; ++u) taken += by_thread[static_cast<size_t>(u)] == 1;
+  EXPECT_EQ(pieces_after_stall.load(), kUnits / 2 - 1);
+  EXPECT_GT(taken, kUnits / 4) << "the idle thread should have taken most of the stalled thread's share";
+}
+
+TEST(ThreadPool, ParallelForRethrowsAnException) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_for(100, 1,
+                                 [&](int64_t b, int64_t) {
+                                   if (b == 77) throw std::runtime_error("unit 77");
+                                 }),
+               std::runtime_error);
+  // The pool is usable afterwards.
+  std::atomic<int64_t> sum{0};
+  pool.parallel_for(100, 7, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+  EXPECT_EQ(sum.load(), 100);
+}
+
+}  // namespace
+}  // namespace tpinfer
