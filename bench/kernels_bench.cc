@@ -61,12 +61,24 @@ const std::vector<uint8_t>& weights(DType t, Shape s) {
 }
 
 void run_matmul(benchmark::State& state, DType t, Shape s, int threads, int64_t n_tokens, int copies) {
-  const std::vector<uint8_t>& base = weights(t, s);
-  std::vector<std::vector<uint8_t>> extra(static_cast<size_t>(copies - 1), base);
-  std::vector<WeightView> views;
+  // The layout the engine runs: Q4_0, Q4_K and Q8_0 matrices are interleaved
+  // at load (repack.h), the other types stay plain rows.
+  const std::vector<uint8_t>& plain = weights(t, s);
   const uint64_t rb = row_bytes(t, static_cast<uint64_t>(s.cols));
-  views.push_back({t, s.rows, s.cols, base.data(), rb});
-  for (const auto& e : extra) views.push_back({t, s.rows, s.cols, e.data(), rb});
+  const WeightView plain_view{t, s.rows, s.cols, plain.data(), rb};
+  std::vector<uint8_t> base = plain;
+  WeightView view = plain_view;
+  if (can_interleave(plain_view)) {
+    base.resize(interleaved_size(plain_view));
+    view = interleave_rows(plain_view, base.data());
+  }
+  view.data = base.data();
+  std::vector<std::vector<uint8_t>> extra(static_cast<size_t>(copies - 1), base);
+  std::vector<WeightView> views{view};
+  for (const std::vector<uint8_t>& e : extra) {
+    views.push_back(view);
+    views.back().data = e.data();
+  }
   const std::vector<float> x = random_values(s.cols * n_tokens, 9);
   std::vector<float> y(static_cast<size_t>(s.rows * n_tokens));
   ThreadPool pool(threads);
@@ -145,6 +157,14 @@ bool register_all() {
             ->Unit(benchmark::kMillisecond);
       }
     }
+  }
+  // GEMV whose weights stay in L2 (256 rows): the kernel's compute ceiling,
+  // to tell a compute-bound kernel from a memory-bound one (compare GemvCold).
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const Shape s{256, 2048};
+    benchmark::RegisterBenchmark(("GemvL2/" + std::string(dtype_name(t)) + "/256x2048/threads:1").c_str(),
+                                 [=](benchmark::State& st) { run_matmul(st, t, s, 1, 1, 1); })
+        ->Unit(benchmark::kMicrosecond);
   }
   // DRAM-bound GEMV for the main quantized types: enough copies of the 8192x2048
   // matrix that no call finds its weights in the caches.

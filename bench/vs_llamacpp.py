@@ -9,6 +9,7 @@ llama.cpp is not part of this project: build it yourself outside the tree and
 pass its llama-bench with --llama-bench.
 
   bench/vs_llamacpp.py --llama-bench PATH [--tpinfer build/tpinfer] [-p 512] [-n 128]
+                       (-p 0 or -n 0 leaves that test out)
                        [-t 1,2] [-r 3] [--tp2] MODEL.gguf...
 
 --tp2 adds, at 2 threads, tpinfer with -tp 2 and one thread per rank.
@@ -59,7 +60,7 @@ def main():
             layouts = [(1, threads)]
             if args.tp2 and threads == 2:
                 layouts.append((2, 1))
-            for what in ("tg", "pp"):
+            for what in [w for w, size in (("tg", args.n), ("pp", args.p)) if size > 0]:
                 ours = {layout: [] for layout in layouts}
                 theirs = []
                 for _ in range(args.r):
