@@ -163,7 +163,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
   // The owner takes an eighth of its share at a time (few calls, long
   // contiguous runs); others take single grains from the back, so that what
   // is left to balance at the end is fine-grained.
-  const uint64_t owner_step = static_cast<uint64_t>(std::max<int64_t>(1, per / 8));
+  const uint64_t owner_step = static_cast<uint64_t>(std::clamp<int64_t>(per / 8, 1, 16));
   run([&](int i, int threads) {
     int64_t first, count;
     while (take(shares_[static_cast<size_t>(i)].range, true, owner_step, first, count)) piece(first, count);
