@@ -9,6 +9,7 @@
 
 #include "model/synth.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer_test_util.h"
 
 namespace tpinfer {
 namespace {
@@ -178,6 +179,123 @@ TEST(CliRun, MixtureOfExpertsBothLayouts) {
   EXPECT_NE(out.find("| max/mean "), std::string::npos) << out;
   EXPECT_EQ(testing::run_command(testing::binary() + " synth --preset nope -o " + dir.file("x.gguf"), &out), 1);
   EXPECT_NE(out.find("valid: tiny-mixtral, tiny-qwen2-moe, tiny-qwen3-moe"), std::string::npos) << out;
+}
+
+// ---- tokenize / detokenize / run --chat on the bible model, against the library.
+
+std::string bible_gguf() { return test::shared_dir() + "/bible/bible-q8_0.gguf"; }
+
+// One shell word: single quotes, with each ' written as '\''.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// stdout of `tpinfer ARGS` (stderr dropped); the test fails unless it exits 0.
+std::string tpinfer_stdout(const std::string& args) {
+  std::string out;
+  const int code = testing::run_command("(" + testing::binary() + " " + args + ") 2>/dev/null", &out);
+  EXPECT_EQ(code, 0) << args << "\n" << out;
+  return out;
+}
+
+std::string ids_text(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(id);
+  }
+  return s;
+}
+
+// Texts a user types: ASCII, accents, CJK, emoji with a modifier, runs of
+// spaces, an apostrophe, and the model's own special-token marker as text.
+const std::vector<std::string>& cli_texts() {
+  static const std::vector<std::string> t = {
+      "In the beginning God created the heaven and the earth.",
+      "  And   the LORD's word, créé \xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD\t!",
+      "verily <|end_of_text|> 12345",
+  };
+  return t;
+}
+
+TEST(CliTokenize, MatchesTheLibraryAndRoundTrips) {
+  const Tokenizer& tok = test::gguf_tokenizer(bible_gguf());
+  for (const std::string& text : cli_texts()) {
+    SCOPED_TRACE(text);
+    const std::string m = "-m " + bible_gguf() + " ";
+    const std::vector<int32_t> want = tok.encode(text, /*add_special=*/true, /*parse_special=*/false);
+    ASSERT_GT(want.size(), 2u);
+    EXPECT_EQ(want.front(), tok.bos());
+
+    // Plain: the ids, space separated, one line.
+    EXPECT_EQ(tpinfer_stdout("tokenize " + m + shell_quote(text)), ids_text(want) + "\n");
+    // --no-bos drops only the BOS the model asks for.
+    EXPECT_EQ(tpinfer_stdout("tokenize --no-bos " + m + shell_quote(text)),
+              ids_text(tok.encode(text, false, false)) + "\n");
+    // --special: the marker is one token, as the library gives it.
+    EXPECT_EQ(tpinfer_stdout("tokenize --special " + m + shell_quote(text)),
+              ids_text(tok.encode(text, true, true)) + "\n");
+
+    // --json: {"tokens", "pieces"}, a piece per token, each the token's text.
+    const auto j = nlohmann::json::parse(tpinfer_stdout("tokenize --json " + m + shell_quote(text)));
+    EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), want);
+    ASSERT_EQ(j["pieces"].size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(j["pieces"][i].get<std::string>(), tok.token_text(want[i])) << i;
+
+    // detokenize of those ids gives the text back (the BOS decodes to nothing),
+    // as the library's decode does; plain ends with a newline.
+    const std::vector<int32_t> body(want.begin() + 1, want.end());
+    EXPECT_EQ(tok.decode(body), text);
+    EXPECT_EQ(tpinfer_stdout("detokenize " + m + ids_text(body)), text + "\n");
+    EXPECT_EQ(tpinfer_stdout("detokenize " + m + ids_text(want)), tok.decode(want) + "\n");
+    const auto d = nlohmann::json::parse(tpinfer_stdout("detokenize --json " + m + ids_text(body)));
+    EXPECT_EQ(d["text"].get<std::string>(), text);
+  }
+  // An id outside the vocabulary is an error, not a crash.
+  std::string out;
+  EXPECT_EQ(testing::run_command(testing::binary() + " detokenize -m " + bible_gguf() + " 5 4096", &out), 1) << out;
+  EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+}
+
+// run --chat: the prompt tokens are the chat template's rendering, tokenized
+// with special tokens recognised, BOS added once. The bible GGUF has no chat
+// template, so --chat uses ChatML; --chat-template FILE uses the file (here
+// Llama 2's, which writes bos_token itself, so no second BOS is added).
+TEST(CliRun, ChatPromptIsTheTemplatesRenderingTokenized) {
+  const Tokenizer& tok = test::gguf_tokenizer(bible_gguf());
+  ASSERT_TRUE(tok.chat_template().empty());
+  const std::string bos = tok.token_text(tok.bos());
+  auto prompt_tokens = [&](const std::string& extra) {
+    const auto j = nlohmann::json::parse(tpinfer_stdout("run -m " + bible_gguf() + " -n 1 --temperature 0 --json --chat " +
+                                                        extra + " -p " + shell_quote("Who begat Enos?")));
+    return j["prompt_tokens"].get<std::vector<int32_t>>();
+  };
+  auto with_bos = [&](const std::vector<int32_t>& ids) {
+    std::vector<int32_t> v = {tok.bos()};
+    v.insert(v.end(), ids.begin(), ids.end());
+    return v;
+  };
+
+  // ChatML, as Jinja2 renders the shared chatml.jinja: no BOS in the text, so
+  // the tokenizer adds it.
+  const std::string chatml = "<|im_start|>user\nWho begat Enos?<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(prompt_tokens(""), with_bos(tok.encode(chatml, false, true)));
+  const std::string chatml_sys =
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWho begat Enos?<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(prompt_tokens("--system 'Be brief.'"), with_bos(tok.encode(chatml_sys, false, true)));
+
+  // Llama 2's template with the model's BOS/EOS text: it starts with BOS,
+  // which --chat recognises as the special token, once.
+  const std::string file =
+      testing::source_dir() + "/tests/tokenizer/data/templates/meta-llama-Llama-2-7b-chat-hf.jinja";
+  const std::string rendered = bos + "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWho begat Enos? [/INST]";
+  const std::vector<int32_t> got = prompt_tokens("--system 'Be brief.' --chat-template " + file);
+  EXPECT_EQ(got, tok.encode(rendered, false, true));
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.front(), tok.bos());
+  EXPECT_NE(got.size() > 1 ? got[1] : -1, tok.bos());
 }
 
 }  // namespace
