@@ -58,6 +58,16 @@ bool is_byte_token_text(std::string_view s) {
   return s.size() == 6 && s.starts_with("<0x") && s[5] == '>' && hex(s[3]) && hex(s[4]);
 }
 
+// The id of an added_tokens entry; fails unless it is an object with an
+// integer id in [0, INT32_MAX].
+int64_t added_token_id(const Reader& r, const json& a) {
+  if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || a["id"].get<int64_t>() < 0 ||
+      a["id"].get<int64_t>() > INT32_MAX) {
+    r.fail(cat("added_tokens entry ", a.dump().substr(0, 80), " has no token id"));
+  }
+  return a["id"].get<int64_t>();
+}
+
 void read_vocab(const Reader& r, const json& model, const json& added, TokenizerSpec& spec) {
   if (!model.contains("vocab") || !model["vocab"].is_object()) r.fail("model.vocab must be an object {token: id}");
   int64_t max_id = -1;
@@ -67,8 +77,15 @@ void read_vocab(const Reader& r, const json& model, const json& added, Tokenizer
     }
     max_id = std::max(max_id, id.get<int64_t>());
   }
-  for (const json& a : added) max_id = std::max(max_id, a.value("id", int64_t{-1}));
+  for (const json& a : added) max_id = std::max(max_id, added_token_id(r, a));
   if (max_id < 0) r.fail("the vocabulary is empty");
+  // Ids are dense in every real tokenizer; a file that names id 2^31 - 1
+  // with a handful of tokens must not make us allocate 2^31 strings.
+  const int64_t entries = static_cast<int64_t>(model["vocab"].size() + added.size());
+  if (max_id >= 2 * entries + 1024) {
+    r.fail(cat("token ids go up to ", max_id, " for only ", entries,
+               " tokens (ids must be dense: at most 2 x tokens + 1024)"));
+  }
   // Ids missing from both lists (there should be none) stay empty and Unused.
   spec.tokens.assign(max_id + 1, std::string());
   spec.types.assign(max_id + 1, TokenType::Unused);
@@ -78,9 +95,8 @@ void read_vocab(const Reader& r, const json& model, const json& added, Tokenizer
     spec.types[i] = spec.byte_fallback && is_byte_token_text(text) ? TokenType::Byte : TokenType::Normal;
   }
   for (const json& a : added) {
-    const int64_t id = a.value("id", int64_t{-1});
-    if (id < 0 || !a.contains("content") || !a["content"].is_string())
-      r.fail("added_tokens entry without id / content");
+    const int64_t id = added_token_id(r, a);
+    if (!a.contains("content") || !a["content"].is_string()) r.fail("added_tokens entry without content");
     spec.tokens[id] = a["content"].get<std::string>();
     spec.types[id] = r.boolean(a, "special", false) ? TokenType::Control : TokenType::UserDefined;
     const bool l = r.boolean(a, "lstrip", false), rs = r.boolean(a, "rstrip", false);
@@ -280,9 +296,23 @@ void read_generation_config(const json& gen, TokenizerSpec& spec) {
   }
 }
 
+std::unique_ptr<Tokenizer> from_hf_dir_checked(const std::string& dir);
+
 }  // namespace
 
+// Every field is checked where it is read; the catch turns a JSON type error
+// that a check missed into the same FormatError instead of an escape.
 std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
+  try {
+    return from_hf_dir_checked(dir);
+  } catch (const json::exception& e) {
+    throw FormatError(cat(dir, ": malformed tokenizer files: ", e.what()));
+  }
+}
+
+namespace {
+
+std::unique_ptr<Tokenizer> from_hf_dir_checked(const std::string& dir) {
   const fs::path base(dir);
   const fs::path tok_path = base / "tokenizer.json";
   const std::optional<json> tj = read_json(tok_path);
@@ -307,4 +337,5 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
   return make_tokenizer(std::move(spec));
 }
 
+}  // namespace
 }  // namespace tpinfer

@@ -94,6 +94,15 @@ TEST(FuzzCorpus, HfTokenizer) {
       run_corpus("hf_tokenizer", [&](const uint8_t* d, size_t n) { return fuzz::hf_tokenizer(dir, d, n); });
   EXPECT_TRUE(r.at("synth-tiny.json").accepted) << r.at("synth-tiny.json").error;
   EXPECT_TRUE(r.at("bpe-bytelevel.json").accepted) << r.at("bpe-bytelevel.json").error;
+  // An added token whose "id" is a string escaped as a JSON type_error
+  // (found by fuzz_hf_tokenizer); now the entry is refused by name.
+  const fuzz::Result& string_id = r.at("regression-added-token-id-string");
+  EXPECT_FALSE(string_id.accepted);
+  EXPECT_NE(string_id.error.find("has no token id"), std::string::npos) << string_id.error;
+  // Id 2^31 - 1 among three tokens would have allocated 2^31 strings.
+  const fuzz::Result& sparse = r.at("regression-sparse-token-id");
+  EXPECT_FALSE(sparse.accepted);
+  EXPECT_NE(sparse.error.find("ids must be dense"), std::string::npos) << sparse.error;
 }
 
 TEST(FuzzCorpus, Tokenizer) {

@@ -272,6 +272,23 @@ TEST(TokenizerHf, Errors) {
   write_json(dir.file("tokenizer.json"), tj);
   expect_error<FormatError>([&] { Tokenizer::from_hf_dir(dir.path().string()); }, dir.file("tokenizer.json"),
                             {"merge 42"});
+  for (const json& bad_id : {json("1"), json(-1), json(nullptr), json(4294967296LL)}) {
+    tj = bible_tokenizer_json();
+    tj["added_tokens"] = json::array({{{"id", bad_id}, {"content", "<x>"}}});
+    write_json(dir.file("tokenizer.json"), tj);
+    expect_error<FormatError>([&] { Tokenizer::from_hf_dir(dir.path().string()); }, dir.file("tokenizer.json"),
+                              {"has no token id"});
+  }
+  tj = bible_tokenizer_json();
+  tj["added_tokens"] = json::array({"<x>"});
+  write_json(dir.file("tokenizer.json"), tj);
+  expect_error<FormatError>([&] { Tokenizer::from_hf_dir(dir.path().string()); }, dir.file("tokenizer.json"),
+                            {"has no token id"});
+  tj = bible_tokenizer_json();
+  tj["added_tokens"] = json::array({{{"id", 100000000}, {"content", "<x>"}}});
+  write_json(dir.file("tokenizer.json"), tj);
+  expect_error<FormatError>([&] { Tokenizer::from_hf_dir(dir.path().string()); }, dir.file("tokenizer.json"),
+                            {"ids must be dense"});
   tj = bible_tokenizer_json();
   tj["model"]["vocab"]["Ġthe"] = "x";
   write_json(dir.file("tokenizer.json"), tj);
