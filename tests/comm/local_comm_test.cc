@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_util.h"
 
 namespace tpinfer {
 namespace {
@@ -123,6 +124,48 @@ TEST(LocalComm, TimeoutNamesMissingRank) {
       const std::string& e = errors[static_cast<size_t>(r)];
       EXPECT_NE(e.find("all_reduce #2 timed out"), std::string::npos) << "rank " << r << ": " << e;
       EXPECT_NE(e.find("rank(s) 1 did not arrive"), std::string::npos) << "rank " << r << ": " << e;
+    }
+  }
+}
+
+// The same as a whole process (tests/comm/local_comm_worker.cc), as issue 3
+// states it: under a watchdog (TERM after 60 s, KILL 5 s later; the run needs
+// about 1.5 timeouts), the process exits with 1 (not a signal, not the
+// watchdog's 124), prints the message as tpinfer's main does, and every rank
+// reports an error naming all_reduce #2 and rank 1 within timeout + 1 s of
+// entering the call that threw (all_reduce #2; for the skipping rank its next
+// collective, 1.5 timeouts later, which must throw at once).
+TEST(LocalComm, SkippedCollectiveEndsProcess) {
+  const int timeout_ms = 1000;
+  for (int n : {2, 3, 8}) {
+    std::string out;
+    const auto start = std::chrono::steady_clock::now();
+    const int code = testing::run_command("timeout -k 5 60 " + std::string(TPINFER_LOCAL_CHECK) + " skip --ranks " +
+                                              std::to_string(n) + " --timeout-ms " + std::to_string(timeout_ms),
+                                          &out);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(code, 1) << "n=" << n << " (124: the watchdog ended a hang; above 128: a signal)\n" << out;
+    EXPECT_LT(elapsed, 1.5 * timeout_ms / 1000.0 + 1.0 + 2.0) << out;  // 2 s for start-up on a loaded machine
+    // main's message: the first rank's error (prefixed "rank r: " where the
+    // rank only saw the group aborted by another rank's deadline).
+    const size_t main_at = out.find("error: ");
+    ASSERT_NE(main_at, std::string::npos) << out;
+    const std::string main_line = out.substr(main_at, out.find('\n', main_at) - main_at);
+    EXPECT_NE(main_line.find("all_reduce #2 timed out after 1 s on rank "), std::string::npos) << main_line;
+    EXPECT_NE(main_line.find("rank(s) 1 did not arrive"), std::string::npos) << main_line;
+    for (int r = 0; r < n; ++r) {
+      const std::string prefix = "rank " + std::to_string(r) + " error after ";
+      const size_t at = out.find(prefix);
+      ASSERT_NE(at, std::string::npos) << "n=" << n << " rank " << r << " reported no error\n" << out;
+      const std::string line = out.substr(at, out.find('\n', at) - at);
+      const double seconds = std::stod(line.substr(prefix.size()));
+      EXPECT_LT(seconds, timeout_ms / 1000.0 + 1.0) << "n=" << n << ": " << line;
+      // Not before the deadline (the waiting ranks); the skipping rank finds the group already aborted.
+      if (r != 1) {
+        EXPECT_GE(seconds, timeout_ms / 1000.0 * 0.99) << "n=" << n << ": " << line;
+      }
+      EXPECT_NE(line.find("all_reduce #2 timed out"), std::string::npos) << line;
+      EXPECT_NE(line.find("rank(s) 1 did not arrive"), std::string::npos) << line;
     }
   }
 }
