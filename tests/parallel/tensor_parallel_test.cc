@@ -44,16 +44,25 @@ std::vector<TpCase> cases() {
   c.push_back({"gqa_kv_above_tp", shape(Arch::Llama, 16, 8, 512, "f32", 512), {2, 4}, {}});
   c.push_back({"three_ranks", shape(Arch::Llama, 12, 3, 515, "f32", 384, 768), {3}, {}});
   c.push_back({"qkv_bias_qwen2", shape(Arch::Qwen2, 8, 4, 512, "f32"), {2, 4, 8}, {}});
-  c.push_back({"qwen3_qk_norm", shape(Arch::Qwen3, 8, 4, 512, "f32"), {2, 4}, {}});
+  c.push_back({"qwen3_qk_norm", shape(Arch::Qwen3, 8, 4, 512, "f32"), {2, 4, 8}, {}});
   SynthSpec tied = shape(Arch::Llama, 8, 4, 1001, "f32");
   tied.tied_embeddings = true;
   c.push_back({"tied_odd_vocab", tied, {2, 4, 8}, {}});
-  c.push_back({"f16", shape(Arch::Llama, 8, 4, 512, "f16"), {2, 4}, {}});
-  c.push_back({"bf16", shape(Arch::Llama, 8, 4, 512, "bf16"), {2, 4}, {}});
+  c.push_back({"f16", shape(Arch::Llama, 8, 4, 512, "f16"), {2, 4, 8}, {}});
+  c.push_back({"bf16", shape(Arch::Llama, 8, 4, 512, "bf16"), {2, 4, 8}, {}});
   c.push_back({"q8_0", shape(Arch::Llama, 8, 4, 512, "q8_0"), {2, 4, 8}, {}});
   c.push_back({"q4_0", shape(Arch::Llama, 8, 4, 512, "q4_0"), {2, 4, 8}, {}});
   // Q4_K blocks are 256 values: 8 heads of 64 split into 2 ranks of 256 columns.
   c.push_back({"q4_k", shape(Arch::Llama, 8, 4, 512, "q4_k", 512, 1024), {2}, {}});
+  // Q4_K at TP = 4 and 8: every rank's columns of the row-parallel matrices
+  // must be whole 256-value blocks, so attn_output needs heads x head_dim =
+  // 8 x 256 and ffn_down 8 x 256 features; 16 heads of 128 (2 per rank at
+  // TP = 8) over a hidden size of 256 (Q4_K's rows need only one block) keeps
+  // the model small. 4 KV heads: each replicated on 2 ranks at TP = 8.
+  SynthSpec q4_k_wide = shape(Arch::Llama, 16, 4, 512, "q4_k", 256, 2048);
+  q4_k_wide.head_dim = 128;
+  q4_k_wide.layers = 1;
+  c.push_back({"q4_k_tp8", q4_k_wide, {2, 4, 8}, {}});
   c.push_back({"uneven_3_1", shape(Arch::Llama, 8, 4, 512, "f32"), {2}, {3, 1}});
   c.push_back({"uneven_f32_1_2_1", shape(Arch::Llama, 8, 2, 777, "f32"), {3}, {1, 2, 1}});
   c.push_back({"uneven_q8_0_1_2_1", shape(Arch::Llama, 8, 2, 777, "q8_0"), {3}, {1, 2, 1}});
