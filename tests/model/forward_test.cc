@@ -19,10 +19,12 @@ struct Case {
   Arch arch;
   const char* dtype;
   bool gguf;
+  bool tied = false;  // lm_head is the token embedding (no output.weight)
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  return std::string(arch_name(info.param.arch)) + "_" + info.param.dtype + (info.param.gguf ? "_gguf" : "_safetensors");
+  return std::string(arch_name(info.param.arch)) + "_" + info.param.dtype + (info.param.gguf ? "_gguf" : "_safetensors") +
+         (info.param.tied ? "_tied" : "");
 }
 
 class ForwardVsReference : public ::testing::TestWithParam<Case> {};
@@ -33,11 +35,13 @@ TEST_P(ForwardVsReference, LogitsWithin1e4) {
   SynthSpec spec = testing::small_spec(c.arch);
   spec.dtype = *parse_dtype(c.dtype);
   spec.seed = 11;
+  spec.tied_embeddings = c.tied;
   const std::string path = c.gguf ? dir.file("m.gguf") : dir.file("m");
   write_synth_model(spec, path);
   const std::vector<int32_t> tokens = testing::random_tokens(32, spec.vocab, 5);
   const std::vector<float> got = testing::engine_logits(path, tokens, testing::f32_options());
   const auto src = ModelSource::open(path);
+  ASSERT_EQ(src->config().tied_embeddings, c.tied);
   const std::vector<double> want = reference::forward(*src, tokens);
   ASSERT_EQ(got.size(), want.size());
   // Every position, not only the last.
@@ -55,13 +59,18 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Arch::Mistral, "f32", true}, Case{Arch::Mistral, "f16", true},
                       Case{Arch::Mistral, "bf16", false}, Case{Arch::Qwen2, "f32", true},
                       Case{Arch::Qwen2, "f16", true}, Case{Arch::Qwen2, "bf16", false}, Case{Arch::Qwen3, "f32", true},
-                      Case{Arch::Qwen3, "f16", true}, Case{Arch::Qwen3, "bf16", false}),
+                      Case{Arch::Qwen3, "f16", true}, Case{Arch::Qwen3, "bf16", false},
+                      // Tied embeddings (Qwen2/2.5's small models tie them): the
+                      // lm_head reads token_embd.weight, in every weight format.
+                      Case{Arch::Qwen2, "f32", true, true}, Case{Arch::Qwen2, "f16", true, true},
+                      Case{Arch::Qwen2, "bf16", false, true}, Case{Arch::Llama, "f32", false, true}),
     case_name);
 
 // The same synth weights as GGUF and as safetensors give the same logits (the
-// GGUF Q/K rows are permuted for interleaved RoPE; the results must not move).
+// GGUF Q/K rows are permuted for interleaved RoPE; the results must not move),
+// for every architecture of the issue.
 TEST(Forward, GgufAndSafetensorsAgree) {
-  for (Arch arch : {Arch::Llama, Arch::Qwen2, Arch::Qwen3}) {
+  for (Arch arch : {Arch::Llama, Arch::Mistral, Arch::Qwen2, Arch::Qwen3}) {
     for (const char* dtype : {"f32", "bf16"}) {
       TempDir dir;
       SynthSpec spec = testing::small_spec(arch);
@@ -77,21 +86,30 @@ TEST(Forward, GgufAndSafetensorsAgree) {
   }
 }
 
-// Llama 3.1 rope scaling, from GGUF (rope_freqs tensor) and from config.json.
+// Llama 3.1 rope scaling, from GGUF (rope_freqs tensor) and from config.json,
+// against the reference in F32 (both formats), F16 (GGUF) and BF16 (safetensors).
 TEST(Forward, Llama3RopeScaling) {
   TempDir dir;
   SynthSpec spec = testing::small_spec(Arch::Llama);
   spec.rope_llama3 = true;
   spec.rope_theta = 500000.0f;
-  write_synth_model(spec, dir.file("m.gguf"));
-  write_synth_model(spec, dir.file("m"));
   const auto tokens = testing::random_tokens(32, spec.vocab, 3);
-  for (const std::string& path : {dir.file("m.gguf"), dir.file("m")}) {
+  struct Variant {
+    const char* dtype;
+    const char* file;
+  };
+  for (const Variant v : {Variant{"f32", "m.gguf"}, Variant{"f32", "m"}, Variant{"f16", "f16.gguf"},
+                          Variant{"bf16", "bf16"}}) {
+    SynthSpec s = spec;
+    s.dtype = *parse_dtype(v.dtype);
+    const std::string path = dir.file(v.file);
+    write_synth_model(s, path);
     const auto src = ModelSource::open(path);
     ASSERT_EQ(src->config().rope_freq_factors.size(), static_cast<size_t>(spec.hidden / spec.heads / 2)) << path;
     EXPECT_LT(reference::rel_l2(testing::engine_logits(path, tokens, testing::f32_options()),
                                 reference::forward(*src, tokens)),
-              1e-4);
+              1e-4)
+        << v.dtype << " " << v.file;
   }
   // The scaling matters: without it the logits differ.
   SynthSpec plain = spec;
