@@ -55,17 +55,21 @@ struct X8Kernels {
   static void q32(int64_t nb, const uint8_t* w, const uint8_t* a, uint64_t as, const int32_t* sums, int64_t ss,
                   float* y, int64_t ys) {
     constexpr int kBytes = kQ8 ? kQ8_0x8Bytes : kQ4_0x8Bytes;
-    // A group is one sequential stream; prefetching 16 blocks (2.3 KB for Q4_0)
-    // ahead kept decode at the old kernels' speed where 4 blocks lost 12%.
+    // A group is one sequential stream. At one token (decode) the hardware
+    // prefetchers alone read it fastest: prefetching 16 blocks ahead cost
+    // 10-20% of DRAM read speed (GemvCold, session 4). With several tokens
+    // (prefill) the weights are reused from cache and the prefetch gains 1-5%.
     constexpr int kPrefetchBlocks = 16;
     __m256 acc[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib) {
       const uint8_t* blk = w + ib * kBytes;
+      if constexpr (T > 1) {
 #pragma GCC unroll 8
-      for (int off = 0; off < kBytes; off += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBlocks * kBytes + off), _MM_HINT_T0);
+        for (int off = 0; off < kBytes; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBlocks * kBytes + off), _MM_HINT_T0);
+        }
       }
       const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
       __m256i u[8];
@@ -111,8 +115,10 @@ struct X8Kernels {
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const uint8_t* qs = blk + 160 + 128 * j;
-        _mm_prefetch(reinterpret_cast<const char*>(qs + kQ4_Kx8Bytes), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(qs + kQ4_Kx8Bytes + 64), _MM_HINT_T0);
+        if constexpr (T > 1) {  // as in q32: decode streams best without it
+          _mm_prefetch(reinterpret_cast<const char*>(qs + kQ4_Kx8Bytes), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(qs + kQ4_Kx8Bytes + 64), _MM_HINT_T0);
+        }
         int64_t scales8;
         std::memcpy(&scales8, blk + 32 + 8 * j, 8);
         const __m256i sc = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(scales8));
