@@ -32,7 +32,8 @@ TEST(CliMalformed, TruncatedBibleAtFiftyOffsets) {
   const std::string whole = read_file(src);
   ASSERT_GT(whole.size(), 1000000u) << src;
   uint64_t data_end = 0, first_data = whole.size();
-  for (const TensorInfo& t : GgufFile::open(src)->tensors()) {
+  const auto gguf = GgufFile::open(src);  // alive for the loop (a temporary's tensors() would dangle)
+  for (const TensorInfo& t : gguf->tensors()) {
     data_end = std::max(data_end, t.offset + t.nbytes);
     first_data = std::min(first_data, t.offset);
   }
