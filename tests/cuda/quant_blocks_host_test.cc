@@ -20,10 +20,6 @@
 namespace tpinfer::cuda::quant {
 namespace {
 
-static_assert(sizeof(BlockQ8_0) == sizeof(cpu::BlockQ8_0));
-static_assert(sizeof(BlockQ4_0) == sizeof(cpu::BlockQ4_0));
-static_assert(sizeof(BlockQ4_K) == sizeof(cpu::BlockQ4_K));
-
 uint32_t bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);

@@ -9,14 +9,16 @@
 // (d * sc * q - dmin * m) go through mul_rn / sub_rn, which nvcc may not fuse
 // into an FMA; division and roundf are IEEE in nvcc without --use_fast_math.
 //
-// The block layouts mirror cpu::Block* in backend/cpu/quant.h (the CUDA back end
-// does not depend on backend/cpu; the host test static_asserts the sizes and
-// compares the decoded values).
+// The block layouts are core/quant_blocks.h's, the ones backend/cpu reads (the
+// CUDA back end does not depend on backend/cpu; the host test compares the
+// decoded values).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "core/quant_blocks.h"
 
 #ifdef __CUDACC__
 #define TPINFER_HD __host__ __device__ __forceinline__
@@ -26,33 +28,12 @@
 
 namespace tpinfer::cuda::quant {
 
-constexpr int kQK = 32;    // values per Q8_0 / Q4_0 block, and per activation block
-constexpr int kQKK = 256;  // values per Q4_K super-block
-
-// value[i] = qs[i] * d.
-struct BlockQ8_0 {
-  uint16_t d;
-  int8_t qs[kQK];
-};
-static_assert(sizeof(BlockQ8_0) == 34, "block_q8_0 is 34 bytes in GGUF");
-
-// value[i] = (nibble[i] - 8) * d; nibble[i] = i < 16 ? qs[i] & 15 : qs[i-16] >> 4.
-struct BlockQ4_0 {
-  uint16_t d;
-  uint8_t qs[kQK / 2];
-};
-static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 is 18 bytes in GGUF");
-
-// 8 sub-blocks of 32 values, 6-bit scale and min each (q4k_scale_min); element
-// e: q = (qs[32 (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 15,
-// value = (d * sc) * q - (dmin * m) of sub-block e / 32.
-struct BlockQ4_K {
-  uint16_t d;
-  uint16_t dmin;
-  uint8_t scales[12];
-  uint8_t qs[kQKK / 2];
-};
-static_assert(sizeof(BlockQ4_K) == 144, "block_q4_K is 144 bytes in GGUF");
+// The block layouts (core/quant_blocks.h, shared with backend/cpu).
+using ::tpinfer::BlockQ4_0;
+using ::tpinfer::BlockQ4_K;
+using ::tpinfer::BlockQ8_0;
+using ::tpinfer::kQK;   // values per Q8_0 / Q4_0 block, and per activation block
+using ::tpinfer::kQKK;  // values per Q4_K super-block
 
 // ---- Bits and rounding.
 
