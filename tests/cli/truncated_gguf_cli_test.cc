@@ -6,7 +6,6 @@
 // stream nothing to stdout.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -14,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/gguf.h"
+#include "formats/gguf_cuts.h"
 #include "test_util.h"
 
 namespace tpinfer {
@@ -31,19 +30,9 @@ TEST(CliMalformed, TruncatedBibleAtFiftyOffsets) {
   const std::string src = testing::source_dir() + "/models/bible-q8_0.gguf";
   const std::string whole = read_file(src);
   ASSERT_GT(whole.size(), 1000000u) << src;
-  uint64_t data_end = 0, first_data = whole.size();
-  const auto gguf = GgufFile::open(src);  // alive for the loop (a temporary's tensors() would dangle)
-  for (const TensorInfo& t : gguf->tensors()) {
-    data_end = std::max(data_end, t.offset + t.nbytes);
-    first_data = std::min(first_data, t.offset);
-  }
-  ASSERT_GT(first_data, 1000u);
-  // As in the library test: 25 cuts through the header, metadata and tensor
-  // index (quadratically spaced, dense at the start where the fields are small),
-  // 25 through the tensor data, the last one a single byte short.
-  std::vector<uint64_t> cuts;
-  for (uint64_t i = 0; i < 25; ++i) cuts.push_back(i * i * first_data / (25 * 25) + i);
-  for (uint64_t i = 0; i < 25; ++i) cuts.push_back(first_data + (data_end - first_data) * i / 24 - (i == 24 ? 1 : 0));
+  const testing::GgufCuts c = testing::gguf_truncation_offsets(src);  // the library test's offsets
+  const std::vector<uint64_t>& cuts = c.cuts;
+  ASSERT_GT(c.first_data, 1000u);
   ASSERT_EQ(cuts.size(), 50u);
   ASSERT_EQ(std::set<uint64_t>(cuts.begin(), cuts.end()).size(), 50u);
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "formats/format_test_util.h"
+#include "formats/gguf_cuts.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 
@@ -89,22 +90,12 @@ TEST(GgufHostile, WrongMagicVersionAndEmpty) {
 TEST(GgufHostile, TruncatedBibleAtFiftyOffsets) {
   const std::string src = testing::bible_dir() + "/bible-q8_0.gguf";
   const auto whole = testing::read_bytes(src);
-  const auto f = GgufFile::open(src);
-  uint64_t data_end = 0, first_data = whole.size();
-  for (const TensorInfo& t : f->tensors()) {
-    data_end = std::max(data_end, t.offset + t.nbytes);
-    first_data = std::min(first_data, t.offset);
-  }
-  ASSERT_GT(first_data, 1000u);
-  // 25 cuts through the header, metadata and tensor index (dense where the
-  // parser does the most), 25 through the tensor data, the last one byte short.
-  std::vector<uint64_t> cuts;
-  for (uint64_t i = 0; i < 25; ++i) cuts.push_back(i * i * first_data / (25 * 25) + i);
-  for (uint64_t i = 0; i < 25; ++i) cuts.push_back(first_data + (data_end - first_data) * i / 24 - (i == 24 ? 1 : 0));
-  ASSERT_EQ(cuts.size(), 50u);
+  const testing::GgufCuts c = testing::gguf_truncation_offsets(src);
+  ASSERT_GT(c.first_data, 1000u);
+  ASSERT_EQ(c.cuts.size(), 50u);
   TempDir dir;
-  for (const uint64_t cut : cuts) {
-    ASSERT_LT(cut, data_end);
+  for (const uint64_t cut : c.cuts) {
+    ASSERT_LT(cut, c.data_end);
     const std::string path = dir.file("cut.gguf");
     testing::write_bytes(path, whole.data(), cut);
     const std::string msg = expect_error<FormatError>([&] { GgufFile::open(path); }, path, {": offset ", "expected"});
