@@ -8,11 +8,15 @@
 // preempted thread should not count as a slow kernel); two-thread runs report
 // wall time.
 //
-// The *Cold variants rotate over enough copies of the matrix (>= 256 MiB) that
-// every call streams its weights from DRAM; the plain ones reuse one matrix,
-// which for these shapes (4-67 MB) partly or wholly fits the 32 MB L3.
+// Q4_0, Q4_K and Q8_0 weights are interleaved first, as the engine does at load
+// (backend/cpu/repack.h). The *Cold variants rotate over enough copies of the
+// matrix (>= 256 MiB) that every call streams its weights from DRAM; GemvL2
+// (256 rows) keeps them in L2, so it shows the kernel's compute ceiling; the
+// plain ones reuse one matrix, which for these shapes (4-67 MB) partly or
+// wholly fits the 32 MB L3.
 //
 //   ./build/bench/tpinfer_microbench --benchmark_filter='Gemv/(q8_0|q4_0|q4_k)'
+//   ./build/bench/tpinfer_microbench --benchmark_filter='GemvL2|GemvCold' --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
 #include <cstring>
