@@ -36,25 +36,37 @@ TEST(ThreadPool, ParallelForCoversEachIndexOnceInGrainAlignedPieces) {
   }
 }
 
-// A thread that is slow on its share (here: whichever thread holds index 0
-// sleeps there) has the rest of its share taken by the others, so the call
-// does not last as long as the slow thread's whole share would.
+// A thread that is slow on its share (here: the thread holding index 0 stalls
+// there) has the rest of its share taken by the others, so the call does not
+// last as long as the slow thread's whole share would.
 TEST(ThreadPool, ParallelForMovesWorkAwayFromASlowThread) {
   ThreadPool pool(2);
   constexpr int64_t kUnits = 64;
   std::vector<std::atomic<int>> by_thread(kUnits);
   std::atomic<int> pieces_after_stall{0};
+  std::atomic<int> stolen{0};  // units of thread 0's share done by the other thread
   const std::thread::id caller = std::this_thread::get_id();
   pool.parallel_for(kUnits, 1, [&](int64_t b, int64_t e) {
-    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (b == 0) {
+      // Stall until the other thread has taken more than a quarter of the units
+      // (it can only by stealing from this share), or give up after 10 s: a
+      // wait on the event, not on a guess of how long a loaded machine needs.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (stolen.load() <= kUnits / 4 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
     for (int64_t u = b; u < e; ++u) {
-      by_thread[static_cast<size_t>(u)] = std::this_thread::get_id() == caller ? 0 : 1;
-      if (u > 0 && u < kUnits / 2) pieces_after_stall.fetch_add(1);
+      const bool other = std::this_thread::get_id() != caller;
+      by_thread[static_cast<size_t>(u)] = other ? 1 : 0;
+      if (u > 0 && u < kUnits / 2) {
+        pieces_after_stall.fetch_add(1);
+        if (other) stolen.fetch_add(1);
+      }
     }
   });
-  // Units 1..31 belong to thread 0's share (it stalls in its first piece, an
-  // eighth of the share): the other thread finishes its own share in far less
-  // than 200 ms and takes the rest.
+  // Units 1..31 belong to thread 0's share (it stalls in its first piece, at
+  // most 16 grains): the other thread finishes its own share and takes the rest.
   int taken = 0;
   for (int64_t u = 1; u < kUnits / 2; ++u) taken += by_thread[static_cast<size_t>(u)] == 1;
   EXPECT_EQ(pieces_after_stall.load(), kUnits / 2 - 1);
