@@ -20,6 +20,7 @@ CollectiveCounter CommStats::total() const {
     t.calls += c.calls;
     t.bytes += c.bytes;
     t.nanos += c.nanos;
+    t.wait_nanos += c.wait_nanos;
   }
   return t;
 }

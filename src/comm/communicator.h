@@ -5,13 +5,27 @@
 // throws CommError naming the operation, its sequence number and the ranks that
 // did not arrive, and the group is poisoned so every other rank's pending or next
 // collective throws too: a stalled peer turns into an error, never a hang.
-// Each communicator counts calls, bytes and nanoseconds per kind of collective.
+// Each communicator counts calls, bytes and nanoseconds per kind of collective,
+// and of those nanoseconds the time spent waiting for the last rank to arrive.
+//
+// Waiting vs link: a rank that reaches a collective before its peers waits for
+// them; that wait is load imbalance (or a peer's noise), not communication, and
+// would be there with an infinitely fast link. wait_nanos separates it: for a
+// collective of the group (all-reduce, all-gather, broadcast, all-to-all),
+//   wait = clamp(latest arrival of any rank - this rank's arrival, 0, duration),
+// arrival = the moment a rank entered the collective; nanos - wait_nanos is the
+// time the collective itself took once everybody was there (what a link model
+// predicts). A barrier moves nothing: all of its time is wait. Sends and
+// receives are point to point: wait 0. Back ends that cannot tell (the device
+// communicators) report 0 and measures_wait() false.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 
@@ -25,6 +39,7 @@ struct CollectiveCounter {
   uint64_t calls = 0;
   uint64_t bytes = 0;  // bytes this rank moved over the link (sent + received payload)
   uint64_t nanos = 0;  // wall time inside the collective, waiting included
+  uint64_t wait_nanos = 0;  // of nanos: waiting for the last rank to arrive (see above)
 };
 
 struct CommStats {
@@ -69,6 +84,9 @@ class Communicator {
   virtual void recv_wait(void* data, size_t bytes, int src) = 0;
   virtual void barrier() = 0;
 
+  // Whether stats() split each collective's time into waiting and link (above).
+  virtual bool measures_wait() const { return false; }
+
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = CommStats{}; }
 
@@ -76,24 +94,39 @@ class Communicator {
   CommStats stats_;
 };
 
-// Times one collective and adds it to the counters (RAII).
+// Times one collective and adds it to the counters (RAII). start() is the
+// rank's arrival; a back end that learns the latest arrival of the group calls
+// last_arrival() with it (its own clock), and the wait is counted from there.
 class CollectiveTimer {
  public:
+  using Clock = std::chrono::steady_clock;
   CollectiveTimer(CommStats& stats, Collective kind, uint64_t bytes)
-      : counter_(stats[kind]), bytes_(bytes), start_(std::chrono::steady_clock::now()) {}
+      : counter_(stats[kind]), bytes_(bytes), start_(Clock::now()) {}
   ~CollectiveTimer() {
+    const auto total = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
     counter_.calls += 1;
     counter_.bytes += bytes_;
-    counter_.nanos += static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count());
+    counter_.nanos += static_cast<uint64_t>(total);
+    counter_.wait_nanos += static_cast<uint64_t>(std::clamp<int64_t>(wait_, 0, total));
   }
   CollectiveTimer(const CollectiveTimer&) = delete;
   CollectiveTimer& operator=(const CollectiveTimer&) = delete;
 
+  Clock::time_point start() const { return start_; }
+  // Nanoseconds of start() since the clock's epoch (what ranks exchange).
+  int64_t start_nanos() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch()).count();
+  }
+  // The latest arrival of any rank of the group, in nanoseconds of this rank's clock.
+  void last_arrival(int64_t nanos) { wait_ = nanos - start_nanos(); }
+  // All of the collective is wait (a barrier).
+  void all_wait() { wait_ = std::numeric_limits<int64_t>::max(); }
+
  private:
   CollectiveCounter& counter_;
   uint64_t bytes_;
-  std::chrono::steady_clock::time_point start_;
+  Clock::time_point start_;
+  int64_t wait_ = 0;
 };
 
 }  // namespace tpinfer

@@ -491,7 +491,9 @@ void decode_add_values(Compression c, const uint8_t* in, size_t n, float* acc, C
 namespace {
 
 // Adds one call of `kind` to `mine`, with the bytes the inner communicator moved
-// meanwhile and the wall time, when it goes out of scope (exceptions included).
+// meanwhile, the wall time, and as wait the inner collectives' wait (the ranks
+// encode alike, so a late rank is as late at the inner collective), when it
+// goes out of scope (exceptions included).
 class InnerTally {
  public:
   InnerTally(CommStats& mine, const Communicator& inner, Collective kind)
@@ -499,14 +501,18 @@ class InnerTally {
         inner_(inner),
         kind_(kind),
         bytes_before_(inner.stats().total().bytes),
+        wait_before_(inner.stats().total().wait_nanos),
         start_(std::chrono::steady_clock::now()) {}
   ~InnerTally() {
     CollectiveCounter& c = mine_[kind_];
     const uint64_t after = inner_.stats().total().bytes;
     c.calls += 1;
     c.bytes += after >= bytes_before_ ? after - bytes_before_ : 0;  // 0 if someone reset the inner stats
-    c.nanos += static_cast<uint64_t>(
+    const auto nanos = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count());
+    const uint64_t wait_after = inner_.stats().total().wait_nanos;
+    c.nanos += nanos;
+    c.wait_nanos += std::min(nanos, wait_after >= wait_before_ ? wait_after - wait_before_ : 0);
   }
   InnerTally(const InnerTally&) = delete;
   InnerTally& operator=(const InnerTally&) = delete;
@@ -516,6 +522,7 @@ class InnerTally {
   const Communicator& inner_;
   Collective kind_;
   uint64_t bytes_before_;
+  uint64_t wait_before_;
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -119,6 +119,7 @@ class CompressedCommunicator final : public Communicator {
   void recv(void* data, size_t bytes, int src) override;
   void recv_wait(void* data, size_t bytes, int src) override;
   void barrier() override;
+  bool measures_wait() const override { return inner_->measures_wait(); }
 
  private:
   void compressed_all_reduce(float* data, size_t n);
