@@ -19,13 +19,14 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return g_.size_; }
   const char* backend() const override { return "local"; }
+  bool measures_wait() const override { return true; }
 
   void all_reduce_sum(float* data, size_t n) override {
     const int p = g_.size_;
     CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));
     begin(Collective::AllReduce);
     if (p == 1) return;
-    publish(data);
+    publish(data, timer);
     const size_t begin_i = n * static_cast<size_t>(rank_) / static_cast<size_t>(p);
     const size_t end_i = n * static_cast<size_t>(rank_ + 1) / static_cast<size_t>(p);
     // Reduce-scatter: sum my slice of every peer's buffer into my own buffer.
@@ -61,7 +62,7 @@ class LocalCommunicator final : public Communicator {
     for (size_t c : counts) total += c;
     CollectiveTimer timer(stats_, Collective::AllGather, (total - counts[static_cast<size_t>(rank_)]) * sizeof(float));
     begin(Collective::AllGather);
-    publish(send);
+    publish(send, timer);
     size_t offset = 0;
     for (int r = 0; r < p; ++r) {
       const size_t c = counts[static_cast<size_t>(r)];
@@ -76,7 +77,7 @@ class LocalCommunicator final : public Communicator {
     const size_t p = static_cast<size_t>(g_.size_);
     CollectiveTimer timer(stats_, Collective::AllGather, bytes * (p - 1));
     begin(Collective::AllGather);
-    publish(send);
+    publish(send, timer);
     for (size_t r = 0; r < p; ++r) {
       std::memcpy(static_cast<uint8_t*>(recv) + r * bytes, g_.slots_[r].ptr, bytes);
     }
@@ -87,7 +88,7 @@ class LocalCommunicator final : public Communicator {
     const size_t p = static_cast<size_t>(g_.size_);
     CollectiveTimer timer(stats_, Collective::AllToAll, bytes * (p - 1));
     begin(Collective::AllToAll);
-    publish(send);
+    publish(send, timer);
     for (size_t r = 0; r < p; ++r) {
       const auto* src = static_cast<const uint8_t*>(g_.slots_[r].ptr) + static_cast<size_t>(rank_) * bytes;
       std::memcpy(static_cast<uint8_t*>(recv) + r * bytes, src, bytes);
@@ -99,7 +100,7 @@ class LocalCommunicator final : public Communicator {
     CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
     begin(Collective::Broadcast);
     if (g_.size_ == 1) return;
-    publish(data);
+    publish(data, timer);
     if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
     wait_all();
   }
@@ -108,8 +109,7 @@ class LocalCommunicator final : public Communicator {
     CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
     begin(Collective::Broadcast);
     if (g_.size_ == 1) return;
-    g_.slots_[static_cast<size_t>(rank_)].ptr = data;
-    wait_all(/*deadline=*/rank_ == root);
+    publish(data, timer, /*deadline_applies=*/rank_ == root);
     if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
     wait_all();
   }
@@ -132,6 +132,7 @@ class LocalCommunicator final : public Communicator {
 
   void barrier() override {
     CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    timer.all_wait();
     begin(Collective::Barrier);
     wait_all();
   }
@@ -192,10 +193,18 @@ class LocalCommunicator final : public Communicator {
     ++seq_;
   }
 
-  // Publishes this rank's buffer and waits until every rank has published.
-  void publish(const void* ptr) {
-    g_.slots_[static_cast<size_t>(rank_)].ptr = ptr;
-    wait_all();
+  // Publishes this rank's buffer and arrival and waits until every rank has
+  // published; tells the timer the group's latest arrival. The caller must
+  // pass one more phase (wait_all) before it returns, so that no rank
+  // overwrites its arrival in its next collective while a peer still reads it.
+  void publish(const void* ptr, CollectiveTimer& timer, bool deadline_applies = true) {
+    LocalGroup::Slot& mine = g_.slots_[static_cast<size_t>(rank_)];
+    mine.ptr = ptr;
+    mine.arrival.store(timer.start_nanos(), std::memory_order_relaxed);  // published by wait_all's release
+    wait_all(deadline_applies);
+    int64_t last = 0;
+    for (const LocalGroup::Slot& s : g_.slots_) last = std::max(last, s.arrival.load(std::memory_order_relaxed));
+    timer.last_arrival(last);
   }
 
   // A barrier phase with the deadline. Spins, then yields, then sleeps, so

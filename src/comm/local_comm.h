@@ -3,6 +3,8 @@
 // (each rank sums its 1/n slice straight out of every peer's buffer) followed by
 // an all-gather (each rank copies the other slices from their owners), with a
 // barrier between phases; no rank ever sums more than its slice.
+// Every collective publishes its buffer and its arrival time in a first phase;
+// the latest arrival of the group gives each rank its wait (communicator.h).
 //
 // Usage: LocalGroup group(n, timeout); then rank r's thread calls
 // group.communicator(r) once and uses it. The group must outlive them.
@@ -47,6 +49,10 @@ class LocalGroup {
   struct alignas(64) Slot {
     std::atomic<uint64_t> arrived{0};  // barrier phases this rank has reached
     const void* ptr = nullptr;         // buffer published for the current collective
+    // When this rank entered the current collective (steady clock, ns); written
+    // before its first phase, read by the others between that phase and the
+    // collective's last one, so never overwritten while read.
+    std::atomic<int64_t> arrival{0};
   };
   struct Mailbox {
     std::mutex mutex;

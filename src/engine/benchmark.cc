@@ -23,6 +23,8 @@ BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
   BenchSample out;
   out.tokens_per_second = static_cast<double>(tokens) / s;
   out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
+  out.wait_share = static_cast<double>(c.total().wait_nanos) / 1e9 / s;
+  out.link_share = out.collective_share - out.wait_share;
   out.comm_bytes_per_token = static_cast<double>(c.total().bytes) / static_cast<double>(tokens);
   out.all_reduces_per_token = static_cast<double>(c[Collective::AllReduce].calls) / static_cast<double>(tokens);
   out.pp_bytes_per_token = static_cast<double>(p.pp.total().bytes) / static_cast<double>(tokens);
@@ -35,10 +37,12 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   BenchResult r;
   r.tokens = tokens;
   r.samples = samples;
-  std::vector<double> tps, share, bubble;
+  std::vector<double> tps, share, wait, link, bubble;
   for (const BenchSample& s : samples) {
     tps.push_back(s.tokens_per_second);
     share.push_back(s.collective_share);
+    wait.push_back(s.wait_share);
+    link.push_back(s.link_share);
     bubble.push_back(s.bubble_share);
   }
   auto median = [](std::vector<double> v) {
@@ -55,6 +59,8 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   for (double t : tps) var += (t - mean) * (t - mean) / static_cast<double>(tps.size());
   r.stddev_tps = std::sqrt(var);
   r.median_collective_share = median(share);
+  r.median_wait_share = median(wait);
+  r.median_link_share = median(link);
   r.median_bubble_share = median(bubble);
   r.comm_bytes_per_token = samples.back().comm_bytes_per_token;
   r.all_reduces_per_token = samples.back().all_reduces_per_token;
@@ -105,7 +111,9 @@ BenchResult bench_prompt(Engine& engine, int n_prompt, int reps, uint64_t seed) 
     engine.blocks().release(table);
     if (r >= 0) samples.push_back(s);
   }
-  return summarize(n_prompt, samples);
+  BenchResult r = summarize(n_prompt, samples);
+  r.measures_wait = engine.parallel_stats().tp_measures_wait;
+  return r;
 }
 
 BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed) {
@@ -121,7 +129,9 @@ BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed) {
     engine.blocks().release(table);
     if (r >= 0) samples.push_back(s);
   }
-  return summarize(n_gen, samples);
+  BenchResult r = summarize(n_gen, samples);
+  r.measures_wait = engine.parallel_stats().tp_measures_wait;
+  return r;
 }
 
 }  // namespace tpinfer

@@ -1,7 +1,10 @@
 // The measurements behind `tpinfer bench` (llama-bench style): prompt
 // processing (one prefill of n_prompt tokens) and text generation (n_gen decode
 // steps) on an Engine, repeated, reported as the median with the spread, plus
-// the share of time inside collectives and the bytes moved per token. With
+// the share of time inside collectives and the bytes moved per token. The
+// collective share splits into the wait for the last rank to arrive (load
+// imbalance: there with an infinitely fast link) and the link share, the time
+// the collectives took once every rank was there (comm/communicator.h). With
 // pipeline stages: each stage's busy share, the bubble and the bytes sent
 // between stages per token.
 #pragma once
@@ -16,6 +19,8 @@ namespace tpinfer {
 struct BenchSample {
   double tokens_per_second = 0;
   double collective_share = 0;  // of the measured time: the driver's tensor-parallel collectives
+  double wait_share = 0;        // of it: waiting for the last rank (0 when not measured)
+  double link_share = 0;        // collective_share - wait_share
   double comm_bytes_per_token = 0;  // tensor-parallel, the driver's
   double all_reduces_per_token = 0;
   double pp_bytes_per_token = 0;  // the driver's sends and receives between stages
@@ -31,6 +36,9 @@ struct BenchResult {
   double max_tps = 0;
   double stddev_tps = 0;
   double median_collective_share = 0;
+  double median_wait_share = 0;
+  double median_link_share = 0;
+  bool measures_wait = false;  // the back end splits wait from link (else wait 0, link = all)
   double comm_bytes_per_token = 0;
   double all_reduces_per_token = 0;
   double pp_bytes_per_token = 0;

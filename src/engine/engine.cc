@@ -707,6 +707,10 @@ const CommStats& Engine::comm_stats() const {
 ParallelStats Engine::parallel_stats() const {
   ParallelStats s;
   s.tp = comm_stats();
+  s.tp_measures_wait = driver_->tp->measures_wait();
+#ifdef TPINFER_HAVE_CUDA
+  if (driver_->dcomm) s.tp_measures_wait = false;  // device collectives: timed by events, no arrivals
+#endif
   if (driver_->pipe) s.pp = driver_->pipe->stats();
   for (int64_t ns : stage_busy_nanos_) s.stage_busy_seconds.push_back(static_cast<double>(ns) / 1e9);
   int64_t pipeline = pipeline_nanos_;

@@ -86,6 +86,7 @@ struct RankReport {
 // counterpart the same).
 struct ParallelStats {
   CommStats tp;
+  bool tp_measures_wait = false;  // tp's wait_nanos are measured (Communicator::measures_wait)
   CommStats pp;
   // Per stage: seconds its rank 0 spent running micro-batches (the forward,
   // its tensor-parallel collectives included).

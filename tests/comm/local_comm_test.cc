@@ -289,5 +289,76 @@ TEST(LocalComm, AllGatherBytesAndAllToAll) {
   }
 }
 
+// Wait vs link (communicator.h): rank `late` sleeps before every collective.
+// The others' time in it is then nearly all wait, at least the sleep; the late
+// rank waits for nobody; once everybody is there a collective of a few KiB
+// takes microseconds. The bounds allow a loaded machine half the sleep of
+// slack; a back end that counted no wait, or counted the link as wait (or
+// the wait against the wrong rank), fails them.
+TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
+  constexpr auto kSleep = 40ms;
+  const double sleep_ns = std::chrono::duration<double, std::nano>(kSleep).count();
+  for (int n : {2, 3}) {
+    for (int late = 0; late < n; ++late) {
+      std::vector<CommStats> stats(static_cast<size_t>(n));
+      std::vector<bool> measures(static_cast<size_t>(n));
+      auto errors = run_ranks(n, 30s, [&](Communicator& comm) {
+        const int me = comm.rank();
+        std::vector<float> data(2048, 1.0f), gathered(2048 * static_cast<size_t>(n));
+        std::vector<uint8_t> bytes(64 * static_cast<size_t>(n)), out(bytes.size());
+        const std::vector<size_t> counts(static_cast<size_t>(n), 2048);
+        auto maybe_sleep = [&] {
+          if (me == late) std::this_thread::sleep_for(kSleep);
+        };
+        maybe_sleep();
+        comm.all_reduce_sum(data.data(), data.size());
+        maybe_sleep();
+        comm.all_gather(data.data(), counts, gathered.data());
+        maybe_sleep();
+        comm.all_gather_bytes(bytes.data(), 64, out.data());
+        maybe_sleep();
+        comm.all_to_all(bytes.data(), 64, out.data());
+        maybe_sleep();
+        comm.broadcast(data.data(), 64, (late + 1) % n);
+        EXPECT_EQ(data[0], static_cast<float>(n));
+        stats[static_cast<size_t>(me)] = comm.stats();
+        measures[static_cast<size_t>(me)] = comm.measures_wait();
+      });
+      for (const auto& e : errors) ASSERT_EQ(e, "") << "n=" << n;
+      for (int r = 0; r < n; ++r) {
+        EXPECT_TRUE(measures[static_cast<size_t>(r)]);
+        for (Collective kind : {Collective::AllReduce, Collective::AllGather, Collective::AllToAll,
+                                Collective::Broadcast}) {
+          const CollectiveCounter& c = stats[static_cast<size_t>(r)][kind];
+          const double calls = static_cast<double>(c.calls);
+          const double wait = static_cast<double>(c.wait_nanos) / calls;
+          const double link = static_cast<double>(c.nanos - c.wait_nanos) / calls;
+          const std::string where = cat("n=", n, " late=", late, " rank ", r, " ", collective_name(kind));
+          ASSERT_GT(c.calls, 0u) << where;
+          EXPECT_LE(c.wait_nanos, c.nanos) << where;
+          if (r == late) {
+            EXPECT_LT(wait, 0.5 * sleep_ns) << where;
+          } else {
+            EXPECT_GE(wait, 0.9 * sleep_ns) << where;
+          }
+          EXPECT_LT(link, 0.5 * sleep_ns) << where;
+        }
+      }
+    }
+  }
+}
+
+// A barrier moves nothing: all of its time is wait.
+TEST(LocalComm, BarrierIsAllWait) {
+  auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
+    if (comm.rank() == 1) std::this_thread::sleep_for(20ms);
+    comm.barrier();
+    const CollectiveCounter& c = comm.stats()[Collective::Barrier];
+    EXPECT_EQ(c.calls, 1u);
+    EXPECT_EQ(c.wait_nanos, c.nanos);
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+}
+
 }  // namespace
 }  // namespace tpinfer
