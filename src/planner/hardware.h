@@ -20,11 +20,24 @@
 
 namespace tpinfer::planner {
 
+// A point of a measured all-reduce cost curve (planner/probe.h).
+struct LinkPoint {
+  double bytes = 0;
+  double seconds = 0;
+};
+
 struct LinkSpec {
   std::string name;
   double bandwidth = 0;  // bytes per second, per direction, per device
   double latency = 0;    // seconds per message (one step of a collective)
   std::string source;    // where the figure comes from
+  // A probed link also keeps what it measured: all-reduce seconds by size over
+  // curve_ranks ranks, ascending. Real links are not straight lines (a token
+  // bucket passes bursts at wire speed, MPI switches protocol at its eager
+  // limit), so collectives over that many ranks are read off the curve
+  // (planner.h) and the alpha-beta terms only extrapolate past its ends.
+  std::vector<LinkPoint> curve;
+  int curve_ranks = 0;
 };
 
 struct DeviceSpec {

@@ -105,13 +105,41 @@ std::string pct(double x) {
 
 }  // namespace
 
+namespace {
+
+// The measured all-reduce time of `bytes` when the link has a curve over p
+// ranks: linear between the neighbouring points; below the first point its
+// time (latency-bound); past the last, its time plus the extra bytes at the
+// fitted bandwidth. Negative when there is no curve for p.
+double curve_seconds(double bytes, int p, const LinkSpec& link) {
+  const std::vector<LinkPoint>& c = link.curve;
+  if (c.empty() || link.curve_ranks != p) return -1;
+  if (bytes <= c.front().bytes) return c.front().seconds;
+  for (size_t i = 1; i < c.size(); ++i) {
+    if (bytes <= c[i].bytes) {
+      const double f = (bytes - c[i - 1].bytes) / (c[i].bytes - c[i - 1].bytes);
+      return c[i - 1].seconds + f * (c[i].seconds - c[i - 1].seconds);
+    }
+  }
+  return c.back().seconds + 2.0 * (p - 1) / p * (bytes - c.back().bytes) / link.bandwidth;
+}
+
+}  // namespace
+
 double all_reduce_seconds(double bytes, int p, const LinkSpec& link) {
   if (p <= 1) return 0;
+  const double measured = curve_seconds(bytes, p, link);
+  if (measured >= 0) return measured;
   return 2.0 * (p - 1) / p * bytes / link.bandwidth + 2.0 * (p - 1) * link.latency;
 }
 
 double all_gather_seconds(double bytes, int p, const LinkSpec& link) {
   if (p <= 1) return 0;
+  // An all-gather of m moves what an all-reduce of m/2 does ((p-1)/p x m per
+  // rank) in half the steps: read off the curve at m/2, less the (p-1)
+  // latencies it does not take.
+  const double measured = curve_seconds(bytes / 2, p, link);
+  if (measured >= 0) return std::max(measured - (p - 1) * link.latency, 0.5 * measured);
   return static_cast<double>(p - 1) / p * bytes / link.bandwidth + (p - 1) * link.latency;
 }
 

@@ -34,6 +34,14 @@
 //   all-reduce   2 per layer + 1 (embedding) of tokens x hidden x
 //                activation_bytes: ring 2(p-1)/p x m / bw + 2(p-1) x latency.
 //   all-gather   of the logits (tokens x vocab x 4): (p-1)/p x m / bw + (p-1) x latency.
+//                A probed link (LinkSpec::curve, over the same number of
+//                ranks) gives both from its measured all-reduce times instead:
+//                interpolated between the probed sizes; an all-gather of m
+//                as the all-reduce of m/2 less (p-1) latencies.
+//   comm share   the model is of the link: time in collectives once every
+//                rank is there. What bench measures as "link" is that; its
+//                "waiting" (a rank early at a collective, for its peers) is
+//                load imbalance and not predicted.
 //   broadcast    of the batch by the driver: 2 x latency per step (tp > 1).
 //   pp           a send of tokens x hidden x activation_bytes between stages:
 //                latency + m / bw, on the inter-node link when it crosses nodes.

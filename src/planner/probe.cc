@@ -27,20 +27,40 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-std::vector<uint64_t> default_probe_sizes() { return {4 << 10, 64 << 10, 1 << 20, 4 << 20}; }
+std::vector<uint64_t> default_probe_sizes() {
+  return {256, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20};
+}
 
-LinkSpec fit_ring_link(const std::vector<LinkSample>& in, int p) {
-  if (in.size() < 2 || p < 2) throw Error("a link fit needs two sizes or more over two ranks or more");
-  std::vector<LinkSample> s = in;
-  std::sort(s.begin(), s.end(), [](const LinkSample& a, const LinkSample& b) { return a.bytes < b.bytes; });
-  const LinkSample& lo = s.front();
-  const LinkSample& a = s[s.size() - 2];
-  const LinkSample& b = s.back();
-  // Per-byte cost from the two largest sizes (where bandwidth dominates), the
-  // fixed cost from the smallest (where latency does).
-  double slope = (b.seconds - a.seconds) / static_cast<double>(b.bytes - a.bytes);
-  if (!(slope > 0)) slope = b.seconds / static_cast<double>(b.bytes);
-  const double fixed = std::max(lo.seconds - slope * static_cast<double>(lo.bytes), 1e-9);
+LinkSpec fit_ring_link(const std::vector<LinkSample>& s, int p) {
+  if (s.size() < 2 || p < 2) throw Error("a link fit needs two sizes or more over two ranks or more");
+  // t = fixed + slope x bytes by least squares on the relative error (weights
+  // 1/t^2): every size counts alike, so the small ones set the fixed cost and
+  // the large ones the slope, and one noisy sample moves the fit by its share
+  // instead of deciding it (fitting the fixed cost on the smallest sample
+  // alone gave a latency of 0 on one run and 162 us on the next over the same
+  // link).
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const LinkSample& x : s) {
+    const double w = 1.0 / std::max(x.seconds * x.seconds, 1e-30);
+    const double b = static_cast<double>(x.bytes);
+    sw += w;
+    sx += w * b;
+    sy += w * x.seconds;
+    sxx += w * b * b;
+    sxy += w * b * x.seconds;
+  }
+  const double det = sw * sxx - sx * sx;
+  double slope = det > 0 ? (sw * sxy - sx * sy) / det : 0;
+  double fixed = det > 0 ? (sy - slope * sx) / sw : 0;
+  if (!(slope > 0) || !(fixed > 0)) {
+    // Degenerate (noise larger than the size effect): the largest sample's rate
+    // and the smallest sample's time as the fixed cost.
+    const auto [lo, hi] = std::minmax_element(s.begin(), s.end(), [](const LinkSample& a, const LinkSample& b) {
+      return a.bytes < b.bytes;
+    });
+    slope = std::max(hi->seconds, 1e-12) / static_cast<double>(std::max<uint64_t>(hi->bytes, 1));
+    fixed = std::max(lo->seconds - slope * static_cast<double>(lo->bytes), 1e-9);
+  }
   LinkSpec l;
   l.bandwidth = 2.0 * (p - 1) / p / slope;
   l.latency = fixed / (2.0 * (p - 1));
@@ -74,6 +94,10 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
   for (size_t i = 0; i < secs.size(); ++i) out.samples[i].seconds = secs[i];
   if (out.ranks > 1) {
     out.link = fit_ring_link(out.samples, out.ranks);
+    for (const LinkSample& x : out.samples) out.link.curve.push_back({static_cast<double>(x.bytes), x.seconds});
+    std::sort(out.link.curve.begin(), out.link.curve.end(),
+              [](const LinkPoint& a, const LinkPoint& b) { return a.bytes < b.bytes; });
+    out.link.curve_ranks = out.ranks;
     out.link.name = cat("probed:", out.backend);
     out.link.source = cat("all-reduce over ", out.ranks, " ", out.backend, " ranks, measured by --probe");
   }

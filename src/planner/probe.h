@@ -42,13 +42,14 @@ struct LinkProbe {
   LinkSpec link;  // the fit; name "probed:<backend>"
 };
 
-// 4 KiB to 4 MiB of floats.
+// 256 B to 4 MiB of floats.
 std::vector<uint64_t> default_probe_sizes();
 
 LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps);
 LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps);
 
-// The alpha-beta fit of samples taken over `ranks` ranks (at least two sizes).
+// The alpha-beta fit of samples taken over `ranks` ranks (at least two sizes):
+// least squares on the relative error.
 LinkSpec fit_ring_link(const std::vector<LinkSample>& samples, int ranks);
 
 // Threads each of `ranks` ranks gets on this machine (cores / ranks, at least 1).

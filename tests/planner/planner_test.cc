@@ -173,6 +173,45 @@ TEST(PlannerModel, LinkFitRecoversAlphaBeta) {
   }
 }
 
+// A probed curve is read, not fitted: at the probed sizes the collective
+// takes what was measured, between them the interpolation, past the end the
+// fitted bandwidth; with another rank count the alpha-beta terms.
+TEST(PlannerModel, ProbedCurveGivesTheMeasuredTimes) {
+  LinkSpec l;
+  l.bandwidth = 1e8;
+  l.latency = 5e-6;
+  l.curve = {{256, 14e-6}, {4096, 20e-6}, {65536, 500e-6}};
+  l.curve_ranks = 2;
+  EXPECT_DOUBLE_EQ(all_reduce_seconds(256, 2, l), 14e-6);
+  EXPECT_DOUBLE_EQ(all_reduce_seconds(100, 2, l), 14e-6);
+  EXPECT_DOUBLE_EQ(all_reduce_seconds(4096, 2, l), 20e-6);
+  EXPECT_NEAR(all_reduce_seconds((4096 + 65536) / 2.0, 2, l), 260e-6, 1e-12);
+  EXPECT_NEAR(all_reduce_seconds(65536 + 1e6, 2, l), 500e-6 + 1e6 / 1e8, 1e-12);
+  EXPECT_NEAR(all_gather_seconds(8192, 2, l), 20e-6 - 5e-6, 1e-12);
+  EXPECT_NEAR(all_reduce_seconds(4096, 4, l), 1.5 * 4096 / 1e8 + 6 * 5e-6, 1e-12);
+}
+
+// Noisy samples: each time off by up to +-15%, the smallest one low (the case
+// that gave a zero latency when the fixed cost came from it alone). The fit
+// stays within 30% on both terms.
+TEST(PlannerModel, LinkFitToleratesNoise) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> noise(0.85, 1.15);
+  for (int round = 0; round < 200; ++round) {
+    LinkSpec truth;
+    truth.bandwidth = 100e6 * (1 + round % 7);
+    truth.latency = 50e-6 * (1 + round % 5);
+    std::vector<LinkSample> s;
+    for (uint64_t b : default_probe_sizes()) {
+      s.push_back({b, all_reduce_seconds(static_cast<double>(b), 2, truth) * noise(rng)});
+    }
+    s.front().seconds *= 0.85;
+    const LinkSpec fit = fit_ring_link(s, 2);
+    EXPECT_NEAR(fit.bandwidth / truth.bandwidth, 1.0, 0.3) << round;
+    EXPECT_NEAR(fit.latency / truth.latency, 1.0, 0.3) << round;
+  }
+}
+
 TEST(PlannerModel, ParsesUnitsAndNamesTheChoices) {
   EXPECT_EQ(parse_bytes("80GiB", "--x"), uint64_t{80} << 30);
   EXPECT_EQ(parse_bytes("24GB", "--x"), 24000000000ull);
