@@ -22,6 +22,12 @@
 #   --delay-ms MS  one-way delay added by the user-space switch (this kernel has
 #                  no netem); costs throughput: every frame crosses user space
 #
+# Cores: each host gets its own share of the machine's cores (host i of N on
+# cores [i*C/N, (i+1)*C/N)), set as the CPU affinity of its processes, as real
+# hosts would have; with more hosts than cores they share all of them. Without
+# this, Open MPI binds every host's first rank to core 0 (each daemon thinks
+# it has the machine to itself), and two "hosts" time-share one core.
+#
 # mpirun runs inside host 0; the other hosts' daemons are started through a
 # launch agent (instead of ssh) that enters the host's namespace and gives it
 # its own UTS namespace and hostname. MPI is pinned to TCP (pml ob1, btl
@@ -97,6 +103,12 @@ made+=("$sw")
 ip -n "$sw" link set lo up
 
 addr() { echo "10.77.$net.$(( $1 + 1 ))"; }
+ncpu=$(nproc)
+cpus_of() {  # host index -> its cores, as a taskset list
+  if [ "$hosts" -gt "$ncpu" ]; then echo "0-$(( ncpu - 1 ))"; return; fi
+  echo "$(( $1 * ncpu / hosts ))-$(( ($1 + 1) * ncpu / hosts - 1 ))"
+}
+command -v taskset >/dev/null || skip "no taskset (util-linux)"
 shape() {  # namespace, device
   [ -z "$rate" ] && return 0
   tc -n "$1" qdisc add dev "$2" root tbf rate "$rate" burst "$burst" latency 50ms ||
@@ -116,7 +128,7 @@ for (( i = 0; i < hosts; i++ )); do
   shape "$h" tp0      # host -> switch
   shape "$sw" "p$i"   # switch -> host
   ports+=("p$i")
-  echo "$(addr "$i") $h tpinfer-h$i" >> "$work/hosts.map"
+  echo "$(addr "$i") $h tpinfer-h$i $(cpus_of "$i")" >> "$work/hosts.map"
   echo "$(addr "$i") slots=$per_host" >> "$work/hostfile"
 done
 
@@ -138,16 +150,17 @@ cat > "$work/agent" <<EOF
 host=\$1; shift
 line=\$(grep "^\$host " "$work/hosts.map") || { echo "netns agent: unknown host \$host" >&2; exit 1; }
 set -- \$line "\$@"
-ns=\$2 name=\$3; shift 3
-exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$name && \$*"
+ns=\$2 name=\$3 cpus=\$4; shift 4
+exec ip netns exec "\$ns" taskset -c "\$cpus" unshare --uts sh -c "hostname \$name && \$*"
 EOF
 chmod +x "$work/agent"
 
 map_by=node
 if [ "$per_host" -gt 1 ]; then map_by=slot; fi
 echo "netns_hosts: $hosts hosts x $per_host ranks (namespaces tpinfer-*-$sfx) on 10.77.$net.0/24, rate ${rate:-unlimited}, delay ${delay_ms} ms" >&2
-ip netns exec "tpinfer-h0-$sfx" unshare --uts sh -c 'hostname tpinfer-h0 && exec "$@"' sh \
+ip netns exec "tpinfer-h0-$sfx" taskset -c "$(cpus_of 0)" unshare --uts sh -c 'hostname tpinfer-h0 && exec "$@"' sh \
   mpirun --allow-run-as-root --hostfile "$work/hostfile" -np $(( hosts * per_host )) --map-by "$map_by" \
+  --bind-to none \
   --mca plm_rsh_agent "$work/agent" \
   --mca pml ob1 --mca btl tcp,self \
   --mca btl_tcp_if_include "10.77.$net.0/24" --mca oob_tcp_if_include "10.77.$net.0/24" \
