@@ -32,6 +32,8 @@ nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seco
   const CollectiveCounter total = s.total();
   j["collective_seconds"] = static_cast<double>(total.nanos) / 1e9;
   j["collective_share"] = seconds > 0 ? static_cast<double>(total.nanos) / 1e9 / seconds : 0.0;
+  // Of it, waiting for the last rank to arrive (comm/communicator.h); the rest is link time.
+  j["wait_seconds"] = static_cast<double>(total.wait_nanos) / 1e9;
   j["bytes_per_token"] = tokens > 0 ? static_cast<double>(total.bytes) / static_cast<double>(tokens) : 0.0;
   j["all_reduces_per_token"] =
       tokens > 0 ? static_cast<double>(s[Collective::AllReduce].calls) / static_cast<double>(tokens) : 0.0;
@@ -39,7 +41,8 @@ nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seco
   for (int k = 0; k < kCollectiveKinds; ++k) {
     const CollectiveCounter& c = s.by_kind[static_cast<size_t>(k)];
     kinds[collective_name(static_cast<Collective>(k))] = {{"calls", c.calls}, {"bytes", c.bytes},
-                                                          {"seconds", static_cast<double>(c.nanos) / 1e9}};
+                                                          {"seconds", static_cast<double>(c.nanos) / 1e9},
+                                                          {"wait_seconds", static_cast<double>(c.wait_nanos) / 1e9}};
   }
   j["by_collective"] = kinds;
   return j;

@@ -133,6 +133,7 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
         comm.by_kind[k].calls += c->by_kind[k].calls;
         comm.by_kind[k].bytes += c->by_kind[k].bytes;
         comm.by_kind[k].nanos += c->by_kind[k].nanos;
+        comm.by_kind[k].wait_nanos += c->by_kind[k].wait_nanos;
       }
     }
   }
@@ -192,6 +193,14 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
     out += std::string("tpinfer_collective_seconds_total{collective=\"") +
            collective_name(static_cast<Collective>(k)) + "\"} " +
            num(static_cast<double>(comm.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
+  }
+  header(out, "tpinfer_collective_wait_seconds_total", "counter",
+         "Of tpinfer_collective_seconds_total: seconds the driver rank waited for the last rank to arrive (load "
+         "imbalance, not link time), by kind; 0 where the back end cannot tell (device communicators).");
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    out += std::string("tpinfer_collective_wait_seconds_total{collective=\"") +
+           collective_name(static_cast<Collective>(k)) + "\"} " +
+           num(static_cast<double>(comm.by_kind[static_cast<size_t>(k)].wait_nanos) / 1e9) + "\n";
   }
   render_replicas(out, replicas);
   std::vector<uint64_t> experts;  // summed over replicas

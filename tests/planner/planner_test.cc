@@ -11,9 +11,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unistd.h>
 
 #include "backend/cpu/memory_bandwidth.h"
 #include "core/error.h"
@@ -438,6 +440,77 @@ TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
     EXPECT_NEAR(p / m, 1.0, 0.25) << "tp " << tp << ": predicted " << p << " tok/s, measured " << m;
     // The share is small on one machine: 25% of it, or 3 points, whichever is more.
     EXPECT_NEAR(ps, ms, std::max(0.25 * ms, 0.03)) << "tp " << tp;
+  }
+}
+
+// (c) The same across two emulated hosts (tests/multihost/netns_hosts.sh: a
+// network namespace and a core each, links shaped by tc tbf), through the CLI
+// as a user runs it: `tpinfer plan --probe` under mpirun (the mpi link probed,
+// the cpu device measured) against `tpinfer bench` under mpirun, for a link of
+// 1 Gbit/s and one of 100 Mbit/s, three alternating rounds each, medians
+// compared. Timed and needing root: TPINFER_TIMED_TESTS=1 as root.
+TEST(PlannerLatency, PredictsDecodeAcrossTwoEmulatedHosts) {
+  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
+  if (timed == nullptr || std::string(timed) != "1") {
+    GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
+  }
+  if (::geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
+  TempDir dir;
+  SynthSpec spec;
+  spec.layers = 8;
+  spec.hidden = 1024;
+  spec.heads = 16;
+  spec.kv_heads = 4;
+  spec.ffn = 2816;
+  spec.vocab = 2048;
+  spec.context = 1024;
+  spec.dtype = DType::Q8_0;
+  spec.seed = 99;
+  const std::string model = dir.file("m.gguf");
+  write_synth_model(spec, model);
+  const std::string hosts = tpinfer::testing::source_dir() + "/tests/multihost/netns_hosts.sh --hosts 2 --rate ";
+  const std::string bin = tpinfer::testing::binary();
+  const int n_gen = 32;
+  auto run_json = [&](const std::string& rate, const std::string& args) {
+    const std::string out = dir.file("out.json");
+    std::string log;
+    const int rc = tpinfer::testing::run_command(
+        cat("timeout -k 10 300 ", hosts, rate, " -- ", bin, " ", args, " --json > ", out), &log);
+    if (rc == 77) return nlohmann::json();
+    EXPECT_EQ(rc, 0) << log;
+    std::ifstream in(out);
+    return nlohmann::json::parse(in);
+  };
+  for (const std::string& rate : {std::string("1gbit"), std::string("100mbit")}) {
+    std::vector<double> predicted, measured, predicted_share, measured_share, wait_share;
+    for (int round = 0; round < 3; ++round) {
+      const nlohmann::json plan =
+          run_json(rate, cat("plan -m ", model, " --device cpu --probe --context ", n_gen / 2 + 1, " --batch 1"));
+      if (plan.is_null()) GTEST_SKIP() << "netns_hosts.sh cannot run here";
+      const nlohmann::json bench =
+          run_json(rate, cat("bench -m ", model, " -tp 2 --threads-per-rank 1 -p 0 -n ", n_gen, " -r 3"));
+      ASSERT_FALSE(bench.is_null());
+      bool found = false;
+      for (const auto& l : plan["layouts"]) {
+        if (l["tp"] == 2 && l["pp"] == 1) {
+          predicted.push_back(l["decode"]["tokens_per_second"].get<double>());
+          predicted_share.push_back(l["decode"]["comm_share"].get<double>());
+          found = true;
+        }
+      }
+      ASSERT_TRUE(found) << plan.dump(1);
+      const auto& tg = bench["runs"][0]["tg"];
+      ASSERT_FALSE(tg["wait_share"].is_null()) << "the mpi back end must measure the wait";
+      measured.push_back(tg["tokens_per_second"].get<double>());
+      measured_share.push_back(tg["link_share"].get<double>());
+      wait_share.push_back(tg["wait_share"].get<double>());
+    }
+    const double p = median(predicted), m = median(measured);
+    const double ps = median(predicted_share), ms = median(measured_share), ws = median(wait_share);
+    std::printf("two hosts, %s: predicted %.1f tok/s (comm %.1f%%), measured %.1f tok/s (link %.1f%%, waiting %.1f%%)\n",
+                rate.c_str(), p, 100 * ps, m, 100 * ms, 100 * ws);
+    EXPECT_NEAR(p / m, 1.0, 0.25) << rate;
+    EXPECT_NEAR(ps, ms, std::max(0.25 * ms, 0.03)) << rate;
   }
 }
 

@@ -363,6 +363,10 @@ TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
             metric_value(m, "tpinfer_scheduler_steps_total"));
   EXPECT_GE(metric_value(m, "tpinfer_collective_bytes_total{collective=\"broadcast\"}"), 1);
   EXPECT_GE(metric_value(m, "tpinfer_collective_seconds_total{collective=\"all_reduce\"}"), 0);
+  // Of the time in collectives, the wait for the last rank (present: -1 when missing).
+  EXPECT_GE(metric_value(m, "tpinfer_collective_wait_seconds_total{collective=\"all_reduce\"}"), 0);
+  EXPECT_LE(metric_value(m, "tpinfer_collective_wait_seconds_total{collective=\"all_reduce\"}"),
+            metric_value(m, "tpinfer_collective_seconds_total{collective=\"all_reduce\"}"));
 }
 
 TEST_F(ServerApi, BadInputGetsItsStatusAndErrorJsonAndTheServerKeepsServing) {
