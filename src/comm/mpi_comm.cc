@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,7 +38,18 @@ constexpr int kTagProbe = 2;
 constexpr int kTagReply = 3;
 constexpr int kTagExchange = 4;       // all-reduce, one hop
 constexpr int kTagReduceScatter = 5;  // all-reduce, two hops
-constexpr int kTagAllGather = 6;
+constexpr int kTagAllGather = 6;      // all-reduce, second of two hops
+constexpr int kTagClock = 7;          // clock offsets, at creation
+constexpr int kTagGather = 8;         // all_gather, all_gather_bytes
+constexpr int kTagAllToAll = 9;
+constexpr int kTagStamp = 10;  // an arrival stamp sent apart from a large payload
+
+// Up to this payload a message carries its arrival stamp inline (one message,
+// a struct datatype); above it, in an 8-byte message of its own (post_send_stamped).
+constexpr size_t kInlineStampMaxBytes = size_t{64} << 10;
+
+// Round trips rank 0 makes with each peer to estimate its clock offset.
+constexpr int kClockSamples = 8;
 
 // Up to this size an all-reduce among more than two ranks sends every buffer to
 // every peer (one hop, latency-bound); above it, reduce-scatter + all-gather.
@@ -54,6 +66,12 @@ std::string mpi_error_text(int code) {
   int len = 0;
   if (MPI_Error_string(code, text.data(), &len) != MPI_SUCCESS) return cat("MPI error ", code);
   return std::string(text.data(), static_cast<size_t>(len));
+}
+
+// Nanoseconds since the steady clock's epoch: the unit of arrival stamps
+// (CollectiveTimer::start_nanos()).
+int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
 double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
@@ -95,6 +113,7 @@ class MpiCommunicator final : public Communicator {
     // names the operation (and ends the job when peers are left mid-operation).
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(ctl_, MPI_ERRORS_RETURN);
+    measure_clock_offsets();
     post_probe_recv();
     ctl_ready_ = true;
   }
@@ -130,6 +149,7 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   const char* backend() const override { return "mpi"; }
+  bool measures_wait() const override { return true; }
 
   void all_reduce_sum(float* data, size_t n) override {
     CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));
@@ -137,15 +157,19 @@ class MpiCommunicator final : public Communicator {
     if (size_ == 1) return;
     // One deadline for the whole operation, however many pieces it takes.
     const Clock::time_point deadline = Clock::now() + timeout_;
+    my_stamp_ = timer.start_nanos();
     for (size_t done = 0; done < n;) {
       const size_t len = std::min(n - done, kMaxFloatsPerCall);
+      // The first piece carries the arrival stamps: every rank is there once it completes.
+      const bool stamped = done == 0;
       if (size_ == 2 || len * sizeof(float) <= kExchangeMaxBytes) {
-        all_reduce_exchange(data + done, len, deadline);
+        all_reduce_exchange(data + done, len, stamped, deadline);
       } else {
-        all_reduce_scatter_gather(data + done, len, deadline);
+        all_reduce_scatter_gather(data + done, len, stamped, deadline);
       }
       done += len;
     }
+    if (n > 0) timer.last_arrival(latest_arrival());
   }
 
   void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
@@ -161,29 +185,35 @@ class MpiCommunicator final : public Communicator {
       throw CommError(cat("all_gather #", seq_, " on rank ", rank_, ": ", total,
                           " floats in all exceed what one MPI call can address (", INT_MAX, ")"));
     }
-    int_counts_.resize(static_cast<size_t>(size_));
-    int_displs_.resize(static_cast<size_t>(size_));
-    size_t offset = 0, my_offset = 0;
+    std::vector<size_t>& displs = displs_;
+    displs.resize(static_cast<size_t>(size_));
+    size_t offset = 0;
     for (int r = 0; r < size_; ++r) {
-      if (r == rank_) my_offset = offset;
-      int_counts_[static_cast<size_t>(r)] = static_cast<int>(counts[static_cast<size_t>(r)]);
-      int_displs_[static_cast<size_t>(r)] = static_cast<int>(offset);
+      displs[static_cast<size_t>(r)] = offset;
       offset += counts[static_cast<size_t>(r)];
     }
+    float* my_part = recv + displs[static_cast<size_t>(rank_)];
     // The interface allows `send` to overlap `recv` (the local back end moves
-    // memory); MPI does not, except as MPI_IN_PLACE.
-    const void* src = send;
-    if (send == recv + my_offset) {
-      src = MPI_IN_PLACE;
-    } else if (overlaps(send, mine * sizeof(float), recv, total * sizeof(float))) {
-      staging_.assign(reinterpret_cast<const uint8_t*>(send), reinterpret_cast<const uint8_t*>(send + mine));
-      src = staging_.data();
+    // memory); MPI does not let a send buffer overlap a receive buffer, so an
+    // overlapping part is staged unless it already sits at its place (in place).
+    const float* src = send;
+    if (send != my_part && overlaps(send, mine * sizeof(float), recv, total * sizeof(float))) {
+      staging_.resize(mine * sizeof(float));
+      std::memcpy(staging_.data(), send, mine * sizeof(float));
+      src = reinterpret_cast<const float*>(staging_.data());
     }
-    MPI_Request req;
-    check(MPI_Iallgatherv(src, static_cast<int>(mine), MPI_FLOAT, recv, int_counts_.data(), int_displs_.data(),
-                          MPI_FLOAT, comm_, &req),
-          "MPI_Iallgatherv");
-    wait(req, Clock::now() + timeout_);
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    my_stamp_ = timer.start_nanos();
+    reqs_.clear();
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      post_send_stamped(src, mine, MPI_FLOAT, sizeof(float), q, kTagGather);
+      post_recv_stamped(recv + displs[static_cast<size_t>(q)], counts[static_cast<size_t>(q)], MPI_FLOAT, sizeof(float),
+                        q, kTagGather);
+    }
+    if (src != my_part && mine > 0) std::memcpy(my_part, src, mine * sizeof(float));
+    wait_reqs(deadline);
+    timer.last_arrival(latest_arrival());
   }
 
   void all_gather_bytes(const void* send, size_t bytes, void* recv) override {
@@ -191,11 +221,20 @@ class MpiCommunicator final : public Communicator {
     CollectiveTimer timer(stats_, Collective::AllGather, bytes * (p - 1));
     begin(Collective::AllGather);
     check_total(bytes * p, "all_gather_bytes");
-    const void* src = stage_if_overlapping(send, bytes, recv, bytes * p);
-    MPI_Request req;
-    check(MPI_Iallgather(src, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_, &req),
-          "MPI_Iallgather");
-    wait(req, Clock::now() + timeout_);
+    auto* out_bytes = static_cast<uint8_t*>(recv);
+    uint8_t* my_part = out_bytes + bytes * static_cast<size_t>(rank_);
+    const void* src = send == my_part ? send : stage_if_overlapping(send, bytes, recv, bytes * p);
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    my_stamp_ = timer.start_nanos();
+    reqs_.clear();
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      post_send_stamped(src, bytes, MPI_BYTE, 1, q, kTagGather);
+      post_recv_stamped(out_bytes + bytes * static_cast<size_t>(q), bytes, MPI_BYTE, 1, q, kTagGather);
+    }
+    if (src != my_part && bytes > 0) std::memcpy(my_part, src, bytes);
+    wait_reqs(deadline);
+    timer.last_arrival(latest_arrival());
   }
 
   void all_to_all(const void* send, size_t bytes, void* recv) override {
@@ -203,11 +242,21 @@ class MpiCommunicator final : public Communicator {
     CollectiveTimer timer(stats_, Collective::AllToAll, bytes * (p - 1));
     begin(Collective::AllToAll);
     check_total(bytes * p, "all_to_all");
-    const void* src = stage_if_overlapping(send, bytes * p, recv, bytes * p);
-    MPI_Request req;
-    check(MPI_Ialltoall(src, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_, &req),
-          "MPI_Ialltoall");
-    wait(req, Clock::now() + timeout_);
+    const auto* src = static_cast<const uint8_t*>(stage_if_overlapping(send, bytes * p, recv, bytes * p));
+    auto* out_bytes = static_cast<uint8_t*>(recv);
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    my_stamp_ = timer.start_nanos();
+    reqs_.clear();
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      const size_t at = bytes * static_cast<size_t>(q);
+      post_send_stamped(src + at, bytes, MPI_BYTE, 1, q, kTagAllToAll);
+      post_recv_stamped(out_bytes + at, bytes, MPI_BYTE, 1, q, kTagAllToAll);
+    }
+    const size_t mine = bytes * static_cast<size_t>(rank_);
+    if (bytes > 0) std::memcpy(out_bytes + mine, src + mine, bytes);
+    wait_reqs(deadline);
+    timer.last_arrival(latest_arrival());
   }
 
   void broadcast(void* data, size_t bytes, int root) override {
@@ -247,6 +296,7 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override {
     CollectiveTimer timer(stats_, Collective::Barrier, 0);
+    timer.all_wait();
     begin(Collective::Barrier);
     MPI_Request req;
     check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
@@ -343,14 +393,20 @@ class MpiCommunicator final : public Communicator {
   // All-reduce in one hop: every rank sends its whole buffer to every peer and
   // sums all of them. Moves (p-1) x bytes per rank: for two ranks as little as
   // any algorithm, for more ranks only worth it for small buffers.
-  void all_reduce_exchange(float* data, size_t len, Clock::time_point deadline) {
+  void all_reduce_exchange(float* data, size_t len, bool stamped, Clock::time_point deadline) {
     const size_t p = static_cast<size_t>(size_);
     scratch_.resize((p - 1) * len);
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
       if (q == rank_) continue;
-      post_send(data, len, q, kTagExchange);
-      post_recv(scratch_.data() + peer_slot(q) * len, len, q, kTagExchange);
+      float* slot = scratch_.data() + peer_slot(q) * len;
+      if (stamped) {
+        post_send_stamped(data, len, MPI_FLOAT, sizeof(float), q, kTagExchange);
+        post_recv_stamped(slot, len, MPI_FLOAT, sizeof(float), q, kTagExchange);
+      } else {
+        post_send(data, len, q, kTagExchange);
+        post_recv(slot, len, q, kTagExchange);
+      }
     }
     wait_reqs(deadline);
     sum_in_rank_order(data, len, [&](int r) { return r == rank_ ? data : scratch_.data() + peer_slot(r) * len; });
@@ -360,7 +416,7 @@ class MpiCommunicator final : public Communicator {
   // local back end's algorithm: rank r owns slice r; every rank sends each
   // owner its slice (reduce-scatter), the owner sums them, then sends the sum to
   // every peer (all-gather).
-  void all_reduce_scatter_gather(float* data, size_t len, Clock::time_point deadline) {
+  void all_reduce_scatter_gather(float* data, size_t len, bool stamped, Clock::time_point deadline) {
     const size_t p = static_cast<size_t>(size_);
     auto begin_of = [&](int r) { return len * static_cast<size_t>(r) / p; };
     auto end_of = [&](int r) { return len * static_cast<size_t>(r + 1) / p; };
@@ -369,8 +425,14 @@ class MpiCommunicator final : public Communicator {
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
       if (q == rank_) continue;
-      post_send(data + begin_of(q), end_of(q) - begin_of(q), q, kTagReduceScatter);
-      post_recv(scratch_.data() + peer_slot(q) * mine, mine, q, kTagReduceScatter);
+      float* slot = scratch_.data() + peer_slot(q) * mine;
+      if (stamped) {
+        post_send_stamped(data + begin_of(q), end_of(q) - begin_of(q), MPI_FLOAT, sizeof(float), q, kTagReduceScatter);
+        post_recv_stamped(slot, mine, MPI_FLOAT, sizeof(float), q, kTagReduceScatter);
+      } else {
+        post_send(data + begin_of(q), end_of(q) - begin_of(q), q, kTagReduceScatter);
+        post_recv(slot, mine, q, kTagReduceScatter);
+      }
     }
     wait_reqs(deadline);
     sum_in_rank_order(data + mine_b, mine,
@@ -410,6 +472,132 @@ class MpiCommunicator final : public Communicator {
   void post_send(const float* buf, size_t len, int peer, int tag) {
     reqs_.push_back(MPI_REQUEST_NULL);
     check(MPI_Isend(buf, static_cast<int>(len), MPI_FLOAT, peer, tag, comm_, &reqs_.back()), "MPI_Isend");
+  }
+
+  // Sends `count` elements of `type` (`type_bytes` each) at `buf` to `peer`
+  // with this rank's arrival stamp (my_stamp_), the matching receive below
+  // takes both. Up to kInlineStampMaxBytes of payload, one message without
+  // copying: a struct datatype {payload, stamp} over absolute addresses, used
+  // from MPI_BOTTOM (sender and receiver build the same type signature, so the
+  // stamp lands in the receiver's slot for it). Above that, the stamp goes as
+  // its own 8-byte message: Open MPI moves a non-contiguous type through
+  // copy-in/copy-out fragments, which on one host costs large messages their
+  // single copy (measured: 1 MiB all-reduce twice as slow), while an extra
+  // 8-byte message is nothing beside them. Both sides choose alike: they
+  // agree on every message's size.
+  void post_send_stamped(const void* buf, size_t count, MPI_Datatype type, size_t type_bytes, int peer, int tag) {
+    if (count * type_bytes > kInlineStampMaxBytes) {
+      reqs_.push_back(MPI_REQUEST_NULL);
+      check(MPI_Isend(&my_stamp_, 1, MPI_INT64_T, peer, kTagStamp, comm_, &reqs_.back()), "MPI_Isend");
+      reqs_.push_back(MPI_REQUEST_NULL);
+      check(MPI_Isend(buf, static_cast<int>(count), type, peer, tag, comm_, &reqs_.back()), "MPI_Isend");
+      return;
+    }
+    MPI_Datatype t = stamped_type(buf, count, type, &my_stamp_);
+    reqs_.push_back(MPI_REQUEST_NULL);
+    check(MPI_Isend(MPI_BOTTOM, 1, t, peer, tag, comm_, &reqs_.back()), "MPI_Isend");
+    free_type(t);
+  }
+
+  // Receives what post_send_stamped sent: the payload into buf, the peer's
+  // arrival stamp into peer_stamps_[peer].
+  void post_recv_stamped(void* buf, size_t count, MPI_Datatype type, size_t type_bytes, int peer, int tag) {
+    int64_t* stamp = &peer_stamps_[static_cast<size_t>(peer)];
+    if (count * type_bytes > kInlineStampMaxBytes) {
+      reqs_.push_back(MPI_REQUEST_NULL);
+      check(MPI_Irecv(stamp, 1, MPI_INT64_T, peer, kTagStamp, comm_, &reqs_.back()), "MPI_Irecv");
+      reqs_.push_back(MPI_REQUEST_NULL);
+      check(MPI_Irecv(buf, static_cast<int>(count), type, peer, tag, comm_, &reqs_.back()), "MPI_Irecv");
+      return;
+    }
+    MPI_Datatype t = stamped_type(buf, count, type, stamp);
+    reqs_.push_back(MPI_REQUEST_NULL);
+    check(MPI_Irecv(MPI_BOTTOM, 1, t, peer, tag, comm_, &reqs_.back()), "MPI_Irecv");
+    free_type(t);
+  }
+
+  // {count x type at buf, 1 x int64 at stamp} as one datatype over absolute
+  // addresses. Freeing it right after posting is legal: MPI keeps a type until
+  // the operations using it complete.
+  MPI_Datatype stamped_type(const void* buf, size_t count, MPI_Datatype type, const int64_t* stamp) {
+    std::array<int, 2> lengths{static_cast<int>(count), 1};
+    std::array<MPI_Aint, 2> addresses{};
+    check(MPI_Get_address(buf, &addresses[0]), "MPI_Get_address");
+    check(MPI_Get_address(stamp, &addresses[1]), "MPI_Get_address");
+    std::array<MPI_Datatype, 2> types{type, MPI_INT64_T};
+    MPI_Datatype t = MPI_DATATYPE_NULL;
+    check(MPI_Type_create_struct(2, lengths.data(), addresses.data(), types.data(), &t), "MPI_Type_create_struct");
+    check(MPI_Type_commit(&t), "MPI_Type_commit");
+    return t;
+  }
+
+  void free_type(MPI_Datatype& t) { check(MPI_Type_free(&t), "MPI_Type_free"); }
+
+  // The latest arrival of the group in this rank's clock: this rank's own
+  // (my_stamp_) and every peer's stamp of the collective just completed,
+  // moved from the peer's clock to this one with the offsets measured at creation.
+  int64_t latest_arrival() const {
+    int64_t latest = my_stamp_;
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_) continue;
+      latest = std::max(latest, peer_stamps_[static_cast<size_t>(q)] - offset_[static_cast<size_t>(q)]);
+    }
+    return latest;
+  }
+
+  // Clocks of different hosts are unrelated: rank 0 makes kClockSamples round
+  // trips with each peer in turn, each peer answering with its clock, and keeps
+  // per peer the offset of the fastest round trip,
+  //   t_peer - (t_send + t_recv) / 2,
+  // off by at most half that round trip (by how much its two halves differ).
+  // Rank 0 then broadcasts every rank's offset to its clock; differences of
+  // those give offset_[q] = clock of q - clock of this rank.
+  void measure_clock_offsets() {
+    offset_.assign(static_cast<size_t>(size_), 0);
+    peer_stamps_.assign(static_cast<size_t>(size_), 0);
+    if (size_ == 1) return;
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    auto complete = [&](MPI_Request* reqs, int n, int peer) {
+      if (!poll([&] { return test_all(reqs, n, "clock offset MPI_Testall"); }, deadline, true)) {
+        fatal(cat("creating the mpi communicator timed out after ", seconds(timeout_), " s on rank ", rank_, ": rank ",
+                  peer, " did not answer the clock offset measurement"));
+      }
+    };
+    std::vector<int64_t> to_root(static_cast<size_t>(size_), 0);  // clock of q - clock of rank 0
+    if (rank_ == 0) {
+      for (int q = 1; q < size_; ++q) {
+        int64_t best = std::numeric_limits<int64_t>::max();
+        for (int i = 0; i < kClockSamples; ++i) {
+          int64_t ping = i, pong = 0;
+          std::array<MPI_Request, 2> reqs{MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+          check(MPI_Irecv(&pong, 1, MPI_INT64_T, q, kTagClock, comm_, &reqs[1]), "clock offset MPI_Irecv");
+          const int64_t t_send = now_nanos();
+          check(MPI_Isend(&ping, 1, MPI_INT64_T, q, kTagClock, comm_, &reqs[0]), "clock offset MPI_Isend");
+          complete(reqs.data(), 2, q);
+          const int64_t round_trip = now_nanos() - t_send;
+          if (round_trip < best) {
+            best = round_trip;
+            to_root[static_cast<size_t>(q)] = pong - (t_send + round_trip / 2);
+          }
+        }
+      }
+    } else {
+      for (int i = 0; i < kClockSamples; ++i) {
+        int64_t ping = 0;
+        MPI_Request req = MPI_REQUEST_NULL;
+        check(MPI_Irecv(&ping, 1, MPI_INT64_T, 0, kTagClock, comm_, &req), "clock offset MPI_Irecv");
+        complete(&req, 1, 0);
+        const int64_t pong = now_nanos();
+        check(MPI_Isend(&pong, 1, MPI_INT64_T, 0, kTagClock, comm_, &req), "clock offset MPI_Isend");
+        complete(&req, 1, 0);
+      }
+    }
+    MPI_Request req = MPI_REQUEST_NULL;
+    check(MPI_Ibcast(to_root.data(), size_, MPI_INT64_T, 0, comm_, &req), "clock offset MPI_Ibcast");
+    complete(&req, 1, 0);
+    for (int q = 0; q < size_; ++q) {
+      offset_[static_cast<size_t>(q)] = to_root[static_cast<size_t>(q)] - to_root[static_cast<size_t>(rank_)];
+    }
   }
 
   void wait_reqs(Clock::time_point deadline) {
@@ -608,7 +796,10 @@ class MpiCommunicator final : public Communicator {
   MPI_Request probe_req_ = MPI_REQUEST_NULL;
   std::vector<std::unique_ptr<PendingSend>> sends_;    // buffered sends in flight, oldest first
   std::vector<std::unique_ptr<PendingSend>> replies_;  // probe answers in flight
-  std::vector<int> int_counts_, int_displs_;
+  std::vector<size_t> displs_;                         // all_gather: where each rank's part starts
+  std::vector<int64_t> offset_;       // clock of rank q - clock of this rank, nanoseconds (at creation)
+  int64_t my_stamp_ = 0;              // this rank's arrival in the collective under way
+  std::vector<int64_t> peer_stamps_;  // peers' arrivals in it, each in its own clock
   std::vector<uint8_t> staging_;
   std::vector<MPI_Request> reqs_;     // the all-reduce's messages in flight
   std::vector<float> scratch_, acc_;  // peers' contributions, running sums

@@ -1,8 +1,9 @@
 // The `mpi` back end: one process per rank, started by `mpirun` on one host or
 // many (Open MPI; any MPI-3 library should do). Every operation is made of
 // non-blocking MPI calls polled with MPI_Test under the communicator's deadline
-// (spin, then yield, then sleep 50 us): MPI_Iallgatherv, MPI_Iallgather,
-// MPI_Ibcast, MPI_Ialltoall, MPI_Ibarrier, MPI_Isend, MPI_Improbe + MPI_Imrecv.
+// (spin, then yield, then sleep 50 us): MPI_Isend / MPI_Irecv (all-reduce,
+// all-gather, all-to-all, clock offsets), MPI_Ibcast, MPI_Ibarrier,
+// MPI_Improbe + MPI_Imrecv (recv), MPI_Comm_idup.
 //
 // The all-reduce is our own, over MPI_Isend / MPI_Irecv. Open MPI 4.1's
 // MPI_Iallreduce (libnbc), with its default algorithm choice, reached half the
@@ -16,6 +17,34 @@
 // runs in rank order from 0.0f, as in the local back end: every rank, and both
 // back ends, get bit-identical results. Bytes are counted as in the local back
 // end.
+// all_gather, all_gather_bytes and all_to_all are pairwise exchanges: every
+// rank sends its part to every peer directly (one hop; as many bytes per rank
+// as a ring). They replaced MPI_Iallgatherv / MPI_Iallgather / MPI_Ialltoall,
+// whose messages cannot carry the arrival stamps below.
+//
+// Waiting vs link (communicator.h): every message of a group collective carries
+// its sender's arrival (CollectiveTimer::start_nanos(), 8 bytes) after the
+// payload, in the same MPI message: a struct datatype {payload, stamp} over
+// absolute addresses, so nothing is copied and no message is added (payloads
+// up to 64 KiB; a larger payload sends its stamp in an 8-byte message of its
+// own, because a non-contiguous datatype costs Open MPI's shared memory
+// transport its single-copy path: 1 MiB all-reduces took twice as long). The
+// receiver moves each peer's stamp to its own clock, and the latest of them and
+// its own arrival is where its wait ends. An all-reduce stamps only its first
+// piece (of 16 MiB), and with more than two ranks above 32 KiB only the
+// reduce-scatter hop, after which everybody has arrived. The stamps are not
+// counted in the bytes. Broadcasts (MPI_Ibcast) carry no stamp: their wait is
+// 0 (the driver's broadcast of a batch, where workers idle, is not in the
+// tensor-parallel compute path). A barrier is all wait; send and recv none.
+// Clocks: steady clocks of different hosts are unrelated, so when the
+// communicator is created rank 0 measures each peer's offset to its own clock
+// (8 ping-pongs per peer, offset from the fastest round trip, error at most
+// half of it: microseconds on one host, tens of microseconds over Ethernet)
+// and broadcasts them. Across hosts the split relies on that one measurement:
+// clocks drift apart (crystals differ by up to tens of ppm, i.e. tens of ms per
+// hour, less where NTP disciplines both) and skew the split over a long run;
+// the communicator does not re-measure. On one host the clock is shared and the
+// offsets are measured as ~0.
 //
 // Deadline: when it passes, the rank asks every peer which collective it is in
 // (see "Who did not arrive" below), writes

@@ -9,8 +9,18 @@
 //   recv-timeout  rank 0 receives from rank 1, which sends nothing
 //   kill          rank 1 SIGKILLs itself in the middle of a loop of all-reduces
 //   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
+//   wait          one rank sleeps 30 ms before each of 4 calls of every group
+//                 collective (all-reduce in one and two hops, small and large,
+//                 all_gather, all_gather_bytes, all_to_all), first the last
+//                 rank, then rank 0:
+//                 the others must count 120 ms (+-20 %) of wait per kind, the
+//                 sleeper under 5 ms, everyone under 10 ms per call of link time
+//                 (nanos - wait_nanos); results are checked too
 //   bench         all-reduce latency and bandwidth by size, printed by rank 0
 //   bench-blocking  the same with plain MPI_Allreduce, for comparison
+//   latency       all_reduce_sum per-call latency: after a barrier, 2000 calls of
+//                 each size (min, 2 min, ... up to max), timed one by one;
+//                 rank 0 prints the median and the 10th / 90th percentiles
 // Options: --timeout-ms N (default 30000), --min-bytes / --max-bytes N (bench:
 // sizes min, 4 min, ... up to max; default 4 B to 64 MiB),
 // --tag WORD (ignored: lets a test find its own processes with pgrep -f).
@@ -27,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -66,11 +77,11 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(
-      stderr,
-      "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check check|skip|recv-timeout|kill|wait-kill|bench|bench-blocking "
-      "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
-      why);
+  std::fprintf(stderr,
+               "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check "
+               "check|skip|recv-timeout|kill|wait-kill|wait|bench|bench-blocking|latency "
+               "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
+               why);
   std::exit(2);
 }
 
@@ -355,7 +366,120 @@ void run_check(Communicator& comm) {
   check_broadcast(comm, seed);
   check_send_recv(comm, seed);
   comm.barrier();
-  EXPECT_OR_THROW(comm.stats()[Collective::Barrier].calls == 1, where(comm, "barrier count"));
+  const CommStats& stats = comm.stats();
+  EXPECT_OR_THROW(stats[Collective::Barrier].calls == 1, where(comm, "barrier count"));
+  // Waiting: the mpi back end measures it; a barrier is all wait, point to
+  // point and broadcasts none (see mpi_comm.h).
+  EXPECT_OR_THROW(comm.measures_wait(), where(comm, "measures_wait() is false"));
+  EXPECT_OR_THROW(stats[Collective::Barrier].wait_nanos == stats[Collective::Barrier].nanos,
+                  where(comm, cat("barrier wait ", stats[Collective::Barrier].wait_nanos, " of ",
+                                  stats[Collective::Barrier].nanos, " ns")));
+  EXPECT_OR_THROW(stats[Collective::SendRecv].wait_nanos == 0, where(comm, "send/recv wait is not 0"));
+  EXPECT_OR_THROW(stats[Collective::Broadcast].wait_nanos == 0, where(comm, "broadcast wait is not 0"));
+  for (Collective c : {Collective::AllReduce, Collective::AllGather, Collective::AllToAll}) {
+    EXPECT_OR_THROW(stats[c].wait_nanos <= stats[c].nanos,
+                    where(comm, cat(collective_name(c), " wait ", stats[c].wait_nanos, " > ", stats[c].nanos)));
+  }
+}
+
+// One rank arrives `sleep` late at each of `calls` calls of every group
+// collective; every rank checks its own counters against that.
+void run_wait(Communicator& comm) {
+  constexpr auto kSleep = 30ms;
+  constexpr int kCalls = 4;
+  const int n = comm.size(), me = comm.rank();
+  if (n < 2) throw std::runtime_error("wait needs at least 2 ranks");
+  const uint64_t seed = 12345;
+  const double expected_ms = 1e-6 * static_cast<double>(std::chrono::nanoseconds(kSleep).count()) * kCalls;
+  // 1024 floats: one hop; 12000 floats (48 KiB): two hops with 3 ranks or more;
+  // 100000 floats (400 KiB) and 80 KiB chunks: messages over 64 KiB, whose
+  // stamps travel apart (mpi_comm.cc).
+  auto all_reduce = [&](size_t len) {
+    return [&, len](int round) {
+      std::vector<float> buf(len);
+      for (size_t i = 0; i < len; ++i) buf[i] = input(seed, me, round, i);
+      comm.all_reduce_sum(buf.data(), len);
+      for (size_t i = 0; i < len; ++i) {
+        const float want = reference_sum(seed, n, round, i);
+        EXPECT_OR_THROW(std::memcmp(&buf[i], &want, sizeof(float)) == 0,
+                        where(comm, cat("wait: all_reduce len ", len, " index ", i)));
+      }
+    };
+  };
+  auto all_gather = [&](int round) {
+    std::vector<size_t> counts(static_cast<size_t>(n), 1000);
+    std::vector<float> mine(1000), all(1000 * static_cast<size_t>(n));
+    for (size_t k = 0; k < mine.size(); ++k) mine[k] = input(seed, me, round, k);
+    comm.all_gather(mine.data(), counts, all.data());
+    for (size_t k = 0; k < all.size(); ++k) {
+      EXPECT_OR_THROW(all[k] == input(seed, static_cast<int>(k / 1000), round, k % 1000),
+                      where(comm, cat("wait: all_gather element ", k)));
+    }
+  };
+  auto all_gather_bytes = [&](int round) {
+    std::vector<uint8_t> b(4096), all(4096 * static_cast<size_t>(n));
+    for (size_t k = 0; k < b.size(); ++k) b[k] = byte_of(seed + static_cast<uint64_t>(round), me, -1, k);
+    comm.all_gather_bytes(b.data(), b.size(), all.data());
+    for (size_t k = 0; k < all.size(); ++k) {
+      EXPECT_OR_THROW(all[k] == byte_of(seed + static_cast<uint64_t>(round), static_cast<int>(k / 4096), -1, k % 4096),
+                      where(comm, cat("wait: all_gather_bytes byte ", k)));
+    }
+  };
+  auto all_to_all = [&](size_t chunk) {
+    return [&, chunk](int round) {
+      std::vector<uint8_t> send(chunk * static_cast<size_t>(n)), recv(send.size());
+      for (size_t k = 0; k < send.size(); ++k) {
+        send[k] = byte_of(seed + static_cast<uint64_t>(round), me, static_cast<int>(k / chunk), k % chunk);
+      }
+      comm.all_to_all(send.data(), chunk, recv.data());
+      for (size_t k = 0; k < recv.size(); ++k) {
+        EXPECT_OR_THROW(
+            recv[k] == byte_of(seed + static_cast<uint64_t>(round), static_cast<int>(k / chunk), me, k % chunk),
+            where(comm, cat("wait: all_to_all byte ", k)));
+      }
+    };
+  };
+  struct Case {
+    const char* name;
+    Collective kind;
+    std::function<void(int)> call;
+  };
+  const std::vector<Case> cases = {
+      {"all_reduce 4 KiB", Collective::AllReduce, all_reduce(1024)},
+      {"all_reduce 48 KiB", Collective::AllReduce, all_reduce(12000)},
+      {"all_reduce 400 KiB", Collective::AllReduce, all_reduce(100000)},
+      {"all_gather", Collective::AllGather, all_gather},
+      {"all_gather_bytes", Collective::AllGather, all_gather_bytes},
+      {"all_to_all 4 KiB", Collective::AllToAll, all_to_all(4096)},
+      {"all_to_all 80 KiB", Collective::AllToAll, all_to_all(80 << 10)},
+  };
+  for (int sleeper : {n - 1, 0}) {
+    for (const Case& c : cases) {
+      comm.barrier();
+      comm.reset_stats();
+      for (int round = 0; round < kCalls; ++round) {
+        if (me == sleeper) std::this_thread::sleep_for(kSleep);
+        c.call(round);
+      }
+      const CollectiveCounter& k = comm.stats()[c.kind];
+      const double wait_ms = static_cast<double>(k.wait_nanos) * 1e-6;
+      const double link_ms = static_cast<double>(k.nanos - k.wait_nanos) * 1e-6;
+      std::printf("rank %d, sleeper %d, %s: %llu calls, %.2f ms, of which wait %.2f ms\n", me, sleeper, c.name,
+                  static_cast<unsigned long long>(k.calls), static_cast<double>(k.nanos) * 1e-6, wait_ms);
+      const std::string what = cat("wait: sleeper ", sleeper, ", ", c.name, ": wait ", wait_ms, " ms, link ", link_ms,
+                                   " ms over ", k.calls, " calls");
+      EXPECT_OR_THROW(k.calls == static_cast<uint64_t>(kCalls), where(comm, what));
+      EXPECT_OR_THROW(k.wait_nanos <= k.nanos, where(comm, what));
+      EXPECT_OR_THROW(link_ms < 10.0 * kCalls, where(comm, what + ": link time over 10 ms per call"));
+      if (me == sleeper) {
+        EXPECT_OR_THROW(wait_ms < 5.0, where(comm, what + ": the late rank counted wait"));
+      } else {
+        EXPECT_OR_THROW(wait_ms >= 0.8 * expected_ms - 3.0 && wait_ms <= 1.2 * expected_ms + 3.0,
+                        where(comm, cat(what, ": want ", expected_ms, " ms +-20 %")));
+      }
+    }
+  }
+  std::fflush(stdout);
 }
 
 void run_skip(Communicator& comm) {
@@ -450,6 +574,31 @@ void run_bench(Communicator& comm, size_t min_bytes, size_t max_bytes, bool bloc
   }
 }
 
+void run_latency(Communicator& comm, size_t min_bytes, size_t max_bytes) {
+  constexpr int kCalls = 2000;
+  if (comm.rank() == 0) {
+    std::printf("all_reduce_sum latency over %d ranks, %d calls after a barrier\n%12s %10s %10s %10s\n", comm.size(),
+                kCalls, "bytes", "p10 us", "median us", "p90 us");
+  }
+  for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 2) {
+    const size_t len = bytes / sizeof(float);
+    std::vector<float> buf(len, 1.0f);
+    std::vector<double> us(kCalls);
+    for (int w = 0; w < 20; ++w) comm.all_reduce_sum(buf.data(), len);
+    comm.barrier();
+    for (int i = 0; i < kCalls; ++i) {
+      const auto t0 = Clock::now();
+      comm.all_reduce_sum(buf.data(), len);
+      us[static_cast<size_t>(i)] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    }
+    std::sort(us.begin(), us.end());
+    if (comm.rank() == 0) {
+      std::printf("%12zu %10.2f %10.2f %10.2f\n", bytes, us[kCalls / 10], us[kCalls / 2], us[kCalls * 9 / 10]);
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tpinfer
 
@@ -469,10 +618,14 @@ int main(int argc, char** argv) {
       run_kill(*comm);
     } else if (opt.mode == "wait-kill") {
       run_wait_kill(*comm);
+    } else if (opt.mode == "wait") {
+      run_wait(*comm);
     } else if (opt.mode == "bench") {
       run_bench(*comm, opt.min_bytes, opt.max_bytes, false);
     } else if (opt.mode == "bench-blocking") {
       run_bench(*comm, opt.min_bytes, opt.max_bytes, true);
+    } else if (opt.mode == "latency") {
+      run_latency(*comm, opt.min_bytes, opt.max_bytes);
     } else {
       usage(("unknown mode " + opt.mode).c_str());
     }
