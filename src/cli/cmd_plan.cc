@@ -130,7 +130,15 @@ void run(const PlanOptions& o) {
       for (const PlanTensor& t : shape.tensors) {
         if (t.name.find(".ffn_down.") != std::string::npos) wt = t.type;
       }
-      q.device = cpu_device(devices, wt);
+      if (mpi) {
+        // Every rank measures the cores it was given, all at once, as the
+        // ranks will run (on one machine they share its memory system).
+        q.device = cpu_device(1, wt);
+        q.device.memory /= static_cast<uint64_t>(devices);
+        q.device.source += cat(" (each of ", mpi->size(), " mpi ranks, measured together)");
+      } else {
+        q.device = cpu_device(devices, wt);
+      }
       if (o.probe) probe_json["memory_bandwidth"] = q.device.bandwidth * devices;
     } else if (!o.device.empty()) {
       const std::optional<DeviceSpec> d = find_device(o.device);

@@ -18,13 +18,32 @@ bool pin_current_thread(int cpu) {
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
+namespace {
+
+// The process's affinity before anything of ours pinned a thread (static
+// initialization runs on the main thread before main()).
+const cpu_set_t& initial_affinity() {
+  static const cpu_set_t set = [] {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    if (sched_getaffinity(0, sizeof(s), &s) != 0 || CPU_COUNT(&s) == 0) {
+      const int n = std::min<int>(CPU_SETSIZE, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+      for (int cpu = 0; cpu < n; ++cpu) CPU_SET(cpu, &s);
+    }
+    return s;
+  }();
+  return set;
+}
+[[maybe_unused]] const cpu_set_t& g_captured_at_start = initial_affinity();
+
+}  // namespace
+
 bool unpin_current_thread() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  const int n = std::min<int>(CPU_SETSIZE, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  for (int cpu = 0; cpu < n; ++cpu) CPU_SET(cpu, &set);
+  cpu_set_t set = initial_affinity();
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
+
+int available_cpus() { return std::max(1, CPU_COUNT(&initial_affinity())); }
 
 ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus)
     : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {

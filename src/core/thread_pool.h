@@ -63,9 +63,13 @@ class ThreadPool {
 
 // Pins the calling thread to `cpu` (best effort; false if the OS refused).
 bool pin_current_thread(int cpu);
-// Lets the calling thread run on every CPU again. Threads inherit their
-// creator's affinity, so a thread that starts helpers which must not share
-// its core (an HTTP server's pool, a probe's workers) calls this first.
+// Lets the calling thread run on every CPU the process was given again (its
+// affinity when it started: all CPUs, or what taskset, a cgroup or a launcher
+// such as mpirun allowed). Threads inherit their creator's affinity, so a
+// thread that starts helpers which must not share its core (an HTTP server's
+// pool, a probe's workers) calls this first.
 bool unpin_current_thread();
+// How many CPUs the process was given when it started (at least 1).
+int available_cpus();
 
 }  // namespace tpinfer

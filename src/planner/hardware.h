@@ -38,6 +38,12 @@ struct LinkSpec {
   // (planner.h) and the alpha-beta terms only extrapolate past its ends.
   std::vector<LinkPoint> curve;
   int curve_ranks = 0;
+  // The rate the curve's two largest sizes give (bytes per second per rank, as
+  // `bandwidth`): what the link carries when kept busy. A shaped link passes a
+  // small message at burst speed, so the curve says 20 us for 4 KiB on a 100
+  // Mbit/s token bucket, but a step cannot move its bytes faster than this on
+  // average. 0: unknown (table links are straight lines; no bound needed).
+  double sustained_bandwidth = 0;
 };
 
 struct DeviceSpec {

@@ -83,8 +83,17 @@ StageTime stage_time(const PlanRequest& q, const std::vector<RankLoad>& stage, c
     const RankLoad& r = stage.front();
     const int n_ar = 2 * r.layers + (r.first_stage ? 1 : 0);
     out.comm += n_ar * all_reduce_seconds(b * m.config.hidden * q.activation_bytes, tp, tp_link);
-    if (r.last_stage) out.comm += all_gather_seconds((prefill ? 1.0 : b) * m.config.vocab * 4.0, tp, tp_link);
+    const double logit_bytes = (prefill ? 1.0 : b) * m.config.vocab * 4.0;
+    if (r.last_stage) out.comm += all_gather_seconds(logit_bytes, tp, tp_link);
     if (r.first_stage) out.comm += 2 * tp_link.latency;
+    if (tp_link.sustained_bandwidth > 0) {
+      // The link drains its queue while the ranks compute, but over a step it
+      // moves no more than its sustained rate: step >= bytes / that rate.
+      const double p = tp;
+      const double bus = n_ar * 2 * (p - 1) / p * b * m.config.hidden * q.activation_bytes +
+                         (r.last_stage ? (p - 1) / p * logit_bytes : 0.0);
+      out.comm = std::max(out.comm, bus / tp_link.sustained_bandwidth - out.compute);
+    }
   }
   return out;
 }

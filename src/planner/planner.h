@@ -37,7 +37,10 @@
 //                A probed link (LinkSpec::curve, over the same number of
 //                ranks) gives both from its measured all-reduce times instead:
 //                interpolated between the probed sizes; an all-gather of m
-//                as the all-reduce of m/2 less (p-1) latencies.
+//                as the all-reduce of m/2 less (p-1) latencies. Its sustained
+//                rate (the two largest sizes) bounds the step: compute + comm
+//                >= the step's bytes per rank / that rate (a token bucket
+//                passes small messages at burst speed until it runs dry).
 //   comm share   the model is of the link: time in collectives once every
 //                rank is there. What bench measures as "link" is that; its
 //                "waiting" (a rank early at a collective, for its peers) is

@@ -98,6 +98,11 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
     std::sort(out.link.curve.begin(), out.link.curve.end(),
               [](const LinkPoint& a, const LinkPoint& b) { return a.bytes < b.bytes; });
     out.link.curve_ranks = out.ranks;
+    const LinkPoint& a = out.link.curve[out.link.curve.size() - 2];
+    const LinkPoint& b = out.link.curve.back();
+    if (b.seconds > a.seconds && b.bytes > a.bytes) {
+      out.link.sustained_bandwidth = 2.0 * (out.ranks - 1) / out.ranks * (b.bytes - a.bytes) / (b.seconds - a.seconds);
+    }
     out.link.name = cat("probed:", out.backend);
     out.link.source = cat("all-reduce over ", out.ranks, " ", out.backend, " ranks, measured by --probe");
   }
@@ -114,7 +119,7 @@ LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int re
     threads.emplace_back([&, r] {
       // Placed as the engine places ranks: a core each when they fit. Never
       // the creator's pin, which every thread would otherwise inherit.
-      if (ranks <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+      if (ranks <= available_cpus()) {
         pin_current_thread(r);
       } else {
         unpin_current_thread();
@@ -136,7 +141,7 @@ LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int re
 }
 
 int cpu_threads_per_rank(int ranks) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cpus();
   return std::max(1, cores / std::max(1, ranks));
 }
 
@@ -198,7 +203,7 @@ double measure_gemv_bandwidth(DType type, int threads, uint64_t bytes) {
 
 DeviceSpec cpu_device(int ranks, DType weight_type) {
   if (ranks < 1) throw ConfigError(cat("--devices must be at least 1, got ", ranks));
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cpus();
   const int tpr = cpu_threads_per_rank(ranks);
   DeviceSpec d;
   d.name = "cpu";

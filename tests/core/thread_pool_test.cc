@@ -1,6 +1,8 @@
 #include "core/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <stdexcept>
@@ -87,4 +89,26 @@ TEST(ThreadPool, ParallelForRethrowsAnException) {
 }
 
 }  // namespace
+// Unpinning restores what the process was given (taskset, mpirun, a cgroup),
+// not every CPU of the machine: an emulated host confined to one core must
+// not spread its threads over the others.
+TEST(ThreadPool, UnpinRestoresTheProcessAffinity) {
+  std::thread t([] {
+    cpu_set_t given;
+    CPU_ZERO(&given);
+    ASSERT_EQ(sched_getaffinity(0, sizeof(given), &given), 0);
+    EXPECT_EQ(available_cpus(), CPU_COUNT(&given));
+    int first = 0;
+    while (!CPU_ISSET(first, &given)) ++first;
+    ASSERT_TRUE(pin_current_thread(first));
+    cpu_set_t now;
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(now), &now), 0);
+    EXPECT_EQ(CPU_COUNT(&now), 1);
+    ASSERT_TRUE(unpin_current_thread());
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(now), &now), 0);
+    EXPECT_TRUE(CPU_EQUAL(&now, &given));
+  });
+  t.join();
+}
+
 }  // namespace tpinfer

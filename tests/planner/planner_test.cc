@@ -193,6 +193,30 @@ TEST(PlannerModel, ProbedCurveGivesTheMeasuredTimes) {
   EXPECT_NEAR(all_reduce_seconds(4096, 4, l), 1.5 * 4096 / 1e8 + 6 * 5e-6, 1e-12);
 }
 
+// A link whose small messages pass at burst speed cannot carry a step's bytes
+// faster than its sustained rate: the decode step is at least bytes / rate.
+TEST(PlannerModel, SustainedRateBoundsTheStep) {
+  PlanRequest q;
+  q.model = load_shape("llama-3.1-8b");
+  q.device = *find_device("h100-sxm");
+  q.devices = 2;
+  q.context = 16;
+  q.batch = 64;
+  q.activation_bytes = 4;
+  q.link.bandwidth = 1e12;
+  q.link.latency = 1e-6;
+  q.link.curve = {{256, 2e-6}, {1 << 20, 3e-6}, {4 << 20, 4e-6}};
+  q.link.curve_ranks = 2;
+  const LayoutPlan burst = plan_layout(q, 2, 1);
+  q.link.sustained_bandwidth = 1e8;  // 100 MB/s
+  const LayoutPlan bound = plan_layout(q, 2, 1);
+  const double p = 2, layers = q.model.config.n_layers;
+  const double bytes = (2 * layers + 1) * 2 * (p - 1) / p * q.batch * q.model.config.hidden * 4.0 +
+                       (p - 1) / p * q.batch * q.model.config.vocab * 4.0;
+  EXPECT_LT(burst.decode.latency, bytes / 1e8 / 10);
+  EXPECT_NEAR(bound.decode.latency, bytes / 1e8, 1e-9);
+}
+
 // Noisy samples: each time off by up to +-15%, the smallest one low (the case
 // that gave a zero latency when the fixed cost came from it alone). The fit
 // stays within 30% on both terms.
@@ -475,7 +499,7 @@ TEST(PlannerLatency, PredictsDecodeAcrossTwoEmulatedHosts) {
     const std::string out = dir.file("out.json");
     std::string log;
     const int rc = tpinfer::testing::run_command(
-        cat("timeout -k 10 300 ", hosts, rate, " -- ", bin, " ", args, " --json > ", out), &log);
+        cat("{ timeout -k 10 300 ", hosts, rate, " -- ", bin, " ", args, " --json > ", out, "; }"), &log);
     if (rc == 77) return nlohmann::json();
     EXPECT_EQ(rc, 0) << log;
     std::ifstream in(out);
@@ -491,7 +515,7 @@ TEST(PlannerLatency, PredictsDecodeAcrossTwoEmulatedHosts) {
           run_json(rate, cat("bench -m ", model, " -tp 2 --threads-per-rank 1 -p 0 -n ", n_gen, " -r 3"));
       ASSERT_FALSE(bench.is_null());
       bool found = false;
-      for (const auto& l : plan["layouts"]) {
+      for (const auto& l : plan["plans"][0]["layouts"]) {
         if (l["tp"] == 2 && l["pp"] == 1) {
           predicted.push_back(l["decode"]["tokens_per_second"].get<double>());
           predicted_share.push_back(l["decode"]["comm_share"].get<double>());
