@@ -14,6 +14,7 @@
 #include "backend/cpu/memory_bandwidth.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "engine/benchmark.h"
 
 namespace tpinfer::cli {
@@ -110,7 +111,7 @@ void run(BenchOptions& o) {
   if (!o.model.pipeline_split.empty() && pps.size() != 1) {
     throw ConfigError("--pipeline-split needs a single pipeline depth (-pp N)");
   }
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cpus();  // the cores this process was given
   std::vector<Row> rows;
   int max_threads = 1;
   for (size_t i = 0; i < layouts.size(); ++i) {

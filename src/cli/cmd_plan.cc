@@ -135,6 +135,12 @@ void run(const PlanOptions& o) {
         // ranks will run (on one machine they share its memory system).
         q.device = cpu_device(1, wt);
         q.device.memory /= static_cast<uint64_t>(devices);
+        // A step goes at the slowest rank's pace: every rank plans with it.
+        std::vector<float> all(static_cast<size_t>(mpi->size()));
+        const float mine = static_cast<float>(q.device.bandwidth);
+        const std::vector<size_t> ones(static_cast<size_t>(mpi->size()), 1);
+        mpi->all_gather(&mine, ones, all.data());
+        q.device.bandwidth = *std::min_element(all.begin(), all.end());
         q.device.source += cat(" (each of ", mpi->size(), " mpi ranks, measured together)");
       } else {
         q.device = cpu_device(devices, wt);

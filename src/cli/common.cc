@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace tpinfer::cli {
 
@@ -87,7 +88,7 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
       }
     }
   }
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cpus();  // the cores this process was given
   const int ranks = std::max(1, o.tp) * std::max(1, o.pp) * std::max(1, replicas);
   e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / ranks);
   e.parallel.comm_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.comm_timeout * 1000));

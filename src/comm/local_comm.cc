@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace tpinfer {
 
@@ -271,7 +272,7 @@ class LocalCommunicator final : public Communicator {
 
 LocalGroup::LocalGroup(int size, std::chrono::milliseconds timeout, int busy_threads)
     : size_(size), timeout_(timeout), slots_(static_cast<size_t>(size)) {
-  spin_ = (busy_threads > 0 ? busy_threads : size) <= static_cast<int>(std::thread::hardware_concurrency());
+  spin_ = (busy_threads > 0 ? busy_threads : size) <= available_cpus();
   if (size < 1) throw ConfigError(cat("a communicator group needs at least one rank, got ", size));
   for (int i = 0; i < size * size; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
 }

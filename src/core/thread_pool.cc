@@ -45,6 +45,14 @@ bool unpin_current_thread() {
 
 int available_cpus() { return std::max(1, CPU_COUNT(&initial_affinity())); }
 
+int available_cpu(int i) {
+  if (i < 0) return -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &initial_affinity()) && i-- == 0) return cpu;
+  }
+  return -1;
+}
+
 ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus)
     : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {
   if (!cpus.empty()) pin_current_thread(cpus[0]);

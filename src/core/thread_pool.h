@@ -71,5 +71,8 @@ bool pin_current_thread(int cpu);
 bool unpin_current_thread();
 // How many CPUs the process was given when it started (at least 1).
 int available_cpus();
+// The id of the i-th of those CPUs (ascending), -1 past the last: where "core
+// i of this process" is when taskset or mpirun confined it to, say, cores 2-3.
+int available_cpu(int i);
 
 }  // namespace tpinfer

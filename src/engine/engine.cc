@@ -415,13 +415,13 @@ std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr
   }
   const int tpr = options_.parallel.threads_per_rank;
   std::vector<int> cpus;
-  const int n_cpus = static_cast<int>(std::thread::hardware_concurrency());
+  const int n_cpus = available_cpus();  // the process's cores (taskset, cgroups), numbered 0.. among them
   // Pin only when every rank of this process gets cores of its own.
   const int ranks_here = backend_ == "mpi" ? 1 : world_size();
   const int first = backend_ == "mpi" ? 0 : options_.first_cpu + world_rank * tpr;
   const int last_needed = backend_ == "mpi" ? tpr : options_.first_cpu + ranks_here * tpr;
   if (options_.pin_threads && last_needed <= n_cpus && backend_ == "local") {
-    for (int i = 0; i < tpr; ++i) cpus.push_back(first + i);
+    for (int i = 0; i < tpr; ++i) cpus.push_back(available_cpu(first + i));
   }
   rank->pipe = std::move(pipe);
   rank->tp = std::move(tp_comm);

@@ -9,11 +9,11 @@
 //   probe_local_link  the same over a LocalGroup of `ranks` threads (the local
 //                     back end), started and joined here.
 //   cpu_device        "this machine as `ranks` devices": memory = RAM / ranks,
-//                     bandwidth = the read bandwidth of all the ranks' threads
-//                     together / ranks (they share the memory system): the
-//                     larger of a streaming read and tpinfer's own GEMV over
-//                     weights far larger than the caches (the kernels prefetch
-//                     rows ahead and pull more from DRAM than a plain stream),
+//                     bandwidth = the slowest rank's rate of tpinfer's own
+//                     GEMV when every rank streams its share of weights far
+//                     larger than the caches at once, on its own cores (a
+//                     tensor-parallel step goes at its slowest rank's pace;
+//                     they share the memory system),
 //                     FLOP/s = the measured rate of tpinfer's matmul kernel for
 //                     the weight type on a cache-resident matrix with the rank's
 //                     threads (the most a rank can compute when not waiting on
@@ -57,8 +57,11 @@ int cpu_threads_per_rank(int ranks);
 DeviceSpec cpu_device(int ranks, DType weight_type);
 // FLOP/s of cpu::matmul for a one-token product with a cache-resident matrix.
 double measure_matmul_flops(DType weight_type, int threads);
-// Weight bytes per second of cpu::matmul for one token over `bytes` of weights
-// (far past the caches): the bandwidth decode sees.
-double measure_gemv_bandwidth(DType weight_type, int threads, uint64_t bytes = uint64_t{256} << 20);
+// Weight bytes per second of cpu::matmul for one token over weights far past
+// the caches (the bandwidth decode sees), for `ranks` ranks at once, each on
+// its own cores (as the engine pins them) over bytes / ranks: each rank's
+// rate; 0s for types without a GEMV.
+std::vector<double> measure_rank_gemv_bandwidths(DType weight_type, int ranks, int threads_per_rank,
+                                                 uint64_t bytes = uint64_t{256} << 20);
 
 }  // namespace tpinfer::planner

@@ -100,6 +100,9 @@ TEST(ThreadPool, UnpinRestoresTheProcessAffinity) {
     EXPECT_EQ(available_cpus(), CPU_COUNT(&given));
     int first = 0;
     while (!CPU_ISSET(first, &given)) ++first;
+    EXPECT_EQ(available_cpu(0), first);
+    EXPECT_EQ(available_cpu(available_cpus()), -1);
+    EXPECT_TRUE(CPU_ISSET(available_cpu(available_cpus() - 1), &given));
     ASSERT_TRUE(pin_current_thread(first));
     cpu_set_t now;
     ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(now), &now), 0);
