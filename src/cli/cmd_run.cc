@@ -185,10 +185,13 @@ void run(RunOptions& o) {
   }
   std::fprintf(stderr,
                "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s, weights "
-               "per rank: %s | comm: %.1f%% of decode time, %.0f bytes/token, %.1f all-reduces/token\n",
+               "per rank: %s | comm: %.1f%% of decode time (%.1f%% waiting for a rank), %.0f bytes/token, %.1f "
+               "all-reduces/token\n",
                engine.load_seconds(), static_cast<long long>(stats.prompt_tokens), pp_tps,
                static_cast<long long>(stats.generated_tokens), tg_tps, layout.c_str(), per_rank.c_str(),
-               100.0 * dc["collective_share"].get<double>(), dc["bytes_per_token"].get<double>(),
+               100.0 * dc["collective_share"].get<double>(),
+               stats.decode_seconds > 0 ? 100.0 * dc["wait_seconds"].get<double>() / stats.decode_seconds : 0.0,
+               dc["bytes_per_token"].get<double>(),
                dc["all_reduces_per_token"].get<double>());
   if (engine.pp() > 1) {
     // The pipeline: how busy each stage was, the bubble, what crossed between stages.
