@@ -378,6 +378,27 @@ TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
   EXPECT_NE(out.find("valid: nvlink"), std::string::npos) << out;
 }
 
+// The timed tests run only when asked (TPINFER_TIMED_TESTS=1), on an idle machine.
+bool timed_tests_enabled() {
+  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
+  return timed != nullptr && std::string(timed) == "1";
+}
+
+// The model both latency tests decode: q8_0, 8 layers of hidden 1024 (GQA 16/4).
+SynthSpec latency_model_spec() {
+  SynthSpec spec;
+  spec.layers = 8;
+  spec.hidden = 1024;
+  spec.heads = 16;
+  spec.kv_heads = 4;
+  spec.ffn = 2816;
+  spec.vocab = 2048;
+  spec.context = 1024;
+  spec.dtype = DType::Q8_0;
+  spec.seed = 99;
+  return spec;
+}
+
 // (b) The latency model against bench_generate on this machine, back to back
 // in one process: the cpu device preset (bandwidth and kernel rate measured)
 // and the probed link, vs the measured decode tokens/s and the link share of
@@ -389,24 +410,11 @@ TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
 // shown by benchmarks, and this host's memory bandwidth alone wanders by 30%
 // between runs). TPINFER_TIMED_TESTS=1 runs it; bench/RESULTS.md has its output.
 TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
-  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
-  if (timed == nullptr || std::string(timed) != "1") {
-    GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
-  }
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!timed_tests_enabled()) GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
+  const int cores = available_cpus();  // as cpu_device() counts them
   TempDir dir;
-  SynthSpec spec;
-  spec.layers = 8;
-  spec.hidden = 1024;
-  spec.heads = 16;
-  spec.kv_heads = 4;
-  spec.ffn = 2816;
-  spec.vocab = 2048;
-  spec.context = 1024;
-  spec.dtype = DType::Q8_0;
-  spec.seed = 99;
   const std::string path = dir.file("m.gguf");
-  write_synth_model(spec, path);
+  write_synth_model(latency_model_spec(), path);
   const ModelShape shape = load_shape(path);
   const int n_gen = 32;
   std::vector<double> shares = {cpu_share(cores)};
@@ -474,24 +482,11 @@ TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
 // 1 Gbit/s and one of 100 Mbit/s, three alternating rounds each, medians
 // compared. Timed and needing root: TPINFER_TIMED_TESTS=1 as root.
 TEST(PlannerLatency, PredictsDecodeAcrossTwoEmulatedHosts) {
-  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
-  if (timed == nullptr || std::string(timed) != "1") {
-    GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
-  }
+  if (!timed_tests_enabled()) GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
   if (::geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
   TempDir dir;
-  SynthSpec spec;
-  spec.layers = 8;
-  spec.hidden = 1024;
-  spec.heads = 16;
-  spec.kv_heads = 4;
-  spec.ffn = 2816;
-  spec.vocab = 2048;
-  spec.context = 1024;
-  spec.dtype = DType::Q8_0;
-  spec.seed = 99;
   const std::string model = dir.file("m.gguf");
-  write_synth_model(spec, model);
+  write_synth_model(latency_model_spec(), model);
   const std::string hosts = tpinfer::testing::source_dir() + "/tests/multihost/netns_hosts.sh --hosts 2 --rate ";
   const std::string bin = tpinfer::testing::binary();
   const int n_gen = 32;
