@@ -208,28 +208,40 @@ class LocalCommunicator final : public Communicator {
     timer.last_arrival(last);
   }
 
-  // A barrier phase with the deadline. Spins, then yields, then sleeps, so
-  // oversubscribed ranks (more ranks than cores) still make progress.
+  // A barrier phase with the deadline. Spins, then yields, then sleeps until
+  // woken, so oversubscribed ranks (more ranks than cores) still make progress
+  // and an idle rank (a server's worker waiting for the next request) uses no
+  // CPU.
   //
   // A rank with a core of its own spins for up to kSpinTime: ranks reach a
   // collective within microseconds to a few hundred of each other, and giving
   // the core away costs more. A yield hands it to any other runnable thread of
   // the machine for a whole time slice (milliseconds): with a background job
   // on the core, yielding at once after a short spin made TP=2 decode run at
-  // 0.6x of TP=1 with two threads.
+  // 0.6x of TP=1 with two threads. The sleep used to be a 50 us poll: an idle
+  // TP=2 server then burnt 14% of a core, and the polling rank slowed whatever
+  // else ran on its core.
   void wait_all(bool deadline_applies = true) {
     const uint64_t target = ++phase_;
-    g_.slots_[static_cast<size_t>(rank_)].arrived.store(target, std::memory_order_release);
+    // seq_cst with the sleepers count (Dekker): either this rank sees a sleeper
+    // and wakes it, or the sleeper sees this arrival before it sleeps.
+    g_.slots_[static_cast<size_t>(rank_)].arrived.store(target, std::memory_order_seq_cst);
+    if (g_.sleepers_.load(std::memory_order_seq_cst) > 0) {
+      { std::lock_guard<std::mutex> lock(g_.sleep_mutex_); }
+      g_.sleep_cv_.notify_all();
+    }
+    auto all_arrived = [&] {
+      for (int r = 0; r < g_.size_; ++r) {
+        if (g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_seq_cst) < target) return false;
+      }
+      return true;
+    };
     const Clock::time_point start = Clock::now();
     const Clock::time_point deadline = start + g_.timeout_;
     const Clock::time_point spin_until = start + (g_.spin_ ? kSpinTime : Clock::duration::zero());
     bool spinning = g_.spin_;
     for (uint64_t iter = 0, waits = 0;; ++iter) {
-      bool all = true;
-      for (int r = 0; r < g_.size_ && all; ++r) {
-        all = g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_acquire) >= target;
-      }
-      if (all) return;
+      if (all_arrived()) return;
       if ((iter & 255) == 0) {
         if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
         const Clock::time_point now = Clock::now();
@@ -243,9 +255,24 @@ class LocalCommunicator final : public Communicator {
       } else if (waits++ < 8192) {
         std::this_thread::yield();
       } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        sleep_until_woken(all_arrived, deadline_applies ? deadline : Clock::time_point::max());
+        if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+        if (deadline_applies && Clock::now() >= deadline) timed_out(target);
       }
     }
+  }
+
+  template <typename Ready>
+  void sleep_until_woken(Ready& ready, Clock::time_point deadline) {
+    g_.sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    {
+      std::unique_lock<std::mutex> lock(g_.sleep_mutex_);
+      // Bounded by the deadline (noticed on time even if nobody arrives) and a
+      // second (a last resort: arrivals and aborts notify).
+      const Clock::time_point until = std::min(deadline, Clock::now() + std::chrono::seconds(1));
+      g_.sleep_cv_.wait_until(lock, until, [&] { return ready() || g_.aborted(); });
+    }
+    g_.sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
   [[noreturn]] void timed_out(uint64_t target) {
@@ -292,6 +319,8 @@ void LocalGroup::abort(const std::string& message) {
     aborted_.store(true, std::memory_order_release);
   }
   for (auto& box : mailboxes_) box->ready.notify_all();
+  { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+  sleep_cv_.notify_all();
 }
 
 std::string LocalGroup::abort_message() const {

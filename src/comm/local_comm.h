@@ -65,6 +65,12 @@ class LocalGroup {
   std::vector<Slot> slots_;
   std::vector<std::unique_ptr<Mailbox>> mailboxes_;  // [src * size + dst]
   bool spin_ = true;  // every rank has a core: busy-wait (up to kSpinTime) before yielding
+  // A rank that has spun and yielded without the others arriving sleeps here
+  // until an arrival or an abort wakes it, so an idle rank (a server's worker
+  // between requests) costs no CPU. Arrivals notify only while someone sleeps.
+  std::mutex sleep_mutex_;
+  std::condition_variable sleep_cv_;
+  std::atomic<int> sleepers_{0};
   std::atomic<bool> aborted_{false};
   mutable std::mutex abort_mutex_;
   std::string abort_message_;

@@ -632,7 +632,8 @@ class MpiCommunicator final : public Communicator {
 
   // Calls done() until it returns true (then true) or, when has_deadline, the
   // deadline passes (then false). Spins first (a collective among ranks that
-  // arrive together completes in microseconds), then yields, then sleeps, so
+  // arrive together completes in microseconds), then yields, then sleeps
+  // (50 us, then 1 ms once it has waited 20 ms), so
   // oversubscribed ranks still leave the cores to their peers. Answers peers'
   // probes while it waits.
   template <typename Done>
@@ -658,7 +659,10 @@ class MpiCommunicator final : public Communicator {
       } else if (waited < 2ms) {
         sched_yield();
       } else {
-        std::this_thread::sleep_for(50us);
+        // Long waits are idle ranks (a server's worker between requests):
+        // they poll every millisecond, not every 50 us, so they cost next to
+        // no CPU and leave their core to whatever else runs there.
+        std::this_thread::sleep_for(waited < 20ms ? 50us : 1000us);
       }
     }
   }

@@ -349,6 +349,57 @@ TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
 }
 
 // A barrier moves nothing: all of its time is wait.
+// A rank waiting a long time for its peers (a server's worker between
+// requests, in broadcast_wait) sleeps until woken instead of polling: over a
+// second of waiting it uses a few milliseconds of CPU (spinning and yielding
+// first), where the old 50 us poll used 140 ms. It still wakes for the
+// broadcast and for an abort.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
+}
+
+TEST(LocalComm, IdleRankSleepsUntilWoken) {
+  double cpu = 0;
+  int got = 0;
+  auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
+    int value = 0;
+    if (comm.rank() == 0) {
+      std::this_thread::sleep_for(1000ms);
+      value = 42;
+      comm.broadcast_wait(&value, sizeof(value), 0);
+    } else {
+      const double c0 = thread_cpu_seconds();
+      comm.broadcast_wait(&value, sizeof(value), 0);
+      cpu = thread_cpu_seconds() - c0;
+      got = value;
+    }
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  EXPECT_EQ(got, 42);
+  EXPECT_LT(cpu, 0.05) << "an idle rank used " << cpu * 1e3 << " ms of CPU in 1 s of waiting";
+
+  // An abort wakes a sleeping rank at once, not at its next poll.
+  LocalGroup group(2, 60s);
+  auto comm = group.communicator(1);
+  std::string error;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread waiter([&] {
+    try {
+      comm->barrier();
+    } catch (const CommError& e) {
+      error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  group.abort("stopped by the test");
+  waiter.join();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(error.find("stopped by the test"), std::string::npos) << error;
+  EXPECT_LT(elapsed, 0.3 + 0.3);
+}
+
 TEST(LocalComm, BarrierIsAllWait) {
   auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
     if (comm.rank() == 1) std::this_thread::sleep_for(20ms);
