@@ -399,16 +399,21 @@ SynthSpec latency_model_spec() {
   return spec;
 }
 
-// (b) The latency model against bench_generate on this machine, back to back
-// in one process: the cpu device preset (bandwidth and kernel rate measured)
-// and the probed link, vs the measured decode tokens/s and the link share of
-// the collectives (their time once every rank has arrived: the planner's
+// (b) The latency model against bench_generate on this machine, in one
+// process: the cpu device preset (bandwidth and kernel rate measured) and the
+// probed link, vs the measured decode tokens/s and the link share of the
+// collectives (their time once every rank has arrived: the planner's
 // alpha-beta model is of the link; the wait for a late rank is load
 // imbalance, measured apart by the communicator and printed).
 //
+// This host's memory bandwidth wanders by 30% from one second to the next, so
+// each round measures the device and then decodes at once, and the test
+// compares the median of the rounds' predicted/measured ratios: a prediction
+// is judged against the machine it was made on, not one a minute later.
+//
 // A timed test, so not part of the default suite (the project's rule: speed is
-// shown by benchmarks, and this host's memory bandwidth alone wanders by 30%
-// between runs). TPINFER_TIMED_TESTS=1 runs it; bench/RESULTS.md has its output.
+// shown by benchmarks). TPINFER_TIMED_TESTS=1 runs it; bench/RESULTS.md has
+// its output.
 TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
   if (!timed_tests_enabled()) GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine";
   const int cores = available_cpus();  // as cpu_device() counts them
@@ -425,51 +430,52 @@ TEST(PlannerLatency, PredictsDecodeOnThisMachine) {
                  << " cores): a busy thread got only " << 100 * shares[0]
                  << "% of a core; timings would be noise, not a test of the model";
   }
-  const double calibration = cpu::measure_read_bandwidth(cores);
   for (int tp : {1, 2}) {
     EngineOptions o;
     o.parallel.tp = tp;
     o.parallel.threads_per_rank = cpu_threads_per_rank(tp);
     o.kv_tokens = 256;
     Engine engine(path, o);
-    std::vector<double> predicted, measured, predicted_share, measured_share, wait_share, bandwidths;
-    for (int round = 0; round < 3; ++round) {
+    std::vector<double> ratios, predicted, measured, predicted_share, measured_share, wait_share;
+    for (int round = 0; round < 7; ++round) {
       PlanRequest q;
       q.model = shape;
       q.device = cpu_device(tp, DType::Q8_0);
-      bandwidths.push_back(q.device.bandwidth * tp);
       q.devices = tp;
       q.link = tp > 1 ? probe_local_link(tp, default_probe_sizes(), 10).link : parse_link("nvlink");
       q.context = n_gen / 2 + 1;  // the mean position of the measured steps
       q.batch = 1;
       q.activation_bytes = 4;
       const LayoutPlan l = plan_layout(q, tp, 1);
+      const BenchResult r = bench_generate(engine, n_gen, 3);
+      ASSERT_TRUE(r.measures_wait);
       predicted.push_back(l.decode.tokens_per_second);
       predicted_share.push_back(l.decode.comm_share);
-      const BenchResult r = bench_generate(engine, n_gen, 3);
       measured.push_back(r.median_tps);
-      ASSERT_TRUE(r.measures_wait);
       measured_share.push_back(r.median_link_share);
       wait_share.push_back(r.median_wait_share);
+      ratios.push_back(predicted.back() / measured.back());
       shares.push_back(cpu_share(cores));
+      std::printf("  tp %d round %d: device %.1f GB/s, predicted %.1f tok/s, measured %.1f: %.2f\n", tp, round,
+                  q.device.bandwidth * tp / 1e9, predicted.back(), measured.back(), ratios.back());
     }
-    const double lowest_bw = *std::min_element(bandwidths.begin(), bandwidths.end());
-    const double p = median(predicted), m = median(measured);
+    const double ratio = median(ratios);
     const double ps = median(predicted_share), ms = median(measured_share), ws = median(wait_share);
     std::printf(
-        "tp %d: predicted %.1f tok/s (comm %.1f%%), measured %.1f tok/s (link %.1f%%, waiting %.1f%%); bandwidth "
-        "%.1f GB/s (calibration %.1f)\n",
-        tp, p, 100 * ps, m, 100 * ms, 100 * ws, lowest_bw / 1e9, calibration / 1e9);
-    const double share = *std::min_element(shares.begin(), shares.end());
-    double load[1] = {0};
-    getloadavg(load, 1);
-    if (share < 0.8 || lowest_bw < 0.6 * calibration) {
+        "tp %d: predicted/measured decode %.2f (medians %.1f and %.1f tok/s); comm predicted %.1f%%, measured link "
+        "%.1f%% (waiting %.1f%%)\n",
+        tp, ratio, median(predicted), median(measured), 100 * ps, 100 * ms, 100 * ws);
+    // A round on a machine busy with other work compares like with like (both
+    // halves ran under it), but one where most rounds were starved is noise.
+    const double share = median(shares);
+    if (share < 0.8) {
+      double load[1] = {0};
+      getloadavg(load, 1);
       GTEST_SKIP() << "machine overloaded (load average " << load[0] << " on " << cores
-                   << " cores): a busy thread got only " << 100 * share << "% of a core, and the probed bandwidth was "
-                   << lowest_bw / 1e9 << " GB/s against " << calibration / 1e9
-                   << " GB/s at the start; timings would be noise, not a test of the model";
+                   << " cores): a busy thread got a median " << 100 * share
+                   << "% of a core; timings would be noise, not a test of the model";
     }
-    EXPECT_NEAR(p / m, 1.0, 0.25) << "tp " << tp << ": predicted " << p << " tok/s, measured " << m;
+    EXPECT_NEAR(ratio, 1.0, 0.25) << "tp " << tp;
     // The share is small on one machine: 25% of it, or 3 points, whichever is more.
     EXPECT_NEAR(ps, ms, std::max(0.25 * ms, 0.03)) << "tp " << tp;
   }
