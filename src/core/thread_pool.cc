@@ -55,7 +55,17 @@ int available_cpu(int i) {
 
 ThreadPool::ThreadPool(int n_threads, std::vector<int> cpus)
     : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {
-  if (!cpus.empty()) pin_current_thread(cpus[0]);
+  if (!cpus.empty()) {
+    cpu_set_t before;
+    CPU_ZERO(&before);
+    if (pthread_getaffinity_np(pthread_self(), sizeof(before), &before) == 0) {
+      creator_ = std::this_thread::get_id();
+      for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &before)) creator_cpus_.push_back(cpu);
+      }
+    }
+    pin_current_thread(cpus[0]);
+  }
   for (int i = 1; i < n_threads_; ++i) {
     threads_.emplace_back([this, i, cpus] {
       // A worker without a CPU of its own must not inherit its creator's pin:
@@ -78,6 +88,12 @@ ThreadPool::~ThreadPool() {
   }
   wake_.notify_all();
   for (std::thread& t : threads_) t.join();
+  if (!creator_cpus_.empty() && creator_ == std::this_thread::get_id()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : creator_cpus_) CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  }
 }
 
 void ThreadPool::worker(int index) {

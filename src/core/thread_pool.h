@@ -2,7 +2,8 @@
 // one of the n threads (the caller is thread 0) and returns when all are done.
 // Workers spin briefly before sleeping, so the many short parallel regions of a
 // decode step do not pay a futex wake-up each. Optional CPU pinning: thread i
-// runs on cpus[i]. No allocation per run().
+// runs on cpus[i] (the caller, thread 0, until the pool is destroyed on it).
+// No allocation per run().
 #pragma once
 
 #include <atomic>
@@ -44,6 +45,12 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> threads_;
+  // Pinning the caller is the pool's business while it lives: the destructor,
+  // when it runs on the same thread, gives that thread back the CPUs it had.
+  // (A test process whose main thread stayed on core 0 after an Engine was
+  // gone started every later child there: two emulated hosts on one core.)
+  std::thread::id creator_;
+  std::vector<int> creator_cpus_;  // empty: the caller was not pinned
   const std::function<void(int, int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};

@@ -114,4 +114,26 @@ TEST(ThreadPool, UnpinRestoresTheProcessAffinity) {
   t.join();
 }
 
+// A pool pins its caller (thread 0) to its first CPU while it lives, and gives
+// the caller its CPUs back when destroyed on it. Left pinned, a test process's
+// main thread started every later child on that core: the two emulated hosts
+// of a multi-host test then shared one core, and decode ran at half speed.
+TEST(ThreadPool, CallerGetsItsCpusBackWhenThePoolIsGone) {
+  if (available_cpus() < 2) GTEST_SKIP() << "needs two CPUs to tell pinned from not";
+  std::thread t([] {
+    ASSERT_TRUE(unpin_current_thread());
+    cpu_set_t before, during, after;
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(before), &before), 0);
+    {
+      ThreadPool pool(2, {available_cpu(1), available_cpu(0)});
+      ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(during), &during), 0);
+      EXPECT_EQ(CPU_COUNT(&during), 1);
+      EXPECT_TRUE(CPU_ISSET(available_cpu(1), &during));
+    }
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(after), &after), 0);
+    EXPECT_TRUE(CPU_EQUAL(&after, &before)) << CPU_COUNT(&after) << " CPUs after, " << CPU_COUNT(&before) << " before";
+  });
+  t.join();
+}
+
 }  // namespace tpinfer
