@@ -144,6 +144,9 @@ void run(BenchOptions& o) {
                                   {"wait_share", b.measures_wait ? nlohmann::ordered_json(b.median_wait_share)
                                                                  : nlohmann::ordered_json()},
                                   {"link_share", b.median_link_share},
+                                  {"critical_comm_share", b.median_critical_comm_share},
+                                  {"rank_comm_share", b.rank_comm_share},
+                                  {"rank_wait_share", b.rank_wait_share},
                                   {"comm_bytes_per_token", b.comm_bytes_per_token},
                                   {"all_reduces_per_token", b.all_reduces_per_token},
                                   {"pp_bytes_per_token", b.pp_bytes_per_token},
@@ -175,18 +178,20 @@ void run(BenchOptions& o) {
   std::printf("model: %s%s | machine read bandwidth: %.1f GB/s\n\n", o.model.model.c_str(),
               o.model.expert_parallel ? " (expert parallel)" : "", machine_bw / 1e9);
   std::printf("| tp | stages | threads/rank | test | tokens/s | ± stddev | tp comm share | waiting | link | "
-              "tp bytes/token | all-reduces/token | pp bytes/token | bubble | stage busy | GB/s | of machine |\n");
-  std::printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+              "critical path | tp bytes/token | all-reduces/token | pp bytes/token | bubble | stage busy | GB/s | of "
+              "machine |\n");
+  std::printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
   auto line = [&](const Row& r, const char* test, int n, const BenchResult& b, const std::string& bandwidth) {
     char wait[32] = "n/a", link[32] = "n/a";
     if (b.measures_wait) {
       std::snprintf(wait, sizeof(wait), "%.1f%%", 100 * b.median_wait_share);
       std::snprintf(link, sizeof(link), "%.1f%%", 100 * b.median_link_share);
     }
-    std::printf("| %d | %d | %d | %s%d | %.2f | %.2f | %.1f%% | %s | %s | %.0f | %.2f | %.0f | %.0f%% | %s | %s |\n",
-                r.tp, r.pp, r.threads, test, n, b.median_tps, b.stddev_tps, 100 * b.median_collective_share, wait,
-                link, b.comm_bytes_per_token, b.all_reduces_per_token, b.pp_bytes_per_token, 100 * b.median_bubble_share,
-                pct_list(b.stage_busy_share).c_str(), bandwidth.c_str());
+    std::printf(
+        "| %d | %d | %d | %s%d | %.2f | %.2f | %.1f%% | %s | %s | %.1f%% | %.0f | %.2f | %.0f | %.0f%% | %s | %s |\n",
+        r.tp, r.pp, r.threads, test, n, b.median_tps, b.stddev_tps, 100 * b.median_collective_share, wait, link,
+        100 * b.median_critical_comm_share, b.comm_bytes_per_token, b.all_reduces_per_token, b.pp_bytes_per_token,
+        100 * b.median_bubble_share, pct_list(b.stage_busy_share).c_str(), bandwidth.c_str());
   };
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;

@@ -14,17 +14,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
+  engine.tp_rank_collectives();  // every rank counts from here
   engine.reset_comm_stats();
   const auto t0 = Clock::now();
   const int64_t tokens = body();
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   const ParallelStats p = engine.parallel_stats();
+  const std::vector<Engine::RankCollectives> ranks = engine.tp_rank_collectives();
   const CommStats& c = p.tp;
   BenchSample out;
   out.tokens_per_second = static_cast<double>(tokens) / s;
   out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
   out.wait_share = static_cast<double>(c.total().wait_nanos) / 1e9 / s;
   out.link_share = out.collective_share - out.wait_share;
+  out.critical_comm_share = out.collective_share;
+  for (const Engine::RankCollectives& r : ranks) {
+    out.critical_comm_share = std::min(out.critical_comm_share, r.seconds / s);
+    out.rank_comm_share.push_back(r.seconds / s);
+    out.rank_wait_share.push_back(r.wait_seconds / s);
+  }
   out.comm_bytes_per_token = static_cast<double>(c.total().bytes) / static_cast<double>(tokens);
   out.all_reduces_per_token = static_cast<double>(c[Collective::AllReduce].calls) / static_cast<double>(tokens);
   out.pp_bytes_per_token = static_cast<double>(p.pp.total().bytes) / static_cast<double>(tokens);
@@ -37,12 +45,13 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   BenchResult r;
   r.tokens = tokens;
   r.samples = samples;
-  std::vector<double> tps, share, wait, link, bubble;
+  std::vector<double> tps, share, wait, link, critical, bubble;
   for (const BenchSample& s : samples) {
     tps.push_back(s.tokens_per_second);
     share.push_back(s.collective_share);
     wait.push_back(s.wait_share);
     link.push_back(s.link_share);
+    critical.push_back(s.critical_comm_share);
     bubble.push_back(s.bubble_share);
   }
   auto median = [](std::vector<double> v) {
@@ -61,6 +70,7 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
   r.median_collective_share = median(share);
   r.median_wait_share = median(wait);
   r.median_link_share = median(link);
+  r.median_critical_comm_share = median(critical);
   r.median_bubble_share = median(bubble);
   r.comm_bytes_per_token = samples.back().comm_bytes_per_token;
   r.all_reduces_per_token = samples.back().all_reduces_per_token;
@@ -69,6 +79,8 @@ BenchResult summarize(int64_t tokens, std::vector<BenchSample> samples) {
     return std::abs(a.tokens_per_second - r.median_tps) < std::abs(b.tokens_per_second - r.median_tps);
   });
   r.stage_busy_share = at_median->stage_busy_share;
+  r.rank_comm_share = at_median->rank_comm_share;
+  r.rank_wait_share = at_median->rank_wait_share;
   return r;
 }
 

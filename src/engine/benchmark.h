@@ -4,7 +4,8 @@
 // the share of time inside collectives and the bytes moved per token. The
 // collective share splits into the wait for the last rank to arrive (load
 // imbalance: there with an infinitely fast link) and the link share, the time
-// the collectives took once every rank was there (comm/communicator.h). With
+// the collectives took once every rank was there (comm/communicator.h), and
+// the critical-path share: the least collective share over the ranks. With
 // pipeline stages: each stage's busy share, the bubble and the bytes sent
 // between stages per token.
 #pragma once
@@ -21,10 +22,17 @@ struct BenchSample {
   double collective_share = 0;  // of the measured time: the driver's tensor-parallel collectives
   double wait_share = 0;        // of it: waiting for the last rank (0 when not measured)
   double link_share = 0;        // collective_share - wait_share
+  // The least collective share over the ranks of the driver's group: what
+  // communication adds to the step on its critical path (the rank that
+  // computes longest waits least; the others' extra is load imbalance).
+  // Engine::tp_rank_collectives().
+  double critical_comm_share = 0;
+  std::vector<double> rank_comm_share;  // each rank's collective share, [tp_rank]
+  std::vector<double> rank_wait_share;  // of it, waiting for the last rank
   double comm_bytes_per_token = 0;  // tensor-parallel, the driver's
   double all_reduces_per_token = 0;
-  double pp_bytes_per_token = 0;  // the driver's sends and receives between stages
-  double bubble_share = 0;        // ParallelStats::bubble_share()
+  double pp_bytes_per_token = 0;         // the driver's sends and receives between stages
+  double bubble_share = 0;               // ParallelStats::bubble_share()
   std::vector<double> stage_busy_share;  // per stage: forward time / measured time
 };
 
@@ -38,6 +46,9 @@ struct BenchResult {
   double median_collective_share = 0;
   double median_wait_share = 0;
   double median_link_share = 0;
+  double median_critical_comm_share = 0;
+  std::vector<double> rank_comm_share;  // of the median-speed sample, [tp_rank]
+  std::vector<double> rank_wait_share;
   bool measures_wait = false;  // the back end splits wait from link (else wait 0, link = all)
   double comm_bytes_per_token = 0;
   double all_reduces_per_token = 0;

@@ -28,7 +28,7 @@
 namespace tpinfer {
 namespace {
 
-enum Command : int32_t { kRun = 1, kStop = 2, kLogits = 3 };
+enum Command : int32_t { kRun = 1, kStop = 2, kLogits = 3, kReport = 4 };
 
 }  // namespace
 
@@ -68,6 +68,15 @@ struct Engine::Rank {
   std::unique_ptr<RankModel> model;  // holds its KV cache
   std::vector<float> logits;
   std::vector<uint8_t> message;  // the last message received from the stage before
+  CollectiveCounter reported;    // tp_stats().total() after the last report (tp_rank_collectives)
+
+  // The stage's tensor-parallel collectives: on the device when there is one.
+  const CommStats& tp_stats() const {
+#ifdef TPINFER_HAVE_CUDA
+    if (dcomm) return dcomm->stats();
+#endif
+    return tp->stats();
+  }
 
   void run(const Batch& batch, int64_t vocab) {
     logits.resize(model->last_stage() ? static_cast<size_t>(batch.n_logits() * vocab) : 0);
@@ -539,6 +548,10 @@ void Engine::worker_loop(Rank& rank) {
         int32_t header[2] = {0, 0};
         rank.tp->broadcast_wait(header, sizeof(header), 0);
         if (header[0] == kStop) break;
+        if (header[0] == kReport) {
+          exchange_collectives(rank);
+          continue;
+        }
         words.resize(static_cast<size_t>(header[1]));
         rank.tp->broadcast(words.data(), words.size() * sizeof(int32_t), 0);
         n_tokens = words.empty() ? 0 : words[0];
@@ -697,11 +710,36 @@ const std::vector<float>& Engine::step(const Batch& batch) {
   return step_logits_;
 }
 
-const CommStats& Engine::comm_stats() const {
-#ifdef TPINFER_HAVE_CUDA
-  if (driver_->dcomm) return driver_->dcomm->stats();
-#endif
-  return driver_->tp->stats();
+const CommStats& Engine::comm_stats() const { return driver_->tp_stats(); }
+
+std::vector<Engine::RankCollectives> Engine::exchange_collectives(Rank& rank) {
+  const CollectiveCounter now = rank.tp_stats().total();
+  const uint64_t mine[2] = {now.nanos - rank.reported.nanos, now.wait_nanos - rank.reported.wait_nanos};
+  std::vector<uint64_t> all(static_cast<size_t>(2 * tp()));
+  rank.tp->all_gather_bytes(mine, sizeof(mine), all.data());
+  rank.reported = rank.tp_stats().total();  // after the gather: its own time is not counted
+  std::vector<RankCollectives> out(static_cast<size_t>(tp()));
+  for (size_t r = 0; r < out.size(); ++r) {
+    out[r].seconds = static_cast<double>(all[2 * r]) / 1e9;
+    out[r].wait_seconds = static_cast<double>(all[2 * r + 1]) / 1e9;
+  }
+  return out;
+}
+
+std::vector<Engine::RankCollectives> Engine::tp_rank_collectives() {
+  if (!driver_) throw Error("tp_rank_collectives() is for the driver (rank 0)");
+  if (in_flight_ > 0) throw Error("tp_rank_collectives() needs every batch collected first");
+  if (shared_ && shared_->aborted()) throw CommError(shared_->abort_message());
+  try {
+    if (tp() > 1) {
+      int32_t header[2] = {kReport, 0};
+      driver_->tp->broadcast_wait(header, sizeof(header), 0);
+    }
+    return exchange_collectives(*driver_);
+  } catch (const std::exception& e) {
+    fail(cat("rank 0 failed: ", e.what()));
+    throw;
+  }
 }
 
 ParallelStats Engine::parallel_stats() const {
@@ -722,6 +760,7 @@ ParallelStats Engine::parallel_stats() const {
 
 void Engine::reset_comm_stats() {
   driver_->tp->reset_stats();
+  driver_->reported = {};
 #ifdef TPINFER_HAVE_CUDA
   if (driver_->dcomm) driver_->dcomm->reset_stats();
 #endif

@@ -25,8 +25,8 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <memory>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -156,6 +156,21 @@ class Engine {
   ParallelStats parallel_stats() const;
   // Resets comm_stats() and every counter of parallel_stats().
   void reset_comm_stats();
+  // Every rank of the driver's tensor-parallel group: seconds inside its
+  // collectives (and of them, waiting for the last rank) since its previous
+  // report, [tp_rank]; the driver's since reset_comm_stats() if that came
+  // later. The report's own collectives are not counted. All ranks compute in
+  // parallel, so the rank that computes longest spends the least time in
+  // collectives, and that least time is what communication adds to the step
+  // (the others' extra is waiting for it: load imbalance). On a saturated
+  // link the difference matters: a rank whose data comes late starts its next
+  // layer late, and the driver then counts waiting for it as waiting, not as
+  // link. A collective over the group; driver thread, nothing in flight.
+  struct RankCollectives {
+    double seconds = 0;
+    double wait_seconds = 0;
+  };
+  std::vector<RankCollectives> tp_rank_collectives();
   // MoE models: tokens routed to each expert, [layer][expert], since the
   // engine started or the last reset; empty for a dense model. Each stage
   // counts its layers (every rank of a stage routes every token) and the
@@ -169,6 +184,7 @@ class Engine {
   std::unique_ptr<Rank> build_rank(int world_rank, std::unique_ptr<Communicator> pipe,
                                    std::unique_ptr<Communicator> tp);
   void worker_loop(Rank& rank);
+  std::vector<RankCollectives> exchange_collectives(Rank& rank);
   void run_stage(Rank& rank, const std::vector<int32_t>& words, std::vector<int64_t>& busy_nanos);
   void send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens, const std::vector<int64_t>& busy_nanos,
                const std::vector<int64_t>& loads);
