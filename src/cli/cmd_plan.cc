@@ -98,15 +98,20 @@ void run(const PlanOptions& o) {
   }
   if (o.probe || (cpu && devices > 1 && o.link.empty())) {
     LinkProbe p;
+    // cpu ranks: each collective timed after a compute phase as long as the
+    // model's between two collectives (the ranks then arrive as far apart as
+    // they do in a step).
+    const uint64_t compute = cpu ? compute_bytes_between_collectives(shapes.front(), devices) : 0;
     if (mpi) {
-      p = probe_link(*mpi, default_probe_sizes(), o.probe_reps);
+      p = probe_link(*mpi, default_probe_sizes(), o.probe_reps, compute);
     } else if (devices > 1) {
-      p = probe_local_link(devices, default_probe_sizes(), o.probe_reps);
+      p = probe_local_link(devices, default_probe_sizes(), o.probe_reps, compute);
     }
     if (p.ranks > 1) {
       base_request.link = p.link;
       probe_json["link"] = {
-          {"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency}};
+          {"backend", p.backend}, {"ranks", p.ranks}, {"bandwidth", p.link.bandwidth}, {"latency", p.link.latency},
+          {"compute_bytes_between", compute}};
       for (const LinkSample& s : p.samples)
         probe_json["link"]["samples"].push_back({{"bytes", s.bytes}, {"seconds", s.seconds}});
     } else if (base_request.link.name.empty()) {
@@ -133,7 +138,7 @@ void run(const PlanOptions& o) {
       if (mpi) {
         // Every rank measures the cores it was given, all at once, as the
         // ranks will run (on one machine they share its memory system).
-        q.device = cpu_device(1, wt);
+        q.device = cpu_device(1, wt, [&] { mpi->barrier(); });
         q.device.memory /= static_cast<uint64_t>(devices);
         // A step goes at the slowest rank's pace: every rank plans with it.
         std::vector<float> all(static_cast<size_t>(mpi->size()));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <barrier>
 #include <chrono>
+#include <exception>
 #include <random>
 #include <thread>
 
@@ -14,6 +15,7 @@
 #include "comm/local_comm.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "planner/planner.h"
 
 namespace tpinfer::planner {
 namespace {
@@ -68,25 +70,84 @@ LinkSpec fit_ring_link(const std::vector<LinkSample>& s, int p) {
   return l;
 }
 
-LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps) {
+uint64_t compute_bytes_between_collectives(const ModelShape& model, int ranks) {
+  try {
+    const std::vector<std::vector<RankLoad>> loads = rank_loads(model, ranks, 1);
+    uint64_t most = 0;
+    for (const RankLoad& r : loads[0]) most = std::max(most, r.weight_bytes - r.lookup_bytes);
+    return most / static_cast<uint64_t>(2 * model.config.n_layers + 1);
+  } catch (const ConfigError&) {
+    return 0;  // no tensor-parallel split over that many ranks
+  }
+}
+
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps, uint64_t compute_bytes) {
   LinkProbe out;
   out.backend = comm.backend();
   out.ranks = comm.size();
   std::vector<float> buf;
   std::mt19937 rng(static_cast<uint32_t>(comm.rank() + 1));
   std::uniform_real_distribution<float> dist(-1, 1);
+  // The compute phase reads fresh memory each time, as a step streams weights
+  // it has not touched since the last token: a ring far past the caches.
+  const size_t words = compute_bytes / sizeof(uint64_t);
+  std::vector<uint64_t> ring(words > 0 ? std::max<size_t>(8 * words, (size_t{64} << 20) / sizeof(uint64_t)) : 0, 1);
+  size_t at = 0;
+  volatile uint64_t sink = 0;
+  auto compute = [&] {
+    if (words == 0) return;
+    if (at + words > ring.size()) at = 0;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    const uint64_t* p = ring.data() + at;
+    for (size_t i = 0; i + 4 <= words; i += 4) {
+      a += p[i];
+      b ^= p[i + 1];
+      c += p[i + 2];
+      d ^= p[i + 3];
+    }
+    sink = sink + (a ^ b ^ c ^ d);
+    at += words;
+  };
   for (uint64_t bytes : sizes) {
     buf.resize(bytes / sizeof(float));
     for (float& x : buf) x = dist(rng);
-    std::vector<double> times;
-    for (int r = -1; r < reps; ++r) {  // one warm-up
-      comm.barrier();
-      const auto t0 = Clock::now();
-      comm.all_reduce_sum(buf.data(), buf.size());
-      const double t = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (r >= 0) times.push_back(t);
+    if (words == 0) {
+      // Back to back: the median of reps, each after a barrier.
+      std::vector<double> times;
+      for (int r = -1; r < reps; ++r) {  // one warm-up
+        comm.barrier();
+        const auto t0 = Clock::now();
+        comm.all_reduce_sum(buf.data(), buf.size());
+        const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (r >= 0) times.push_back(t);
+      }
+      out.samples.push_back({bytes, median(times)});
+      continue;
     }
-    out.samples.push_back({bytes, median(times)});
+    // Between compute phases: a chain of reps x (compute, all-reduce) with no
+    // barrier inside, as a step runs. A rank whose data comes in later starts
+    // its next phase later and its peer then waits for it; a barrier before
+    // each collective would hide that. The cost per collective is the chain's
+    // time less the busiest rank's computing, over reps: what the collectives
+    // add to the critical path (bench's critical-path share), as a mean, as
+    // a step pays it.
+    comm.barrier();
+    compute();
+    comm.all_reduce_sum(buf.data(), buf.size());  // warm-up
+    comm.barrier();
+    double computing = 0;
+    const auto start = Clock::now();
+    for (int r = 0; r < reps; ++r) {
+      const auto c0 = Clock::now();
+      compute();
+      computing += std::chrono::duration<double>(Clock::now() - c0).count();
+      comm.all_reduce_sum(buf.data(), buf.size());
+    }
+    const double total = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<double> each(static_cast<size_t>(comm.size()));
+    comm.all_gather_bytes(&computing, sizeof(computing), each.data());
+    const double busiest = *std::max_element(each.begin(), each.end());
+    out.samples.push_back({bytes, std::max(total - busiest, 0.0) / reps});
   }
   // Every rank adopts rank 0's timings so all of them plan alike.
   std::vector<double> secs;
@@ -110,7 +171,7 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
   return out;
 }
 
-LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps) {
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps, uint64_t compute_bytes) {
   if (ranks < 2) throw ConfigError("probing a link needs two ranks or more");
   LocalGroup group(ranks, std::chrono::milliseconds(60000));
   std::vector<LinkProbe> results(static_cast<size_t>(ranks));
@@ -127,7 +188,7 @@ LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int re
       }
       try {
         std::unique_ptr<Communicator> comm = group.communicator(r);
-        results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps);
+        results[static_cast<size_t>(r)] = probe_link(*comm, sizes, reps, compute_bytes);
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(r)] = e.what();
         group.abort(cat("link probe failed on rank ", r, ": ", e.what()));
@@ -179,12 +240,14 @@ double measure_matmul_flops(DType type, int threads) {
   return best;
 }
 
-std::vector<double> measure_rank_gemv_bandwidths(DType type, int ranks, int threads_per_rank, uint64_t bytes) {
+std::vector<double> measure_rank_gemv_bandwidths(DType type, int ranks, int threads_per_rank, uint64_t bytes,
+                                                 const std::function<void()>& sync) {
   const int cores = available_cpus();
   const bool pin = ranks * threads_per_rank <= cores;
   std::vector<double> out(static_cast<size_t>(ranks), 0.0);
   if (!dtype_info(type).quantized && type != DType::F32 && type != DType::F16 && type != DType::BF16) return out;
-  std::barrier sync(ranks);
+  std::barrier together(ranks);
+  std::exception_ptr error;  // from `sync`, on the first rank's thread
   std::vector<std::thread> group;
   for (int r = 0; r < ranks; ++r) {
     group.emplace_back([&, r] {
@@ -204,7 +267,14 @@ std::vector<double> measure_rank_gemv_bandwidths(DType type, int ranks, int thre
       const cpu::WeightView view{type, rows, cols, w.data(), row};
       cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);  // first touch, warm-up
       for (int pass = 0; pass < 4; ++pass) {
-        sync.arrive_and_wait();  // every rank streams at once, as in a step
+        if (r == 0 && sync && !error) {
+          try {
+            sync();  // the other processes' ranks too
+          } catch (...) {
+            error = std::current_exception();
+          }
+        }
+        together.arrive_and_wait();  // every rank streams at once, as in a step
         const auto t0 = Clock::now();
         cpu::matmul(view, x.data(), 1, y.data(), pool, scratch);
         const double t = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -214,10 +284,11 @@ std::vector<double> measure_rank_gemv_bandwidths(DType type, int ranks, int thre
     });
   }
   for (std::thread& t : group) t.join();
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
-DeviceSpec cpu_device(int ranks, DType weight_type) {
+DeviceSpec cpu_device(int ranks, DType weight_type, const std::function<void()>& sync) {
   if (ranks < 1) throw ConfigError(cat("--devices must be at least 1, got ", ranks));
   const int cores = available_cpus();
   const int tpr = cpu_threads_per_rank(ranks);
@@ -232,7 +303,7 @@ DeviceSpec cpu_device(int ranks, DType weight_type) {
   // one's rate is the device's. (This VM's core 0 streams ~10% slower than
   // core 1; the faster rank then waits for it at every collective.) Types
   // without a GEMV rate: a streaming read shared by the ranks.
-  const std::vector<double> per_rank = measure_rank_gemv_bandwidths(weight_type, ranks, tpr);
+  const std::vector<double> per_rank = measure_rank_gemv_bandwidths(weight_type, ranks, tpr, uint64_t{256} << 20, sync);
   const double slowest = *std::min_element(per_rank.begin(), per_rank.end());
   const int threads = std::min(cores, ranks * tpr);
   d.bandwidth = slowest > 0 ? slowest : cpu::measure_read_bandwidth(threads, uint64_t{256} << 20, 5) / ranks;

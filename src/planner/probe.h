@@ -2,8 +2,11 @@
 // (`tpinfer plan --probe`, `--device cpu`):
 //
 //   probe_link        times all_reduce_sum over a communicator at several sizes
-//                     (median of reps, each started after a barrier) and fits the
-//                     ring alpha-beta model the planner uses:
+//                     (median of reps, each started after a barrier and, with
+//                     compute_bytes, after every rank streams that many bytes
+//                     of memory, as a decode step computes between its
+//                     collectives) and fits the ring alpha-beta model the
+//                     planner uses:
 //                       t(m) = 2(p-1) x latency + 2(p-1)/p x m / bandwidth.
 //                     Collective: every rank of the communicator calls it.
 //   probe_local_link  the same over a LocalGroup of `ranks` threads (the local
@@ -21,12 +24,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.h"
 #include "core/dtype.h"
 #include "planner/hardware.h"
+#include "planner/model_shape.h"
 
 namespace tpinfer::planner {
 
@@ -45,8 +50,17 @@ struct LinkProbe {
 // 256 B to 4 MiB of floats.
 std::vector<uint64_t> default_probe_sizes();
 
-LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps);
-LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps);
+// compute_bytes: what each rank streams before each timed all-reduce (0: the
+// collectives back to back). Between computing phases the ranks arrive a
+// little apart, as they do in a step, and a collective costs that spread on
+// top of the link: on two emulated hosts at 1 Gbit/s, 3-5% of a decode step
+// that back-to-back probing missed.
+LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int reps, uint64_t compute_bytes = 0);
+LinkProbe probe_local_link(int ranks, const std::vector<uint64_t>& sizes, int reps, uint64_t compute_bytes = 0);
+// The weight bytes each of `ranks` tensor-parallel ranks streams between two
+// collectives of a decode step of `model` (its shard over the 2 x layers + 1
+// all-reduces); 0 when the model cannot be split that way.
+uint64_t compute_bytes_between_collectives(const ModelShape& model, int ranks);
 
 // The alpha-beta fit of samples taken over `ranks` ranks (at least two sizes):
 // least squares on the relative error.
@@ -54,7 +68,13 @@ LinkSpec fit_ring_link(const std::vector<LinkSample>& samples, int ranks);
 
 // Threads each of `ranks` ranks gets on this machine (cores / ranks, at least 1).
 int cpu_threads_per_rank(int ranks);
-DeviceSpec cpu_device(int ranks, DType weight_type);
+// `sync`, when given, is called before every timed pass (by this process's
+// first rank, before its ranks start together): under mpirun a barrier over
+// the ranks, so that every process streams at once, as in a step. Without it
+// the processes measured whenever each got there, a rank streaming alone read
+// a third more bandwidth than it gets beside the others, and the planner's
+// two-host prediction was 1.46x too fast.
+DeviceSpec cpu_device(int ranks, DType weight_type, const std::function<void()>& sync = {});
 // FLOP/s of cpu::matmul for a one-token product with a cache-resident matrix.
 double measure_matmul_flops(DType weight_type, int threads);
 // Weight bytes per second of cpu::matmul for one token over weights far past
@@ -62,6 +82,7 @@ double measure_matmul_flops(DType weight_type, int threads);
 // its own cores (as the engine pins them) over bytes / ranks: each rank's
 // rate; 0s for types without a GEMV.
 std::vector<double> measure_rank_gemv_bandwidths(DType weight_type, int ranks, int threads_per_rank,
-                                                 uint64_t bytes = uint64_t{256} << 20);
+                                                 uint64_t bytes = uint64_t{256} << 20,
+                                                 const std::function<void()>& sync = {});
 
 }  // namespace tpinfer::planner
