@@ -301,7 +301,7 @@ TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
   for (int n : {2, 3}) {
     for (int late = 0; late < n; ++late) {
       std::vector<CommStats> stats(static_cast<size_t>(n));
-      std::vector<bool> measures(static_cast<size_t>(n));
+      std::vector<char> measures(static_cast<size_t>(n));  // not vector<bool>: ranks write their own element concurrently
       auto errors = run_ranks(n, 30s, [&](Communicator& comm) {
         const int me = comm.rank();
         std::vector<float> data(2048, 1.0f), gathered(2048 * static_cast<size_t>(n));
