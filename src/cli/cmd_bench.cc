@@ -119,7 +119,7 @@ void run(BenchOptions& o) {
     ModelOptions m = o.model;
     m.tp = tp;
     m.pp = pp;
-    m.threads_per_rank = threads.empty() ? std::max(1, cores / (tp * pp)) : threads[threads.size() == 1 ? 0 : i];
+    m.threads_per_rank = threads.empty() ? default_threads_per_rank(tp * pp) : threads[threads.size() == 1 ? 0 : i];
     if (m.ctx_size == 0) m.ctx_size = o.n_prompt + o.n_gen + 16;
     const std::unique_ptr<Engine> engine_ptr = open_engine(m);
     if (!engine_ptr) continue;  // an mpi worker
@@ -217,7 +217,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--micro-batches", o->model.micro_batches, "Micro-batches of the prompt (default: one per stage)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--threads-per-rank", o->threads,
-                  "Threads per rank: one value, or one per layout (default: cores / (tp x pp))");
+                  "Threads per rank: one value, or one per layout (default: cores / (tp x pp); under mpirun, "
+                  "cores / ranks on this host)");
   cmd->add_option("--tensor-split", o->model.tensor_split, "Weights per rank for an uneven split");
   cmd->add_option("--comm-timeout", o->model.comm_timeout, "Seconds before a stalled collective is an error");
   cmd->add_option("--kv-cache-dtype", o->model.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include "comm/mpi_comm.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 
@@ -21,7 +22,8 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--micro-batches", o.micro_batches,
                  "Micro-batches a step is cut into so the stages overlap (default: one per stage)")
       ->check(CLI::PositiveNumber);
-  cmd.add_option("--threads-per-rank", o.threads_per_rank, "Threads of each rank (default: cores / (tp x pp))");
+  cmd.add_option("--threads-per-rank", o.threads_per_rank,
+                 "Threads of each rank (default: cores / (tp x pp); under mpirun, cores / ranks on this host)");
   cmd.add_option("--comm-timeout", o.comm_timeout, "Seconds before a stalled collective is an error")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--kv-cache-dtype", o.kv_type, "KV cache type: f32, f16 (default), bf16, q8_0");
@@ -68,6 +70,12 @@ std::vector<int> parse_int_list(const std::string& text, const char* flag) {
   return out;
 }
 
+int default_threads_per_rank(int ranks) {
+  const int cores = available_cpus();  // the cores this process was given
+  const int local = mpi_local_ranks();
+  return std::max(1, cores / (local > 0 ? local : std::max(1, ranks)));
+}
+
 EngineOptions engine_options(const ModelOptions& o, int replicas) {
   EngineOptions e;
   e.parallel.tp = o.tp;
@@ -88,9 +96,8 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
       }
     }
   }
-  const int cores = available_cpus();  // the cores this process was given
   const int ranks = std::max(1, o.tp) * std::max(1, o.pp) * std::max(1, replicas);
-  e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : std::max(1, cores / ranks);
+  e.parallel.threads_per_rank = o.threads_per_rank > 0 ? o.threads_per_rank : default_threads_per_rank(ranks);
   e.parallel.comm_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.comm_timeout * 1000));
   const auto kv = parse_dtype(o.kv_type);
   if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16 && *kv != DType::Q8_0)) {

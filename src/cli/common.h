@@ -36,6 +36,11 @@ void add_device_options(CLI::App& cmd, ModelOptions& o);
 // `replicas`: engines of this process sharing its cores (serve's
 // --data-parallel-size), for the default threads per rank.
 EngineOptions engine_options(const ModelOptions& o, int replicas = 1);
+// The default threads per rank: this process's cores over the ranks that
+// share them, `ranks` on one machine; under mpirun each process is one rank
+// and shares the host with the launcher's ranks on this host (not the whole
+// job: with a rank per host, each takes every core of its host).
+int default_threads_per_rank(int ranks);
 
 // "3,1" -> {3, 1}; throws ConfigError naming `flag` on anything but positive integers.
 std::vector<int> parse_int_list(const std::string& text, const char* flag);

@@ -99,6 +99,20 @@ inline bool launched_by_mpirun() {
          std::getenv("PMIX_RANK") != nullptr;
 }
 
+// How many ranks of this MPI job the launcher put on this host (Open MPI's
+// OMPI_COMM_WORLD_LOCAL_SIZE, MPICH's MPI_LOCALNRANKS); 0 when not launched by
+// one or it does not say. Needs no MPI library.
+inline int mpi_local_ranks() {
+  if (!launched_by_mpirun()) return 0;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(name)) {
+      const int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  }
+  return 0;
+}
+
 // Initializes MPI (MPI_THREAD_SERIALIZED) for the life of the object, unless it
 // is already initialized, in which case it only checks the thread level and
 // leaves finalizing to whoever initialized it. MPI can be initialized once per

@@ -7,9 +7,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "comm/mpi_comm.h"
 #include "test_util.h"
 
 namespace tpinfer {
@@ -83,6 +87,34 @@ size_t count(const std::string& text, const std::string& what) {
 }
 
 // Every operation against its plain reference on fresh random inputs, 1 to 4 ranks.
+// The default threads per rank under mpirun divide a process's cores by the
+// ranks the launcher put on its host (not the whole job: a rank alone on its
+// host takes all of it), read from the launcher's environment.
+TEST(MpiEnvironment, LocalRanksComeFromTheLauncher) {
+  const char* names[] = {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_SIZE",
+                         "PMIX_RANK"};
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* n : names) {
+    if (const char* v = std::getenv(n)) saved.emplace_back(n, v);
+    unsetenv(n);
+  }
+  EXPECT_EQ(mpi_local_ranks(), 0) << "not under mpirun";
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "3", 1);
+  EXPECT_EQ(mpi_local_ranks(), 0) << "a stray variable without a launcher";
+  setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+  EXPECT_EQ(mpi_local_ranks(), 3) << "Open MPI";
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1", 1);
+  EXPECT_EQ(mpi_local_ranks(), 1);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  EXPECT_EQ(mpi_local_ranks(), 0) << "the launcher does not say";
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  setenv("PMI_SIZE", "8", 1);
+  setenv("MPI_LOCALNRANKS", "2", 1);
+  EXPECT_EQ(mpi_local_ranks(), 2) << "MPICH (hydra)";
+  for (const char* n : names) unsetenv(n);
+  for (const auto& [n, v] : saved) setenv(n.c_str(), v.c_str(), 1);
+}
+
 TEST(MpiComm, CollectivesMatchReference) {
   SKIP_WITHOUT_MPI();
   for (int np = 1; np <= 4; ++np) {
