@@ -130,6 +130,15 @@ void run(RunOptions& o) {
                      {"vocab", {rep.shard.vocab.begin, rep.shard.vocab.end}},
                      {"experts", {rep.shard.experts.begin, rep.shard.experts.end}}});
   }
+  // What communication added to decode: the least collective time over the
+  // ranks (the rank that computes longest waits least; engine/benchmark.h).
+  const double decode_collectives = static_cast<double>(stats.decode_comm.total().nanos) / 1e9;
+  double critical = stats.decode_seconds > 0 ? decode_collectives / stats.decode_seconds : 0.0;
+  nlohmann::ordered_json rank_seconds = nlohmann::ordered_json::array();
+  for (const Engine::RankCollectives& r : stats.decode_ranks) {
+    rank_seconds.push_back(r.seconds);
+    if (stats.decode_seconds > 0) critical = std::min(critical, r.seconds / stats.decode_seconds);
+  }
   nlohmann::ordered_json st = {
       {"load_seconds", engine.load_seconds()},
       {"prompt_tokens", stats.prompt_tokens},
@@ -148,6 +157,8 @@ void run(RunOptions& o) {
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
+      {"decode_critical_comm_share", critical},
+      {"decode_rank_collective_seconds", rank_seconds},
       {"prefill_comm", comm_json(stats.prefill_comm, stats.prompt_tokens, stats.prefill_seconds)},
       {"decode_parallel", parallel_json(stats.decode_parallel, decode_steps, stats.decode_seconds)},
       {"prefill_parallel", parallel_json(stats.prefill_parallel, stats.prompt_tokens, stats.prefill_seconds)},
@@ -185,12 +196,13 @@ void run(RunOptions& o) {
   }
   std::fprintf(stderr,
                "load %.2f s | prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s, weights "
-               "per rank: %s | comm: %.1f%% of decode time (%.1f%% waiting for a rank), %.0f bytes/token, %.1f "
-               "all-reduces/token\n",
+               "per rank: %s | comm: %.1f%% of decode time (%.1f%% waiting for a rank, %.1f%% on the critical "
+               "path), %.0f bytes/token, %.1f all-reduces/token\n",
                engine.load_seconds(), static_cast<long long>(stats.prompt_tokens), pp_tps,
                static_cast<long long>(stats.generated_tokens), tg_tps, layout.c_str(), per_rank.c_str(),
                100.0 * dc["collective_share"].get<double>(),
                stats.decode_seconds > 0 ? 100.0 * dc["wait_seconds"].get<double>() / stats.decode_seconds : 0.0,
+               100.0 * st["decode_critical_comm_share"].get<double>(),
                dc["bytes_per_token"].get<double>(),
                dc["all_reduces_per_token"].get<double>());
   if (engine.pp() > 1) {

@@ -70,6 +70,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   st.prefill_seconds = since(t0);
   st.prefill_comm = engine.comm_stats();
   st.prefill_parallel = engine.parallel_stats();
+  engine.tp_rank_collectives();  // every rank counts decode from here
   engine.reset_comm_stats();
 
   t0 = Clock::now();
@@ -101,6 +102,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   st.decode_seconds = since(t0);
   st.decode_comm = engine.comm_stats();
   st.decode_parallel = engine.parallel_stats();
+  st.decode_ranks = engine.tp_rank_collectives();
   engine.blocks().release(table);
   return out;
 }

@@ -24,6 +24,10 @@ struct GenerationStats {
   // Both dimensions and the pipeline stages' times (Engine::parallel_stats()).
   ParallelStats decode_parallel;
   ParallelStats prefill_parallel;
+  // Every rank of the driver's tensor-parallel group during decode
+  // (Engine::tp_rank_collectives()): the least of their collective time is
+  // what communication added to the decode on its critical path.
+  std::vector<Engine::RankCollectives> decode_ranks;
 };
 
 struct GenerateOptions {

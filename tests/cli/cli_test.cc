@@ -132,6 +132,13 @@ TEST(CliRun, JsonOutputAndStats) {
   // 2 all-reduces per layer + 1 for the embedding, per generated token.
   EXPECT_DOUBLE_EQ(j["stats"]["decode_comm"]["all_reduces_per_token"].get<double>(), 2.0 * s.layers + 1);
   EXPECT_GT(j["stats"]["decode_comm"]["bytes_per_token"].get<double>(), 0.0);
+  // Every rank's time in collectives during decode, and the least of them as a
+  // share (what communication added on the critical path): at most the driver's.
+  ASSERT_EQ(j["stats"]["decode_rank_collective_seconds"].size(), 2u);
+  for (const auto& seconds : j["stats"]["decode_rank_collective_seconds"]) EXPECT_GT(seconds.get<double>(), 0.0);
+  const double critical = j["stats"]["decode_critical_comm_share"].get<double>();
+  EXPECT_GT(critical, 0.0);
+  EXPECT_LE(critical, j["stats"]["decode_comm"]["collective_share"].get<double>());
 }
 
 TEST(CliRun, InvalidTensorParallelSizeListsValidOnes) {
