@@ -89,9 +89,12 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
   std::mt19937 rng(static_cast<uint32_t>(comm.rank() + 1));
   std::uniform_real_distribution<float> dist(-1, 1);
   // The compute phase reads fresh memory each time, as a step streams weights
-  // it has not touched since the last token: a ring far past the caches.
-  const size_t words = compute_bytes / sizeof(uint64_t);
-  std::vector<uint64_t> ring(words > 0 ? std::max<size_t>(8 * words, (size_t{64} << 20) / sizeof(uint64_t)) : 0, 1);
+  // it has not touched since the last token: a ring far past the caches (at
+  // least 64 MiB, two phases long). A phase is at most 256 MiB, long enough
+  // for the ranks to drift apart as they do in a step, so a 70B model's 100 MB
+  // phases do not make each rank hold 800 MB for the probe.
+  const size_t words = std::min<uint64_t>(compute_bytes, uint64_t{256} << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> ring(words > 0 ? std::max<size_t>(2 * words, (size_t{64} << 20) / sizeof(uint64_t)) : 0, 1);
   size_t at = 0;
   volatile uint64_t sink = 0;
   auto compute = [&] {
