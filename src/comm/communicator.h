@@ -86,6 +86,11 @@ class Communicator {
 
   // Whether stats() split each collective's time into waiting and link (above).
   virtual bool measures_wait() const { return false; }
+  // Measures again what converts the peers' clocks to this rank's for that
+  // split (mpi: the clock offsets, which drift apart on separate hosts over a
+  // long run). Collective: every rank at the same point, between collectives.
+  // Nothing to do where the ranks share a clock.
+  virtual void resynchronize_clocks() {}
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = CommStats{}; }

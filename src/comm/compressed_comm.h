@@ -120,6 +120,7 @@ class CompressedCommunicator final : public Communicator {
   void recv_wait(void* data, size_t bytes, int src) override;
   void barrier() override;
   bool measures_wait() const override { return inner_->measures_wait(); }
+  void resynchronize_clocks() override { inner_->resynchronize_clocks(); }
 
  private:
   void compressed_all_reduce(float* data, size_t n);

@@ -39,7 +39,7 @@ constexpr int kTagReply = 3;
 constexpr int kTagExchange = 4;       // all-reduce, one hop
 constexpr int kTagReduceScatter = 5;  // all-reduce, two hops
 constexpr int kTagAllGather = 6;      // all-reduce, second of two hops
-constexpr int kTagClock = 7;          // clock offsets, at creation
+constexpr int kTagClock = 7;          // clock offsets, at creation and resynchronize_clocks()
 constexpr int kTagGather = 8;         // all_gather, all_gather_bytes
 constexpr int kTagAllToAll = 9;
 constexpr int kTagStamp = 10;  // an arrival stamp sent apart from a large payload
@@ -150,6 +150,7 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   const char* backend() const override { return "mpi"; }
   bool measures_wait() const override { return true; }
+  void resynchronize_clocks() override { measure_clock_offsets(); }
 
   void all_reduce_sum(float* data, size_t n) override {
     CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));

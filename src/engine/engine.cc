@@ -718,6 +718,10 @@ std::vector<Engine::RankCollectives> Engine::exchange_collectives(Rank& rank) {
   std::vector<uint64_t> all(static_cast<size_t>(2 * tp()));
   rank.tp->all_gather_bytes(mine, sizeof(mine), all.data());
   rank.reported = rank.tp_stats().total();  // after the gather: its own time is not counted
+  // A report is a point every rank of the group reaches together between
+  // steps: the place to re-measure clock offsets (mpi), so that the wait/link
+  // split stays right on hosts whose clocks drift apart over a long run.
+  rank.tp->resynchronize_clocks();
   std::vector<RankCollectives> out(static_cast<size_t>(tp()));
   for (size_t r = 0; r < out.size(); ++r) {
     out[r].seconds = static_cast<double>(all[2 * r]) / 1e9;

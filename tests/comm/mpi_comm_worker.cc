@@ -456,6 +456,7 @@ void run_wait(Communicator& comm) {
   for (int sleeper : {n - 1, 0}) {
     for (const Case& c : cases) {
       comm.barrier();
+      comm.resynchronize_clocks();  // mid-life, as Engine::tp_rank_collectives does: the split must stay right
       comm.reset_stats();
       for (int round = 0; round < kCalls; ++round) {
         if (me == sleeper) std::this_thread::sleep_for(kSleep);
