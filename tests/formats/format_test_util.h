@@ -1,6 +1,6 @@
-// Helpers shared by the formats tests: a scratch directory removed on exit,
-// file byte I/O and a check that a call throws a given error type whose message
-// names the file.
+// Helpers shared by the formats tests (the scratch directory is test_util.h's
+// TempDir): file byte I/O and a check that a call throws a given error type
+// whose message names the file.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,34 +14,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_util.h"  // TempDir
 
 namespace tpinfer::testing {
 
 inline std::string shared_models() { return std::string(TPINFER_SHARED_DIR) + "/models"; }
 inline std::string bible_dir() { return shared_models() + "/bible"; }
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    const auto base = std::filesystem::temp_directory_path();
-    for (;;) {
-      path_ = base / ("tpinfer-formats-" + std::to_string(rd()) + std::to_string(rd()));
-      if (std::filesystem::create_directory(path_)) break;
-    }
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
