@@ -536,7 +536,8 @@ class MpiCommunicator final : public Communicator {
 
   // The latest arrival of the group in this rank's clock: this rank's own
   // (my_stamp_) and every peer's stamp of the collective just completed,
-  // moved from the peer's clock to this one with the offsets measured at creation.
+  // moved from the peer's clock to this one with the offsets measured last
+  // (at creation, or by resynchronize_clocks()).
   int64_t latest_arrival() const {
     int64_t latest = my_stamp_;
     for (int q = 0; q < size_; ++q) {
@@ -560,8 +561,8 @@ class MpiCommunicator final : public Communicator {
     const Clock::time_point deadline = Clock::now() + timeout_;
     auto complete = [&](MPI_Request* reqs, int n, int peer) {
       if (!poll([&] { return test_all(reqs, n, "clock offset MPI_Testall"); }, deadline, true)) {
-        fatal(cat("creating the mpi communicator timed out after ", seconds(timeout_), " s on rank ", rank_, ": rank ",
-                  peer, " did not answer the clock offset measurement"));
+        fatal(cat("measuring clock offsets timed out after ", seconds(timeout_), " s on rank ", rank_, ": rank ", peer,
+                  " did not answer"));
       }
     };
     std::vector<int64_t> to_root(static_cast<size_t>(size_), 0);  // clock of q - clock of rank 0
@@ -802,7 +803,7 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::unique_ptr<PendingSend>> sends_;    // buffered sends in flight, oldest first
   std::vector<std::unique_ptr<PendingSend>> replies_;  // probe answers in flight
   std::vector<size_t> displs_;                         // all_gather: where each rank's part starts
-  std::vector<int64_t> offset_;       // clock of rank q - clock of this rank, nanoseconds (at creation)
+  std::vector<int64_t> offset_;       // clock of rank q - clock of this rank, nanoseconds (measured last)
   int64_t my_stamp_ = 0;              // this rank's arrival in the collective under way
   std::vector<int64_t> peer_stamps_;  // peers' arrivals in it, each in its own clock
   std::vector<uint8_t> staging_;

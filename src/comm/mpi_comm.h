@@ -40,10 +40,11 @@
 // communicator is created rank 0 measures each peer's offset to its own clock
 // (8 ping-pongs per peer, offset from the fastest round trip, error at most
 // half of it: microseconds on one host, tens of microseconds over Ethernet)
-// and broadcasts them. Across hosts the split relies on that one measurement:
-// clocks drift apart (crystals differ by up to tens of ppm, i.e. tens of ms per
-// hour, less where NTP disciplines both) and skew the split over a long run;
-// the communicator does not re-measure. On one host the clock is shared and the
+// and broadcasts them. Across hosts clocks drift apart (crystals differ by up
+// to tens of ppm, i.e. tens of ms per hour, less where NTP disciplines both)
+// and would skew the split over a long run, so resynchronize_clocks() measures
+// again (the engine calls it at every per-rank report:
+// Engine::tp_rank_collectives). On one host the clock is shared and the
 // offsets are measured as ~0.
 //
 // Deadline: when it passes, the rank asks every peer which collective it is in

@@ -41,10 +41,10 @@
 //                rate (the two largest sizes) bounds the step: compute + comm
 //                >= the step's bytes per rank / that rate (a token bucket
 //                passes small messages at burst speed until it runs dry).
-//   comm share   the model is of the link: time in collectives once every
-//                rank is there. What bench measures as "link" is that; its
-//                "waiting" (a rank early at a collective, for its peers) is
-//                load imbalance and not predicted.
+//   comm share   what the collectives add to a step: bench measures it as
+//                the critical-path share (the least collective share over the
+//                ranks). The driver's extra wait for a rank that computes
+//                longer is load imbalance and not predicted.
 //   broadcast    of the batch by the driver: 2 x latency per step (tp > 1).
 //   pp           a send of tokens x hidden x activation_bytes between stages:
 //                latency + m / bw, on the inter-node link when it crosses nodes.

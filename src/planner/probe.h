@@ -2,11 +2,12 @@
 // (`tpinfer plan --probe`, `--device cpu`):
 //
 //   probe_link        times all_reduce_sum over a communicator at several sizes
-//                     (median of reps, each started after a barrier and, with
-//                     compute_bytes, after every rank streams that many bytes
-//                     of memory, as a decode step computes between its
-//                     collectives) and fits the ring alpha-beta model the
-//                     planner uses:
+//                     (without compute_bytes: the median of reps, each started
+//                     after a barrier; with it: a chain of reps x (every rank
+//                     streams that many bytes of memory, all-reduce) without
+//                     barriers, as a decode step runs, costing the chain's
+//                     time less the busiest rank's streaming, over reps) and
+//                     fits the ring alpha-beta model the planner uses:
 //                       t(m) = 2(p-1) x latency + 2(p-1)/p x m / bandwidth.
 //                     Collective: every rank of the communicator calls it.
 //   probe_local_link  the same over a LocalGroup of `ranks` threads (the local
