@@ -93,28 +93,20 @@ LinkProbe probe_link(Communicator& comm, const std::vector<uint64_t>& sizes, int
   // least 64 MiB, two phases long). A phase is at most 256 MiB, long enough
   // for the ranks to drift apart as they do in a step, so a 70B model's 100 MB
   // phases do not make each rank hold 800 MB for the probe.
-  const size_t words = std::min<uint64_t>(compute_bytes, uint64_t{256} << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> ring(words > 0 ? std::max<size_t>(2 * words, (size_t{64} << 20) / sizeof(uint64_t)) : 0, 1);
+  const size_t phase = std::min<uint64_t>(compute_bytes, uint64_t{256} << 20) / 64 * 64;
+  std::vector<uint8_t> ring(phase > 0 ? std::max<size_t>(2 * phase, size_t{64} << 20) : 0, 1);
   size_t at = 0;
   volatile uint64_t sink = 0;
   auto compute = [&] {
-    if (words == 0) return;
-    if (at + words > ring.size()) at = 0;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    const uint64_t* p = ring.data() + at;
-    for (size_t i = 0; i + 4 <= words; i += 4) {
-      a += p[i];
-      b ^= p[i + 1];
-      c += p[i + 2];
-      d ^= p[i + 3];
-    }
-    sink = sink + (a ^ b ^ c ^ d);
-    at += words;
+    if (phase == 0) return;
+    if (at + phase > ring.size()) at = 0;
+    sink = sink + cpu::sum_bytes(ring.data() + at, phase);
+    at += phase;
   };
   for (uint64_t bytes : sizes) {
     buf.resize(bytes / sizeof(float));
     for (float& x : buf) x = dist(rng);
-    if (words == 0) {
+    if (phase == 0) {
       // Back to back: the median of reps, each after a barrier.
       std::vector<double> times;
       for (int r = -1; r < reps; ++r) {  // one warm-up

@@ -30,6 +30,8 @@ __attribute__((target("avx2"))) uint64_t sum_avx2(const uint8_t* p, uint64_t n) 
 }
 #endif
 
+}  // namespace
+
 uint64_t sum_bytes(const uint8_t* p, uint64_t n) {
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx2")) return sum_avx2(p, n);
@@ -42,8 +44,6 @@ uint64_t sum_bytes(const uint8_t* p, uint64_t n) {
   }
   return s;
 }
-
-}  // namespace
 
 double measure_read_bandwidth(int threads, uint64_t bytes, int passes) {
   threads = std::max(1, threads);
