@@ -131,14 +131,11 @@ void run(RunOptions& o) {
                      {"experts", {rep.shard.experts.begin, rep.shard.experts.end}}});
   }
   // What communication added to decode: the least collective time over the
-  // ranks (the rank that computes longest waits least; engine/benchmark.h).
-  const double decode_collectives = static_cast<double>(stats.decode_comm.total().nanos) / 1e9;
-  double critical = stats.decode_seconds > 0 ? decode_collectives / stats.decode_seconds : 0.0;
+  // ranks (the rank that computes longest waits least).
+  const double critical = critical_comm_share(
+      stats.decode_ranks, static_cast<double>(stats.decode_comm.total().nanos) / 1e9, stats.decode_seconds);
   nlohmann::ordered_json rank_seconds = nlohmann::ordered_json::array();
-  for (const Engine::RankCollectives& r : stats.decode_ranks) {
-    rank_seconds.push_back(r.seconds);
-    if (stats.decode_seconds > 0) critical = std::min(critical, r.seconds / stats.decode_seconds);
-  }
+  for (const Engine::RankCollectives& r : stats.decode_ranks) rank_seconds.push_back(r.seconds);
   nlohmann::ordered_json st = {
       {"load_seconds", engine.load_seconds()},
       {"prompt_tokens", stats.prompt_tokens},

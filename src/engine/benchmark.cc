@@ -27,9 +27,8 @@ BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
   out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
   out.wait_share = static_cast<double>(c.total().wait_nanos) / 1e9 / s;
   out.link_share = out.collective_share - out.wait_share;
-  out.critical_comm_share = out.collective_share;
+  out.critical_comm_share = critical_comm_share(ranks, static_cast<double>(c.total().nanos) / 1e9, s);
   for (const Engine::RankCollectives& r : ranks) {
-    out.critical_comm_share = std::min(out.critical_comm_share, r.seconds / s);
     out.rank_comm_share.push_back(r.seconds / s);
     out.rank_wait_share.push_back(r.wait_seconds / s);
   }
