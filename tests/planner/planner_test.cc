@@ -378,11 +378,8 @@ TEST(PlannerCli, ExplainsWhatIsMissingAndPrintsJson) {
   EXPECT_NE(out.find("valid: nvlink"), std::string::npos) << out;
 }
 
-// What a cpu rank streams between two collectives of a decode step: its
-// shard of the layers and the lm_head (not the embedding, which is looked up)
-// over the 2 x layers + 1 all-reduces, for the rank with the most.
-TEST(PlannerProbe, ComputeBetweenCollectivesIsTheShardOverTheCollectives) {
-  TempDir dir;
+// The model both probe tests plan for: q8_0, 3 layers of hidden 256, 8/4 heads.
+SynthSpec probe_model_spec() {
   SynthSpec spec = tpinfer::testing::small_spec(Arch::Llama);
   spec.layers = 3;
   spec.hidden = 256;
@@ -391,6 +388,15 @@ TEST(PlannerProbe, ComputeBetweenCollectivesIsTheShardOverTheCollectives) {
   spec.ffn = 512;
   spec.vocab = 1000;
   spec.dtype = DType::Q8_0;
+  return spec;
+}
+
+// What a cpu rank streams between two collectives of a decode step: its
+// shard of the layers and the lm_head (not the embedding, which is looked up)
+// over the 2 x layers + 1 all-reduces, for the rank with the most.
+TEST(PlannerProbe, ComputeBetweenCollectivesIsTheShardOverTheCollectives) {
+  TempDir dir;
+  const SynthSpec spec = probe_model_spec();
   const std::string path = dir.file("m.gguf");
   write_synth_model(spec, path);
   const ModelShape shape = load_shape(path);
@@ -426,15 +432,8 @@ TEST(PlannerProbe, ProbeBetweenComputePhasesGivesAUsableLink) {
   EXPECT_EQ(p.link.curve.size(), 4u);
 
   TempDir dir;
-  SynthSpec spec = tpinfer::testing::small_spec(Arch::Llama);
-  spec.layers = 2;
-  spec.hidden = 256;
-  spec.heads = 8;
-  spec.kv_heads = 4;
-  spec.ffn = 512;
-  spec.dtype = DType::Q8_0;
   const std::string path = dir.file("m.gguf");
-  write_synth_model(spec, path);
+  write_synth_model(probe_model_spec(), path);
   const std::string out = dir.file("plan.json");
   std::string log;
   const int rc = tpinfer::testing::run_command(cat("{ ", tpinfer::testing::binary(), " plan -m ", path,
