@@ -48,22 +48,23 @@ const std::vector<LinkSpec>& link_table() {
     return l;
   };
   static const std::vector<LinkSpec> table = {
-      entry("nvlink", 450e9, 2e-6,
-       "NVLink 4 on H100 SXM: 900 GB/s per GPU both directions together (NVIDIA H100 datasheet), 450 GB/s each way; "
-       "~2 us per step of an NCCL ring"),
+      entry(
+          "nvlink", 450e9, 2e-6,
+          "NVLink 4 on H100 SXM: 900 GB/s per GPU both directions together (NVIDIA H100 datasheet), 450 GB/s each way; "
+          "~2 us per step of an NCCL ring"),
       entry("nvswitch", 450e9, 3e-6,
-       "NVSwitch (HGX/DGX H100): every GPU reaches every other at its full NVLink 4 rate, 450 GB/s each way "
-       "(NVIDIA DGX H100 user guide); one more hop than direct NVLink"),
+            "NVSwitch (HGX/DGX H100): every GPU reaches every other at its full NVLink 4 rate, 450 GB/s each way "
+            "(NVIDIA DGX H100 user guide); one more hop than direct NVLink"),
       entry("pcie4", 25e9, 10e-6,
-       "PCIe 4.0 x16: 32 GB/s raw each way (PCI-SIG), ~25 GB/s effective after encoding and protocol; ~10 us "
-       "per GPU-to-GPU message through the root complex"),
+            "PCIe 4.0 x16: 32 GB/s raw each way (PCI-SIG), ~25 GB/s effective after encoding and protocol; ~10 us "
+            "per GPU-to-GPU message through the root complex"),
       entry("pcie5", 50e9, 10e-6, "PCIe 5.0 x16: 64 GB/s raw each way (PCI-SIG), ~50 GB/s effective"),
       entry("ib-200", 23e9, 5e-6,
-       "InfiniBand HDR 200 Gb/s = 25 GB/s signalling (NVIDIA ConnectX-6 datasheet), ~23 GB/s achieved by "
-       "RDMA; ~5 us per message through NCCL/MPI"),
+            "InfiniBand HDR 200 Gb/s = 25 GB/s signalling (NVIDIA ConnectX-6 datasheet), ~23 GB/s achieved by "
+            "RDMA; ~5 us per message through NCCL/MPI"),
       entry("eth-10g", 1.1e9, 50e-6, "10 GbE: 1.25 GB/s line rate, ~1.1 GB/s TCP goodput; ~50 us per message over TCP"),
       entry("eth-100g", 11e9, 20e-6,
-       "100 GbE: 12.5 GB/s line rate, ~11 GB/s goodput with RoCE/TCP tuning; ~20 us per message"),
+            "100 GbE: 12.5 GB/s line rate, ~11 GB/s goodput with RoCE/TCP tuning; ~20 us per message"),
   };
   return table;
 }
