@@ -1,5 +1,5 @@
-// tpinfer tokenize / detokenize: the model's tokenizer on the command line.
-#include <cstdio>
+// tpinfer tokenize / detokenize: the model's tokenizer on the command line. Only
+// the tokenizer is loaded, so a vocabulary-only GGUF works as well as a model.
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -13,27 +13,33 @@ namespace {
 
 struct TokenizeOptions {
   std::string model;
-  std::string text;
+  std::vector<std::string> texts;
   bool json = false;
   bool no_bos = false;
   bool special = false;
 };
 
+// One line per text: the ids, space separated, or with --json one object.
 void tokenize(const TokenizeOptions& o) {
-  const auto src = ModelSource::open(o.model);
-  const auto tok = Tokenizer::load(*src);
-  const std::vector<int32_t> ids = tok->encode(o.text, !o.no_bos, o.special);
-  if (o.json) {
-    nlohmann::ordered_json pieces = nlohmann::ordered_json::array();
-    for (int32_t id : ids) pieces.push_back(tok->token_text(id));
-    std::cout << nlohmann::ordered_json{{"tokens", ids}, {"pieces", pieces}}.dump(
-                     -1, ' ', false, nlohmann::json::error_handler_t::replace)
-              << std::endl;
-    return;
+  const auto tok = Tokenizer::open(o.model);
+  for (const std::string& text : o.texts) {
+    const std::vector<int32_t> ids = tok->encode(text, !o.no_bos, o.special);
+    if (o.json) {
+      nlohmann::ordered_json pieces = nlohmann::ordered_json::array();
+      for (int32_t id : ids) pieces.push_back(tok->token_text(id));
+      std::cout << nlohmann::ordered_json{{"tokens", ids}, {"pieces", pieces}}.dump(
+                       -1, ' ', false, nlohmann::json::error_handler_t::replace)
+                << '\n';
+      continue;
+    }
+    std::string line;
+    for (int32_t id : ids) {
+      if (!line.empty()) line += ' ';
+      line += std::to_string(id);
+    }
+    std::cout << line << '\n';
   }
-  std::string line;
-  for (int32_t id : ids) line += (line.empty() ? "" : " ") + std::to_string(id);
-  std::printf("%s\n", line.c_str());
+  std::cout.flush();
 }
 
 struct DetokenizeOptions {
@@ -43,10 +49,10 @@ struct DetokenizeOptions {
 };
 
 void detokenize(const DetokenizeOptions& o) {
-  const auto src = ModelSource::open(o.model);
-  const auto tok = Tokenizer::load(*src);
+  const auto tok = Tokenizer::open(o.model);
   for (int32_t id : o.ids) {
-    if (id < 0 || id >= tok->vocab_size()) throw Error(cat("token id ", id, " outside the vocabulary of ", tok->vocab_size()));
+    if (id < 0 || id >= tok->vocab_size())
+      throw Error(cat("token id ", id, " outside the vocabulary of ", tok->vocab_size()));
   }
   const std::string text = tok->decode(o.ids);
   if (o.json) {
@@ -64,7 +70,8 @@ void register_tokenize(CLI::App& app) {
   auto t = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Token ids of a text");
   cmd->add_option("-m,--model", t->model, "Model or vocabulary file")->required();
-  cmd->add_option("text", t->text, "Text to tokenize")->required();
+  cmd->add_option("text", t->texts, "Texts to tokenize, each on its own output line (after --, texts may start with -)")
+      ->required();
   cmd->add_flag("--json", t->json, "Print JSON with ids and pieces");
   cmd->add_flag("--no-bos", t->no_bos, "Do not add BOS/EOS the model asks for");
   cmd->add_flag("--special", t->special, "Recognise special tokens in the text");

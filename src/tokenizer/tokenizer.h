@@ -38,6 +38,10 @@ class Tokenizer {
   // Loads the tokenizer of a model (GGUF metadata, or tokenizer.json in a
   // Hugging Face folder). Throws FormatError if there is none or it is malformed.
   static std::unique_ptr<Tokenizer> load(const ModelSource& model);
+  // Loads only the tokenizer from `path`: a GGUF file (a whole model or a
+  // vocabulary-only file with no tensors, as llama.cpp's ggml-vocab-*.gguf) or a
+  // folder with tokenizer.json. Reads no weights and checks none.
+  static std::unique_ptr<Tokenizer> open(const std::string& path);
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
   // `dir` holds tokenizer.json, and optionally tokenizer_config.json,
   // generation_config.json (more end-of-generation ids) and chat_template.jinja.

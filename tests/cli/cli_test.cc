@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "model/synth.h"
 #include "test_util.h"
@@ -264,6 +265,37 @@ TEST(CliTokenize, MatchesTheLibraryAndRoundTrips) {
   std::string out;
   EXPECT_EQ(testing::run_command(testing::binary() + " detokenize -m " + bible_gguf() + " 5 4096", &out), 1) << out;
   EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+}
+
+// Vocabulary-only GGUF files (no tensors), as llama-tokenize takes them: every
+// string of each vocabulary's test vectors tokenizes to the ids its Hugging Face
+// tokenizer gave (no BOS, special tokens as text), one output line per text of
+// one invocation, and detokenizes as the library decodes.
+TEST(CliTokenize, VocabularyOnlyFilesGiveTheReferenceIds) {
+  for (const std::string& name : test::vocab_names()) {
+    SCOPED_TRACE(name);
+    const std::string path = test::vocab_path(name);
+    const std::vector<std::string> inputs = test::vocab_test_inputs(path);
+    const std::vector<std::vector<int32_t>> expected = test::vocab_test_ids(path);
+    ASSERT_EQ(inputs.size(), expected.size());
+    ASSERT_FALSE(inputs.empty());
+    std::string args = "tokenize --no-bos -m " + path + " --";
+    for (const std::string& text : inputs) {
+      args += ' ';
+      args += shell_quote(text);
+    }
+    std::istringstream out(tpinfer_stdout(args));
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(out, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      EXPECT_EQ(lines[i], ids_text(expected[i])) << "string " << i << ": \"" << inputs[i] << "\"";
+    }
+    // detokenize on the same file gives what the library decodes.
+    const std::vector<int32_t>& ids = expected.back();
+    EXPECT_EQ(tpinfer_stdout("detokenize -m " + path + " " + ids_text(ids)),
+              test::vocab_tokenizer(name).decode(ids) + "\n");
+  }
 }
 
 // run --chat: the prompt tokens are the chat template's rendering, tokenized

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -33,6 +34,32 @@ inline const std::vector<std::string>& vocab_names() {
   static const std::vector<std::string> names = {"llama-spm", "llama-bpe", "gpt-2", "qwen2",
                                                  "falcon",    "mpt",       "phi-3", "deepseek-llm"};
   return names;
+}
+
+// The test vectors beside a vocabulary file (from llama.cpp's models/ folder):
+// the strings of VOCAB.inp, and the ids of each (one line of VOCAB.out, made by
+// the model's Hugging Face tokenizer without BOS/EOS or special tokens).
+inline std::vector<std::string> vocab_test_inputs(const std::string& vocab_file) {
+  const std::string text = read_file(vocab_file + ".inp");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (size_t hit; (hit = text.find(sep, pos)) != std::string::npos; pos = hit + sep.size()) {
+    out.push_back(text.substr(pos, hit - pos));
+  }
+  return out;
+}
+
+inline std::vector<std::vector<int32_t>> vocab_test_ids(const std::string& vocab_file) {
+  std::istringstream in(read_file(vocab_file + ".out"));
+  std::vector<std::vector<int32_t>> out;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream ls(line);
+    std::vector<int32_t> ids;
+    for (int32_t id; ls >> id;) ids.push_back(id);
+    out.push_back(std::move(ids));
+  }
+  return out;
 }
 
 inline const VocabTokenizer& gguf_tokenizer(const std::string& path) {

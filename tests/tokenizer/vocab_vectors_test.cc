@@ -13,29 +13,6 @@
 namespace tpinfer {
 namespace {
 
-std::vector<std::string> read_inputs(const std::string& path) {
-  const std::string text = test::read_file(path);
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (size_t hit; (hit = text.find(sep, pos)) != std::string::npos; pos = hit + sep.size()) {
-    out.push_back(text.substr(pos, hit - pos));
-  }
-  return out;
-}
-
-std::vector<std::vector<int32_t>> read_outputs(const std::string& path) {
-  std::istringstream in(test::read_file(path));
-  std::vector<std::vector<int32_t>> out;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream ls(line);
-    std::vector<int32_t> ids;
-    for (int32_t id; ls >> id;) ids.push_back(id);
-    out.push_back(std::move(ids));
-  }
-  return out;
-}
-
 std::string show(const std::vector<int32_t>& ids) {
   std::string s;
   for (int32_t id : ids) {
@@ -49,8 +26,8 @@ class VocabVectors : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VocabVectors, MatchReferenceIds) {
   const std::string path = test::vocab_path(GetParam());
-  const std::vector<std::string> inputs = read_inputs(path + ".inp");
-  const std::vector<std::vector<int32_t>> expected = read_outputs(path + ".out");
+  const std::vector<std::string> inputs = test::vocab_test_inputs(path);
+  const std::vector<std::vector<int32_t>> expected = test::vocab_test_ids(path);
   ASSERT_EQ(inputs.size(), 46u);
   ASSERT_EQ(inputs.size(), expected.size());
   const VocabTokenizer& tok = test::gguf_tokenizer(path);
