@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tpinfer needs that are missing (as root, or
 # through sudo). Safe to run again: it installs nothing when all are present.
+#   scripts/deps.sh          what building and running tpinfer needs
+#   scripts/deps.sh --test   and what only the test suite uses (promtool, from
+#                            the prometheus package, checks /metrics)
 set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config ccache
@@ -9,6 +12,9 @@ packages=(
   clang-14 libclang-rt-14-dev
   openmpi-bin libopenmpi-dev iproute2 procps valgrind python3
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(prometheus)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,6 +5,7 @@
 # (files, tokenizers, templates, requests, fuzz regressions) and the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh --test
 bash scripts/build.sh
 (cd build && ctest -j"$(nproc)" --output-on-failure --timeout 900)
 

@@ -164,10 +164,10 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
   sample(out, "tpinfer_num_requests_running", s.running);
   header(out, "tpinfer_num_requests_waiting", "gauge", "Sequences waiting to be scheduled.");
   sample(out, "tpinfer_num_requests_waiting", s.waiting);
-  header(out, "tpinfer_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences.");
-  sample(out, "tpinfer_kv_cache_blocks_used", s.kv_blocks_used);
-  header(out, "tpinfer_kv_cache_blocks_total", "gauge", "KV-cache blocks in all.");
-  sample(out, "tpinfer_kv_cache_blocks_total", s.kv_blocks_total);
+  header(out, "tpinfer_kv_cache_used_blocks", "gauge", "KV-cache blocks held by sequences.");
+  sample(out, "tpinfer_kv_cache_used_blocks", s.kv_blocks_used);
+  header(out, "tpinfer_kv_cache_capacity_blocks", "gauge", "KV-cache blocks in all.");
+  sample(out, "tpinfer_kv_cache_capacity_blocks", s.kv_blocks_total);
   header(out, "tpinfer_kv_cache_usage_ratio", "gauge", "Fraction of the KV-cache blocks in use.");
   sample(out, "tpinfer_kv_cache_usage_ratio",
          s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / s.kv_blocks_total : 0.0);
@@ -230,7 +230,7 @@ void ServerMetrics::render_replicas(std::string& out, const std::vector<Schedule
               [](const SchedulerMetrics& m) { return m.running; });
   per_replica("tpinfer_replica_requests_waiting", "gauge", "Sequences waiting to be scheduled, per replica.",
               [](const SchedulerMetrics& m) { return m.waiting; });
-  per_replica("tpinfer_replica_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences, per replica.",
+  per_replica("tpinfer_replica_kv_cache_used_blocks", "gauge", "KV-cache blocks held by sequences, per replica.",
               [](const SchedulerMetrics& m) { return m.kv_blocks_used; });
   per_replica("tpinfer_replica_generation_tokens_total", "counter", "Tokens generated, per replica.",
               [](const SchedulerMetrics& m) { return m.generated_tokens; });

@@ -10,7 +10,7 @@
 //   time_to_first_token_seconds, inter_token_latency_seconds,
 //   e2e_request_latency_seconds               histograms
 //   num_requests_running, num_requests_waiting gauges
-//   kv_cache_blocks_used, kv_cache_blocks_total, kv_cache_usage_ratio  gauges
+//   kv_cache_used_blocks, kv_cache_capacity_blocks, kv_cache_usage_ratio  gauges
 //   num_preemptions_total, scheduler_steps_total, requests_cancelled_total  counters
 //   collective_calls_total{collective}, collective_bytes_total{collective},
 //   collective_seconds_total{collective}      counters (driver ranks, summed
@@ -18,7 +18,7 @@
 //                                             traffic between pipeline stages)
 // Per data-parallel replica (label replica="0", "1", ...):
 //   replica_requests_running, replica_requests_waiting,
-//   replica_kv_cache_blocks_used              gauges
+//   replica_kv_cache_used_blocks              gauges
 //   replica_generation_tokens_total, replica_scheduler_steps_total  counters
 //   parallel_calls_total{replica,dim}, parallel_bytes_total{replica,dim},
 //   parallel_seconds_total{replica,dim}       counters: the driver's traffic per

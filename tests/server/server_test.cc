@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -336,6 +337,20 @@ TEST_F(ServerApi, TokenizeRoundTrip) {
   expect_error_json(testing::post_json(*c, "/tokenize", json{{"prompt", 5}}), 400, "prompt not a string");
 }
 
+// `promtool check metrics` (Debian's prometheus package) on a /metrics body:
+// the exposition parses and every name follows Prometheus' conventions (_total
+// only on counters, units in names, base units, help on every metric).
+void expect_promtool_accepts(const std::string& metrics) {
+  std::string out;
+  ASSERT_EQ(testing::run_command("command -v promtool", &out), 0)
+      << "promtool not found: install Debian's prometheus package (scripts/deps.sh does)";
+  testing::TempDir dir;
+  const std::string file = dir.file("metrics.txt");
+  std::ofstream(file, std::ios::binary) << metrics;
+  EXPECT_EQ(testing::run_command("promtool check metrics < " + file + " 2>&1", &out), 0) << out << "\n" << metrics;
+  EXPECT_EQ(out, "") << metrics;
+}
+
 TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
   auto c = client();
   ASSERT_EQ(testing::post_json(*c, "/v1/completions", completion("Honour thy father", 6)).status, 200);
@@ -353,8 +368,8 @@ TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
   EXPECT_EQ(metric_value(m, "tpinfer_num_requests_running"), 0);
   EXPECT_EQ(metric_value(m, "tpinfer_num_requests_waiting"), 0);
   // The default cache: 2 GiB, but no more than 64 sequences x 512 tokens use.
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_total"), 64 * 512 / 16);
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_capacity_blocks"), 64 * 512 / 16);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_used_blocks"), 0);
   EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_usage_ratio"), 0);
   EXPECT_GE(metric_value(m, "tpinfer_num_preemptions_total"), 0);
   EXPECT_GE(metric_value(m, "tpinfer_scheduler_steps_total"), 6);
@@ -367,6 +382,7 @@ TEST_F(ServerApi, MetricsReportRequestsTokensLatencyCacheAndCollectives) {
   EXPECT_GE(metric_value(m, "tpinfer_collective_wait_seconds_total{collective=\"all_reduce\"}"), 0);
   EXPECT_LE(metric_value(m, "tpinfer_collective_wait_seconds_total{collective=\"all_reduce\"}"),
             metric_value(m, "tpinfer_collective_seconds_total{collective=\"all_reduce\"}"));
+  expect_promtool_accepts(m);
 }
 
 TEST_F(ServerApi, BadInputGetsItsStatusAndErrorJsonAndTheServerKeepsServing) {
@@ -571,7 +587,7 @@ TEST(ServerDisconnect, ClientHangingUpMidStreamFreesItsBlocks) {
   const StreamResult s = testing::post_stream(*c, "/v1/completions", req, [&](const json&) {
     if (++seen < 5) return true;
     auto m = watcher->Get("/metrics");
-    used_while_streaming = m ? metric_value(m->body, "tpinfer_kv_cache_blocks_used") : -1;
+    used_while_streaming = m ? metric_value(m->body, "tpinfer_kv_cache_used_blocks") : -1;
     return false;  // hang up
   });
   EXPECT_TRUE(s.hung_up);
@@ -582,7 +598,7 @@ TEST(ServerDisconnect, ClientHangingUpMidStreamFreesItsBlocks) {
   while (std::chrono::steady_clock::now() < deadline) {
     auto m = watcher->Get("/metrics");
     ASSERT_TRUE(m);
-    used = metric_value(m->body, "tpinfer_kv_cache_blocks_used");
+    used = metric_value(m->body, "tpinfer_kv_cache_used_blocks");
     running = metric_value(m->body, "tpinfer_num_requests_running");
     cancelled = metric_value(m->body, "tpinfer_requests_cancelled_total");
     generated = metric_value(m->body, "tpinfer_generation_tokens_total");
@@ -688,9 +704,9 @@ TEST(ServerPreemption, StormLargerThanTheCacheCompletesWithTheOutputsOfRequestsR
   const std::vector<std::string> together = run_concurrently(server, cases, /*stream=*/false);
   auto c = server.client();
   const std::string m = testing::idle_metrics(*c);
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_total"), 8);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_capacity_blocks"), 8);
   EXPECT_GT(metric_value(m, "tpinfer_num_preemptions_total"), 0) << "the storm must have preempted";
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_used_blocks"), 0);
   const std::vector<std::string> alone = run_alone(server, cases);
   for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(together[i], alone[i]) << "request " << i << ": " << cases[i].prompt;
 }
@@ -726,9 +742,9 @@ TEST(ServerDataParallel, ThirtyTwoRequestsAtDp2EqualTheirRequestsRunAlone) {
   for (const char* r : {"0", "1"}) {
     const std::string label = std::string("{replica=\"") + r + "\"}";
     EXPECT_GT(metric_value(m, "tpinfer_replica_generation_tokens_total" + label), 0) << "replica " << r << "\n" << m;
-    EXPECT_EQ(metric_value(m, "tpinfer_replica_kv_cache_blocks_used" + label), 0) << "replica " << r;
+    EXPECT_EQ(metric_value(m, "tpinfer_replica_kv_cache_used_blocks" + label), 0) << "replica " << r;
   }
-  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_blocks_used"), 0);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_used_blocks"), 0);
   EXPECT_GT(metric_value(m, "tpinfer_generation_tokens_total"), 0);
 }
 
@@ -765,6 +781,7 @@ TEST(ServerPipeline, StreamsEqualTheirRequestsRunAloneAndMetricsShowTheStages) {
       EXPECT_GT(metric_value(m, "tpinfer_pipeline_micro_batches_total{replica=\"1\"}"), 0) << m;
     }
     EXPECT_GT(metric_value(m, "tpinfer_collective_bytes_total{collective=\"send_recv\"}"), 0) << m;
+    expect_promtool_accepts(m);
   }
 }
 
