@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
-#include "tokenizer/jinja_template.h"
-#include "tokenizer/jinja_text.h"
+#include "jinja/template.h"
+#include "jinja/text.h"
 
 namespace tpinfer::jinja {
 namespace {

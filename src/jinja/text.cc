@@ -1,10 +1,10 @@
-#include "tokenizer/jinja_text.h"
+#include "jinja/text.h"
 
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
-#include "tokenizer/jinja_error.h"
+#include "jinja/error.h"
 
 namespace tpinfer::jinja {
 
