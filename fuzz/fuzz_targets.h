@@ -36,13 +36,13 @@
 
 #include "backend/cpu/quant.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "formats/gguf.h"
 #include "formats/model_source.h"
 #include "formats/safetensors.h"
 #include "server/request_parser.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace tpinfer::fuzz {
 

@@ -217,10 +217,10 @@ class LocalCommunicator final : public Communicator {
   // collective within microseconds to a few hundred of each other, and giving
   // the core away costs more. A yield hands it to any other runnable thread of
   // the machine for a whole time slice (milliseconds): with a background job
-  // on the core, yielding at once after a short spin made TP=2 decode run at
-  // 0.6x of TP=1 with two threads. The sleep used to be a 50 us poll: an idle
-  // TP=2 server then burnt 14% of a core, and the polling rank slowed whatever
-  // else ran on its core.
+  // on the core, yielding at once after a short spin makes TP=2 decode run at
+  // 0.6x of TP=1 with two threads. The last stage sleeps until woken rather
+  // than polling: a 50 us poll keeps an idle TP=2 server at 14% of a core and
+  // slows whatever else runs on the polling rank's core.
   void wait_all(bool deadline_applies = true) {
     const uint64_t target = ++phase_;
     // seq_cst with the sleepers count (Dekker): either this rank sees a sleeper

@@ -1,16 +1,16 @@
 // The `mpi` back end: one process per rank, started by `mpirun` on one host or
 // many (Open MPI; any MPI-3 library should do). Every operation is made of
 // non-blocking MPI calls polled with MPI_Test under the communicator's deadline
-// (spin, then yield, then sleep 50 us): MPI_Isend / MPI_Irecv (all-reduce,
+// (spin, then yield, then sleep 50 us, 1 ms after 20 ms): MPI_Isend / MPI_Irecv (all-reduce,
 // all-gather, all-to-all, clock offsets), MPI_Ibcast, MPI_Ibarrier,
 // MPI_Improbe + MPI_Imrecv (recv), MPI_Comm_idup.
 //
 // The all-reduce is our own, over MPI_Isend / MPI_Irecv. Open MPI 4.1's
-// MPI_Iallreduce (libnbc), with its default algorithm choice, reached half the
+// MPI_Iallreduce (libnbc), with its default algorithm choice, reaches half the
 // link bandwidth between two ranks on a 1 Gbit/s link (its ring algorithm
-// reached line rate, but can only be chosen by a global MCA parameter), and a
-// 4-byte all-reduce between two ranks on one host took 12 us against 3 us for
-// ours (both measured on a loaded 2-core machine). Ours: with two ranks, or at
+// reaches line rate, but can only be chosen by a global MCA parameter), and
+// takes about four times as long as ours for a 4-byte all-reduce between two
+// ranks on one host (bench/RESULTS.md). Ours: with two ranks, or at
 // most 32 KiB, every rank sends its buffer to every peer and sums (one hop);
 // otherwise the local back end's algorithm, reduce-scatter to slice owners then
 // all-gather back (two hops, 2 (p-1)/p x bytes per rank). Either way the sum
@@ -19,8 +19,8 @@
 // end.
 // all_gather, all_gather_bytes and all_to_all are pairwise exchanges: every
 // rank sends its part to every peer directly (one hop; as many bytes per rank
-// as a ring). They replaced MPI_Iallgatherv / MPI_Iallgather / MPI_Ialltoall,
-// whose messages cannot carry the arrival stamps below.
+// as a ring). They are used instead of MPI_Iallgatherv / MPI_Iallgather /
+// MPI_Ialltoall, whose messages cannot carry the arrival stamps below.
 //
 // Waiting vs link (communicator.h): every message of a group collective carries
 // its sender's arrival (CollectiveTimer::start_nanos(), 8 bytes) after the

@@ -47,8 +47,8 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   // Pinning the caller is the pool's business while it lives: the destructor,
   // when it runs on the same thread, gives that thread back the CPUs it had.
-  // (A test process whose main thread stayed on core 0 after an Engine was
-  // gone started every later child there: two emulated hosts on one core.)
+  // (Left pinned, the thread would start every later thread and child process
+  // on that one CPU, since pinning is inherited.)
   std::thread::id creator_;
   std::vector<int> creator_cpus_;  // empty: the caller was not pinned
   const std::function<void(int, int)>* job_ = nullptr;

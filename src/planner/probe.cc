@@ -39,9 +39,8 @@ LinkSpec fit_ring_link(const std::vector<LinkSample>& s, int p) {
   // t = fixed + slope x bytes by least squares on the relative error (weights
   // 1/t^2): every size counts alike, so the small ones set the fixed cost and
   // the large ones the slope, and one noisy sample moves the fit by its share
-  // instead of deciding it (fitting the fixed cost on the smallest sample
-  // alone gave a latency of 0 on one run and 162 us on the next over the same
-  // link).
+  // instead of deciding it (the smallest sample alone can put the fixed cost
+  // at 0 on one run and 162 us on the next over the same link).
   double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const LinkSample& x : s) {
     const double w = 1.0 / std::max(x.seconds * x.seconds, 1e-30);
@@ -295,9 +294,9 @@ DeviceSpec cpu_device(int ranks, DType weight_type, const std::function<void()>&
              static_cast<uint64_t>(ranks);
   // A tensor-parallel step goes at the pace of its slowest rank: the ranks'
   // GEMVs run at once on the cores the engine gives them, and the slowest
-  // one's rate is the device's. (This VM's core 0 streams ~10% slower than
-  // core 1; the faster rank then waits for it at every collective.) Types
-  // without a GEMV rate: a streaming read shared by the ranks.
+  // one's rate is the device's. (Cores of one machine can stream at different
+  // rates; the faster rank then waits for the slower at every collective.)
+  // Types without a GEMV rate: a streaming read shared by the ranks.
   const std::vector<double> per_rank = measure_rank_gemv_bandwidths(weight_type, ranks, tpr, uint64_t{256} << 20, sync);
   const double slowest = *std::min_element(per_rank.begin(), per_rank.end());
   const int threads = std::min(cores, ranks * tpr);

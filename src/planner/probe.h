@@ -72,9 +72,9 @@ int cpu_threads_per_rank(int ranks);
 // `sync`, when given, is called before every timed pass (by this process's
 // first rank, before its ranks start together): under mpirun a barrier over
 // the ranks, so that every process streams at once, as in a step. Without it
-// the processes measured whenever each got there, a rank streaming alone read
-// a third more bandwidth than it gets beside the others, and the planner's
-// two-host prediction was 1.46x too fast.
+// each process measures whenever it gets there, and a rank streaming alone
+// reads about a third more bandwidth than it gets beside the others, which
+// makes the prediction too fast (bench/RESULTS.md: 1.46x across two hosts).
 DeviceSpec cpu_device(int ranks, DType weight_type, const std::function<void()>& sync = {});
 // FLOP/s of cpu::matmul for a one-token product with a cache-resident matrix.
 double measure_matmul_flops(DType weight_type, int threads);

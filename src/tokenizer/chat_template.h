@@ -1,6 +1,6 @@
 // Chat templates: turning a conversation into the prompt text a model was
 // trained on, by rendering the model's Jinja2 chat template exactly as Hugging
-// Face transformers' apply_chat_template does (see jinja_template.h for the
+// Face transformers' apply_chat_template does (see jinja/template.h for the
 // environment). The output is byte-for-byte what Python's jinja2 produces for
 // the same template and inputs; templates that call raise_exception("...")
 // throw TemplateError with that message (TemplateError::raised() is true).
@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "tokenizer/jinja_error.h"
-#include "tokenizer/jinja_template.h"
+#include "jinja/error.h"
+#include "jinja/template.h"
 
 namespace tpinfer {
 

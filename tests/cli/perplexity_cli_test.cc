@@ -1,7 +1,7 @@
 // `tpinfer perplexity` as a user runs it, on the bundled bible model and the
 // validation text of ../shared/models/bible: the number its README reports,
-// at every context length the README gives (issue 2: "tpinfer perplexity on
-// its validation text agrees with the perplexity its README reports").
+// at every context length the README gives: `tpinfer perplexity` on its
+// validation text agrees with the perplexity its README reports.
 // Bible.PerplexityMatchesReadme checks the library function; this checks the
 // command (option parsing, tokenization of the file with BOS, --ctx reaching
 // both the windows and the KV cache, the JSON).

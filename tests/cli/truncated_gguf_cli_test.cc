@@ -1,5 +1,5 @@
 // The bundled bible GGUF cut short at 50 offsets, through the real binary:
-// issue 2 asks each to give a clean error and exit code 1. The library test
+// each must give a clean error and exit code 1. The library test
 // (GgufHostile.TruncatedBibleAtFiftyOffsets) checks the message of the reader;
 // this one checks what a user sees: `run` and `inspect` exit with 1 (not a
 // signal, not an abort), print "error: " and the file's name on stderr, and

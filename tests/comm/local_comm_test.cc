@@ -45,7 +45,7 @@ float input(int rank, int round, size_t i) {
   return static_cast<float>((static_cast<int64_t>(i) * 7919 + rank * 104729 + round * 31) % 2001 - 1000) / 64.0f;
 }
 
-// Issue 3: 1..8 ranks, lengths 1, 7, 4096, 1e6 + 3, repeated 1000 times. One
+// 1..8 ranks, lengths 1, 7, 4096, 1e6 + 3, repeated 1000 times. One
 // test case per rank count, so that ctest -j spreads them over the cores.
 const std::vector<size_t> kLengths = {1, 7, 4096, 1000003};
 constexpr int kAllReduceRounds = 1000;
@@ -208,10 +208,10 @@ TEST(LocalComm, TimeoutNamesMissingRank) {
   }
 }
 
-// The same as a whole process (tests/comm/local_comm_worker.cc), as issue 3
-// states it: under a watchdog (TERM after 60 s, KILL 5 s later; the run needs
-// about 1.5 timeouts), the process exits with 1 (not a signal, not the
-// watchdog's 124), prints the message as tpinfer's main does, and every rank
+// The same as a whole process (tests/comm/local_comm_worker.cc): under a
+// watchdog (TERM after 60 s, KILL 5 s later; the run needs about 1.5
+// timeouts), the process exits with 1 (not a signal, not the watchdog's 124),
+// prints the message as tpinfer's main does, and every rank
 // reports an error naming all_reduce #2 and rank 1 within timeout + 1 s of
 // entering the call that threw (all_reduce #2; for the skipping rank its next
 // collective, 1.5 timeouts later, which must throw at once).
@@ -352,7 +352,7 @@ TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
 // A rank waiting a long time for its peers (a server's worker between
 // requests, in broadcast_wait) sleeps until woken instead of polling: over a
 // second of waiting it uses a few milliseconds of CPU (spinning and yielding
-// first), where the old 50 us poll used 140 ms. It still wakes for the
+// first), where a 50 us poll would use about 140 ms. It still wakes for the
 // broadcast and for an abort.
 double thread_cpu_seconds() {
   timespec t{};

@@ -1,7 +1,7 @@
 // tpinfer_local_check: the program local_comm_test.cc starts as a subprocess
-// (behind a watchdog) to check the local back end's deadline the way issue 3
-// states it: one rank skips a collective, every rank gets the error within
-// timeout + 1 s, and the process exits non-zero with the message, never hangs.
+// (behind a watchdog) to check the local back end's deadline end to end: one
+// rank skips a collective, every rank gets the error within timeout + 1 s, and
+// the process exits non-zero with the message, never hangs.
 //
 //   tpinfer_local_check skip --ranks N --timeout-ms T
 //

@@ -116,8 +116,8 @@ TEST(ThreadPool, UnpinRestoresTheProcessAffinity) {
 
 // A pool pins its caller (thread 0) to its first CPU while it lives, and gives
 // the caller its CPUs back when destroyed on it. Left pinned, a test process's
-// main thread started every later child on that core: the two emulated hosts
-// of a multi-host test then shared one core, and decode ran at half speed.
+// main thread would start every later child on that core: the two emulated
+// hosts of a multi-host test would share one core.
 TEST(ThreadPool, CallerGetsItsCpusBackWhenThePoolIsGone) {
   if (available_cpus() < 2) GTEST_SKIP() << "needs two CPUs to tell pinned from not";
   std::thread t([] {

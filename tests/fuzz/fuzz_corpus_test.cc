@@ -94,8 +94,8 @@ TEST(FuzzCorpus, HfTokenizer) {
       run_corpus("hf_tokenizer", [&](const uint8_t* d, size_t n) { return fuzz::hf_tokenizer(dir, d, n); });
   EXPECT_TRUE(r.at("synth-tiny.json").accepted) << r.at("synth-tiny.json").error;
   EXPECT_TRUE(r.at("bpe-bytelevel.json").accepted) << r.at("bpe-bytelevel.json").error;
-  // An added token whose "id" is a string escaped as a JSON type_error
-  // (found by fuzz_hf_tokenizer); now the entry is refused by name.
+  // An added token whose "id" is a string (found by fuzz_hf_tokenizer, where
+  // it escaped as a JSON type_error) is refused by name.
   const fuzz::Result& string_id = r.at("regression-added-token-id-string");
   EXPECT_FALSE(string_id.accepted);
   EXPECT_NE(string_id.error.find("has no token id"), std::string::npos) << string_id.error;
@@ -123,8 +123,8 @@ TEST(FuzzCorpus, ChatTemplate) {
   EXPECT_TRUE(r.at("chatml.jinja").accepted) << r.at("chatml.jinja").error;
   EXPECT_TRUE(r.at("microsoft-Phi-3.5-mini-instruct.jinja").accepted) << r.at("microsoft-Phi-3.5-mini-instruct.jinja").error;
   // Found by fuzz_chat_template: a str.format field index or item index with
-  // more digits than fit in 64 bits made std::stoul/stoll throw out_of_range
-  // through render(); now Python's ValueError.
+  // more digits than fit in 64 bits is Python's ValueError, not an
+  // out_of_range from std::stoul/stoll escaping render().
   for (const char* name : {"regression-format-index-overflow", "regression-format-item-overflow"}) {
     EXPECT_NE(r.at(name).error.find("ValueError: Too many decimal digits in format string"), std::string::npos)
         << name << ": " << r.at(name).error;

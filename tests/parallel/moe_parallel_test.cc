@@ -1,4 +1,4 @@
-// Mixture-of-experts models split over ranks, the two models the issue names:
+// Mixture-of-experts models split over ranks, in two shapes:
 // 8 experts top-2 (Mixtral-like) and 4 experts top-1 with a gated shared expert
 // (Qwen2-MoE-like). Tensor-parallel and expert-parallel layouts at TP 2 and 4
 // give the logits and greedy tokens of one rank, every rank of a group ends

@@ -117,7 +117,7 @@ TEST_P(TensorParallel, LogitsAndGreedyTokensMatchTp1) {
     // below must still be identical).
     const double bound = dtype_info(c.spec.dtype).quantized ? 1e-2 : 1e-5;
     EXPECT_LT(reference::rel_l2(got, base), bound) << c.name << " tp=" << tp;
-    // Greedy tokens are identical over all 64 steps (issue 3), for quantized
+    // Greedy tokens are identical over all 64 steps, for quantized
     // weights too: no allowance for near-ties (prompts are chosen away from them).
     const Greedy g = greedy(path, tokens, o);
     const size_t diverge = first_difference(g.tokens, base_greedy.tokens);

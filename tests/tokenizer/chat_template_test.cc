@@ -120,8 +120,8 @@ size_t expect_folder_renders_like_jinja2(const fs::path& folder, const OrderedJs
 }
 
 // The shared folder's templates (Llama 3.1/3.2, Mistral Nemo, Qwen2.5, Qwen3,
-// Phi-3.5, Gemma 2, ChatML, ...) over its conversations; then the ones issue 4
-// names that the shared folder lacks (Llama 2, Zephyr, Qwen2, Mistral
+// Phi-3.5, Gemma 2, ChatML, ...) over its conversations; then the supported
+// models' templates that the shared folder lacks (Llama 2, Zephyr, Qwen2, Mistral
 // v0.1/v0.2/v0.3: data/templates, sources in its README, expected files made
 // by data/make_template_cases.py) over the shared conversations and their own
 // (non-alternating turns, a system message where Mistral refuses one).

@@ -6,10 +6,10 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/random_text.h"
 #include "tokenizer/tokenizer_test_util.h"
-#include "tokenizer/utf8.h"
 
 namespace tpinfer {
 namespace {
@@ -33,20 +33,6 @@ std::string stream(const Tokenizer& tok, const std::vector<int32_t>& ids, bool s
 int32_t byte_id(const VocabTokenizer& tok, uint8_t b) {
   if (tok.spm() != nullptr) return tok.vocab().byte_token(b);
   return tok.token_id(ByteLevelMap().encode_byte(b));
-}
-
-TEST(Utf8, SanitizeMaximalSubparts) {
-  EXPECT_EQ(utf8::sanitize("abc"), "abc");
-  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x98"), "\xEF\xBF\xBD");          // one truncated character
-  EXPECT_EQ(utf8::sanitize("\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // E0 80 is never valid
-  EXPECT_EQ(utf8::sanitize("\xF0\x9F\x41"),
-            "\xEF\xBF\xBD"
-            "A");
-  EXPECT_EQ(utf8::sanitize("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
-  EXPECT_EQ(utf8::sanitize("\xC3\xA9\xFF"), "\xC3\xA9\xEF\xBF\xBD");
-  EXPECT_FALSE(utf8::is_valid("\xC0\xAF"));
-  EXPECT_TRUE(utf8::is_valid("\xF4\x8F\xBF\xBF"));
-  EXPECT_FALSE(utf8::is_valid("\xF4\x90\x80\x80"));
 }
 
 // A multi-byte character fed one byte token at a time comes out whole, with

@@ -56,9 +56,9 @@ struct X8Kernels {
                   float* y, int64_t ys) {
     constexpr int kBytes = kQ8 ? kQ8_0x8Bytes : kQ4_0x8Bytes;
     // A group is one sequential stream. At one token (decode) the hardware
-    // prefetchers alone read it fastest: prefetching 16 blocks ahead cost
-    // 10-20% of DRAM read speed (GemvCold, session 4). With several tokens
-    // (prefill) the weights are reused from cache and the prefetch gains 1-5%.
+    // prefetchers alone read it fastest: prefetching 16 blocks ahead costs
+    // 10-20% of DRAM read speed (GemvCold). With several tokens (prefill) the
+    // weights are reused from cache and the prefetch gains 1-5%.
     constexpr int kPrefetchBlocks = 16;
     __m256 acc[T];
 #pragma GCC unroll 8

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "jinja", "data"))
 from make_jinja_cases import environment  # noqa: E402
 
 WEATHER = {"type": "function", "function": {

@@ -26,7 +26,7 @@ import sys
 import jinja2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "jinja", "data"))
 from make_jinja_cases import TemplateRaised, environment  # noqa: E402
 
 

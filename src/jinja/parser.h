@@ -1,4 +1,4 @@
-// The Jinja parser: builds the syntax tree (jinja_ast.h) of a template with
+// The Jinja parser: builds the syntax tree (jinja/ast.h) of a template with
 // Jinja2's grammar and operator precedence — for/if/set/macro/call/filter/with,
 // break/continue (the loopcontrols extension), {% generation %} (transformers'
 // extension, rendered inline), filters, tests, slices, calls with keyword
@@ -12,8 +12,8 @@
 
 #include <string_view>
 
-#include "tokenizer/jinja_ast.h"
-#include "tokenizer/jinja_lexer.h"
+#include "jinja/ast.h"
+#include "jinja/lexer.h"
 
 namespace tpinfer::jinja {
 

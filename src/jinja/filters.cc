@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <unordered_set>
 
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_text.h"
+#include "jinja/builtins.h"
+#include "jinja/text.h"
 
 namespace tpinfer::jinja {
 

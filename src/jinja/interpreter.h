@@ -1,4 +1,4 @@
-// The Jinja interpreter: renders a parsed template (jinja_ast.h) with Jinja2's
+// The Jinja interpreter: renders a parsed template (jinja/ast.h) with Jinja2's
 // semantics as Hugging Face transformers configures it — an immutable sandbox
 // (list.append, dict.update ... raise SecurityError), undefined values that print
 // as "" and fail when used, Python operators and str()/repr(), and the scoping
@@ -19,7 +19,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "tokenizer/jinja_ast.h"
+#include "jinja/ast.h"
 
 namespace tpinfer::jinja {
 
@@ -59,7 +59,7 @@ class Interpreter {
   // Renders `body` with `vars` as the template's context (over the globals).
   std::string render(const Body& body, const Dict& vars);
 
-  // ---- services for filters, tests and methods (jinja_builtins.cc) ----
+  // ---- services for the built-in filters, tests and methods (builtins.h) ----
   // obj.name: an attribute (method) first, then an item (Jinja's sandboxed getattr).
   Value get_attr(const Value& obj, const std::string& name);
   // obj[key]: an item first, then, for a string key, an attribute.

@@ -11,7 +11,7 @@
 //   std::string text = t.render(context_json, cfg);  // TemplateError if it fails
 //
 // A Template is immutable and may be rendered from several threads at once.
-// Rendering is bounded by RenderConfig::limits (see jinja_interpreter.h).
+// Rendering is bounded by RenderConfig::limits (see jinja/interpreter.h).
 #pragma once
 
 #include <memory>
@@ -19,8 +19,8 @@
 #include <string>
 #include <string_view>
 
-#include "tokenizer/jinja_interpreter.h"
-#include "tokenizer/jinja_parser.h"
+#include "jinja/interpreter.h"
+#include "jinja/parser.h"
 
 namespace tpinfer::jinja {
 

@@ -26,7 +26,7 @@
 #include <variant>
 #include <vector>
 
-#include "tokenizer/jinja_error.h"
+#include "jinja/error.h"
 
 namespace tpinfer::jinja {
 

@@ -1,10 +1,10 @@
-#include "tokenizer/jinja_interpreter.h"
+#include "jinja/interpreter.h"
 
 #include <cmath>
 #include <ctime>
 
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_text.h"
+#include "jinja/builtins.h"
+#include "jinja/text.h"
 
 namespace tpinfer::jinja {
 

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
-#include "tokenizer/jinja_template.h"
-#include "tokenizer/jinja_text.h"
+#include "jinja/template.h"
+#include "jinja/text.h"
 
 namespace tpinfer::jinja {
 namespace {
@@ -57,7 +57,7 @@ std::string render_error(const std::string& source, const Json& context = Json::
 // ---- behaviour checked against Python's jinja2 -------------------------------------
 
 TEST(JinjaTest, MatchesPythonJinja2OnEveryCase) {
-  const Json cases = Json::parse(read_file(std::string(TPINFER_SOURCE_DIR) + "/tests/tokenizer/data/jinja_cases.json"));
+  const Json cases = Json::parse(read_file(std::string(TPINFER_SOURCE_DIR) + "/tests/jinja/data/jinja_cases.json"));
   ASSERT_GE(cases.size(), 200u);
   size_t rendered = 0, errors = 0, syntax = 0;
   for (const Json& c : cases) {

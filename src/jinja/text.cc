@@ -1,45 +1,30 @@
-#include "tokenizer/jinja_text.h"
+#include "jinja/text.h"
 
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
-#include "tokenizer/jinja_error.h"
+#include "core/utf8.h"
+#include "jinja/error.h"
 
 namespace tpinfer::jinja {
 
-// ---- UTF-8 ------------------------------------------------------------------
+// ---- UTF-8 (core/utf8, plus Python's surrogateescape) ------------------------
 
 char32_t next_code_point(std::string_view s, size_t* pos) {
-  size_t i = *pos;
+  const size_t i = *pos;
   const auto b0 = static_cast<unsigned char>(s[i]);
   if (b0 < 0x80) {
     *pos = i + 1;
     return b0;
   }
-  int len = 0;
-  char32_t cp = 0;
-  char32_t min = 0;
-  if ((b0 & 0xE0) == 0xC0) {
-    len = 2, cp = b0 & 0x1F, min = 0x80;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3, cp = b0 & 0x0F, min = 0x800;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4, cp = b0 & 0x07, min = 0x10000;
-  }
-  bool ok = len > 0 && i + len <= s.size();
-  for (int k = 1; ok && k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) ok = false;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if (ok && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-  if (!ok) {  // surrogateescape: one invalid byte becomes U+DC80 + byte
+  const utf8::Char c = utf8::classify(s, i);
+  if (c.kind != utf8::Kind::Complete) {  // surrogateescape: one invalid byte becomes U+DC80 + byte
     *pos = i + 1;
     return 0xDC00 + b0;
   }
-  *pos = i + len;
-  return cp;
+  *pos = i + c.len;
+  return utf8::decode(s, i, c.len);
 }
 
 std::u32string decode_utf8(std::string_view s) {
@@ -52,20 +37,8 @@ std::u32string decode_utf8(std::string_view s) {
 void append_utf8(std::string& out, char32_t cp) {
   if (cp >= 0xDC80 && cp <= 0xDCFF) {  // an escaped invalid byte goes back as itself
     out.push_back(static_cast<char>(cp - 0xDC00));
-  } else if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    utf8::append(out, cp);
   }
 }
 

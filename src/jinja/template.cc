@@ -1,6 +1,6 @@
-#include "tokenizer/jinja_template.h"
+#include "jinja/template.h"
 
-#include "tokenizer/jinja_builtins.h"
+#include "jinja/builtins.h"
 
 namespace tpinfer::jinja {
 

@@ -1,8 +1,9 @@
-// UTF-8 helpers shared by the tokenizers: validating a character, splitting text
-// into characters (an invalid byte counts as a one-byte character so that every
-// byte of the input stays represented), and replacing ill-formed sequences with
-// U+FFFD the way the Unicode standard recommends (one U+FFFD per "maximal
-// subpart"), which is what a stream decoder must produce.
+// UTF-8 helpers for every layer that handles text (the tokenizers, the Jinja
+// engine): validating a character, splitting text into characters (an invalid
+// byte counts as a one-byte character so that every byte of the input stays
+// represented), decoding and encoding code points, and replacing ill-formed
+// sequences with U+FFFD the way the Unicode standard recommends (one U+FFFD per
+// "maximal subpart"), which is what a stream decoder must produce.
 #pragma once
 
 #include <cstddef>

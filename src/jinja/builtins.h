@@ -1,12 +1,12 @@
 // Jinja's built-in filters, tests and globals, and the methods of str, list and
 // dict that templates call (as the immutable sandbox allows them), for the
-// interpreter (jinja_interpreter.h). Internal to the tokenizer layer.
+// interpreter (jinja/interpreter.h). Internal to the jinja layer.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-#include "tokenizer/jinja_interpreter.h"
+#include "jinja/interpreter.h"
 
 namespace tpinfer::jinja {
 

@@ -1,4 +1,4 @@
-#include "tokenizer/jinja_lexer.h"
+#include "jinja/lexer.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
-#include "tokenizer/jinja_text.h"
+#include "jinja/text.h"
 
 namespace tpinfer::jinja {
 

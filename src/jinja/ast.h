@@ -1,4 +1,4 @@
-// The syntax tree of a parsed Jinja template (jinja_parser.h builds it, the
+// The syntax tree of a parsed Jinja template (jinja/parser.h builds it, the
 // interpreter walks it). Nodes are immutable after parsing; each carries the
 // line it came from for error messages.
 #pragma once
@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "tokenizer/jinja_value.h"
+#include "jinja/value.h"
 
 namespace tpinfer::jinja {
 
