@@ -1,7 +1,9 @@
 #include "comm/local_comm.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -417,43 +419,6 @@ TEST(LocalComm, TimedWaitForTheLastRankIsApartFromLinkTime) {
   check_wait_for_the_last_rank(/*timed=*/true);
 }
 
-// A rank waiting a long time for its peers (a server's worker between
-// requests, in broadcast_wait) sleeps until woken instead of polling: over a
-// second of waiting it spins (up to 2 ms) and yields (8192 times) and then
-// sleeps, a few milliseconds of CPU in all, where the old 50 us poll used
-// 140 ms and a busy poll a whole core. CPU time counts only while the thread
-// runs, so a busy machine does not raise it (a descheduled thread uses none):
-// the bound of 50 ms holds under load and still fails both polls. It still
-// wakes for the broadcast.
-double thread_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
-}
-
-TEST(LocalComm, IdleRankSleepsUntilWoken) {
-  double cpu = 0, waited = 0;
-  int got = 0;
-  auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
-    int value = 0;
-    if (comm.rank() == 0) {
-      std::this_thread::sleep_for(1000ms);
-      value = 42;
-      comm.broadcast_wait(&value, sizeof(value), 0);
-    } else {
-      const auto w0 = std::chrono::steady_clock::now();
-      const double c0 = thread_cpu_seconds();
-      comm.broadcast_wait(&value, sizeof(value), 0);
-      cpu = thread_cpu_seconds() - c0;
-      waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-      got = value;
-    }
-  });
-  for (const auto& e : errors) ASSERT_EQ(e, "");
-  EXPECT_EQ(got, 42);
-  EXPECT_LT(cpu, 0.05) << "an idle rank used " << cpu * 1e3 << " ms of CPU in " << waited << " s of waiting";
-}
-
 // The state of thread `tid` of this process (R running, S sleeping, ...), '?'
 // if it cannot be read.
 char thread_state(pid_t tid) {
@@ -463,9 +428,71 @@ char thread_state(pid_t tid) {
   return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
 }
 
+// How long a waiting rank may take to fall asleep: 8192 yields, each of which
+// hands the core to every other runnable thread. That takes 10 ms on an idle
+// machine, up to 4 s beside two busy loops on two cores, 18 s beside four;
+// the cap only ends a rank that never sleeps.
+constexpr auto kFallAsleepCap = std::chrono::seconds(300);
+
+// Whether thread `tid` is asleep (waits for it, up to kFallAsleepCap).
+bool falls_asleep(const std::atomic<pid_t>& tid) {
+  return testing::wait_until([&] { return tid.load() != 0 && thread_state(tid.load()) == 'S'; }, kFallAsleepCap);
+}
+
+double cpu_seconds(clockid_t clock) {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
+}
+
+// A rank waiting a long time for its peers (a server's worker between
+// requests, in broadcast_wait) sleeps until woken instead of polling: it
+// spins (up to 2 ms) and yields (8192 times), then sleeps. Rank 0 waits
+// until rank 1 is asleep (its state in /proc: a busy poll never is, and
+// fails here at kFallAsleepCap), then counts rank 1's CPU time over a second before
+// it broadcasts. A sleeping thread uses none, however busy the machine: CPU
+// time accrues only while a thread runs. The bound, 20 ms of that second,
+// fails the old 50 us poll (150 to 180 ms here on an idle machine). The
+// spinning and yielding before are left out: their CPU is fixed by the
+// counts, not by the time waited, and under load each yield costs a
+// context switch. It still wakes for the broadcast.
+TEST(LocalComm, IdleRankSleepsUntilWoken) {
+  std::atomic<pid_t> tid{0};
+  pthread_t handle{};  // rank 1's thread, written before tid
+  bool asleep = false;
+  double asleep_cpu = -1, total_cpu = -1;
+  int got = 0;
+  auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
+    int value = 0;
+    if (comm.rank() == 0) {
+      asleep = falls_asleep(tid);
+      clockid_t clock{};
+      const bool have_clock = pthread_getcpuclockid(handle, &clock) == 0;  // else asleep_cpu stays -1
+      const double c0 = have_clock ? cpu_seconds(clock) : 0;
+      std::this_thread::sleep_for(1000ms);
+      if (have_clock) asleep_cpu = cpu_seconds(clock) - c0;
+      value = 42;  // the broadcast must come whatever happened: rank 1 waits without deadline
+      comm.broadcast_wait(&value, sizeof(value), 0);
+    } else {
+      handle = pthread_self();
+      const double c0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+      tid = static_cast<pid_t>(::syscall(SYS_gettid));
+      comm.broadcast_wait(&value, sizeof(value), 0);
+      total_cpu = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
+      got = value;
+    }
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  EXPECT_EQ(got, 42);
+  EXPECT_TRUE(asleep) << "the waiting rank did not go to sleep within " << kFallAsleepCap.count() << " s";
+  EXPECT_GE(asleep_cpu, 0.0) << "no CPU clock for rank 1's thread";
+  EXPECT_LT(asleep_cpu, 0.02) << "a sleeping rank used " << asleep_cpu * 1e3 << " ms of CPU in 1 s (" << total_cpu * 1e3
+                              << " ms in all, spinning and yielding included)";
+}
+
 // An abort wakes a rank asleep in a collective whose 60 s deadline is far
-// away. The test waits until the rank sleeps (its state in /proc, up to 60 s)
-// rather than for a guess of how long the spinning and yielding take, then
+// away. The test waits until the rank sleeps (its state in /proc, up to
+// kFallAsleepCap) rather than for a guess of how long the spinning and yielding take, then
 // aborts; `bound` is the seconds from the abort to the rank's error.
 void check_abort_wakes_a_sleeping_rank(double bound) {
   LocalGroup group(2, 60s);
@@ -480,12 +507,12 @@ void check_abort_wakes_a_sleeping_rank(double bound) {
       error = e.what();
     }
   });
-  const bool asleep = testing::wait_until([&] { return tid.load() != 0 && thread_state(tid.load()) == 'S'; });
+  const bool asleep = falls_asleep(tid);
   const auto aborted = std::chrono::steady_clock::now();
   group.abort("stopped by the test");
   waiter.join();
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - aborted).count();
-  EXPECT_TRUE(asleep) << "the waiting rank did not go to sleep within 60 s";
+  EXPECT_TRUE(asleep) << "the waiting rank did not go to sleep within " << kFallAsleepCap.count() << " s";
   EXPECT_NE(error.find("stopped by the test"), std::string::npos) << error;
   EXPECT_LT(elapsed, bound);
 }
