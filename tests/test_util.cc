@@ -6,7 +6,9 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "engine/sampler.h"
@@ -85,6 +87,20 @@ int run_command(const std::string& cmd, std::string* out) {
 std::string binary() { return TPINFER_BINARY; }
 std::string shared_dir() { return TPINFER_SHARED_DIR; }
 std::string source_dir() { return TPINFER_SOURCE_DIR; }
+
+bool timed_tests_enabled() {
+  const char* timed = std::getenv("TPINFER_TIMED_TESTS");
+  return timed != nullptr && std::string(timed) == "1";
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds cap) {
+  const auto give_up = std::chrono::steady_clock::now() + cap;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 GreedyDecode greedy_decode(Engine& engine, std::vector<int32_t> context, int n) {
   std::vector<int32_t> table;

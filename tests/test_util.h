@@ -2,8 +2,10 @@
 // engine over a prompt to get the logits of every position.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,5 +52,24 @@ int run_command(const std::string& cmd, std::string* out);
 std::string binary();
 std::string shared_dir();
 std::string source_dir();
+
+// Timed tests: a test that asserts a duration, a rate or a ratio of times
+// fails whenever the machine is busy (ctest -j, another job), so none is in
+// the default suite. Each such test starts with TPINFER_SKIP_UNLESS_TIMED()
+// and runs only with TPINFER_TIMED_TESTS=1, on an idle machine. Tests in the
+// default suite keep to hang-catchers: upper bounds on elapsed time at ten
+// times what the run needs or more, and lower bounds that load cannot break.
+bool timed_tests_enabled();
+#define TPINFER_SKIP_UNLESS_TIMED()                                                    \
+  do {                                                                                 \
+    if (!::tpinfer::testing::timed_tests_enabled()) {                                  \
+      GTEST_SKIP() << "timed test: run with TPINFER_TIMED_TESTS=1 on an idle machine"; \
+    }                                                                                  \
+  } while (0)
+
+// Waits for an event instead of sleeping for a guess of how long it takes:
+// polls `done` every millisecond until it holds (true) or `cap` has passed
+// (false). The cap only ends a hang; make it generous.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds cap = std::chrono::seconds(60));
 
 }  // namespace tpinfer::testing

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/fp8.h"
 #include "core/half.h"
+#include "test_util.h"
 
 namespace tpinfer {
 namespace {
@@ -675,6 +676,8 @@ TEST(CompressedComm, OtherCollectivesPassThrough) {
 }
 
 // A stalled peer still turns into an error, not a hang, through the decorator.
+// The stalled rank holds its communicator until rank 0's deadline has aborted
+// the group (it waits for that event, up to 60 s, not for a fixed sleep).
 TEST(CompressedComm, TimeoutPropagates) {
   LocalGroup group(2, 300ms);
   std::vector<std::string> errors(2);
@@ -684,10 +687,11 @@ TEST(CompressedComm, TimeoutPropagates) {
       try {
         CompressedCommunicator comm(group.communicator(r), Compression::INT8);
         std::vector<float> buf(4096, 1.0f);
-        if (r == 0)
+        if (r == 0) {
           comm.all_reduce_sum(buf.data(), buf.size());
-        else
-          std::this_thread::sleep_for(1000ms);
+        } else if (!testing::wait_until([&] { return group.aborted(); })) {
+          errors[1] = "rank 0's deadline did not abort the group within 60 s";
+        }
       } catch (const CommError& e) {
         errors[static_cast<size_t>(r)] = e.what();
       }
@@ -697,6 +701,7 @@ TEST(CompressedComm, TimeoutPropagates) {
   EXPECT_NE(errors[0].find("int8 all_reduce of 4096 values on rank 0"), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("timed out"), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("rank(s) 1 did not arrive"), std::string::npos) << errors[0];
+  EXPECT_EQ(errors[1], "");
 }
 
 }  // namespace

@@ -1,13 +1,20 @@
 #include "comm/local_comm.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -18,8 +25,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Runs fn(comm) on `n` rank threads of one LocalGroup; returns the error text
-// of each rank ("" if it finished cleanly).
+// Runs fn(comm) (or fn(comm, group)) on `n` rank threads of one LocalGroup;
+// returns the error text of each rank ("" if it finished cleanly).
 template <typename Fn>
 std::vector<std::string> run_ranks(int n, std::chrono::milliseconds timeout, Fn fn) {
   LocalGroup group(n, timeout);
@@ -29,7 +36,11 @@ std::vector<std::string> run_ranks(int n, std::chrono::milliseconds timeout, Fn 
     threads.emplace_back([&, r] {
       auto comm = group.communicator(r);
       try {
-        fn(*comm);
+        if constexpr (std::is_invocable_v<Fn&, Communicator&, LocalGroup&>) {
+          fn(*comm, group);
+        } else {
+          fn(*comm);
+        }
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(r)] = e.what();
       }
@@ -184,22 +195,28 @@ TEST(LocalComm, AllGatherBroadcastSendRecv) {
 }
 
 // One rank skips a collective: every rank gets an error naming the collective,
-// its sequence number and the missing rank within timeout + 1 s, and nobody hangs.
-TEST(LocalComm, TimeoutNamesMissingRank) {
+// its sequence number and the missing rank within `bound` seconds, and nobody
+// hangs. The skipping rank calls its next collective once the others'
+// deadline has aborted the group: it waits for that event (up to 60 s), not
+// for a sleep that hopes to outlast the deadline on a loaded machine.
+void check_timeout_names_missing_rank(double bound) {
   for (int n : {2, 4}) {
     const auto start = std::chrono::steady_clock::now();
-    auto errors = run_ranks(n, 500ms, [&](Communicator& comm) {
+    auto errors = run_ranks(n, 500ms, [&](Communicator& comm, LocalGroup& group) {
       std::vector<float> buf(64, 1.0f);
       comm.all_reduce_sum(buf.data(), buf.size());
       if (comm.rank() == 1) {
-        std::this_thread::sleep_for(2000ms);  // misses the second all-reduce
-        comm.barrier();                         // and then finds the group aborted
+        // Misses the second all-reduce until the others' deadline aborts the group,
+        if (!testing::wait_until([&] { return group.aborted(); })) {
+          throw std::runtime_error("the group was not aborted within 60 s of rank 1 skipping all_reduce #2");
+        }
+        comm.barrier();  // then finds the group aborted.
       } else {
         comm.all_reduce_sum(buf.data(), buf.size());
       }
     });
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    EXPECT_LT(elapsed, 0.5 + 2.0 + 1.0);
+    EXPECT_LT(elapsed, bound) << "n=" << n;
     for (int r = 0; r < n; ++r) {
       const std::string& e = errors[static_cast<size_t>(r)];
       EXPECT_NE(e.find("all_reduce #2 timed out"), std::string::npos) << "rank " << r << ": " << e;
@@ -208,14 +225,25 @@ TEST(LocalComm, TimeoutNamesMissingRank) {
   }
 }
 
+// By default the bound only catches a deadline that never fires or fires
+// far too late: ten times the 0.5 s timeout.
+TEST(LocalComm, TimeoutNamesMissingRank) { check_timeout_names_missing_rank(10 * 0.5); }
+
+// Timed: every rank has its error within the timeout + 1 s.
+TEST(LocalComm, TimedTimeoutNamesMissingRankWithinTimeoutPlusASecond) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_timeout_names_missing_rank(0.5 + 1.0);
+}
+
 // The same as a whole process (tests/comm/local_comm_worker.cc): under a
-// watchdog (TERM after 60 s, KILL 5 s later; the run needs about 1.5
-// timeouts), the process exits with 1 (not a signal, not the watchdog's 124),
-// prints the message as tpinfer's main does, and every rank
-// reports an error naming all_reduce #2 and rank 1 within timeout + 1 s of
-// entering the call that threw (all_reduce #2; for the skipping rank its next
-// collective, 1.5 timeouts later, which must throw at once).
-TEST(LocalComm, SkippedCollectiveEndsProcess) {
+// watchdog (TERM after 60 s, KILL 5 s later; the run needs
+// about one timeout), the process exits with 1 (not a signal, not the
+// watchdog's 124), prints the message as tpinfer's main does, and every rank
+// reports an error naming all_reduce #2 and rank 1 within `rank_bound` seconds
+// of entering the call that threw (all_reduce #2; for the skipping rank its
+// next collective, called once the group is aborted, which must throw at
+// once). `process_bound`: the whole run, start-up included (0: the watchdog's).
+void check_skipped_collective_ends_process(double rank_bound, double process_bound) {
   const int timeout_ms = 1000;
   for (int n : {2, 3, 8}) {
     std::string out;
@@ -225,7 +253,9 @@ TEST(LocalComm, SkippedCollectiveEndsProcess) {
                                           &out);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(code, 1) << "n=" << n << " (124: the watchdog ended a hang; above 128: a signal)\n" << out;
-    EXPECT_LT(elapsed, 1.5 * timeout_ms / 1000.0 + 1.0 + 2.0) << out;  // 2 s for start-up on a loaded machine
+    if (process_bound > 0) {
+      EXPECT_LT(elapsed, process_bound) << out;
+    }
     // main's message: the first rank's error (prefixed "rank r: " where the
     // rank only saw the group aborted by another rank's deadline).
     const size_t main_at = out.find("error: ");
@@ -239,8 +269,10 @@ TEST(LocalComm, SkippedCollectiveEndsProcess) {
       ASSERT_NE(at, std::string::npos) << "n=" << n << " rank " << r << " reported no error\n" << out;
       const std::string line = out.substr(at, out.find('\n', at) - at);
       const double seconds = std::stod(line.substr(prefix.size()));
-      EXPECT_LT(seconds, timeout_ms / 1000.0 + 1.0) << "n=" << n << ": " << line;
-      // Not before the deadline (the waiting ranks); the skipping rank finds the group already aborted.
+      EXPECT_LT(seconds, rank_bound) << "n=" << n << ": " << line;
+      // Not before the deadline (the waiting ranks; a deadline cannot fire
+      // early however busy the machine); the skipping rank finds the group
+      // already aborted.
       if (r != 1) {
         EXPECT_GE(seconds, timeout_ms / 1000.0 * 0.99) << "n=" << n << ": " << line;
       }
@@ -248,6 +280,17 @@ TEST(LocalComm, SkippedCollectiveEndsProcess) {
       EXPECT_NE(line.find("rank(s) 1 did not arrive"), std::string::npos) << line;
     }
   }
+}
+
+// By default: every rank's error within ten times the 1 s timeout; the run as
+// a whole is bounded by the watchdog.
+TEST(LocalComm, SkippedCollectiveEndsProcess) { check_skipped_collective_ends_process(10 * 1.0, 0); }
+
+// Timed: every rank's error within the timeout + 1 s, the
+// whole run within the timeout + 1 s + 2 s of start-up.
+TEST(LocalComm, TimedSkippedCollectiveEndsProcessWithinTimeoutPlusASecond) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_skipped_collective_ends_process(1.0 + 1.0, 1.0 + 1.0 + 2.0);
 }
 
 TEST(LocalComm, RecvTimesOut) {
@@ -289,36 +332,53 @@ TEST(LocalComm, AllGatherBytesAndAllToAll) {
   }
 }
 
-// Wait vs link (communicator.h): rank `late` sleeps before every collective.
-// The others' time in it is then nearly all wait, at least the sleep; the late
-// rank waits for nobody; once everybody is there a collective of a few KiB
-// takes microseconds. The bounds allow a loaded machine half the sleep of
-// slack; a back end that counted no wait, or counted the link as wait (or
-// the wait against the wrong rank), fails them.
-TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
+// Wait vs link (communicator.h): rank `late` enters each of five collectives
+// `sleep` after every other rank has said it is entering it (the late rank
+// waits for that event, so it is the last to arrive however busy the machine
+// is). The others' time in the collective is then nearly all wait, at least
+// the sleep; the late rank waits for nobody; once everybody is there a
+// collective of a few KiB takes microseconds.
+//
+// The default test checks what load cannot change: every collective counted,
+// wait within the total, and some wait on every rank that waited (it arrived
+// `sleep` before the late rank, so only a back end that counts no wait, or
+// counts it against the wrong rank, shows none). The figures (the others'
+// wait at least 0.9 of the sleep, the late rank's and everyone's link under
+// half of it) are a timed test: a descheduled rank turns them into noise.
+void check_wait_for_the_last_rank(bool timed) {
   constexpr auto kSleep = 40ms;
   const double sleep_ns = std::chrono::duration<double, std::nano>(kSleep).count();
   for (int n : {2, 3}) {
     for (int late = 0; late < n; ++late) {
       std::vector<CommStats> stats(static_cast<size_t>(n));
       std::vector<char> measures(static_cast<size_t>(n));  // not vector<bool>: ranks write their own element concurrently
+      std::atomic<int> entering{0};                        // collectives the other ranks have started, summed
       auto errors = run_ranks(n, 30s, [&](Communicator& comm) {
         const int me = comm.rank();
         std::vector<float> data(2048, 1.0f), gathered(2048 * static_cast<size_t>(n));
         std::vector<uint8_t> bytes(64 * static_cast<size_t>(n)), out(bytes.size());
         const std::vector<size_t> counts(static_cast<size_t>(n), 2048);
-        auto maybe_sleep = [&] {
-          if (me == late) std::this_thread::sleep_for(kSleep);
+        int step = 0;
+        auto arrive = [&] {
+          ++step;
+          if (me != late) {
+            entering.fetch_add(1);
+            return;
+          }
+          if (!testing::wait_until([&] { return entering.load() >= (n - 1) * step; })) {
+            throw std::runtime_error(cat("the other ranks did not reach collective ", step, " within 60 s"));
+          }
+          std::this_thread::sleep_for(kSleep);
         };
-        maybe_sleep();
+        arrive();
         comm.all_reduce_sum(data.data(), data.size());
-        maybe_sleep();
+        arrive();
         comm.all_gather(data.data(), counts, gathered.data());
-        maybe_sleep();
+        arrive();
         comm.all_gather_bytes(bytes.data(), 64, out.data());
-        maybe_sleep();
+        arrive();
         comm.all_to_all(bytes.data(), 64, out.data());
-        maybe_sleep();
+        arrive();
         comm.broadcast(data.data(), 64, (late + 1) % n);
         EXPECT_EQ(data[0], static_cast<float>(n));
         stats[static_cast<size_t>(me)] = comm.stats();
@@ -330,12 +390,16 @@ TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
         for (Collective kind : {Collective::AllReduce, Collective::AllGather, Collective::AllToAll,
                                 Collective::Broadcast}) {
           const CollectiveCounter& c = stats[static_cast<size_t>(r)][kind];
+          const std::string where = cat("n=", n, " late=", late, " rank ", r, " ", collective_name(kind));
+          ASSERT_EQ(c.calls, kind == Collective::AllGather ? 2u : 1u) << where;  // all_gather + all_gather_bytes
+          EXPECT_LE(c.wait_nanos, c.nanos) << where;
+          if (r != late) {
+            EXPECT_GT(c.wait_nanos, 0u) << where << ": arrived before the late rank, counted no wait";
+          }
+          if (!timed) continue;
           const double calls = static_cast<double>(c.calls);
           const double wait = static_cast<double>(c.wait_nanos) / calls;
           const double link = static_cast<double>(c.nanos - c.wait_nanos) / calls;
-          const std::string where = cat("n=", n, " late=", late, " rank ", r, " ", collective_name(kind));
-          ASSERT_GT(c.calls, 0u) << where;
-          EXPECT_LE(c.wait_nanos, c.nanos) << where;
           if (r == late) {
             EXPECT_LT(wait, 0.5 * sleep_ns) << where;
           } else {
@@ -348,58 +412,123 @@ TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) {
   }
 }
 
-// A barrier moves nothing: all of its time is wait.
-// A rank waiting a long time for its peers (a server's worker between
-// requests, in broadcast_wait) sleeps until woken instead of polling: over a
-// second of waiting it uses a few milliseconds of CPU (spinning and yielding
-// first), where a 50 us poll would use about 140 ms. It still wakes for the
-// broadcast and for an abort.
-double thread_cpu_seconds() {
+TEST(LocalComm, WaitForTheLastRankIsApartFromLinkTime) { check_wait_for_the_last_rank(/*timed=*/false); }
+
+TEST(LocalComm, TimedWaitForTheLastRankIsApartFromLinkTime) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_wait_for_the_last_rank(/*timed=*/true);
+}
+
+// The state of thread `tid` of this process (R running, S sleeping, ...), '?'
+// if it cannot be read.
+char thread_state(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');  // after the name, which may hold spaces
+  return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+// How long a waiting rank may take to fall asleep: 8192 yields, each of which
+// hands the core to every other runnable thread. That takes 10 ms on an idle
+// machine, up to 4 s beside two busy loops on two cores, 18 s beside four;
+// the cap only ends a rank that never sleeps.
+constexpr auto kFallAsleepCap = std::chrono::seconds(300);
+
+// Whether thread `tid` is asleep (waits for it, up to kFallAsleepCap).
+bool falls_asleep(const std::atomic<pid_t>& tid) {
+  return testing::wait_until([&] { return tid.load() != 0 && thread_state(tid.load()) == 'S'; }, kFallAsleepCap);
+}
+
+double cpu_seconds(clockid_t clock) {
   timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  clock_gettime(clock, &t);
   return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
 }
 
+// A rank waiting a long time for its peers (a server's worker between
+// requests, in broadcast_wait) sleeps until woken instead of polling: it
+// spins (up to 2 ms) and yields (8192 times), then sleeps. Rank 0 waits
+// until rank 1 is asleep (its state in /proc: a busy poll never is, and
+// fails here at kFallAsleepCap), then counts rank 1's CPU time over a second before
+// it broadcasts. A sleeping thread uses none, however busy the machine: CPU
+// time accrues only while a thread runs. The bound, 20 ms of that second,
+// fails the old 50 us poll (150 to 180 ms here on an idle machine). The
+// spinning and yielding before are left out: their CPU is fixed by the
+// counts, not by the time waited, and under load each yield costs a
+// context switch. It still wakes for the broadcast.
 TEST(LocalComm, IdleRankSleepsUntilWoken) {
-  double cpu = 0;
+  std::atomic<pid_t> tid{0};
+  pthread_t handle{};  // rank 1's thread, written before tid
+  bool asleep = false;
+  double asleep_cpu = -1, total_cpu = -1;
   int got = 0;
   auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
     int value = 0;
     if (comm.rank() == 0) {
+      asleep = falls_asleep(tid);
+      clockid_t clock{};
+      const bool have_clock = pthread_getcpuclockid(handle, &clock) == 0;  // else asleep_cpu stays -1
+      const double c0 = have_clock ? cpu_seconds(clock) : 0;
       std::this_thread::sleep_for(1000ms);
-      value = 42;
+      if (have_clock) asleep_cpu = cpu_seconds(clock) - c0;
+      value = 42;  // the broadcast must come whatever happened: rank 1 waits without deadline
       comm.broadcast_wait(&value, sizeof(value), 0);
     } else {
-      const double c0 = thread_cpu_seconds();
+      handle = pthread_self();
+      const double c0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+      tid = static_cast<pid_t>(::syscall(SYS_gettid));
       comm.broadcast_wait(&value, sizeof(value), 0);
-      cpu = thread_cpu_seconds() - c0;
+      total_cpu = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
       got = value;
     }
   });
   for (const auto& e : errors) ASSERT_EQ(e, "");
   EXPECT_EQ(got, 42);
-  EXPECT_LT(cpu, 0.05) << "an idle rank used " << cpu * 1e3 << " ms of CPU in 1 s of waiting";
+  EXPECT_TRUE(asleep) << "the waiting rank did not go to sleep within " << kFallAsleepCap.count() << " s";
+  EXPECT_GE(asleep_cpu, 0.0) << "no CPU clock for rank 1's thread";
+  EXPECT_LT(asleep_cpu, 0.02) << "a sleeping rank used " << asleep_cpu * 1e3 << " ms of CPU in 1 s (" << total_cpu * 1e3
+                              << " ms in all, spinning and yielding included)";
+}
 
-  // An abort wakes a sleeping rank at once, not at its next poll.
+// An abort wakes a rank asleep in a collective whose 60 s deadline is far
+// away. The test waits until the rank sleeps (its state in /proc, up to
+// kFallAsleepCap) rather than for a guess of how long the spinning and yielding take, then
+// aborts; `bound` is the seconds from the abort to the rank's error.
+void check_abort_wakes_a_sleeping_rank(double bound) {
   LocalGroup group(2, 60s);
   auto comm = group.communicator(1);
   std::string error;
-  const auto start = std::chrono::steady_clock::now();
+  std::atomic<pid_t> tid{0};
   std::thread waiter([&] {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
     try {
       comm->barrier();
     } catch (const CommError& e) {
       error = e.what();
     }
   });
-  std::this_thread::sleep_for(300ms);
+  const bool asleep = falls_asleep(tid);
+  const auto aborted = std::chrono::steady_clock::now();
   group.abort("stopped by the test");
   waiter.join();
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - aborted).count();
+  EXPECT_TRUE(asleep) << "the waiting rank did not go to sleep within " << kFallAsleepCap.count() << " s";
   EXPECT_NE(error.find("stopped by the test"), std::string::npos) << error;
-  EXPECT_LT(elapsed, 0.3 + 0.3);
+  EXPECT_LT(elapsed, bound);
 }
 
+// By default: woken by the abort, not by the deadline 60 s later. 10 s is ten
+// times the longest a sleeping rank goes without looking (it also wakes once
+// a second).
+TEST(LocalComm, AbortWakesASleepingRank) { check_abort_wakes_a_sleeping_rank(10.0); }
+
+// Timed: at once, not at its next look a second later.
+TEST(LocalComm, TimedAbortWakesASleepingRankAtOnce) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_abort_wakes_a_sleeping_rank(0.3);
+}
+
+// A barrier moves nothing: all of its time is wait.
 TEST(LocalComm, BarrierIsAllWait) {
   auto errors = run_ranks(2, 30s, [&](Communicator& comm) {
     if (comm.rank() == 1) std::this_thread::sleep_for(20ms);

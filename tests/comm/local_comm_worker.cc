@@ -6,9 +6,10 @@
 //   tpinfer_local_check skip --ranks N --timeout-ms T
 //
 // N rank threads of one LocalGroup do all_reduce #1 together; then rank 1 skips
-// all_reduce #2 (it is busy for T + T/2 ms, past the others' deadline, and
-// then calls its next collective, a barrier, which finds the group aborted)
-// while the others enter all_reduce #2. Every rank prints one line
+// all_reduce #2 (it is busy until the others' deadline has aborted the group:
+// it waits for that event, up to 30 s, however long a loaded machine takes
+// to get there; then it calls its next collective, a barrier, which finds the
+// group aborted) while the others enter all_reduce #2. Every rank prints one line
 //   rank <r> error after <seconds> s: <message>
 // where <seconds> counts from the moment the rank entered the call that threw
 // (all_reduce #2 for every rank but 1, the barrier for rank 1) to the moment it
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,7 +58,12 @@ void run_skip(int n, std::chrono::milliseconds timeout) {
       try {
         comm->all_reduce_sum(buf.data(), buf.size());
         if (comm->rank() == 1) {
-          std::this_thread::sleep_for(timeout + timeout / 2);  // misses all_reduce #2
+          // Misses all_reduce #2: waits until the others' deadline aborts the group.
+          const Clock::time_point give_up = Clock::now() + std::chrono::seconds(30);
+          while (!group.aborted()) {
+            if (Clock::now() >= give_up) throw std::runtime_error("the group was not aborted within 30 s");
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
           entered = Clock::now();
           comm->barrier();
         } else {

@@ -4,18 +4,23 @@
 //   check         every operation against a plain reference on fresh random
 //                 inputs (all-reduce: bit for bit, and against the local back
 //                 end); every rank prints "OK rank <r> on <host>" and exits 0
-//   skip          rank 1 skips all_reduce #2 (sleeps 10 s): the job must end
+//   skip          rank 1 skips all_reduce #2 (sleeps 100 s): the job must end
 //                 within the timeout plus a moment, naming all_reduce #2 and rank 1
-//   recv-timeout  rank 0 receives from rank 1, which sends nothing
+//   recv-timeout  rank 0 receives from rank 1, which sends nothing (sleeps 100 s)
 //   kill          rank 1 SIGKILLs itself in the middle of a loop of all-reduces
 //   wait-kill     ranks 1.. wait in broadcast_wait (no deadline); the root dies
-//   wait          one rank sleeps 30 ms before each of 4 calls of every group
+//   wait          one rank (the sleeper) enters each of 4 calls of every group
 //                 collective (all-reduce in one and two hops, small and large,
-//                 all_gather, all_gather_bytes, all_to_all), first the last
-//                 rank, then rank 0:
+//                 all_gather, all_gather_bytes, all_to_all) 30 ms after every
+//                 other rank has told it (a message) that it is entering the
+//                 call; first the last rank sleeps, then rank 0. Checks what
+//                 load cannot change: results exact, every call counted, wait
+//                 within the total, and some wait counted by every rank but
+//                 the sleeper (each arrived 30 ms before it)
+//   wait-timed    wait, and the figures (a timed test: run on an idle machine):
 //                 the others must count 120 ms (+-20 %) of wait per kind, the
 //                 sleeper under 5 ms, everyone under 10 ms per call of link time
-//                 (nanos - wait_nanos); results are checked too
+//                 (nanos - wait_nanos)
 //   bench         all-reduce latency and bandwidth by size, printed by rank 0
 //   bench-blocking  the same with plain MPI_Allreduce, for comparison
 //   latency       all_reduce_sum per-call latency: after a barrier, 2000 calls of
@@ -79,7 +84,7 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "tpinfer_mpi_check: %s\nusage: tpinfer_mpi_check "
-               "check|skip|recv-timeout|kill|wait-kill|wait|bench|bench-blocking|latency "
+               "check|skip|recv-timeout|kill|wait-kill|wait|wait-timed|bench|bench-blocking|latency "
                "[--timeout-ms N] [--min-bytes N] [--max-bytes N] [--tag WORD]\n",
                why);
   std::exit(2);
@@ -382,15 +387,34 @@ void run_check(Communicator& comm) {
   }
 }
 
-// One rank arrives `sleep` late at each of `calls` calls of every group
-// collective; every rank checks its own counters against that.
-void run_wait(Communicator& comm) {
+// One rank (the sleeper) arrives `sleep` late at each of `calls` calls of every
+// group collective: it waits for a message from every other rank saying that
+// it is entering the call, then sleeps, then enters, so it is the last to
+// arrive however busy the machine is. Every rank checks its own counters
+// against that; `timed` adds the figures.
+void run_wait(Communicator& comm, bool timed) {
   constexpr auto kSleep = 30ms;
   constexpr int kCalls = 4;
   const int n = comm.size(), me = comm.rank();
   if (n < 2) throw std::runtime_error("wait needs at least 2 ranks");
   const uint64_t seed = 12345;
   const double expected_ms = 1e-6 * static_cast<double>(std::chrono::nanoseconds(kSleep).count()) * kCalls;
+  int sleeper = 0;
+  // Called by every rank just before it enters the collective.
+  auto arrive = [&] {
+    if (me != sleeper) {
+      const int32_t entering = me;
+      comm.send(&entering, sizeof(entering), sleeper);
+      return;
+    }
+    for (int r = 0; r < n; ++r) {
+      if (r == me) continue;
+      int32_t entering = -1;
+      comm.recv(&entering, sizeof(entering), r);
+      EXPECT_OR_THROW(entering == r, where(comm, cat("wait: rank ", r, " said ", entering)));
+    }
+    std::this_thread::sleep_for(kSleep);
+  };
   // 1024 floats: one hop; 12000 floats (48 KiB): two hops with 3 ranks or more;
   // 100000 floats (400 KiB) and 80 KiB chunks: messages over 64 KiB, whose
   // stamps travel apart (mpi_comm.cc).
@@ -398,6 +422,7 @@ void run_wait(Communicator& comm) {
     return [&, len](int round) {
       std::vector<float> buf(len);
       for (size_t i = 0; i < len; ++i) buf[i] = input(seed, me, round, i);
+      arrive();
       comm.all_reduce_sum(buf.data(), len);
       for (size_t i = 0; i < len; ++i) {
         const float want = reference_sum(seed, n, round, i);
@@ -410,6 +435,7 @@ void run_wait(Communicator& comm) {
     std::vector<size_t> counts(static_cast<size_t>(n), 1000);
     std::vector<float> mine(1000), all(1000 * static_cast<size_t>(n));
     for (size_t k = 0; k < mine.size(); ++k) mine[k] = input(seed, me, round, k);
+    arrive();
     comm.all_gather(mine.data(), counts, all.data());
     for (size_t k = 0; k < all.size(); ++k) {
       EXPECT_OR_THROW(all[k] == input(seed, static_cast<int>(k / 1000), round, k % 1000),
@@ -419,6 +445,7 @@ void run_wait(Communicator& comm) {
   auto all_gather_bytes = [&](int round) {
     std::vector<uint8_t> b(4096), all(4096 * static_cast<size_t>(n));
     for (size_t k = 0; k < b.size(); ++k) b[k] = byte_of(seed + static_cast<uint64_t>(round), me, -1, k);
+    arrive();
     comm.all_gather_bytes(b.data(), b.size(), all.data());
     for (size_t k = 0; k < all.size(); ++k) {
       EXPECT_OR_THROW(all[k] == byte_of(seed + static_cast<uint64_t>(round), static_cast<int>(k / 4096), -1, k % 4096),
@@ -431,6 +458,7 @@ void run_wait(Communicator& comm) {
       for (size_t k = 0; k < send.size(); ++k) {
         send[k] = byte_of(seed + static_cast<uint64_t>(round), me, static_cast<int>(k / chunk), k % chunk);
       }
+      arrive();
       comm.all_to_all(send.data(), chunk, recv.data());
       for (size_t k = 0; k < recv.size(); ++k) {
         EXPECT_OR_THROW(
@@ -453,15 +481,13 @@ void run_wait(Communicator& comm) {
       {"all_to_all 4 KiB", Collective::AllToAll, all_to_all(4096)},
       {"all_to_all 80 KiB", Collective::AllToAll, all_to_all(80 << 10)},
   };
-  for (int sleeper : {n - 1, 0}) {
+  for (int s : {n - 1, 0}) {
+    sleeper = s;
     for (const Case& c : cases) {
       comm.barrier();
       comm.resynchronize_clocks();  // mid-life, as Engine::tp_rank_collectives does: the split must stay right
       comm.reset_stats();
-      for (int round = 0; round < kCalls; ++round) {
-        if (me == sleeper) std::this_thread::sleep_for(kSleep);
-        c.call(round);
-      }
+      for (int round = 0; round < kCalls; ++round) c.call(round);
       const CollectiveCounter& k = comm.stats()[c.kind];
       const double wait_ms = static_cast<double>(k.wait_nanos) * 1e-6;
       const double link_ms = static_cast<double>(k.nanos - k.wait_nanos) * 1e-6;
@@ -471,6 +497,10 @@ void run_wait(Communicator& comm) {
                                    " ms over ", k.calls, " calls");
       EXPECT_OR_THROW(k.calls == static_cast<uint64_t>(kCalls), where(comm, what));
       EXPECT_OR_THROW(k.wait_nanos <= k.nanos, where(comm, what));
+      if (me != sleeper) {
+        EXPECT_OR_THROW(k.wait_nanos > 0, where(comm, what + ": arrived before the sleeper, counted no wait"));
+      }
+      if (!timed) continue;
       EXPECT_OR_THROW(link_ms < 10.0 * kCalls, where(comm, what + ": link time over 10 ms per call"));
       if (me == sleeper) {
         EXPECT_OR_THROW(wait_ms < 5.0, where(comm, what + ": the late rank counted wait"));
@@ -487,7 +517,10 @@ void run_skip(Communicator& comm) {
   std::vector<float> buf(64, 1.0f);
   comm.all_reduce_sum(buf.data(), buf.size());
   if (comm.rank() == 1) {
-    std::this_thread::sleep_for(10s);  // misses all_reduce #2; the job must be gone before this ends
+    // Misses all_reduce #2. The job must be gone long before this ends: the
+    // sleep outlasts the tests' hang-catching bounds (30 s and more), so a job
+    // that waits for this rank fails them.
+    std::this_thread::sleep_for(100s);
     comm.barrier();
   } else {
     comm.all_reduce_sum(buf.data(), buf.size());
@@ -501,7 +534,7 @@ void run_recv_timeout(Communicator& comm) {
     comm.recv(&x, sizeof(x), 1);
     throw std::runtime_error("recv from a silent rank returned");
   }
-  std::this_thread::sleep_for(10s);
+  std::this_thread::sleep_for(100s);  // as in run_skip: longer than the tests' bounds
   comm.barrier();
 }
 
@@ -619,8 +652,8 @@ int main(int argc, char** argv) {
       run_kill(*comm);
     } else if (opt.mode == "wait-kill") {
       run_wait_kill(*comm);
-    } else if (opt.mode == "wait") {
-      run_wait(*comm);
+    } else if (opt.mode == "wait" || opt.mode == "wait-timed") {
+      run_wait(*comm, opt.mode == "wait-timed");
     } else if (opt.mode == "bench") {
       run_bench(*comm, opt.min_bytes, opt.max_bytes, false);
     } else if (opt.mode == "bench-blocking") {

@@ -20,7 +20,14 @@ namespace {
 // the driver (rank 0) spends about half of each step waiting for it, while
 // rank 1 spends almost nothing in collectives: the critical path is rank 1's
 // compute, and communication adds only the link time to it.
-TEST(Bench, CriticalPathShareLeavesOutTheWaitForASlowerRank) {
+//
+// The default test checks what holds however busy the machine is: the back
+// end splits wait from link, the critical-path share is the least over the
+// ranks so at most the driver's, a wait is within its total. The figures
+// (the driver waits over a quarter of the time, the critical path is under
+// half of the driver's share, rank 0 waits longer than rank 1, an empty report
+// is ~0) are ratios of times: a timed test, TPINFER_TIMED_TESTS=1.
+void check_critical_path_share(bool timed) {
   testing::TempDir dir;
   const std::string path = dir.file("m.gguf");
   SynthSpec spec;
@@ -40,25 +47,49 @@ TEST(Bench, CriticalPathShareLeavesOutTheWaitForASlowerRank) {
   Engine engine(path, o);
   const BenchResult r = bench_generate(engine, 16, 3);
   ASSERT_TRUE(r.measures_wait);
-  EXPECT_GT(r.median_collective_share, 0.25) << "the driver should wait for the rank with 3x its work";
-  EXPECT_LT(r.median_critical_comm_share, 0.5 * r.median_collective_share)
-      << "critical " << r.median_critical_comm_share << ", driver's collectives " << r.median_collective_share;
+  ASSERT_EQ(r.rank_comm_share.size(), 2u);
   EXPECT_GE(r.median_critical_comm_share, 0.0);
+  EXPECT_LE(r.median_critical_comm_share, r.median_collective_share);
+  if (timed) {
+    EXPECT_GT(r.median_collective_share, 0.25) << "the driver should wait for the rank with 3x its work";
+    EXPECT_LT(r.median_critical_comm_share, 0.5 * r.median_collective_share)
+        << "critical " << r.median_critical_comm_share << ", driver's collectives " << r.median_collective_share;
+  }
 
   // The per-rank report itself: since the previous report, and its own
   // collectives are not counted (two reports in a row give ~0).
   engine.tp_rank_collectives();
   const std::vector<Engine::RankCollectives> idle = engine.tp_rank_collectives();
   ASSERT_EQ(idle.size(), 2u);
-  for (const auto& rank : idle) EXPECT_LT(rank.seconds, 0.05);
+  for (const auto& rank : idle) {
+    EXPECT_LE(rank.wait_seconds, rank.seconds);
+    if (timed) {
+      EXPECT_LT(rank.seconds, 0.05);
+    }
+  }
   testing::greedy_decode(engine, {1, 2, 3}, 8);
   const std::vector<Engine::RankCollectives> ranks = engine.tp_rank_collectives();
   ASSERT_EQ(ranks.size(), 2u);
-  EXPECT_GT(ranks[0].wait_seconds, ranks[1].wait_seconds);
-  for (const auto& rank : ranks) EXPECT_LE(rank.wait_seconds, rank.seconds);
+  if (timed) {
+    EXPECT_GT(ranks[0].wait_seconds, ranks[1].wait_seconds);
+  }
+  for (const auto& rank : ranks) {
+    EXPECT_GT(rank.seconds, 0.0) << "8 decode steps of all-reduces take some time";
+    EXPECT_LE(rank.wait_seconds, rank.seconds);
+  }
 }
 
-TEST(Bench, OneRankHasNoCommunication) {
+TEST(Bench, CriticalPathShareLeavesOutTheWaitForASlowerRank) { check_critical_path_share(/*timed=*/false); }
+
+TEST(Bench, TimedCriticalPathShareLeavesOutTheWaitForASlowerRank) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_critical_path_share(/*timed=*/true);
+}
+
+// A group of one does no communication: its all-reduces move no bytes and
+// return at once. Their timers are all that shows, on a step of microseconds:
+// under a tenth of the step, a ratio of times checked only in the timed test.
+void check_one_rank(bool timed) {
   testing::TempDir dir;
   const std::string path = dir.file("m.gguf");
   write_synth_model(testing::small_spec(Arch::Llama), path);
@@ -66,11 +97,21 @@ TEST(Bench, OneRankHasNoCommunication) {
   o.kv_tokens = 64;
   Engine engine(path, o);
   const BenchResult r = bench_generate(engine, 4, 1);
-  // A group of one does no communication; its collectives return at once
-  // (their timers are all that shows, on a step of microseconds).
+  const CollectiveCounter& all_reduce = engine.comm_stats()[Collective::AllReduce];
+  EXPECT_GT(all_reduce.calls, 0u);
+  EXPECT_EQ(all_reduce.bytes, 0u);
   EXPECT_LE(r.median_critical_comm_share, r.median_collective_share);
-  EXPECT_LT(r.median_critical_comm_share, 0.1);
+  if (timed) {
+    EXPECT_LT(r.median_critical_comm_share, 0.1);
+  }
   ASSERT_EQ(engine.tp_rank_collectives().size(), 1u);
+}
+
+TEST(Bench, OneRankHasNoCommunication) { check_one_rank(/*timed=*/false); }
+
+TEST(Bench, TimedOneRankSpendsNoTimeCommunicating) {
+  TPINFER_SKIP_UNLESS_TIMED();
+  check_one_rank(/*timed=*/true);
 }
 
 // Under mpirun the report crosses processes: `tpinfer bench --json` on two

@@ -340,7 +340,9 @@ TEST(JinjaTest, StringSlicesMatchCodePointReference) {
 // ---- hostile templates -----------------------------------------------------------------------
 
 // Renders a hostile template: it must fail with TemplateError (or FormatError at
-// parse time) within a few seconds; returns the message.
+// parse time), and in bounded time; returns the message. The bound is a
+// hang-catcher, not a figure: the slowest case takes 0.6 s in a release build
+// and 2 to 7 s under ASan + UBSan on two busy cores; 120 s is over 15 times that.
 std::string hostile(const std::string& source, const Json& context = Json::object(), RenderConfig config = {}) {
   const auto start = std::chrono::steady_clock::now();
   std::string message;
@@ -354,7 +356,7 @@ std::string hostile(const std::string& source, const Json& context = Json::objec
     message = e.what();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, 60.0) << message;
+  EXPECT_LT(seconds, 120.0) << message;
   return message;
 }
 

@@ -2,7 +2,7 @@
 """A learning Ethernet switch in user space that holds every frame for a fixed
 delay: the latency half of link emulation on a kernel without netem.
 
-    delay_switch.py --delay-ms MS PORT [PORT ...]
+    delay_switch.py --delay-ms MS [--ready-file PATH] PORT [PORT ...]
 
 Run it inside the namespace that holds the switch ends of the veth pairs
 (netns_hosts.sh does). Each port is an AF_PACKET socket with PACKET_VNET_HDR,
@@ -11,6 +11,8 @@ one port to the other exactly as a kernel bridge would pass them. Frames are
 forwarded in arrival order, each no earlier than MS milliseconds after it
 arrived: one trip host -> switch -> host gains MS, a round trip 2 x MS.
 Rate limits stay with tc tbf on the interfaces. Exits on SIGTERM / SIGINT.
+With --ready-file it creates PATH once every port is open and forwarding
+(netns_hosts.sh waits for that instead of sleeping a guess).
 """
 import argparse
 import collections
@@ -43,6 +45,7 @@ def open_port(name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay-ms", type=float, required=True)
+    ap.add_argument("--ready-file", help="created once the switch forwards")
     ap.add_argument("ports", nargs="+")
     args = ap.parse_args()
     delay = args.delay_ms / 1000.0
@@ -60,6 +63,9 @@ def main():
     poller = select.epoll()
     for s in ports:
         poller.register(s.fileno(), select.EPOLLIN)
+    if args.ready_file:
+        with open(args.ready_file, "w") as f:
+            f.write("ready\n")
     while running[0]:
         now = time.monotonic()
         timeout = max(0.0, queue[0][0] - now) if queue else 0.5

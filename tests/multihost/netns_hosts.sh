@@ -137,10 +137,17 @@ if [ "$delay_ms" = 0 ]; then
   for p in "${ports[@]}"; do ip -n "$sw" link set "$p" master br0; done
   ip -n "$sw" link set br0 up
 else
-  ip netns exec "$sw" python3 "$here/delay_switch.py" --delay-ms "$delay_ms" "${ports[@]}" &
+  ip netns exec "$sw" python3 "$here/delay_switch.py" --delay-ms "$delay_ms" --ready-file "$work/switch.ready" \
+    "${ports[@]}" &
   switch_pid=$!
-  sleep 0.5
-  kill -0 "$switch_pid" 2>/dev/null || { echo "netns_hosts: the delay switch did not start" >&2; exit 1; }
+  # Wait until it forwards (it says so with the file), not for a guess of how
+  # long its start takes on a loaded machine; 60 s only end a hang.
+  for (( t = 0; t < 600; t++ )); do
+    [ -e "$work/switch.ready" ] && break
+    kill -0 "$switch_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -e "$work/switch.ready" ] || { echo "netns_hosts: the delay switch did not start" >&2; exit 1; }
 fi
 
 # The launch agent mpirun uses instead of ssh: "agent HOST COMMAND..." runs the
