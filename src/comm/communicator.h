@@ -41,6 +41,13 @@ struct CollectiveCounter {
   uint64_t bytes = 0;  // bytes this rank moved over the link (sent + received payload)
   uint64_t nanos = 0;  // wall time inside the collective, waiting included
   uint64_t wait_nanos = 0;  // of nanos: waiting for the last rank to arrive (see above)
+  CollectiveCounter& operator+=(const CollectiveCounter& o) {
+    calls += o.calls;
+    bytes += o.bytes;
+    nanos += o.nanos;
+    wait_nanos += o.wait_nanos;
+    return *this;
+  }
 };
 
 struct CommStats {
@@ -48,6 +55,11 @@ struct CommStats {
   const CollectiveCounter& operator[](Collective c) const { return by_kind[static_cast<size_t>(c)]; }
   CollectiveCounter& operator[](Collective c) { return by_kind[static_cast<size_t>(c)]; }
   CollectiveCounter total() const;
+  // Adds another communicator's counters, kind by kind.
+  CommStats& operator+=(const CommStats& o) {
+    for (size_t k = 0; k < by_kind.size(); ++k) by_kind[k] += o.by_kind[k];
+    return *this;
+  }
 };
 
 class Communicator {
