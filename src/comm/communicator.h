@@ -1,8 +1,9 @@
 // The Communicator: collectives among the ranks of one group (a tensor-parallel
 // group, or every rank of a pipeline for the sends between its stages).
 // Back ends: local (ranks are thread groups of one process, local_comm.h) and
-// mpi (one process per rank, mpi_comm.h); collectives over device memory
-// (nccl, streams) are comm/cuda/device_comm.h. Every collective has a deadline: when it passes, the call
+// mpi (one process per rank, mpi_comm.h), over one base for what host back
+// ends share (host_comm.h); collectives over device memory (nccl, streams) are
+// comm/cuda/device_comm.h. Every collective has a deadline: when it passes, the call
 // throws CommError naming the operation, its sequence number and the ranks that
 // did not arrive, and the group is poisoned so every other rank's pending or next
 // collective throws too: a stalled peer turns into an error, never a hang.
