@@ -8,6 +8,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "engine/comm_summary.h"
 #include "engine/generator.h"
 
 namespace tpinfer::cli {
@@ -35,7 +36,7 @@ void run(PerplexityOptions& o) {
   const PerplexityResult r = perplexity(engine, tokens, o.ctx, [&](int chunk, double ppl) {
     if (!o.json) std::fprintf(stderr, "[%d] %.4f\n", chunk + 1, ppl);
   });
-  const CollectiveCounter comm = engine.comm_stats().total();
+  const CommSummary comm = summarize_comm(engine.comm_stats(), r.seconds);
   if (o.json) {
     nlohmann::ordered_json j = {{"perplexity", r.perplexity},
                                 {"nll_mean", r.nll_mean},
@@ -47,8 +48,8 @@ void run(PerplexityOptions& o) {
                                 {"tensor_parallel_size", engine.tp()},
                                 {"pipeline_parallel_size", engine.pp()},
                                 {"comm_compression", o.model.compression},
-                                {"collective_share", static_cast<double>(comm.nanos) / 1e9 / r.seconds},
-                                {"comm_bytes", comm.bytes}};
+                                {"collective_share", comm.share},
+                                {"comm_bytes", comm.total.bytes}};
     std::cout << j.dump() << std::endl;
     return;
   }

@@ -8,6 +8,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "engine/comm_summary.h"
 #include "engine/generator.h"
 #include "tokenizer/chat_prompt.h"
 
@@ -27,22 +28,17 @@ struct RunOptions {
   std::string chat_template_file;
 };
 
-nlohmann::ordered_json comm_json(const CommStats& s, int64_t tokens, double seconds) {
+nlohmann::ordered_json comm_json(const CommSummary& c) {
   nlohmann::ordered_json j;
-  const CollectiveCounter total = s.total();
-  j["collective_seconds"] = static_cast<double>(total.nanos) / 1e9;
-  j["collective_share"] = seconds > 0 ? static_cast<double>(total.nanos) / 1e9 / seconds : 0.0;
+  j["collective_seconds"] = c.total.seconds;
+  j["collective_share"] = c.share;
   // Of it, waiting for the last rank to arrive (comm/communicator.h); the rest is link time.
-  j["wait_seconds"] = static_cast<double>(total.wait_nanos) / 1e9;
-  j["bytes_per_token"] = tokens > 0 ? static_cast<double>(total.bytes) / static_cast<double>(tokens) : 0.0;
-  j["all_reduces_per_token"] =
-      tokens > 0 ? static_cast<double>(s[Collective::AllReduce].calls) / static_cast<double>(tokens) : 0.0;
+  j["wait_seconds"] = c.total.wait_seconds;
+  j["bytes_per_token"] = c.bytes_per_token;
+  j["all_reduces_per_token"] = c.all_reduces_per_token;
   nlohmann::ordered_json kinds;
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    const CollectiveCounter& c = s.by_kind[static_cast<size_t>(k)];
-    kinds[collective_name(static_cast<Collective>(k))] = {{"calls", c.calls}, {"bytes", c.bytes},
-                                                          {"seconds", static_cast<double>(c.nanos) / 1e9},
-                                                          {"wait_seconds", static_cast<double>(c.wait_nanos) / 1e9}};
+  for (const CollectiveSummary& k : c.by_collective) {
+    kinds[k.name] = {{"calls", k.calls}, {"bytes", k.bytes}, {"seconds", k.seconds}, {"wait_seconds", k.wait_seconds}};
   }
   j["by_collective"] = kinds;
   return j;
@@ -56,15 +52,16 @@ nlohmann::ordered_json parallel_json(const ParallelStats& p, int64_t tokens, dou
                       {"busy_seconds", p.stage_busy_seconds[s]},
                       {"busy_share", seconds > 0 ? p.stage_busy_seconds[s] / seconds : 0.0}});
   }
-  auto per_token = [&](uint64_t v) { return tokens > 0 ? static_cast<double>(v) / static_cast<double>(tokens) : 0.0; };
+  const CommSummary tp = summarize_comm(p.tp, seconds, tokens);
+  const CommSummary pp = summarize_comm(p.pp, seconds, tokens);
   return {{"stages", stages},
           {"pipeline_seconds", p.pipeline_seconds},
           {"micro_batches", p.micro_batches},
           {"bubble_share", p.bubble_share()},
-          {"tp_bytes_per_token", per_token(p.tp.total().bytes)},
-          {"tp_seconds", static_cast<double>(p.tp.total().nanos) / 1e9},
-          {"pp_bytes_per_token", per_token(p.pp.total().bytes)},
-          {"pp_seconds", static_cast<double>(p.pp.total().nanos) / 1e9}};
+          {"tp_bytes_per_token", tp.bytes_per_token},
+          {"tp_seconds", tp.total.seconds},
+          {"pp_bytes_per_token", pp.bytes_per_token},
+          {"pp_seconds", pp.total.seconds}};
 }
 
 void run(RunOptions& o) {
@@ -130,12 +127,12 @@ void run(RunOptions& o) {
                      {"vocab", {rep.shard.vocab.begin, rep.shard.vocab.end}},
                      {"experts", {rep.shard.experts.begin, rep.shard.experts.end}}});
   }
-  // What communication added to decode: the least collective time over the
-  // ranks (the rank that computes longest waits least).
-  const double critical = critical_comm_share(
-      stats.decode_ranks, static_cast<double>(stats.decode_comm.total().nanos) / 1e9, stats.decode_seconds);
+  // Decode's critical_share: the least collective time over the ranks (the
+  // rank that computes longest waits least) is what communication added.
+  const CommSummary decode_comm = summarize_comm(stats.decode_comm, stats.decode_seconds, decode_steps, stats.decode_ranks);
+  const CommSummary prefill_comm = summarize_comm(stats.prefill_comm, stats.prefill_seconds, stats.prompt_tokens);
   nlohmann::ordered_json rank_seconds = nlohmann::ordered_json::array();
-  for (const Engine::RankCollectives& r : stats.decode_ranks) rank_seconds.push_back(r.seconds);
+  for (double seconds : decode_comm.rank_seconds) rank_seconds.push_back(seconds);
   nlohmann::ordered_json st = {
       {"load_seconds", engine.load_seconds()},
       {"prompt_tokens", stats.prompt_tokens},
@@ -153,10 +150,10 @@ void run(RunOptions& o) {
       {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
-      {"decode_comm", comm_json(stats.decode_comm, decode_steps, stats.decode_seconds)},
-      {"decode_critical_comm_share", critical},
+      {"decode_comm", comm_json(decode_comm)},
+      {"decode_critical_comm_share", decode_comm.critical_share},
       {"decode_rank_collective_seconds", rank_seconds},
-      {"prefill_comm", comm_json(stats.prefill_comm, stats.prompt_tokens, stats.prefill_seconds)},
+      {"prefill_comm", comm_json(prefill_comm)},
       {"decode_parallel", parallel_json(stats.decode_parallel, decode_steps, stats.decode_seconds)},
       {"prefill_parallel", parallel_json(stats.prefill_parallel, stats.prompt_tokens, stats.prefill_seconds)},
   };
@@ -179,7 +176,6 @@ void run(RunOptions& o) {
   for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
     per_rank += (r ? ", " : "") + format_bytes(engine.rank_reports()[r].weight_bytes);
   }
-  const auto& dc = st["decode_comm"];
   std::string layout = cat("tp ", engine.tp());
   if (engine.pp() > 1) layout += cat(" x pp ", engine.pp());
   if (engine.device() != "cpu") {
@@ -197,11 +193,8 @@ void run(RunOptions& o) {
                "path), %.0f bytes/token, %.1f all-reduces/token\n",
                engine.load_seconds(), static_cast<long long>(stats.prompt_tokens), pp_tps,
                static_cast<long long>(stats.generated_tokens), tg_tps, layout.c_str(), per_rank.c_str(),
-               100.0 * dc["collective_share"].get<double>(),
-               stats.decode_seconds > 0 ? 100.0 * dc["wait_seconds"].get<double>() / stats.decode_seconds : 0.0,
-               100.0 * st["decode_critical_comm_share"].get<double>(),
-               dc["bytes_per_token"].get<double>(),
-               dc["all_reduces_per_token"].get<double>());
+               100.0 * decode_comm.share, 100.0 * decode_comm.wait_share, 100.0 * decode_comm.critical_share,
+               decode_comm.bytes_per_token, decode_comm.all_reduces_per_token);
   if (engine.pp() > 1) {
     // The pipeline: how busy each stage was, the bubble, what crossed between stages.
     auto line = [&](const char* phase, const nlohmann::ordered_json& p) {

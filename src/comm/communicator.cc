@@ -16,12 +16,7 @@ const char* collective_name(Collective c) {
 
 CollectiveCounter CommStats::total() const {
   CollectiveCounter t;
-  for (const CollectiveCounter& c : by_kind) {
-    t.calls += c.calls;
-    t.bytes += c.bytes;
-    t.nanos += c.nanos;
-    t.wait_nanos += c.wait_nanos;
-  }
+  for (const CollectiveCounter& c : by_kind) t += c;
   return t;
 }
 

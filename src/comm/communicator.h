@@ -1,8 +1,9 @@
 // The Communicator: collectives among the ranks of one group (a tensor-parallel
 // group, or every rank of a pipeline for the sends between its stages).
 // Back ends: local (ranks are thread groups of one process, local_comm.h) and
-// mpi (one process per rank, mpi_comm.h); collectives over device memory
-// (nccl, streams) are comm/cuda/device_comm.h. Every collective has a deadline: when it passes, the call
+// mpi (one process per rank, mpi_comm.h), over one base for what host back
+// ends share (host_comm.h); collectives over device memory (nccl, streams) are
+// comm/cuda/device_comm.h. Every collective has a deadline: when it passes, the call
 // throws CommError naming the operation, its sequence number and the ranks that
 // did not arrive, and the group is poisoned so every other rank's pending or next
 // collective throws too: a stalled peer turns into an error, never a hang.
@@ -41,6 +42,13 @@ struct CollectiveCounter {
   uint64_t bytes = 0;  // bytes this rank moved over the link (sent + received payload)
   uint64_t nanos = 0;  // wall time inside the collective, waiting included
   uint64_t wait_nanos = 0;  // of nanos: waiting for the last rank to arrive (see above)
+  CollectiveCounter& operator+=(const CollectiveCounter& o) {
+    calls += o.calls;
+    bytes += o.bytes;
+    nanos += o.nanos;
+    wait_nanos += o.wait_nanos;
+    return *this;
+  }
 };
 
 struct CommStats {
@@ -48,6 +56,11 @@ struct CommStats {
   const CollectiveCounter& operator[](Collective c) const { return by_kind[static_cast<size_t>(c)]; }
   CollectiveCounter& operator[](Collective c) { return by_kind[static_cast<size_t>(c)]; }
   CollectiveCounter total() const;
+  // Adds another communicator's counters, kind by kind.
+  CommStats& operator+=(const CommStats& o) {
+    for (size_t k = 0; k < by_kind.size(); ++k) by_kind[k] += o.by_kind[k];
+    return *this;
+  }
 };
 
 class Communicator {

@@ -4,26 +4,23 @@
 #include <cstring>
 #include <thread>
 
+#include "comm/host_comm.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace tpinfer {
 
-using Clock = std::chrono::steady_clock;
 // How long a rank with a core of its own busy-waits in a collective (wait_all).
 constexpr std::chrono::microseconds kSpinTime{2000};
 
-class LocalCommunicator final : public Communicator {
+class LocalCommunicator final : public HostCommunicator {
  public:
-  LocalCommunicator(LocalGroup& group, int rank) : g_(group), rank_(rank) {}
+  LocalCommunicator(LocalGroup& group, int rank) : HostCommunicator(rank, group.size_, group.timeout_), g_(group) {}
 
-  int rank() const override { return rank_; }
-  int size() const override { return g_.size_; }
   const char* backend() const override { return "local"; }
-  bool measures_wait() const override { return true; }
 
   void all_reduce_sum(float* data, size_t n) override {
-    const int p = g_.size_;
+    const int p = size_;
     CollectiveTimer timer(stats_, Collective::AllReduce, bus_bytes(n * sizeof(float)));
     begin(Collective::AllReduce);
     if (p == 1) return;
@@ -55,12 +52,8 @@ class LocalCommunicator final : public Communicator {
   }
 
   void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
-    const int p = g_.size_;
-    if (counts.size() != static_cast<size_t>(p)) {
-      throw CommError(cat("all_gather on rank ", rank_, ": ", counts.size(), " counts for ", p, " ranks"));
-    }
-    size_t total = 0;
-    for (size_t c : counts) total += c;
+    const int p = size_;
+    const size_t total = check_counts(counts);
     CollectiveTimer timer(stats_, Collective::AllGather, (total - counts[static_cast<size_t>(rank_)]) * sizeof(float));
     begin(Collective::AllGather);
     publish(send, timer);
@@ -75,7 +68,7 @@ class LocalCommunicator final : public Communicator {
   }
 
   void all_gather_bytes(const void* send, size_t bytes, void* recv) override {
-    const size_t p = static_cast<size_t>(g_.size_);
+    const size_t p = static_cast<size_t>(size_);
     CollectiveTimer timer(stats_, Collective::AllGather, bytes * (p - 1));
     begin(Collective::AllGather);
     publish(send, timer);
@@ -86,7 +79,7 @@ class LocalCommunicator final : public Communicator {
   }
 
   void all_to_all(const void* send, size_t bytes, void* recv) override {
-    const size_t p = static_cast<size_t>(g_.size_);
+    const size_t p = static_cast<size_t>(size_);
     CollectiveTimer timer(stats_, Collective::AllToAll, bytes * (p - 1));
     begin(Collective::AllToAll);
     publish(send, timer);
@@ -100,7 +93,8 @@ class LocalCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {
     CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
     begin(Collective::Broadcast);
-    if (g_.size_ == 1) return;
+    check_root(root, "broadcast");
+    if (size_ == 1) return;
     publish(data, timer);
     if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
     wait_all();
@@ -109,7 +103,8 @@ class LocalCommunicator final : public Communicator {
   void broadcast_wait(void* data, size_t bytes, int root) override {
     CollectiveTimer timer(stats_, Collective::Broadcast, bytes);
     begin(Collective::Broadcast);
-    if (g_.size_ == 1) return;
+    check_root(root, "broadcast_wait");
+    if (size_ == 1) return;
     publish(data, timer, /*deadline_applies=*/rank_ == root);
     if (rank_ != root) std::memcpy(data, g_.slots_[static_cast<size_t>(root)].ptr, bytes);
     wait_all();
@@ -128,9 +123,6 @@ class LocalCommunicator final : public Communicator {
     box.ready.notify_all();
   }
 
-  void recv(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/true); }
-  void recv_wait(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/false); }
-
   void barrier() override {
     CollectiveTimer timer(stats_, Collective::Barrier, 0);
     timer.all_wait();
@@ -139,18 +131,17 @@ class LocalCommunicator final : public Communicator {
   }
 
  private:
-  void receive(void* data, size_t bytes, int src, bool deadline_applies) {
+  void receive(void* data, size_t bytes, int src, bool deadline_applies) override {
     CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
     begin(Collective::SendRecv);
     check_peer(src, "recv");
     LocalGroup::Mailbox& box = mailbox(src, rank_);
-    const Clock::time_point deadline = Clock::now() + g_.timeout_;
+    const Clock::time_point deadline = this->deadline();
     std::unique_lock<std::mutex> lock(box.mutex);
     while (box.messages.empty()) {
-      if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+      check_usable();
       if (deadline_applies && Clock::now() >= deadline) {
-        const std::string msg = cat("recv #", seq_, " on rank ", rank_, " timed out after ",
-                                    seconds(g_.timeout_), " s: rank ", src, " sent nothing");
+        const std::string msg = recv_timeout(cat("rank ", src, " sent nothing"));
         lock.unlock();
         g_.abort(msg);
         throw CommError(msg);
@@ -160,38 +151,21 @@ class LocalCommunicator final : public Communicator {
     std::vector<uint8_t> message = std::move(box.messages.front());
     box.messages.pop_front();
     if (message.size() != bytes) {
-      throw CommError(cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src,
-                          ", got ", message.size()));
+      throw CommError(recv_size_mismatch(bytes, src, message.size()));
     }
     std::memcpy(data, message.data(), bytes);
-  }
-
-  static double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
-
-  // Bytes one rank moves in a reduce-scatter + all-gather of `bytes`.
-  uint64_t bus_bytes(size_t bytes) const {
-    const size_t p = static_cast<size_t>(g_.size_);
-    return p <= 1 ? 0 : 2 * bytes * (p - 1) / p;
   }
 
   void ensure_acc(size_t n) {
     if (acc_.size() < n) acc_.resize(n);
   }
 
-  void check_peer(int peer, const char* op) const {
-    if (peer < 0 || peer >= g_.size_ || peer == rank_) {
-      throw CommError(cat(op, " on rank ", rank_, ": invalid peer ", peer, " (group of ", g_.size_, ")"));
-    }
-  }
-
   LocalGroup::Mailbox& mailbox(int src, int dst) {
-    return *g_.mailboxes_[static_cast<size_t>(src * g_.size_ + dst)];
+    return *g_.mailboxes_[static_cast<size_t>(src * size_ + dst)];
   }
 
-  void begin(Collective kind) {
+  void check_usable() const override {
     if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
-    kind_ = kind;
-    ++seq_;
   }
 
   // Publishes this rank's buffer and arrival and waits until every rank has
@@ -231,19 +205,19 @@ class LocalCommunicator final : public Communicator {
       g_.sleep_cv_.notify_all();
     }
     auto all_arrived = [&] {
-      for (int r = 0; r < g_.size_; ++r) {
+      for (int r = 0; r < size_; ++r) {
         if (g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_seq_cst) < target) return false;
       }
       return true;
     };
     const Clock::time_point start = Clock::now();
-    const Clock::time_point deadline = start + g_.timeout_;
+    const Clock::time_point deadline = start + timeout_;
     const Clock::time_point spin_until = start + (g_.spin_ ? kSpinTime : Clock::duration::zero());
     bool spinning = g_.spin_;
     for (uint64_t iter = 0, waits = 0;; ++iter) {
       if (all_arrived()) return;
       if ((iter & 255) == 0) {
-        if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+        check_usable();
         const Clock::time_point now = Clock::now();
         if (deadline_applies && now >= deadline) timed_out(target);
         spinning = spinning && now < spin_until;
@@ -256,7 +230,7 @@ class LocalCommunicator final : public Communicator {
         std::this_thread::yield();
       } else {
         sleep_until_woken(all_arrived, deadline_applies ? deadline : Clock::time_point::max());
-        if (g_.aborted()) throw CommError(cat("rank ", rank_, ": ", g_.abort_message()));
+        check_usable();
         if (deadline_applies && Clock::now() >= deadline) timed_out(target);
       }
     }
@@ -277,23 +251,19 @@ class LocalCommunicator final : public Communicator {
 
   [[noreturn]] void timed_out(uint64_t target) {
     std::string missing;
-    for (int r = 0; r < g_.size_; ++r) {
+    for (int r = 0; r < size_; ++r) {
       if (g_.slots_[static_cast<size_t>(r)].arrived.load(std::memory_order_acquire) < target) {
         missing += missing.empty() ? "" : ", ";
         missing += std::to_string(r);
       }
     }
-    const std::string msg = cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(g_.timeout_),
-                                " s on rank ", rank_, ": rank(s) ", missing, " did not arrive");
+    const std::string msg = cat(timeout_head(), "rank(s) ", missing, " did not arrive");
     g_.abort(msg);
     throw CommError(msg);
   }
 
   LocalGroup& g_;
-  int rank_;
-  uint64_t seq_ = 0;    // collectives called on this rank
   uint64_t phase_ = 0;  // barrier phases passed
-  Collective kind_ = Collective::Barrier;
   std::vector<float> acc_;
 };
 

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "comm/host_comm.h"
 #include "core/error.h"
 
 namespace tpinfer {
@@ -74,8 +75,6 @@ int64_t now_nanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
-double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
-
 bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
   return a_bytes > 0 && b_bytes > 0 && pa < pb + b_bytes && pb < pa + a_bytes;
@@ -88,10 +87,11 @@ struct PeerState {
   uint64_t kind = 0;
 };
 
-class MpiCommunicator final : public Communicator {
+class MpiCommunicator final : public HostCommunicator {
  public:
+  // The rank and size of the group are MPI's, read once MPI is known to be up.
   MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout, std::shared_ptr<MpiSession> session)
-      : session_(std::move(session)), timeout_(timeout) {
+      : HostCommunicator(0, 1, timeout), session_(std::move(session)) {
     if (timeout.count() <= 0)
       throw ConfigError(cat("the mpi communicator needs a positive timeout, got ", timeout.count(), " ms"));
     int initialized = 0;
@@ -104,7 +104,7 @@ class MpiCommunicator final : public Communicator {
     std::array<MPI_Request, 2> dup{};
     check(MPI_Comm_idup(comm, &comm_, &dup[0]), "MPI_Comm_idup");
     check(MPI_Comm_idup(comm, &ctl_, &dup[1]), "MPI_Comm_idup");
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     if (!poll([&] { return test_all(dup.data(), 2, "MPI_Comm_idup"); }, deadline, true)) {
       fatal(cat("creating the mpi communicator timed out after ", seconds(timeout_), " s on rank ", rank_,
                 ": not every rank of ", size_, " joined"));
@@ -123,7 +123,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Finalized(&finalized);
     if (finalized) return;  // the session ended first: nothing left to free
     // Sends still in flight must land before the communicator goes away.
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     const bool delivered = poll(
         [&] {
           reap_sends();
@@ -146,10 +146,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_free(&comm_);
   }
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
   const char* backend() const override { return "mpi"; }
-  bool measures_wait() const override { return true; }
   void resynchronize_clocks() override { measure_clock_offsets(); }
 
   void all_reduce_sum(float* data, size_t n) override {
@@ -157,7 +154,7 @@ class MpiCommunicator final : public Communicator {
     begin(Collective::AllReduce);
     if (size_ == 1) return;
     // One deadline for the whole operation, however many pieces it takes.
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     my_stamp_ = timer.start_nanos();
     for (size_t done = 0; done < n;) {
       const size_t len = std::min(n - done, kMaxFloatsPerCall);
@@ -174,11 +171,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
-    if (counts.size() != static_cast<size_t>(size_)) {
-      throw CommError(cat("all_gather on rank ", rank_, ": ", counts.size(), " counts for ", size_, " ranks"));
-    }
-    size_t total = 0;
-    for (size_t c : counts) total += c;
+    const size_t total = check_counts(counts);
     const size_t mine = counts[static_cast<size_t>(rank_)];
     CollectiveTimer timer(stats_, Collective::AllGather, (total - mine) * sizeof(float));
     begin(Collective::AllGather);
@@ -203,7 +196,7 @@ class MpiCommunicator final : public Communicator {
       std::memcpy(staging_.data(), send, mine * sizeof(float));
       src = reinterpret_cast<const float*>(staging_.data());
     }
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     my_stamp_ = timer.start_nanos();
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
@@ -225,7 +218,7 @@ class MpiCommunicator final : public Communicator {
     auto* out_bytes = static_cast<uint8_t*>(recv);
     uint8_t* my_part = out_bytes + bytes * static_cast<size_t>(rank_);
     const void* src = send == my_part ? send : stage_if_overlapping(send, bytes, recv, bytes * p);
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     my_stamp_ = timer.start_nanos();
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
@@ -245,7 +238,7 @@ class MpiCommunicator final : public Communicator {
     check_total(bytes * p, "all_to_all");
     const auto* src = static_cast<const uint8_t*>(stage_if_overlapping(send, bytes * p, recv, bytes * p));
     auto* out_bytes = static_cast<uint8_t*>(recv);
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     my_stamp_ = timer.start_nanos();
     reqs_.clear();
     for (int q = 0; q < size_; ++q) {
@@ -292,27 +285,24 @@ class MpiCommunicator final : public Communicator {
     reap_sends();
   }
 
-  void recv(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/true); }
-  void recv_wait(void* data, size_t bytes, int src) override { receive(data, bytes, src, /*deadline_applies=*/false); }
-
   void barrier() override {
     CollectiveTimer timer(stats_, Collective::Barrier, 0);
     timer.all_wait();
     begin(Collective::Barrier);
     MPI_Request req;
     check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
-    wait(req, Clock::now() + timeout_);
+    wait(req, deadline());
   }
 
  private:
   // recv_wait waits for the message without deadline; once it has arrived,
   // completing it has the deadline like every other operation.
-  void receive(void* data, size_t bytes, int src, bool deadline_applies) {
+  void receive(void* data, size_t bytes, int src, bool deadline_applies) override {
     CollectiveTimer timer(stats_, Collective::SendRecv, bytes);
     begin(Collective::SendRecv);
     check_peer(src, "recv");
     check_total(bytes, "recv");
-    Clock::time_point deadline = Clock::now() + timeout_;
+    Clock::time_point deadline = this->deadline();
     // Probe first, so a message of the wrong size is an error that names both
     // sizes rather than MPI's truncation.
     MPI_Message message = MPI_MESSAGE_NULL;
@@ -325,9 +315,7 @@ class MpiCommunicator final : public Communicator {
         },
         deadline, deadline_applies);
     if (!arrived) {
-      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_), " s: rank ", src,
-                          " sent nothing"),
-                      src);
+      deadline_passed(recv_timeout(cat("rank ", src, " sent nothing")), src);
     }
     int got = 0;
     check(MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");
@@ -335,15 +323,12 @@ class MpiCommunicator final : public Communicator {
     if (!fits) staging_.resize(static_cast<size_t>(got));
     MPI_Request req;
     check(MPI_Imrecv(fits ? data : staging_.data(), got, MPI_BYTE, &message, &req), "MPI_Imrecv");
-    if (!deadline_applies) deadline = Clock::now() + timeout_;
+    if (!deadline_applies) deadline = this->deadline();
     if (!poll([&] { return test_all(&req, 1, "MPI_Imrecv"); }, deadline, true)) {
-      deadline_passed(cat("recv #", seq_, " on rank ", rank_, " timed out after ", seconds(timeout_),
-                          " s: the message from rank ", src, " started but did not complete"),
-                      src);
+      deadline_passed(recv_timeout(cat("the message from rank ", src, " started but did not complete")), src);
     }
     if (!fits) {
-      throw CommError(
-          cat("recv #", seq_, " on rank ", rank_, ": expected ", bytes, " bytes from rank ", src, ", got ", got));
+      throw CommError(recv_size_mismatch(bytes, src, static_cast<size_t>(got)));
     }
   }
 
@@ -354,28 +339,6 @@ class MpiCommunicator final : public Communicator {
     int peer = -1;
     uint64_t seq = 0;
   };
-
-  uint64_t bus_bytes(size_t bytes) const {
-    const size_t p = static_cast<size_t>(size_);
-    return p <= 1 ? 0 : 2 * bytes * (p - 1) / p;
-  }
-
-  void begin(Collective kind) {
-    kind_ = kind;
-    ++seq_;
-  }
-
-  void check_peer(int peer, const char* op) const {
-    if (peer < 0 || peer >= size_ || peer == rank_) {
-      throw CommError(cat(op, " on rank ", rank_, ": invalid peer ", peer, " (group of ", size_, ")"));
-    }
-  }
-
-  void check_root(int root, const char* op) const {
-    if (root < 0 || root >= size_) {
-      throw CommError(cat(op, " on rank ", rank_, ": invalid root ", root, " (group of ", size_, ")"));
-    }
-  }
 
   void check_total(size_t bytes, const char* op) const {
     if (bytes > static_cast<size_t>(INT_MAX)) {
@@ -558,7 +521,7 @@ class MpiCommunicator final : public Communicator {
     offset_.assign(static_cast<size_t>(size_), 0);
     peer_stamps_.assign(static_cast<size_t>(size_), 0);
     if (size_ == 1) return;
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     auto complete = [&](MPI_Request* reqs, int n, int peer) {
       if (!poll([&] { return test_all(reqs, n, "clock offset MPI_Testall"); }, deadline, true)) {
         fatal(cat("measuring clock offsets timed out after ", seconds(timeout_), " s on rank ", rank_, ": rank ", peer,
@@ -610,7 +573,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void do_broadcast(void* data, size_t bytes, int root, bool deadline_applies) {
-    const Clock::time_point deadline = Clock::now() + timeout_;
+    const Clock::time_point deadline = this->deadline();
     size_t done = 0;
     do {
       const size_t len = std::min(bytes - done, kMaxBytesPerCall);
@@ -760,8 +723,7 @@ class MpiCommunicator final : public Communicator {
       if (!s.answered || s.seq < seq_) missing += cat(missing.empty() ? "" : ", ", q);
       details += cat(details.empty() ? "" : "; ", describe(q, s));
     }
-    std::string head =
-        cat(collective_name(kind_), " #", seq_, " timed out after ", seconds(timeout_), " s on rank ", rank_, ": ");
+    std::string head = timeout_head();
     head += missing.empty() ? std::string("every rank arrived but the operation did not complete")
                             : cat("rank(s) ", missing, " did not arrive");
     fatal(cat(head, " (", details, ")"));
@@ -790,13 +752,8 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::shared_ptr<MpiSession> session_;  // first member: finalizes MPI last
-  std::chrono::milliseconds timeout_;
   MPI_Comm comm_ = MPI_COMM_NULL;  // collectives and data messages
   MPI_Comm ctl_ = MPI_COMM_NULL;   // probes: "which operation are you in?"
-  int rank_ = 0;
-  int size_ = 1;
-  uint64_t seq_ = 0;  // operations called on this rank
-  Collective kind_ = Collective::Barrier;
   bool ctl_ready_ = false;
   uint64_t probe_in_ = 0;
   MPI_Request probe_req_ = MPI_REQUEST_NULL;

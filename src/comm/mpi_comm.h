@@ -71,7 +71,8 @@
 // fast path but one MPI_Test of a posted receive every few polls.
 //
 // Argument errors (a bad peer, a counts array of the wrong length) and a recv of
-// the wrong size throw CommError on the calling rank, like the local back end.
+// the wrong size throw CommError on the calling rank, with the local back end's
+// messages (both come from host_comm.h).
 // send() is buffered: it copies the data and returns; the message is completed
 // while this communicator polls later operations (and before it is destroyed).
 //

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "engine/comm_summary.h"
 
 namespace tpinfer {
 namespace {
@@ -21,20 +22,18 @@ BenchSample measure(Engine& engine, const std::function<int64_t()>& body) {
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   const ParallelStats p = engine.parallel_stats();
   const std::vector<Engine::RankCollectives> ranks = engine.tp_rank_collectives();
-  const CommStats& c = p.tp;
+  const CommSummary tp = summarize_comm(p.tp, s, tokens, ranks);
   BenchSample out;
   out.tokens_per_second = static_cast<double>(tokens) / s;
-  out.collective_share = static_cast<double>(c.total().nanos) / 1e9 / s;
-  out.wait_share = static_cast<double>(c.total().wait_nanos) / 1e9 / s;
-  out.link_share = out.collective_share - out.wait_share;
-  out.critical_comm_share = critical_comm_share(ranks, static_cast<double>(c.total().nanos) / 1e9, s);
-  for (const Engine::RankCollectives& r : ranks) {
-    out.rank_comm_share.push_back(r.seconds / s);
-    out.rank_wait_share.push_back(r.wait_seconds / s);
-  }
-  out.comm_bytes_per_token = static_cast<double>(c.total().bytes) / static_cast<double>(tokens);
-  out.all_reduces_per_token = static_cast<double>(c[Collective::AllReduce].calls) / static_cast<double>(tokens);
-  out.pp_bytes_per_token = static_cast<double>(p.pp.total().bytes) / static_cast<double>(tokens);
+  out.collective_share = tp.share;
+  out.wait_share = tp.wait_share;
+  out.link_share = tp.link_share;
+  out.critical_comm_share = tp.critical_share;
+  out.rank_comm_share = tp.rank_share;
+  out.rank_wait_share = tp.rank_wait_share;
+  out.comm_bytes_per_token = tp.bytes_per_token;
+  out.all_reduces_per_token = tp.all_reduces_per_token;
+  out.pp_bytes_per_token = summarize_comm(p.pp, s, tokens).bytes_per_token;
   out.bubble_share = p.bubble_share();
   for (double busy : p.stage_busy_seconds) out.stage_busy_share.push_back(busy / s);
   return out;

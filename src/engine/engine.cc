@@ -775,14 +775,6 @@ void Engine::reset_comm_stats() {
   pipeline_since_ = Clock::now();
 }
 
-double critical_comm_share(const std::vector<Engine::RankCollectives>& ranks, double driver_collective_seconds,
-                           double seconds) {
-  if (seconds <= 0) return 0;
-  double least = driver_collective_seconds;
-  for (const Engine::RankCollectives& r : ranks) least = std::min(least, r.seconds);
-  return least / seconds;
-}
-
 double ParallelStats::bubble_share() const {
   if (pipeline_seconds <= 0 || stage_busy_seconds.empty()) return 0;
   double busy = 0;

@@ -232,11 +232,4 @@ class Engine {
 // The block sizes of the row-parallel matrices of a model (for ShardPlan).
 ShardConstraints shard_constraints(const ModelSource& src);
 
-// What communication added on the critical path of `seconds` of work: the
-// least collective time over the ranks (Engine::tp_rank_collectives()), never
-// more than the driver's own counters say (`driver_collective_seconds`; its
-// report window ends a header later), as a share of `seconds`; 0 for 0 s.
-double critical_comm_share(const std::vector<Engine::RankCollectives>& ranks, double driver_collective_seconds,
-                           double seconds);
-
 }  // namespace tpinfer

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "engine/comm_summary.h"
+
 namespace tpinfer::server {
 
 namespace {
@@ -126,17 +128,12 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
     s.prompt_tokens += r.prompt_tokens;
     s.generated_tokens += r.generated_tokens;
   }
-  CommStats comm;  // every replica's driver, both dimensions
+  CommStats driver;  // every replica's driver, both dimensions
   for (const ParallelStats& p : parallel_) {
-    for (size_t k = 0; k < comm.by_kind.size(); ++k) {
-      for (const CommStats* c : {&p.tp, &p.pp}) {
-        comm.by_kind[k].calls += c->by_kind[k].calls;
-        comm.by_kind[k].bytes += c->by_kind[k].bytes;
-        comm.by_kind[k].nanos += c->by_kind[k].nanos;
-        comm.by_kind[k].wait_nanos += c->by_kind[k].wait_nanos;
-      }
-    }
+    driver += p.tp;
+    driver += p.pp;
   }
+  const CommSummary comm = summarize_comm(driver);
   std::string out;
   header(out, "tpinfer_requests_total", "counter", "HTTP requests by endpoint and status code.");
   for (const auto& [key, count] : requests_) {
@@ -178,29 +175,24 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
   sample(out, "tpinfer_scheduler_steps_total", static_cast<double>(s.steps));
 
   header(out, "tpinfer_collective_calls_total", "counter", "Collective operations of the driver rank, by kind.");
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    out += std::string("tpinfer_collective_calls_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
-           "\"} " + std::to_string(comm.by_kind[static_cast<size_t>(k)].calls) + "\n";
+  for (const CollectiveSummary& c : comm.by_collective) {
+    out += std::string("tpinfer_collective_calls_total{collective=\"") + c.name + "\"} " + std::to_string(c.calls) + "\n";
   }
   header(out, "tpinfer_collective_bytes_total", "counter", "Bytes the driver rank moved in collectives, by kind.");
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    out += std::string("tpinfer_collective_bytes_total{collective=\"") + collective_name(static_cast<Collective>(k)) +
-           "\"} " + std::to_string(comm.by_kind[static_cast<size_t>(k)].bytes) + "\n";
+  for (const CollectiveSummary& c : comm.by_collective) {
+    out += std::string("tpinfer_collective_bytes_total{collective=\"") + c.name + "\"} " + std::to_string(c.bytes) + "\n";
   }
   header(out, "tpinfer_collective_seconds_total", "counter",
          "Seconds the driver rank spent in collectives (waiting included), by kind.");
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    out += std::string("tpinfer_collective_seconds_total{collective=\"") +
-           collective_name(static_cast<Collective>(k)) + "\"} " +
-           num(static_cast<double>(comm.by_kind[static_cast<size_t>(k)].nanos) / 1e9) + "\n";
+  for (const CollectiveSummary& c : comm.by_collective) {
+    out += std::string("tpinfer_collective_seconds_total{collective=\"") + c.name + "\"} " + num(c.seconds) + "\n";
   }
   header(out, "tpinfer_collective_wait_seconds_total", "counter",
          "Of tpinfer_collective_seconds_total: seconds the driver rank waited for the last rank to arrive (load "
          "imbalance, not link time), by kind; 0 where the back end cannot tell (device communicators).");
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    out += std::string("tpinfer_collective_wait_seconds_total{collective=\"") +
-           collective_name(static_cast<Collective>(k)) + "\"} " +
-           num(static_cast<double>(comm.by_kind[static_cast<size_t>(k)].wait_nanos) / 1e9) + "\n";
+  for (const CollectiveSummary& c : comm.by_collective) {
+    out += std::string("tpinfer_collective_wait_seconds_total{collective=\"") + c.name + "\"} " +
+           num(c.wait_seconds) + "\n";
   }
   render_replicas(out, replicas);
   std::vector<uint64_t> experts;  // summed over replicas
@@ -247,19 +239,19 @@ void ServerMetrics::render_replicas(std::string& out, const std::vector<Schedule
     for (size_t r = 0; r < parallel_.size(); ++r) {
       for (const Dim& d : dims) {
         out += std::string(name) + label(r) + ",dim=\"" + d.name + "\"} " +
-               num(value((parallel_[r].*d.stats).total())) + "\n";
+               num(value(summarize_comm(parallel_[r].*d.stats).total)) + "\n";
       }
     }
   };
   per_dim("tpinfer_parallel_calls_total",
           "Communication calls of the replica's driver rank, by parallel dimension (tp: its group's collectives; "
           "pp: sends and receives between pipeline stages).",
-          [](const CollectiveCounter& c) { return static_cast<double>(c.calls); });
+          [](const CollectiveSummary& c) { return static_cast<double>(c.calls); });
   per_dim("tpinfer_parallel_bytes_total", "Bytes the replica's driver rank moved, by parallel dimension.",
-          [](const CollectiveCounter& c) { return static_cast<double>(c.bytes); });
+          [](const CollectiveSummary& c) { return static_cast<double>(c.bytes); });
   per_dim("tpinfer_parallel_seconds_total",
           "Seconds the replica's driver rank spent communicating (waiting included), by parallel dimension.",
-          [](const CollectiveCounter& c) { return static_cast<double>(c.nanos) / 1e9; });
+          [](const CollectiveSummary& c) { return c.seconds; });
 
   header(out, "tpinfer_pipeline_stage_busy_seconds_total", "counter",
          "Seconds each pipeline stage's rank 0 spent running micro-batches.");
