@@ -437,7 +437,7 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
   const uint64_t base_seed = request.seed ? static_cast<uint64_t>(*request.seed) : random_u64();
   for (size_t k = 0; k < st->seqs.size(); ++k) {
     const size_t p = k / static_cast<size_t>(request.n);
-    Request r;
+    SequenceSpec r;
     r.prompt = prompts[p];
     r.max_tokens = static_cast<int>(max_tokens[p]);
     r.stop_at_eog = !request.ignore_eos;
