@@ -19,7 +19,7 @@ const char* finish_reason_name(FinishReason r) {
 
 struct Scheduler::Sequence {
   uint64_t id = 0;
-  Request req;
+  SequenceSpec req;
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int64_t n_prompt = 0;
   int64_t n_computed = 0;  // tokens whose K/V are in the cache
@@ -30,7 +30,7 @@ struct Scheduler::Sequence {
   int lane = 0;
   bool in_flight = false;  // in a batch submitted and not yet collected
 
-  Sequence(uint64_t id_, Request r) : id(id_), req(std::move(r)), sampler(req.sampling) {
+  Sequence(uint64_t id_, SequenceSpec r) : id(id_), req(std::move(r)), sampler(req.sampling) {
     tokens = req.prompt;
     n_prompt = static_cast<int64_t>(tokens.size());
   }
@@ -49,21 +49,21 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& options) : engine_(
 
 Scheduler::~Scheduler() = default;
 
-uint64_t Scheduler::submit(Request request) {
-  if (request.prompt.empty()) throw Error("the prompt is empty");
-  if (request.max_tokens < 1) throw Error(cat("max_tokens must be at least 1, got ", request.max_tokens));
-  const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+uint64_t Scheduler::submit(SequenceSpec spec) {
+  if (spec.prompt.empty()) throw Error("the prompt is empty");
+  if (spec.max_tokens < 1) throw Error(cat("max_tokens must be at least 1, got ", spec.max_tokens));
+  const int64_t need = static_cast<int64_t>(spec.prompt.size()) + spec.max_tokens;
   if (need > options_.max_model_len) {
-    throw Error(cat("the prompt (", request.prompt.size(), " tokens) plus max_tokens (", request.max_tokens,
+    throw Error(cat("the prompt (", spec.prompt.size(), " tokens) plus max_tokens (", spec.max_tokens,
                     ") exceeds the maximum model length of ", options_.max_model_len, " tokens"));
   }
-  for (int32_t t : request.prompt) {
+  for (int32_t t : spec.prompt) {
     if (t < 0 || t >= engine_.config().vocab) throw Error(cat("token id ", t, " outside the vocabulary"));
   }
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw Error("the server is shutting down");
   const uint64_t id = next_id_++;
-  incoming_.push_back(std::make_unique<Sequence>(id, std::move(request)));
+  incoming_.push_back(std::make_unique<Sequence>(id, std::move(spec)));
   metrics_.waiting += 1;
   unfinished_.fetch_add(1, std::memory_order_relaxed);
   work_cv_.notify_one();

@@ -44,13 +44,16 @@ struct TokenEvent {
 enum class FinishReason { Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);
 
-struct Request {
+// One sequence to generate: its prompt, how to sample it, when to stop, and
+// the callbacks that receive its tokens. (The server turns each choice of an
+// HTTP request into one of these.)
+struct SequenceSpec {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   int max_tokens = 16;
   bool stop_at_eog = true;
   int top_logprobs = -1;  // -1: no logprobs; 0..20: chosen token (+ that many alternatives)
-  // Called for every generated token; return false to finish the request (a stop
+  // Called for every generated token; return false to finish the sequence (a stop
   // string was seen, the client went away).
   std::function<bool(const TokenEvent&)> on_token;
   // Called once at the end (tokens generated, why it ended, error text if any).
@@ -79,10 +82,10 @@ class Scheduler {
   Scheduler(Engine& engine, const SchedulerOptions& options);
   ~Scheduler();
 
-  // Queues a request; returns its id. Throws Error when the request can never
+  // Queues a sequence; returns its id. Throws Error when the sequence can never
   // run (empty prompt, prompt + max_tokens over the model length or the cache).
-  uint64_t submit(Request request);
-  // Finishes a request early (client gone); its blocks are freed on the next step.
+  uint64_t submit(SequenceSpec spec);
+  // Finishes a sequence early (client gone); its blocks are freed on the next step.
   void cancel(uint64_t id);
 
   // Runs steps until stop() (blocking; call from the serving thread).
@@ -90,11 +93,11 @@ class Scheduler {
   // Runs one step if there is work; returns false when idle. (For tests and
   // single-threaded drivers.)
   bool step();
-  // Asks run() to return; with `drain`, after every queued request finished.
+  // Asks run() to return; with `drain`, after every queued sequence finished.
   void stop(bool drain);
 
   SchedulerMetrics metrics() const;
-  // Requests submitted and not finished (waiting, running or in flight): the
+  // Sequences submitted and not finished (waiting, running or in flight): the
   // load a data-parallel dispatcher balances.
   int unfinished() const { return unfinished_.load(std::memory_order_relaxed); }
   const SchedulerOptions& options() const { return options_; }

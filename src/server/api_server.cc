@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "server/stop_matcher.h"
+#include "server/openai_json.h"
+#include "server/sequence_sink.h"
 
 namespace tpinfer::server {
 
@@ -19,25 +21,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string dump(const ojson& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
-
 void send_json(httplib::Response& res, int status, const ojson& body) {
   res.status = status;
-  res.set_content(dump(body), "application/json");
+  res.set_content(dump_json(body), "application/json");
 }
 
 void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.status, e.to_json()); }
-
-ApiError server_error(int status, std::string message, std::string code = "") {
-  ApiError e;
-  e.status = status;
-  e.type = status == 503 ? "service_unavailable" : "server_error";
-  e.message = std::move(message);
-  e.code = std::move(code);
-  return e;
-}
-
-ApiError shutting_down() { return server_error(503, "The server is shutting down.", "service_unavailable"); }
 
 // The 64-bit finalizer of SplitMix64: decorrelates seeds that differ by one.
 uint64_t mix64(uint64_t x) {
@@ -45,14 +34,6 @@ uint64_t mix64(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-ojson usage_json(int64_t prompt, int64_t completion) {
-  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
 }
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
@@ -72,95 +53,37 @@ class ApiServer::HttpServer : public httplib::Server {
   bool widen_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
 };
 
-struct TokenLogprob {
-  int32_t token = -1;
-  float logprob = 0;
-  std::vector<std::pair<int32_t, float>> top;
-  size_t text_offset = 0;  // bytes into the completion text where the token's text begins
-};
-
-// One choice of a request: filled by the scheduler thread's callbacks, drained
-// by the HTTP thread.
-struct ApiServer::SequenceOut {
-  SequenceOut(const Tokenizer& tok, bool skip_special, std::vector<std::string> stops)
-      : decoder(tok, skip_special), stop(std::move(stops)) {}
-
-  // Scheduler thread only.
-  StreamDecoder decoder;
-  StopMatcher stop;
-  Clock::time_point submitted;
-  Clock::time_point last_token;
-  bool seen_token = false;
-  bool cut_by_cancel = false;
-  size_t text_bytes = 0;
-
-  // Under RequestState::mutex.
-  uint64_t id = 0;      // in its replica's scheduler
-  size_t replica = 0;
-  std::string text;                    // released text the HTTP thread has not taken yet
-  std::vector<TokenLogprob> logprobs;  // likewise
-  int64_t completion_tokens = 0;
-  bool finished = false;
-  bool finish_reported = false;  // streaming: the final chunk went out
-  FinishReason reason = FinishReason::Stop;
-  std::string error;
-};
-
-struct ApiServer::RequestState {
-  Endpoint endpoint = Endpoint::Completions;
-  bool include_usage = false;
-  int logprobs = -1;
-  std::string id;
-  int64_t created = 0;
+struct ApiServer::CompletionInFlight {
+  ResponseHead head;
   int64_t prompt_tokens = 0;
+  SinkChannel channel;
+  std::vector<std::unique_ptr<SequenceSink>> seqs;  // one per choice, in choice order
 
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::vector<std::unique_ptr<SequenceOut>> seqs;
-  std::atomic<bool> abandoned{false};
-
-  bool all_finished() const {  // with `mutex` held
+  bool all_finished() const {  // with channel.mutex held
     for (const auto& s : seqs) {
       if (!s->finished) return false;
     }
     return true;
   }
   bool all_finished_locked() {
-    std::lock_guard<std::mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(channel.mutex);
     return all_finished();
   }
+  int64_t completion_tokens() const {  // with channel.mutex held, or after all_finished()
+    int64_t n = 0;
+    for (const auto& s : seqs) n += s->completion_tokens;
+    return n;
+  }
 };
-
-namespace {
-
-Engine& first_engine(const std::vector<Engine*>& engines) {
-  if (engines.empty() || engines[0] == nullptr) throw ConfigError("the server needs at least one engine");
-  return *engines[0];
-}
-
-}  // namespace
 
 ApiServer::ApiServer(Engine& engine, ServerOptions options)
     : ApiServer(std::vector<Engine*>{&engine}, std::move(options)) {}
 
 ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
-    : engine_(first_engine(engines)), options_(std::move(options)), rng_(std::random_device{}()) {
-  const int context = engine_.config().max_context;
-  if (context > 0 && options_.scheduler.max_model_len > context) {
-    throw ConfigError(cat("--max-model-len ", options_.scheduler.max_model_len,
-                          " is longer than the model's context of ", context, " tokens"));
-  }
-  for (Engine* e : engines) {
-    if (e == nullptr || e->config().vocab != engine_.config().vocab || e->config().n_layers != engine_.config().n_layers) {
-      throw ConfigError("the replicas of a data-parallel server must hold the same model");
-    }
-    auto r = std::make_unique<Replica>();
-    r->engine = e;
-    r->scheduler = std::make_unique<Scheduler>(*e, options_.scheduler);
-    max_model_len_ = replicas_.empty() ? r->scheduler->options().max_model_len
-                                       : std::min<int64_t>(max_model_len_, r->scheduler->options().max_model_len);
-    replicas_.push_back(std::move(r));
-  }
+    : options_(std::move(options)),
+      pool_(engines, options_.scheduler, metrics_),
+      engine_(pool_.engine()),
+      rng_(std::random_device{}()) {
   const Tokenizer& tok = engine_.tokenizer();
   model_name_ = options_.served_model_name;
   if (model_name_.empty()) model_name_ = engine_.config().name;
@@ -168,7 +91,7 @@ ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
 
   chat_ = std::make_unique<ChatFormatter>(tok, options_.chat_template);
 
-  limits_.max_model_len = max_model_len_;
+  limits_.max_model_len = pool_.max_model_len();
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
   created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                  .count();
@@ -188,38 +111,7 @@ ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
   install_routes();
 }
 
-ApiServer::~ApiServer() { stop_schedulers(); }
-
-void ApiServer::stop_schedulers() {
-  for (auto& r : replicas_) {
-    if (!r->thread.joinable()) continue;
-    {
-      std::lock_guard<std::mutex> lock(r->loop_mutex);
-      r->stop_loop = true;
-    }
-    r->loop_cv.notify_all();
-    r->thread.join();
-  }
-}
-
-size_t ApiServer::pick_replica() const {
-  size_t best = 0;
-  int best_load = 0;
-  for (size_t i = 0; i < replicas_.size(); ++i) {
-    const int load = replicas_[i]->scheduler->unfinished();
-    if (i == 0 || load < best_load) {
-      best = i;
-      best_load = load;
-    }
-  }
-  return best;
-}
-
-std::vector<SchedulerMetrics> ApiServer::scheduler_metrics() const {
-  std::vector<SchedulerMetrics> m;
-  for (const auto& r : replicas_) m.push_back(r->scheduler->metrics());
-  return m;
-}
+ApiServer::~ApiServer() { pool_.stop(); }
 
 int ApiServer::bind() {
   int port = options_.port;
@@ -241,32 +133,36 @@ int ApiServer::bind() {
 }
 
 void ApiServer::install_routes() {
-  using httplib::Request;
-  using httplib::Response;
-  http_->Post("/v1/completions",
-              [this](const Request& req, Response& res) { handle_generation(Endpoint::Completions, req, res); });
-  http_->Post("/v1/chat/completions",
-              [this](const Request& req, Response& res) { handle_generation(Endpoint::ChatCompletions, req, res); });
-  http_->Get("/v1/models", [this](const Request& req, Response& res) { handle_models(req, res); });
-  http_->Get(R"(/v1/models/(.+))", [this](const Request& req, Response& res) { handle_models(req, res); });
-  http_->Post("/tokenize", [this](const Request& req, Response& res) { handle_tokenize(req, res); });
-  http_->Post("/detokenize", [this](const Request& req, Response& res) { handle_detokenize(req, res); });
-  http_->Get("/health", [this](const Request&, Response& res) {
+  // httplib's request, not the body parsed from it (GenerationRequest) nor
+  // the work the scheduler runs (SequenceSpec).
+  using HttpRequest = httplib::Request;
+  using HttpResponse = httplib::Response;
+  http_->Post("/v1/completions", [this](const HttpRequest& req, HttpResponse& res) {
+    handle_generation(Endpoint::Completions, req, res);
+  });
+  http_->Post("/v1/chat/completions", [this](const HttpRequest& req, HttpResponse& res) {
+    handle_generation(Endpoint::ChatCompletions, req, res);
+  });
+  http_->Get("/v1/models", [this](const HttpRequest& req, HttpResponse& res) { handle_models(req, res); });
+  http_->Get(R"(/v1/models/(.+))", [this](const HttpRequest& req, HttpResponse& res) { handle_models(req, res); });
+  http_->Post("/tokenize", [this](const HttpRequest& req, HttpResponse& res) { handle_tokenize(req, res); });
+  http_->Post("/detokenize", [this](const HttpRequest& req, HttpResponse& res) { handle_detokenize(req, res); });
+  http_->Get("/health", [this](const HttpRequest&, HttpResponse& res) {
     if (draining_) {
       send_error(res, shutting_down());
       return;
     }
     res.status = 200;
   });
-  http_->Get("/metrics", [this](const Request&, Response& res) {
+  http_->Get("/metrics", [this](const HttpRequest&, HttpResponse& res) {
     res.status = 200;
-    res.set_content(metrics_.render(scheduler_metrics()), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics_.render(pool_.metrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   // Statuses httplib produces itself (unknown route, body too large, malformed
   // HTTP) get the OpenAI error JSON too; responses that already have a body
   // (the handlers' own errors) pass through.
-  http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const Request& req, Response& res) {
+  http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const HttpRequest& req, HttpResponse& res) {
     if (!res.body.empty() || res.is_chunked_content_provider_) return httplib::Server::HandlerResponse::Unhandled;
     ApiError e;
     e.status = res.status;
@@ -285,7 +181,7 @@ void ApiServer::install_routes() {
     send_error(res, e);
     return httplib::Server::HandlerResponse::Handled;
   }));
-  http_->set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+  http_->set_exception_handler([](const HttpRequest&, HttpResponse& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(ep);
@@ -299,7 +195,7 @@ void ApiServer::install_routes() {
   // runs after the client already has it): a client that reads /metrics right
   // after an answer must see that answer counted.
   http_->set_post_routing_handler(
-      [this](const Request& req, Response& res) { metrics_.count_request(req.path, res.status); });
+      [this](const HttpRequest& req, HttpResponse& res) { metrics_.count_request(req.path, res.status); });
 }
 
 bool ApiServer::authorized(const httplib::Request& req, httplib::Response& res) const {
@@ -314,43 +210,8 @@ bool ApiServer::authorized(const httplib::Request& req, httplib::Response& res) 
   return false;
 }
 
-void ApiServer::wake_scheduler(size_t replica) {
-  Replica& r = *replicas_[replica];
-  {
-    std::lock_guard<std::mutex> lock(r.loop_mutex);
-    r.work_pending = true;
-  }
-  r.loop_cv.notify_one();
-}
-
-void ApiServer::scheduler_loop(size_t replica) {
-  Replica& r = *replicas_[replica];
-  for (;;) {
-    bool busy = false;
-    try {
-      busy = r.scheduler->step();
-    } catch (const std::exception& e) {
-      // The sequences of the failed step got FinishReason::Error; the others go on.
-      std::fprintf(stderr, "error: engine step failed (replica %zu): %s\n", replica, e.what());
-      busy = true;
-    }
-    // The engine's counters: this thread, between steps.
-    metrics_.set_parallel(replica, r.engine->parallel_stats());
-    metrics_.set_expert_load(replica, r.engine->expert_load());
-    std::unique_lock<std::mutex> lock(r.loop_mutex);
-    if (!busy) r.loop_cv.wait(lock, [&] { return r.work_pending || r.stop_loop; });
-    r.work_pending = false;
-    if (r.stop_loop) break;
-  }
-  // Whatever is left (nothing after a drain) ends as cancelled, callbacks included.
-  r.scheduler->stop(/*drain=*/false);
-  r.scheduler->run();
-}
-
 void ApiServer::run() {
-  for (size_t i = 0; i < replicas_.size(); ++i) {
-    replicas_[i]->thread = std::thread([this, i] { scheduler_loop(i); });
-  }
+  pool_.start();
   std::thread http_thread([this] {
     // The engine pinned the thread that built it (the driver's rank) to its
     // core; the HTTP threads started from here must not all inherit that one.
@@ -363,7 +224,7 @@ void ApiServer::run() {
     live_cv_.notify_all();
   });
 
-  std::vector<std::shared_ptr<RequestState>> left;
+  std::vector<std::shared_ptr<CompletionInFlight>> left;
   {
     std::unique_lock<std::mutex> lock(live_mutex_);
     live_cv_.wait(lock, [&] { return shutdown_requested_; });
@@ -383,7 +244,7 @@ void ApiServer::run() {
   }
   http_->stop();
   http_thread.join();
-  stop_schedulers();
+  pool_.stop();
 }
 
 void ApiServer::request_shutdown(bool force) {
@@ -408,22 +269,47 @@ uint64_t ApiServer::random_u64() {
   return rng_();
 }
 
+namespace {
 
-std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationRequest& request,
-                                                          const std::vector<std::vector<int32_t>>& prompts,
-                                                          const std::vector<int64_t>& max_tokens) {
+// One choice of a request as the scheduler runs it; `seed` is already mixed
+// for the choice. The callbacks, set by the caller, go to its sink.
+SequenceSpec sequence_spec(const GenerationRequest& request, std::vector<int32_t> prompt, int64_t max_tokens,
+                           uint64_t seed) {
+  SequenceSpec spec;
+  spec.prompt = std::move(prompt);
+  spec.max_tokens = static_cast<int>(max_tokens);
+  spec.stop_at_eog = !request.ignore_eos;
+  spec.top_logprobs = request.logprobs;
+  spec.sampling.temperature = static_cast<float>(request.temperature);
+  spec.sampling.top_p = static_cast<float>(request.top_p);
+  spec.sampling.top_k = request.top_k;
+  spec.sampling.min_p = static_cast<float>(request.min_p);
+  spec.sampling.repeat_penalty = static_cast<float>(request.repetition_penalty);
+  spec.sampling.presence_penalty = static_cast<float>(request.presence_penalty);
+  spec.sampling.frequency_penalty = static_cast<float>(request.frequency_penalty);
+  spec.sampling.seed = seed;
+  return spec;
+}
+
+}  // namespace
+
+std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const GenerationRequest& request,
+                                                                const std::vector<std::vector<int32_t>>& prompts,
+                                                                const std::vector<int64_t>& max_tokens) {
   const Tokenizer& tok = engine_.tokenizer();
-  auto st = std::make_shared<RequestState>();
-  st->endpoint = request.endpoint;
-  st->include_usage = request.include_usage;
-  st->logprobs = request.logprobs;
-  st->id = new_id(request.endpoint == Endpoint::ChatCompletions ? "chatcmpl" : "cmpl");
-  st->created =
+  auto st = std::make_shared<CompletionInFlight>();
+  st->head.endpoint = request.endpoint;
+  st->head.id = new_id(request.endpoint == Endpoint::ChatCompletions ? "chatcmpl" : "cmpl");
+  st->head.created =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  st->head.model = model_name_;
+  st->head.logprobs = request.logprobs;
+  st->head.include_usage = request.include_usage;
   for (const auto& p : prompts) st->prompt_tokens += static_cast<int64_t>(p.size());
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int j = 0; j < request.n; ++j) {
-      st->seqs.push_back(std::make_unique<SequenceOut>(tok, request.skip_special_tokens, request.stop));
+      st->seqs.push_back(std::make_unique<SequenceSink>(st->channel, metrics_, tok, request.skip_special_tokens,
+                                                        request.stop, request.logprobs >= 0));
     }
   }
   {
@@ -437,85 +323,23 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
   const uint64_t base_seed = request.seed ? static_cast<uint64_t>(*request.seed) : random_u64();
   for (size_t k = 0; k < st->seqs.size(); ++k) {
     const size_t p = k / static_cast<size_t>(request.n);
-    Request r;
-    r.prompt = prompts[p];
-    r.max_tokens = static_cast<int>(max_tokens[p]);
-    r.stop_at_eog = !request.ignore_eos;
-    r.top_logprobs = request.logprobs;
-    r.sampling.temperature = static_cast<float>(request.temperature);
-    r.sampling.top_p = static_cast<float>(request.top_p);
-    r.sampling.top_k = request.top_k;
-    r.sampling.min_p = static_cast<float>(request.min_p);
-    r.sampling.repeat_penalty = static_cast<float>(request.repetition_penalty);
-    r.sampling.presence_penalty = static_cast<float>(request.presence_penalty);
-    r.sampling.frequency_penalty = static_cast<float>(request.frequency_penalty);
-    r.sampling.seed = mix64(base_seed + k);
-    // The callbacks run on the scheduler thread and hold the state alive.
-    r.on_token = [this, st, k](const TokenEvent& ev) -> bool {
-      SequenceOut& s = *st->seqs[k];
-      if (st->abandoned) {
-        s.cut_by_cancel = true;  // finishes as cancelled, not as a stop
-        return false;
-      }
-      const auto now = Clock::now();
-      if (s.seen_token) metrics_.observe_itl(seconds_between(s.last_token, now));
-      else metrics_.observe_ttft(seconds_between(s.submitted, now));
-      s.seen_token = true;
-      s.last_token = now;
-      const std::string piece = s.decoder.push(ev.token);
-      std::string out = s.stop.push(piece);
-      TokenLogprob lp;
-      if (st->logprobs >= 0) {
-        lp.token = ev.token;
-        lp.logprob = ev.logprob;
-        lp.top = ev.top_logprobs;
-        lp.text_offset = s.text_bytes;
-      }
-      s.text_bytes += piece.size();
-      {
-        std::lock_guard<std::mutex> lock(st->mutex);
-        s.text += out;
-        if (st->logprobs >= 0) s.logprobs.push_back(std::move(lp));
-        s.completion_tokens += 1;
-      }
-      st->cv.notify_all();
-      return !s.stop.stopped();
+    SequenceSpec spec = sequence_spec(request, prompts[p], max_tokens[p], mix64(base_seed + k));
+    // The callbacks run on the scheduler thread and hold the request alive.
+    spec.on_token = [st, k](const TokenEvent& ev) { return st->seqs[k]->on_token(ev); };
+    spec.on_finish = [st, k](FinishReason reason, const std::string& error) {
+      st->seqs[k]->on_finish(reason, error);
     };
-    r.on_finish = [this, st, k](FinishReason reason, const std::string& error) {
-      SequenceOut& s = *st->seqs[k];
-      std::string tail;
-      if (s.cut_by_cancel) reason = FinishReason::Cancelled;
-      if (reason == FinishReason::Stop || reason == FinishReason::Length) {
-        tail = s.stop.push(s.decoder.finish());
-        tail += s.stop.flush();
-        if (s.stop.stopped()) reason = FinishReason::Stop;
-      }
-      metrics_.observe_e2e(seconds_between(s.submitted, Clock::now()));
-      {
-        std::lock_guard<std::mutex> lock(st->mutex);
-        s.text += tail;
-        s.finished = true;
-        s.reason = reason;
-        s.error = error;
-      }
-      st->cv.notify_all();
-    };
-    st->seqs[k]->submitted = Clock::now();
+    st->seqs[k]->mark_submitted();
     try {
-      std::lock_guard<std::mutex> dispatch(dispatch_mutex_);
-      const size_t replica = pick_replica();
-      const uint64_t id = replicas_[replica]->scheduler->submit(std::move(r));
-      {
-        std::lock_guard<std::mutex> lock(st->mutex);
-        st->seqs[k]->id = id;
-        st->seqs[k]->replica = replica;
-      }
-      wake_scheduler(replica);
+      const Placement where = pool_.submit(std::move(spec));
+      std::lock_guard<std::mutex> lock(st->channel.mutex);
+      st->seqs[k]->id = where.id;
+      st->seqs[k]->replica = where.replica;
     } catch (const std::exception& e) {
       // Only a shutdown can get here: the request was validated against the
       // same limits. The sequences already submitted go.
       {
-        std::lock_guard<std::mutex> lock(st->mutex);
+        std::lock_guard<std::mutex> lock(st->channel.mutex);
         for (size_t j = k; j < st->seqs.size(); ++j) st->seqs[j]->finished = true;
       }
       cancel(*st);
@@ -527,50 +351,11 @@ std::shared_ptr<ApiServer::RequestState> ApiServer::start(const GenerationReques
   return st;
 }
 
-void ApiServer::end_request(const std::shared_ptr<RequestState>& st) {
+void ApiServer::end_request(const std::shared_ptr<CompletionInFlight>& st) {
   std::lock_guard<std::mutex> lock(live_mutex_);
   live_.erase(st);
   live_cv_.notify_all();
 }
-
-namespace {
-
-// Token text for logprobs: the token's bytes, special tokens as their text
-// (invalid UTF-8 of partial characters becomes U+FFFD when dumped).
-ojson bytes_json(const std::string& b) {
-  ojson arr = ojson::array();
-  for (unsigned char c : b) arr.push_back(static_cast<int>(c));
-  return arr;
-}
-
-ojson completion_logprobs(const std::vector<TokenLogprob>& lps, const Tokenizer& tok) {
-  ojson tokens = ojson::array(), token_logprobs = ojson::array(), top = ojson::array(), offsets = ojson::array();
-  for (const TokenLogprob& lp : lps) {
-    tokens.push_back(tok.token_bytes(lp.token));
-    token_logprobs.push_back(lp.logprob);
-    ojson alts = ojson::object();
-    for (const auto& [id, l] : lp.top) alts[tok.token_bytes(id)] = l;
-    top.push_back(std::move(alts));
-    offsets.push_back(lp.text_offset);
-  }
-  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
-}
-
-ojson chat_logprobs(const std::vector<TokenLogprob>& lps, const Tokenizer& tok) {
-  ojson content = ojson::array();
-  for (const TokenLogprob& lp : lps) {
-    const std::string b = tok.token_bytes(lp.token);
-    ojson alts = ojson::array();
-    for (const auto& [id, l] : lp.top) {
-      const std::string ab = tok.token_bytes(id);
-      alts.push_back({{"token", ab}, {"logprob", l}, {"bytes", bytes_json(ab)}});
-    }
-    content.push_back({{"token", b}, {"logprob", lp.logprob}, {"bytes", bytes_json(b)}, {"top_logprobs", alts}});
-  }
-  return {{"content", content}};
-}
-
-}  // namespace
 
 void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
   if (!authorized(req, res)) return;
@@ -602,7 +387,7 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
     max_tokens.push_back(std::get<int64_t>(checked));
   }
 
-  std::shared_ptr<RequestState> st;
+  std::shared_ptr<CompletionInFlight> st;
   try {
     st = start(request, prompts, max_tokens);
   } catch (const ApiError& e) {
@@ -611,8 +396,8 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
   if (request.stream) return stream(st, res);
 
   {
-    std::unique_lock<std::mutex> lock(st->mutex);
-    st->cv.wait(lock, [&] { return st->all_finished(); });
+    std::unique_lock<std::mutex> lock(st->channel.mutex);
+    st->channel.cv.wait(lock, [&] { return st->all_finished(); });
   }
   end_request(st);
   for (const auto& s : st->seqs) {
@@ -624,142 +409,84 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
   send_json(res, 200, full_response(*st));
 }
 
-ojson ApiServer::full_response(const RequestState& st) const {
+ojson ApiServer::full_response(const CompletionInFlight& st) const {
   const Tokenizer& tok = engine_.tokenizer();
-  const bool chat = st.endpoint == Endpoint::ChatCompletions;
   ojson choices = ojson::array();
-  int64_t completion = 0;
   for (size_t i = 0; i < st.seqs.size(); ++i) {
-    const SequenceOut& s = *st.seqs[i];
-    completion += s.completion_tokens;
-    ojson c;
-    c["index"] = i;
-    if (chat) {
-      c["message"] = {{"role", "assistant"}, {"content", s.text}};
-      c["logprobs"] = st.logprobs >= 0 ? chat_logprobs(s.logprobs, tok) : ojson(nullptr);
-    } else {
-      c["text"] = s.text;
-      c["logprobs"] = st.logprobs >= 0 ? completion_logprobs(s.logprobs, tok) : ojson(nullptr);
-    }
-    c["finish_reason"] = finish_reason_name(s.reason);
-    choices.push_back(std::move(c));
+    const SequenceSink& s = *st.seqs[i];
+    choices.push_back(
+        choice_json(st.head, ChoiceForm::Message, i, s.text, s.logprobs, finish_reason_name(s.reason), tok));
   }
-  ojson out;
-  out["id"] = st.id;
-  out["object"] = chat ? "chat.completion" : "text_completion";
-  out["created"] = st.created;
-  out["model"] = model_name_;
-  out["choices"] = std::move(choices);
-  out["usage"] = usage_json(st.prompt_tokens, completion);
-  return out;
+  return response_json(st.head, std::move(choices), st.prompt_tokens, st.completion_tokens());
 }
 
-void ApiServer::stream(const std::shared_ptr<RequestState>& st, httplib::Response& res) {
+void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::Response& res) {
   struct Cursor {
     bool started = false;
   };
   auto cursor = std::make_shared<Cursor>();
-  const bool chat = st->endpoint == Endpoint::ChatCompletions;
-  auto chunk = [this, st, chat](ojson choices) {
-    ojson c;
-    c["id"] = st->id;
-    c["object"] = chat ? "chat.completion.chunk" : "text_completion";
-    c["created"] = st->created;
-    c["model"] = model_name_;
-    c["choices"] = std::move(choices);
-    if (st->include_usage) c["usage"] = nullptr;
-    return "data: " + dump(c) + "\n\n";
-  };
+  const bool chat = st->head.endpoint == Endpoint::ChatCompletions;
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, st, cursor, chat, chunk](size_t, httplib::DataSink& sink) -> bool {
+      [this, st, cursor, chat](size_t, httplib::DataSink& sink) -> bool {
         const Tokenizer& tok = engine_.tokenizer();
         auto write = [&](const std::string& data) { return sink.write(data.data(), data.size()); };
+        auto write_choice = [&](ojson choice) {
+          return write(sse_event(chunk_json(st->head, ojson::array({std::move(choice)}))));
+        };
         if (!cursor->started) {
           cursor->started = true;
           if (chat) {
             for (size_t i = 0; i < st->seqs.size(); ++i) {
-              ojson choice = {{"index", i},
-                              {"delta", {{"role", "assistant"}, {"content", ""}}},
-                              {"logprobs", nullptr},
-                              {"finish_reason", nullptr}};
-              if (!write(chunk(ojson::array({choice})))) return false;
+              if (!write_choice(role_delta_json(i))) return false;
             }
           }
         }
-        struct Taken {
-          std::string text;
-          std::vector<TokenLogprob> logprobs;
-          bool finish = false;
-          FinishReason reason = FinishReason::Stop;
-          std::string error;
-        };
-        std::vector<Taken> taken(st->seqs.size());
+        std::vector<SinkNews> taken;
+        taken.reserve(st->seqs.size());
         bool all_done = true;
         {
-          std::unique_lock<std::mutex> lock(st->mutex);
+          std::unique_lock<std::mutex> lock(st->channel.mutex);
           auto news = [&] {
             for (const auto& s : st->seqs) {
-              if (!s->text.empty() || !s->logprobs.empty() || (s->finished && !s->finish_reported)) return true;
+              if (s->has_news()) return true;
             }
             return false;
           };
-          st->cv.wait_for(lock, std::chrono::milliseconds(250), news);
-          for (size_t i = 0; i < st->seqs.size(); ++i) {
-            SequenceOut& s = *st->seqs[i];
-            taken[i].text.swap(s.text);
-            taken[i].logprobs.swap(s.logprobs);
-            if (s.finished && !s.finish_reported) {
-              s.finish_reported = true;
-              taken[i].finish = true;
-              taken[i].reason = s.reason;
-              taken[i].error = s.error;
-            }
-            if (!s.finish_reported) all_done = false;
+          st->channel.cv.wait_for(lock, std::chrono::milliseconds(250), news);
+          for (const auto& s : st->seqs) {
+            taken.push_back(s->take());
+            if (!s->finish_reported) all_done = false;
           }
         }
         for (size_t i = 0; i < taken.size(); ++i) {
-          Taken& t = taken[i];
+          SinkNews& t = taken[i];
           const bool failed = t.finish && (t.reason == FinishReason::Error || t.reason == FinishReason::Cancelled);
           if (t.text.empty() && t.logprobs.empty() && !t.finish) continue;
           if (!t.text.empty() || !t.logprobs.empty() || (t.finish && !failed)) {
-            ojson choice;
-            choice["index"] = i;
-            if (chat) {
-              choice["delta"] = t.text.empty() ? ojson::object() : ojson{{"content", t.text}};
-              choice["logprobs"] = st->logprobs >= 0 ? chat_logprobs(t.logprobs, tok) : ojson(nullptr);
-            } else {
-              choice["text"] = t.text;
-              choice["logprobs"] = st->logprobs >= 0 ? completion_logprobs(t.logprobs, tok) : ojson(nullptr);
+            const char* finish = t.finish && !failed ? finish_reason_name(t.reason) : nullptr;
+            if (!write_choice(choice_json(st->head, ChoiceForm::Delta, i, t.text, t.logprobs, finish, tok))) {
+              return false;
             }
-            choice["finish_reason"] = t.finish && !failed ? ojson(finish_reason_name(t.reason)) : ojson(nullptr);
-            if (!write(chunk(ojson::array({choice})))) return false;
           }
           if (failed) {
             const ApiError e = t.reason == FinishReason::Error ? server_error(500, "Generation failed: " + t.error)
                                                                : shutting_down();
-            if (!write("data: " + dump(e.to_json()) + "\n\n")) return false;
+            if (!write(sse_event(e.to_json()))) return false;
           }
         }
         if (all_done) {
-          if (st->include_usage) {
+          if (st->head.include_usage) {
             int64_t completion = 0;
             {
-              std::lock_guard<std::mutex> lock(st->mutex);
-              for (const auto& s : st->seqs) completion += s->completion_tokens;
+              std::lock_guard<std::mutex> lock(st->channel.mutex);
+              completion = st->completion_tokens();
             }
-            ojson c;
-            c["id"] = st->id;
-            c["object"] = chat ? "chat.completion.chunk" : "text_completion";
-            c["created"] = st->created;
-            c["model"] = model_name_;
-            c["choices"] = ojson::array();
-            c["usage"] = usage_json(st->prompt_tokens, completion);
-            if (!write("data: " + dump(c) + "\n\n")) return false;
+            if (!write(sse_event(usage_chunk_json(st->head, st->prompt_tokens, completion)))) return false;
           }
-          if (!write("data: [DONE]\n\n")) return false;
+          if (!write(kSseDone)) return false;
           sink.done();
         }
         return true;
@@ -816,23 +543,20 @@ void ApiServer::handle_detokenize(const httplib::Request& req, httplib::Response
   send_json(res, 200, {{"prompt", engine_.tokenizer().decode(r.tokens)}});
 }
 
-void ApiServer::cancel(RequestState& st) {
-  if (st.abandoned.exchange(true)) return;
-  std::vector<std::pair<size_t, uint64_t>> ids;  // replica, id
+void ApiServer::cancel(CompletionInFlight& st) {
+  if (st.channel.abandoned.exchange(true)) return;
+  std::vector<Placement> placed;
   {
-    std::lock_guard<std::mutex> lock(st.mutex);
+    std::lock_guard<std::mutex> lock(st.channel.mutex);
     for (const auto& s : st.seqs) {
       if (s->finished) continue;
       metrics_.count_cancelled();
-      if (s->id != 0) ids.push_back({s->replica, s->id});
+      if (s->id != 0) placed.push_back({s->replica, s->id});
     }
   }
   // A sequence in the middle of a step ends at its next token instead (its
   // token callback sees `abandoned`); either way its blocks are freed.
-  for (const auto& [replica, id] : ids) {
-    replicas_[replica]->scheduler->cancel(id);
-    wake_scheduler(replica);
-  }
+  for (const Placement& where : placed) pool_.cancel(where);
 }
 
 }  // namespace tpinfer::server

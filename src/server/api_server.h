@@ -6,19 +6,18 @@
 // POST /detokenize (vLLM's). Errors are OpenAI error JSON (server/request_parser.h
 // says what is checked); nothing a client sends ends the process.
 //
-// Data parallel: the server may own several engines, each an independent
-// replica of the model (tp x pp ranks of its own) with its own scheduler and
-// KV cache, behind the one endpoint. Each sequence goes to the replica with
-// the fewest unfinished sequences (waiting, running or in flight); a request's
-// n choices may land on different replicas. Greedy output does not depend on
-// the replica: every replica computes the same logits.
+// The server's files, one idea each: this one routes HTTP requests, answers
+// them, and drains and shuts down; server/request_parser.h validates bodies,
+// server/replica_pool.h runs the data-parallel replicas (engine + scheduler +
+// thread each, least-loaded dispatch), server/sequence_sink.h takes one
+// sequence's tokens from its scheduler (detokenization, stop strings,
+// logprobs, latencies), server/openai_json.h builds the response JSON, whole
+// or streamed, and server/metrics.h renders /metrics.
 //
 // Threads: HTTP handlers run on a pool (one thread per open connection in use);
-// they parse, tokenize, submit sequences to a Scheduler and then wait for, or
-// stream, what it produces. One scheduler thread per replica runs its engine
-// step after step and, between steps, snapshots the engine's parallel counters
-// (communication per dimension, pipeline stage times) for /metrics. Detokenization and stop strings run in the scheduler's token
-// callback, so a stop string ends its sequence at the very token that completed it.
+// they parse, tokenize, submit one SequenceSpec per choice (prompts x n) to the
+// replica pool and then wait for, or stream, what the choices' sinks collect.
+// A request's n choices may land on different replicas.
 //
 // A streamed client that goes away is noticed at the next write; its sequences
 // are cancelled and their KV blocks freed on the next step. Non-streamed
@@ -39,13 +38,13 @@
 #include <random>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "engine/engine.h"
 #include "engine/scheduler.h"
 #include "server/chat_format.h"
 #include "server/metrics.h"
+#include "server/replica_pool.h"
 #include "server/request_parser.h"
 
 namespace httplib {
@@ -89,31 +88,16 @@ class ApiServer {
   void request_shutdown(bool force = false);
 
   const std::string& model_name() const { return model_name_; }
-  int64_t max_model_len() const { return max_model_len_; }
-  size_t replicas() const { return replicas_.size(); }
+  int64_t max_model_len() const { return pool_.max_model_len(); }
+  size_t replicas() const { return pool_.size(); }
 
  private:
-  struct RequestState;
-  struct SequenceOut;
+  // One completions or chat-completions request between its submit and its
+  // last byte out: its choices' sinks and what its responses repeat.
+  struct CompletionInFlight;
   class HttpServer;
-  // A data-parallel replica: an engine, its scheduler and the thread that runs it.
-  struct Replica {
-    Engine* engine = nullptr;
-    std::unique_ptr<Scheduler> scheduler;
-    std::thread thread;
-    std::mutex loop_mutex;
-    std::condition_variable loop_cv;
-    bool work_pending = false;
-    bool stop_loop = false;
-  };
 
   void install_routes();
-  void scheduler_loop(size_t replica);
-  void wake_scheduler(size_t replica);
-  void stop_schedulers();
-  // The replica with the fewest unfinished sequences.
-  size_t pick_replica() const;
-  std::vector<SchedulerMetrics> scheduler_metrics() const;
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const;
   void handle_generation(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
@@ -122,32 +106,30 @@ class ApiServer {
   void handle_models(const httplib::Request& req, httplib::Response& res);
 
   // Submits every sequence of a request (prompts x n); throws ApiError.
-  std::shared_ptr<RequestState> start(const GenerationRequest& request,
-                                      const std::vector<std::vector<int32_t>>& prompts,
-                                      const std::vector<int64_t>& max_tokens);
-  void cancel(RequestState& state);
-  void end_request(const std::shared_ptr<RequestState>& state);
-  void stream(const std::shared_ptr<RequestState>& state, httplib::Response& res);
-  nlohmann::ordered_json full_response(const RequestState& state) const;
+  std::shared_ptr<CompletionInFlight> start(const GenerationRequest& request,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<int64_t>& max_tokens);
+  void cancel(CompletionInFlight& completion);
+  void end_request(const std::shared_ptr<CompletionInFlight>& completion);
+  void stream(const std::shared_ptr<CompletionInFlight>& completion, httplib::Response& res);
+  nlohmann::ordered_json full_response(const CompletionInFlight& completion) const;
   std::string new_id(const char* prefix);
   uint64_t random_u64();
 
-  Engine& engine_;  // the first replica's: tokenizer and configuration, the same for all
   ServerOptions options_;
+  ServerMetrics metrics_;  // before pool_: its threads write here until they stop
+  ReplicaPool pool_;
+  Engine& engine_;  // the first replica's: tokenizer and configuration, the same for all
   std::string model_name_;
-  std::vector<std::unique_ptr<Replica>> replicas_;
-  std::mutex dispatch_mutex_;  // picking a replica and submitting to it, as one step
-  int64_t max_model_len_ = 0;
   std::unique_ptr<ChatFormatter> chat_;
   std::unique_ptr<HttpServer> http_;
-  ServerMetrics metrics_;
   ParserLimits limits_;
   int64_t created_ = 0;
 
   // Requests in flight (for draining and cancelling at shutdown).
   std::mutex live_mutex_;
   std::condition_variable live_cv_;
-  std::set<std::shared_ptr<RequestState>> live_;
+  std::set<std::shared_ptr<CompletionInFlight>> live_;
   std::atomic<bool> draining_{false};
   bool shutdown_requested_ = false;
   bool shutdown_forced_ = false;

@@ -459,7 +459,7 @@ Outcome together(Engine& engine, const std::vector<Job>& js, SchedulerOptions so
   out.reasons.resize(js.size(), FinishReason::Error);
   std::vector<uint64_t> ids(js.size(), 0);
   for (size_t i = 0; i < js.size(); ++i) {
-    Request r;
+    SequenceSpec r;
     r.prompt = js[i].prompt;
     r.max_tokens = js[i].max_tokens;
     r.stop_at_eog = false;

@@ -1,0 +1,128 @@
+#include "server/openai_json.h"
+
+#include "tokenizer/tokenizer.h"
+
+namespace tpinfer::server {
+
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+// Token text for logprobs: the token's bytes, special tokens as their text
+// (invalid UTF-8 of partial characters becomes U+FFFD when dumped).
+ojson bytes_json(const std::string& b) {
+  ojson arr = ojson::array();
+  for (unsigned char c : b) arr.push_back(static_cast<int>(c));
+  return arr;
+}
+
+ojson completion_logprobs(const std::vector<TokenLogprob>& lps, const Tokenizer& tok) {
+  ojson tokens = ojson::array(), token_logprobs = ojson::array(), top = ojson::array(), offsets = ojson::array();
+  for (const TokenLogprob& lp : lps) {
+    tokens.push_back(tok.token_bytes(lp.token));
+    token_logprobs.push_back(lp.logprob);
+    ojson alts = ojson::object();
+    for (const auto& [id, l] : lp.top) alts[tok.token_bytes(id)] = l;
+    top.push_back(std::move(alts));
+    offsets.push_back(lp.text_offset);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+}
+
+ojson chat_logprobs(const std::vector<TokenLogprob>& lps, const Tokenizer& tok) {
+  ojson content = ojson::array();
+  for (const TokenLogprob& lp : lps) {
+    const std::string b = tok.token_bytes(lp.token);
+    ojson alts = ojson::array();
+    for (const auto& [id, l] : lp.top) {
+      const std::string ab = tok.token_bytes(id);
+      alts.push_back({{"token", ab}, {"logprob", l}, {"bytes", bytes_json(ab)}});
+    }
+    content.push_back({{"token", b}, {"logprob", lp.logprob}, {"bytes", bytes_json(b)}, {"top_logprobs", alts}});
+  }
+  return {{"content", content}};
+}
+
+ojson usage_json(int64_t prompt, int64_t completion) {
+  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
+bool is_chat(const ResponseHead& head) { return head.endpoint == Endpoint::ChatCompletions; }
+
+// {"id", "object", "created", "model", "choices"}
+ojson envelope(const ResponseHead& head, const char* object, ojson choices) {
+  ojson out;
+  out["id"] = head.id;
+  out["object"] = object;
+  out["created"] = head.created;
+  out["model"] = head.model;
+  out["choices"] = std::move(choices);
+  return out;
+}
+
+const char* chunk_object(const ResponseHead& head) {
+  return is_chat(head) ? "chat.completion.chunk" : "text_completion";
+}
+
+}  // namespace
+
+ojson choice_json(const ResponseHead& head, ChoiceForm form, size_t index, const std::string& text,
+                  const std::vector<TokenLogprob>& logprobs, const char* finish_reason, const Tokenizer& tok) {
+  ojson c;
+  c["index"] = index;
+  if (is_chat(head)) {
+    if (form == ChoiceForm::Message) {
+      c["message"] = {{"role", "assistant"}, {"content", text}};
+    } else {
+      c["delta"] = text.empty() ? ojson::object() : ojson{{"content", text}};
+    }
+    c["logprobs"] = head.logprobs >= 0 ? chat_logprobs(logprobs, tok) : ojson(nullptr);
+  } else {
+    c["text"] = text;
+    c["logprobs"] = head.logprobs >= 0 ? completion_logprobs(logprobs, tok) : ojson(nullptr);
+  }
+  c["finish_reason"] = finish_reason != nullptr ? ojson(finish_reason) : ojson(nullptr);
+  return c;
+}
+
+ojson role_delta_json(size_t index) {
+  return {{"index", index},
+          {"delta", {{"role", "assistant"}, {"content", ""}}},
+          {"logprobs", nullptr},
+          {"finish_reason", nullptr}};
+}
+
+ojson response_json(const ResponseHead& head, ojson choices, int64_t prompt_tokens, int64_t completion_tokens) {
+  ojson out = envelope(head, is_chat(head) ? "chat.completion" : "text_completion", std::move(choices));
+  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  return out;
+}
+
+ojson chunk_json(const ResponseHead& head, ojson choices) {
+  ojson out = envelope(head, chunk_object(head), std::move(choices));
+  if (head.include_usage) out["usage"] = nullptr;
+  return out;
+}
+
+ojson usage_chunk_json(const ResponseHead& head, int64_t prompt_tokens, int64_t completion_tokens) {
+  ojson out = envelope(head, chunk_object(head), ojson::array());
+  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  return out;
+}
+
+std::string dump_json(const ojson& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+std::string sse_event(const ojson& j) { return "data: " + dump_json(j) + "\n\n"; }
+
+ApiError server_error(int status, std::string message, std::string code) {
+  ApiError e;
+  e.status = status;
+  e.type = status == 503 ? "service_unavailable" : "server_error";
+  e.message = std::move(message);
+  e.code = std::move(code);
+  return e;
+}
+
+ApiError shutting_down() { return server_error(503, "The server is shutting down.", "service_unavailable"); }
+
+}  // namespace tpinfer::server
