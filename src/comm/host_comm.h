@@ -75,7 +75,7 @@ class HostCommunicator : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   std::chrono::milliseconds timeout_;
-  uint64_t seq_ = 0;  // operations called on this rank
+  uint64_t seq_ = 0;                       // operations called on this rank
   Collective kind_ = Collective::Barrier;  // the latest of them
 };
 

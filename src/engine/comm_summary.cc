@@ -38,8 +38,7 @@ CommSummary summarize_comm(const CommStats& stats, double seconds, int64_t token
   }
   if (tokens > 0) {
     out.bytes_per_token = static_cast<double>(out.total.bytes) / static_cast<double>(tokens);
-    out.all_reduces_per_token =
-        static_cast<double>(stats[Collective::AllReduce].calls) / static_cast<double>(tokens);
+    out.all_reduces_per_token = static_cast<double>(stats[Collective::AllReduce].calls) / static_cast<double>(tokens);
   }
   return out;
 }
