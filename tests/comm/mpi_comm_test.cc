@@ -120,14 +120,20 @@ TEST(MpiEnvironment, LocalRanksComeFromTheLauncher) {
   for (const auto& [n, v] : saved) setenv(n.c_str(), v.c_str(), 1);
 }
 
+// A job of `np` ranks that must pass: exit 0, every rank printed OK and none
+// FAIL, and no process left behind.
+void expect_every_rank_ok(const Job& job, int np) {
+  EXPECT_EQ(job.code, 0) << "np=" << np << "\n" << job.output;
+  EXPECT_EQ(count(job.output, "OK rank"), static_cast<size_t>(np)) << job.output;
+  EXPECT_EQ(count(job.output, "FAIL"), 0u) << job.output;
+  EXPECT_EQ(leftovers(job), "");
+}
+
 TEST(MpiComm, CollectivesMatchReference) {
   SKIP_WITHOUT_MPI();
   for (int np = 1; np <= 4; ++np) {
     const Job job = run_job(np, "check --timeout-ms 30000");
-    EXPECT_EQ(job.code, 0) << "np=" << np << "\n" << job.output;
-    EXPECT_EQ(count(job.output, "OK rank"), static_cast<size_t>(np)) << job.output;
-    EXPECT_EQ(count(job.output, "FAIL"), 0u) << job.output;
-    EXPECT_EQ(leftovers(job), "");
+    expect_every_rank_ok(job, np);
   }
 }
 
@@ -142,10 +148,7 @@ TEST(MpiComm, LateRankIsCountedAsWait) {
   SKIP_WITHOUT_MPI();
   for (int np : {2, 3}) {
     const Job job = run_job(np, "wait --timeout-ms 30000");
-    EXPECT_EQ(job.code, 0) << "np=" << np << "\n" << job.output;
-    EXPECT_EQ(count(job.output, "OK rank"), static_cast<size_t>(np)) << job.output;
-    EXPECT_EQ(count(job.output, "FAIL"), 0u) << job.output;
-    EXPECT_EQ(leftovers(job), "");
+    expect_every_rank_ok(job, np);
   }
 }
 
