@@ -144,9 +144,9 @@ void run(RunOptions& o) {
       {"tensor_parallel_size", engine.tp()},
       {"pipeline_parallel_size", engine.pp()},
       {"micro_batches", engine.micro_batches()},
-      {"comm_backend", engine.comm_backend()},
-      {"device", engine.device()},
-      {"device_comm_backend", engine.device_comm_backend()},
+      {"comm_backend", name(engine.comm_backend())},
+      {"device", name(engine.device())},
+      {"device_comm_backend", name(engine.device_comm())},
       {"comm_compression", o.model.compression},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
@@ -178,13 +178,13 @@ void run(RunOptions& o) {
   }
   std::string layout = cat("tp ", engine.tp());
   if (engine.pp() > 1) layout += cat(" x pp ", engine.pp());
-  if (engine.device() != "cpu") {
+  if (engine.device() != Device::Cpu) {
     std::string devices;
     for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
       const RankReport& rep = engine.rank_reports()[r];
       devices += cat(r ? ", " : "", "rank ", r, " ", rep.device, " kv ", format_bytes(rep.kv_bytes));
     }
-    std::fprintf(stderr, "device %s (comm %s): %s\n", engine.device().c_str(), engine.device_comm_backend().c_str(),
+    std::fprintf(stderr, "device %s (comm %s): %s\n", name(engine.device()), name(engine.device_comm()),
                  devices.c_str());
   }
   std::fprintf(stderr,

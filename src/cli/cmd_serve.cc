@@ -102,7 +102,7 @@ std::string read_file(const std::string& path) {
 
 void serve(ServeOptions& o) {
   EngineOptions eo = engine_options(o.model, o.dp);
-  if (o.dp > 1 && (eo.comm == "mpi" || (eo.comm == "auto" && launched_by_mpirun()))) {
+  if (o.dp > 1 && resolve(eo.comm) == CommBackend::Mpi) {
     throw ConfigError(
         "--data-parallel-size > 1 runs its replicas as threads of one process (--comm local); under mpirun, start one "
         "server per replica instead and balance them in front");

@@ -106,10 +106,10 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
   e.kv_type = *kv;
   e.kv_tokens = o.ctx_size;
   e.pin_threads = !o.no_pin;
-  e.comm = o.comm;
+  e.comm = parse_comm_backend(o.comm);
   e.compression = parse_compression(o.compression);
   e.parallel.expert_parallel = o.expert_parallel;
-  e.device = o.device;
+  e.device = parse_device(o.device);
   e.cuda_graphs = !o.no_cuda_graphs;
   return e;
 }

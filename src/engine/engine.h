@@ -22,7 +22,6 @@
 // pipeline) is measured.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -34,7 +33,10 @@
 #include "comm/communicator.h"
 #include "comm/compressed_comm.h"
 #include "core/dtype.h"
+#include "engine/backends.h"
 #include "engine/block_allocator.h"
+#include "engine/stage_message.h"
+#include "engine/stats.h"
 #include "formats/model_source.h"
 #include "model/batch.h"
 #include "parallel/parallel_config.h"
@@ -46,9 +48,9 @@ namespace tpinfer {
 
 struct EngineOptions {
   ParallelConfig parallel;
-  // Communication back end: "local" (ranks are threads of this process), "mpi"
-  // (one process per rank under mpirun), or "auto" (mpi when started by mpirun).
-  std::string comm = "auto";
+  // Ranks as threads of this process, one process per rank under mpirun, or
+  // Auto (mpi when started by mpirun).
+  CommBackend comm = CommBackend::Auto;
   // Activations in the all-reduces: none, bf16, fp8 or int8 (comm/compressed_comm.h).
   Compression compression = Compression::None;
   DType kv_type = DType::F16;
@@ -58,12 +60,10 @@ struct EngineOptions {
   // Local back end: the first core this engine's ranks are pinned to (the
   // replicas of a data-parallel server sit side by side).
   int first_cpu = 0;
-  // Where the ranks compute: "cpu", or "cuda" (model/cuda/cuda_llama.h). On
-  // cuda, local back end: one GPU per rank (cuda::place_ranks) when there are
-  // enough, else every rank a stream of GPU 0; mpi: GPU local rank % GPUs.
-  // The tensor-parallel collectives then run on the device (NCCL, or the
-  // streams communicator on one GPU).
-  std::string device = "cpu";
+  // Where the ranks compute (model/cuda/cuda_llama.h for cuda). On cuda, local back end: one GPU per rank
+  // (cuda::place_ranks) when there are enough, else every rank a stream of GPU 0; mpi: GPU local rank % GPUs. The
+  // tensor-parallel collectives then run on the device (NCCL, or the streams communicator on one GPU).
+  Device device = Device::Cpu;
   // cuda: decode steps as CUDA graphs (off: every step launched kernel by kernel, for debugging).
   bool cuda_graphs = true;
 };
@@ -77,26 +77,6 @@ struct RankReport {
   int tp_rank = 0;
   LayerRange layers;
   std::string device = "cpu";  // "cpu" or "cuda:N (name)"
-};
-
-// What the driver knows of the replica's parallel work since the last reset.
-// Traffic is the driver's own: its tensor-parallel group's collectives (every
-// rank of a group moves the same), and its stage-to-stage sends and receives
-// (the activations out, the logits back; every tp_rank of a stage sends its
-// counterpart the same).
-struct ParallelStats {
-  CommStats tp;
-  bool tp_measures_wait = false;  // tp's wait_nanos are measured (Communicator::measures_wait)
-  CommStats pp;
-  // Per stage: seconds its rank 0 spent running micro-batches (the forward,
-  // its tensor-parallel collectives included).
-  std::vector<double> stage_busy_seconds;
-  // Wall seconds with at least one micro-batch submitted and not collected.
-  double pipeline_seconds = 0;
-  uint64_t micro_batches = 0;
-  // The share of stage time idle while work was in the pipeline:
-  // 1 - sum(stage_busy_seconds) / (stages x pipeline_seconds); 0 when idle.
-  double bubble_share() const;
 };
 
 class Engine {
@@ -113,12 +93,11 @@ class Engine {
   const ModelSource& source() const { return *source_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ShardPlan& plan() const { return plan_; }
-  const char* comm_backend() const { return backend_.c_str(); }
-  // "cpu" or "cuda".
-  const std::string& device() const { return options_.device; }
-  // The tensor-parallel collectives on the device: "nccl", "streams", or
-  // "none" (cpu, or a single rank per group).
-  const std::string& device_comm_backend() const { return device_comm_; }
+  // Local or Mpi (Auto resolved).
+  CommBackend comm_backend() const { return backend_; }
+  Device device() const { return options_.device; }
+  // The tensor-parallel collectives on the device.
+  DeviceComm device_comm() const { return device_comm_; }
   // False on the worker processes of the mpi back end.
   bool is_driver() const { return driver_ != nullptr; }
   // Worker processes (mpi): run the driver's batches until it stops.
@@ -181,22 +160,25 @@ class Engine {
  private:
   struct Rank;
   struct Shared;
+  struct DeviceGroups;  // cuda: each stage's group as streams of one GPU (rank.cc)
   std::unique_ptr<Rank> build_rank(int world_rank, std::unique_ptr<Communicator> pipe,
                                    std::unique_ptr<Communicator> tp);
   void worker_loop(Rank& rank);
   std::vector<RankCollectives> exchange_collectives(Rank& rank);
-  void run_stage(Rank& rank, const std::vector<int32_t>& words, std::vector<int64_t>& busy_nanos);
+  void run_stage(Rank& rank, const Batch& batch, std::vector<int64_t>& busy_nanos, std::vector<int64_t>& loads);
   void send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_tokens, const std::vector<int64_t>& busy_nanos,
                const std::vector<int64_t>& loads);
-  size_t load_words(int stages) const;
-  void take_expert_load(Rank& rank, std::vector<int64_t>& loads);
-  void add_expert_load(const std::vector<int64_t>& loads);
   void send_stop(Rank& rank);
+  // launch_local.cc, launch_mpi.cc: start this process's ranks.
   void start_local();
-  // cuda: checks the build, the GPUs and the model; sets devices_ / device_comm_.
-  void setup_cuda();
-  int mpi_device(int world_rank) const;
   void start_mpi();
+  // rank.cc. --device cuda: the build has the back end and there is a GPU.
+  void check_device() const;
+  // cuda: checks the model; sets devices_ / device_comm_.
+  void setup_cuda();
+  // cuda, local back end: the stages' device groups in shared_.
+  void start_device_groups();
+  int mpi_device(int world_rank) const;
   void fail(const std::string& message);
 
   std::unique_ptr<ModelSource> source_;
@@ -206,27 +188,24 @@ class Engine {
   int micro_batches_ = 1;
   EngineOptions options_;
   std::unique_ptr<Shared> shared_;
-  std::string backend_;
-  std::string device_comm_ = "none";
+  CommBackend backend_ = CommBackend::Local;
+  DeviceComm device_comm_ = DeviceComm::None;
   std::vector<int> devices_;  // cuda: each world rank's GPU (local back end)
   std::unique_ptr<Rank> driver_;
   std::unique_ptr<Rank> worker_;  // this process's rank when it is an mpi worker
   std::vector<std::thread> workers_;
   std::vector<RankReport> reports_;
   std::unique_ptr<BlockAllocator> blocks_;
-  std::vector<float> logits_;       // what collect() returned last
-  std::vector<float> step_logits_;  // step()'s micro-batches, concatenated
+  std::vector<float> logits_;             // what collect() returned last
+  std::vector<float> step_logits_;        // step()'s micro-batches, concatenated
   std::deque<std::vector<float>> ready_;  // pp = 1: logits submitted, not collected
   std::vector<int32_t> words_;
-  std::vector<uint8_t> message_;
+  StageMessage message_;  // the last logits message (pp > 1)
   int in_flight_ = 0;
-  // parallel_stats() beyond the communicators' own counters.
-  std::vector<int64_t> stage_busy_nanos_;
-  int64_t pipeline_nanos_ = 0;
-  uint64_t micro_batches_run_ = 0;
-  std::chrono::steady_clock::time_point pipeline_since_;
+  // parallel_stats() and expert_load() beyond the communicators' own counters.
+  PipelineTimes times_;
+  ExpertLoadTally expert_load_;
   double load_seconds_ = 0;
-  std::vector<std::vector<uint64_t>> expert_load_;  // [layer][expert], on the driver
 };
 
 // The block sizes of the row-parallel matrices of a model (for ShardPlan).

@@ -33,7 +33,7 @@ class CudaModel : public ::testing::Test {
 EngineOptions cuda_options(int tp) {
   EngineOptions o = testing::f32_options(tp);
   o.kv_type = DType::F16;
-  o.device = "cuda";
+  o.device = Device::Cuda;
   return o;
 }
 

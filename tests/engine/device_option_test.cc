@@ -33,11 +33,29 @@ std::string config_error(const std::string& model, const EngineOptions& o) {
 }
 
 TEST(DeviceOption, UnknownDeviceNamesTheValidOnes) {
-  testing::TempDir dir;
-  EngineOptions o = testing::f32_options(1);
-  o.device = "tpu";
-  const std::string err = config_error(small_model(dir), o);
-  EXPECT_NE(err.find("--device 'tpu' is not a device; valid: cpu, cuda"), std::string::npos) << err;
+  try {
+    parse_device("tpu");
+    FAIL() << "parse_device accepted 'tpu'";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--device 'tpu' is not a device; valid: cpu, cuda"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(parse_device("cuda"), Device::Cuda);
+  EXPECT_EQ(parse_device("cpu"), Device::Cpu);
+}
+
+TEST(DeviceOption, UnknownCommBackendNamesTheValidOnes) {
+  try {
+    parse_comm_backend("tcp");
+    FAIL() << "parse_comm_backend accepted 'tcp'";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--comm 'tcp' is not a back end; valid: auto, local, mpi"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(parse_comm_backend("mpi"), CommBackend::Mpi);
+  EXPECT_EQ(parse_comm_backend("local"), CommBackend::Local);
+  EXPECT_EQ(parse_comm_backend("auto"), CommBackend::Auto);
+  EXPECT_STREQ(name(CommBackend::Mpi), "mpi");
 }
 
 TEST(DeviceOption, CudaWithoutBackEndOrGpuSaysWhy) {
@@ -49,7 +67,7 @@ TEST(DeviceOption, CudaWithoutBackEndOrGpuSaysWhy) {
 #endif
   testing::TempDir dir;
   EngineOptions o = testing::f32_options(2);
-  o.device = "cuda";
+  o.device = Device::Cuda;
   const std::string err = config_error(small_model(dir), o);
   EXPECT_NE(err.find(want), std::string::npos) << err;
 }
@@ -57,16 +75,17 @@ TEST(DeviceOption, CudaWithoutBackEndOrGpuSaysWhy) {
 TEST(DeviceOption, CpuIsTheDefault) {
   testing::TempDir dir;
   Engine engine(small_model(dir), testing::f32_options(1));
-  EXPECT_EQ(engine.device(), "cpu");
-  EXPECT_EQ(engine.device_comm_backend(), "none");
+  EXPECT_EQ(engine.device(), Device::Cpu);
+  EXPECT_EQ(engine.device_comm(), DeviceComm::None);
+  EXPECT_EQ(engine.comm_backend(), CommBackend::Local);
   EXPECT_EQ(engine.rank_reports().at(0).device, "cpu");
 }
 
 TEST(DeviceOption, CliRejectsUnknownDevice) {
   testing::TempDir dir;
   std::string out;
-  const int rc = testing::run_command(
-      testing::binary() + " run -m " + small_model(dir) + " -p hi -n 1 --device tpu", &out);
+  const int rc =
+      testing::run_command(testing::binary() + " run -m " + small_model(dir) + " -p hi -n 1 --device tpu", &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("valid: cpu, cuda"), std::string::npos) << out;
 }

@@ -1,0 +1,34 @@
+// The choices an engine is started with: how its ranks talk (the host
+// communication back end), where they compute (the device), and how a
+// tensor-parallel group's collectives run on that device. Parsed once from the
+// command line; everything after compares enums.
+#pragma once
+
+#include <string_view>
+
+namespace tpinfer {
+
+// Host communication: ranks as threads of this process, or one process per
+// rank under mpirun; Auto is Mpi when this process was started by mpirun.
+enum class CommBackend { Auto, Local, Mpi };
+
+// Where the ranks compute (model/cuda/cuda_llama.h for Cuda).
+enum class Device { Cpu, Cuda };
+
+// A tensor-parallel group's collectives on the device: None (cpu, or one rank
+// per group), Nccl (one GPU per rank), Streams (several ranks as streams of
+// one GPU, comm/cuda/device_comm.h).
+enum class DeviceComm { None, Nccl, Streams };
+
+// "--comm x" / "--device x": ConfigError naming the valid choices otherwise.
+CommBackend parse_comm_backend(std::string_view name);
+Device parse_device(std::string_view name);
+
+// Auto resolved for this process; Local and Mpi unchanged.
+CommBackend resolve(CommBackend backend);
+
+const char* name(CommBackend backend);
+const char* name(Device device);
+const char* name(DeviceComm comm);
+
+}  // namespace tpinfer
