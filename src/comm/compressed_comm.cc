@@ -21,33 +21,21 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "core/enum_names.h"
 #include "core/error.h"
 #include "core/fp8.h"
 #include "core/half.h"
 
 namespace tpinfer {
 
+constexpr EnumNames<Compression, 4> kCompressions{{"none", "bf16", "fp8", "int8"}};
+
 Compression parse_compression(std::string_view name) {
-  if (name == "none") return Compression::None;
-  if (name == "bf16") return Compression::BF16;
-  if (name == "fp8") return Compression::FP8;
-  if (name == "int8") return Compression::INT8;
-  throw ConfigError(cat("unknown communication compression '", name, "'; valid: none, bf16, fp8, int8"));
+  if (const auto c = kCompressions.find(name)) return *c;
+  throw ConfigError(cat("unknown communication compression '", name, "'; valid: ", kCompressions.valid()));
 }
 
-const char* compression_name(Compression c) {
-  switch (c) {
-    case Compression::None:
-      return "none";
-    case Compression::BF16:
-      return "bf16";
-    case Compression::FP8:
-      return "fp8";
-    case Compression::INT8:
-      return "int8";
-  }
-  return "unknown";
-}
+const char* compression_name(Compression c) { return kCompressions[c]; }
 
 size_t encoded_size(Compression c, size_t n) {
   const size_t blocks = (n + kCompressBlock - 1) / kCompressBlock;

@@ -3,21 +3,26 @@
 #include <string>
 
 #include "comm/mpi_comm.h"
+#include "core/enum_names.h"
 #include "core/error.h"
 
 namespace tpinfer {
+namespace {
+
+constexpr EnumNames<CommBackend, 3> kCommBackends{{"auto", "local", "mpi"}};
+constexpr EnumNames<Device, 2> kDevices{{"cpu", "cuda"}};
+constexpr EnumNames<DeviceComm, 3> kDeviceComms{{"none", "nccl", "streams"}};
+
+}  // namespace
 
 CommBackend parse_comm_backend(std::string_view name) {
-  if (name == "auto") return CommBackend::Auto;
-  if (name == "local") return CommBackend::Local;
-  if (name == "mpi") return CommBackend::Mpi;
-  throw ConfigError(cat("--comm '", std::string(name), "' is not a back end; valid: auto, local, mpi"));
+  if (const auto b = kCommBackends.find(name)) return *b;
+  throw ConfigError(cat("--comm '", std::string(name), "' is not a back end; valid: ", kCommBackends.valid()));
 }
 
 Device parse_device(std::string_view name) {
-  if (name == "cpu") return Device::Cpu;
-  if (name == "cuda") return Device::Cuda;
-  throw ConfigError(cat("--device '", std::string(name), "' is not a device; valid: cpu, cuda"));
+  if (const auto d = kDevices.find(name)) return *d;
+  throw ConfigError(cat("--device '", std::string(name), "' is not a device; valid: ", kDevices.valid()));
 }
 
 CommBackend resolve(CommBackend backend) {
@@ -25,30 +30,8 @@ CommBackend resolve(CommBackend backend) {
   return launched_by_mpirun() ? CommBackend::Mpi : CommBackend::Local;
 }
 
-const char* name(CommBackend backend) {
-  switch (backend) {
-    case CommBackend::Auto:
-      return "auto";
-    case CommBackend::Local:
-      return "local";
-    case CommBackend::Mpi:
-      return "mpi";
-  }
-  return "?";
-}
-
-const char* name(Device device) { return device == Device::Cuda ? "cuda" : "cpu"; }
-
-const char* name(DeviceComm comm) {
-  switch (comm) {
-    case DeviceComm::None:
-      return "none";
-    case DeviceComm::Nccl:
-      return "nccl";
-    case DeviceComm::Streams:
-      return "streams";
-  }
-  return "?";
-}
+const char* name(CommBackend backend) { return kCommBackends[backend]; }
+const char* name(Device device) { return kDevices[device]; }
+const char* name(DeviceComm comm) { return kDeviceComms[comm]; }
 
 }  // namespace tpinfer

@@ -5,6 +5,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 
 namespace tpinfer {
@@ -175,37 +176,10 @@ bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 }  // namespace
 
-std::string_view gguf_type_name(GgufType t) {
-  switch (t) {
-    case GgufType::U8:
-      return "u8";
-    case GgufType::I8:
-      return "i8";
-    case GgufType::U16:
-      return "u16";
-    case GgufType::I16:
-      return "i16";
-    case GgufType::U32:
-      return "u32";
-    case GgufType::I32:
-      return "i32";
-    case GgufType::F32:
-      return "f32";
-    case GgufType::BOOL:
-      return "bool";
-    case GgufType::STRING:
-      return "string";
-    case GgufType::ARRAY:
-      return "array";
-    case GgufType::U64:
-      return "u64";
-    case GgufType::I64:
-      return "i64";
-    case GgufType::F64:
-      return "f64";
-  }
-  return "unknown";
-}
+constexpr EnumNames<GgufType, 13> kGgufTypes{
+    {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"}};
+
+std::string_view gguf_type_name(GgufType t) { return kGgufTypes[t]; }
 
 // ---------------------------------------------------------------------------
 // GgufValue

@@ -4,6 +4,7 @@
 // and list concatenation and repetition, str % args, and `in`.
 #include <cmath>
 
+#include "core/enum_names.h"
 #include "jinja/builtins.h"
 #include "jinja/interpreter.h"
 #include "jinja/interpreter_internal.h"
@@ -69,25 +70,9 @@ void float_divmod(double vx, double wx, double* floordiv, double* mod) {
   *mod = m;
 }
 
-const char* op_symbol(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::kAdd:
-      return "+";
-    case BinaryOp::kSub:
-      return "-";
-    case BinaryOp::kMul:
-      return "*";
-    case BinaryOp::kDiv:
-      return "/";
-    case BinaryOp::kFloorDiv:
-      return "//";
-    case BinaryOp::kMod:
-      return "%";
-    case BinaryOp::kPow:
-      return "** or pow()";
-  }
-  return "?";
-}
+constexpr EnumNames<BinaryOp, 7> kOpSymbols{{"+", "-", "*", "/", "//", "%", "** or pow()"}};
+
+const char* op_symbol(BinaryOp op) { return kOpSymbols[op]; }
 
 [[noreturn]] void unsupported(BinaryOp op, const Value& a, const Value& b) {
   type_error(cat("unsupported operand type(s) for ", op_symbol(op), ": '", type_name(a), "' and '", type_name(b), "'"));

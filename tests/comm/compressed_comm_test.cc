@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "comm/local_comm.h"
+#include "core/enum_names.h"
 #include "core/error.h"
 #include "core/fp8.h"
 #include "core/half.h"
@@ -43,29 +44,9 @@ enum class Dist { Normal, StudentT, Cauchy, Outliers, AllEqual, Zeros, Denormals
 const Dist kDists[] = {Dist::Normal, Dist::StudentT,  Dist::Cauchy,     Dist::Outliers, Dist::AllEqual,
                        Dist::Zeros,  Dist::Denormals, Dist::MixedSigns, Dist::WideRange};
 
-const char* dist_name(Dist d) {
-  switch (d) {
-    case Dist::Normal:
-      return "normal";
-    case Dist::StudentT:
-      return "student_t2";
-    case Dist::Cauchy:
-      return "cauchy";
-    case Dist::Outliers:
-      return "outliers";
-    case Dist::AllEqual:
-      return "all_equal";
-    case Dist::Zeros:
-      return "zeros";
-    case Dist::Denormals:
-      return "denormals";
-    case Dist::MixedSigns:
-      return "mixed_signs";
-    case Dist::WideRange:
-      return "wide_range";
-  }
-  return "?";
-}
+constexpr EnumNames<Dist, 9> kDistNames{
+    {"normal", "student_t2", "cauchy", "outliers", "all_equal", "zeros", "denormals", "mixed_signs", "wide_range"}};
+const char* dist_name(Dist d) { return kDistNames[d]; }
 
 std::vector<float> make_data(Dist d, size_t n, int rank, uint64_t seed) {
   std::mt19937_64 rng(seed * 1000003u + static_cast<uint64_t>(rank) * 7919u + static_cast<uint64_t>(d));

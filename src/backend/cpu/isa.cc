@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 
 namespace tpinfer::cpu {
@@ -25,25 +26,14 @@ Isa detect_cpu_isa() {
 
 }  // namespace
 
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar:
-      return "scalar";
-    case Isa::kAvx2:
-      return "avx2";
-    case Isa::kAvx512:
-      return "avx512";
-  }
-  return "unknown";
-}
+constexpr EnumNames<Isa, 3> kIsas{{"scalar", "avx2", "avx512"}};
+
+const char* isa_name(Isa isa) { return kIsas[isa]; }
 
 std::optional<Isa> parse_isa(std::string_view name) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (lower == isa_name(isa)) return isa;
-  }
-  return std::nullopt;
+  return kIsas.find(lower);
 }
 
 Isa cpu_isa() {

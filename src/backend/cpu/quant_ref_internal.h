@@ -43,26 +43,18 @@ double dot_f32(int64_t n, const void* w, const void* a);
 double dot_f16(int64_t n, const void* w, const void* a);
 double dot_bf16(int64_t n, const void* w, const void* a);
 
-// ---- 32-value blocks, dotted with Q8_0 (quant_ref_legacy.cc)
-void deq_q4_0(const void* src, float* dst, int64_t n);
-void deq_q4_1(const void* src, float* dst, int64_t n);
-void deq_q5_0(const void* src, float* dst, int64_t n);
-void deq_q5_1(const void* src, float* dst, int64_t n);
-void deq_q8_0(const void* src, float* dst, int64_t n);
-void deq_q8_1(const void* src, float* dst, int64_t n);
+// ---- 32-value blocks, dotted with Q8_0 (quant_ref_legacy.cc): instantiated
+// for BlockQ4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q8_1.
+template <typename Block>
+void deq_legacy(const void* src, float* dst, int64_t n);
+template <typename Block>
+double dot_legacy(int64_t n, const void* w, const void* a);
 void q_q4_0(const float* x, void* dst, int64_t n);
 void q_q4_1(const float* x, void* dst, int64_t n);
 void q_q5_0(const float* x, void* dst, int64_t n);
 void q_q5_1(const float* x, void* dst, int64_t n);
 void q_q8_0(const float* x, void* dst, int64_t n);
 void q_q8_1(const float* x, void* dst, int64_t n);
-double dot_q4_0(int64_t n, const void* w, const void* a);
-double dot_q4_1(int64_t n, const void* w, const void* a);
-double dot_q5_0(int64_t n, const void* w, const void* a);
-double dot_q5_1(int64_t n, const void* w, const void* a);
-// Q8_0 and Q8_1 (instantiated for BlockQ8_0 and BlockQ8_1).
-template <typename Block>
-double dot_q8_like(int64_t n, const void* w, const void* a);
 
 // ---- K-quants: 256-value super-blocks, dotted with Q8_K (quant_ref_kquant.cc)
 void deq_q2_k(const void* src, float* dst, int64_t n);

@@ -19,23 +19,14 @@
 #include <sstream>
 
 #include "backend/cuda/runtime.h"
+#include "core/enum_names.h"
 #include "core/error.h"
 
 namespace tpinfer::cuda {
 
-const char* link_name(LinkKind kind) {
-  switch (kind) {
-    case LinkKind::Same:
-      return "same";
-    case LinkKind::NVLink:
-      return "nvlink";
-    case LinkKind::PeerPCIe:
-      return "pcie-peer";
-    case LinkKind::Host:
-      return "host";
-  }
-  return "unknown";
-}
+constexpr EnumNames<LinkKind, 4> kLinkKinds{{"same", "nvlink", "pcie-peer", "host"}};
+
+const char* link_name(LinkKind kind) { return kLinkKinds[kind]; }
 
 std::string Topology::describe() const {
   if (n_devices == 0) return "no CUDA device\n";
