@@ -178,7 +178,7 @@ void run(RunOptions& o) {
   }
   std::string layout = cat("tp ", engine.tp());
   if (engine.pp() > 1) layout += cat(" x pp ", engine.pp());
-  if (engine.device() != Device::Cpu) {
+  if (engine.device() != DeviceKind::Cpu) {
     std::string devices;
     for (size_t r = 0; r < engine.rank_reports().size(); ++r) {
       const RankReport& rep = engine.rank_reports()[r];

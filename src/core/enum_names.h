@@ -2,9 +2,9 @@
 // the one list that printing, parsing and the "valid: a, b, c" part of an
 // error read, for the enums that appear in options, messages and files.
 //
-//   constexpr EnumNames<Device, 2> kDevices{{"cpu", "cuda"}};
-//   kDevices[Device::Cuda]   -> "cuda"
-//   kDevices.find("cpu")     -> Device::Cpu (nullopt for an unknown name)
+//   constexpr EnumNames<DeviceKind, 2> kDevices{{"cpu", "cuda"}};
+//   kDevices[DeviceKind::Cuda]   -> "cuda"
+//   kDevices.find("cpu")     -> DeviceKind::Cpu (nullopt for an unknown name)
 //   kDevices.valid()         -> "cpu, cuda"
 #pragma once
 

@@ -10,7 +10,7 @@ namespace tpinfer {
 namespace {
 
 constexpr EnumNames<CommBackend, 3> kCommBackends{{"auto", "local", "mpi"}};
-constexpr EnumNames<Device, 2> kDevices{{"cpu", "cuda"}};
+constexpr EnumNames<DeviceKind, 2> kDevices{{"cpu", "cuda"}};
 constexpr EnumNames<DeviceComm, 3> kDeviceComms{{"none", "nccl", "streams"}};
 
 }  // namespace
@@ -20,7 +20,7 @@ CommBackend parse_comm_backend(std::string_view name) {
   throw ConfigError(cat("--comm '", std::string(name), "' is not a back end; valid: ", kCommBackends.valid()));
 }
 
-Device parse_device(std::string_view name) {
+DeviceKind parse_device(std::string_view name) {
   if (const auto d = kDevices.find(name)) return *d;
   throw ConfigError(cat("--device '", std::string(name), "' is not a device; valid: ", kDevices.valid()));
 }
@@ -31,7 +31,7 @@ CommBackend resolve(CommBackend backend) {
 }
 
 const char* name(CommBackend backend) { return kCommBackends[backend]; }
-const char* name(Device device) { return kDevices[device]; }
+const char* name(DeviceKind device) { return kDevices[device]; }
 const char* name(DeviceComm comm) { return kDeviceComms[comm]; }
 
 }  // namespace tpinfer

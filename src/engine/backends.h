@@ -12,8 +12,8 @@ namespace tpinfer {
 // rank under mpirun; Auto is Mpi when this process was started by mpirun.
 enum class CommBackend { Auto, Local, Mpi };
 
-// Where the ranks compute (model/cuda/cuda_llama.h for Cuda).
-enum class Device { Cpu, Cuda };
+// Where the ranks compute: the Device of parallel/cpu_device.h or parallel/cuda/cuda_device.h.
+enum class DeviceKind { Cpu, Cuda };
 
 // A tensor-parallel group's collectives on the device: None (cpu, or one rank
 // per group), Nccl (one GPU per rank), Streams (several ranks as streams of
@@ -22,13 +22,13 @@ enum class DeviceComm { None, Nccl, Streams };
 
 // "--comm x" / "--device x": ConfigError naming the valid choices otherwise.
 CommBackend parse_comm_backend(std::string_view name);
-Device parse_device(std::string_view name);
+DeviceKind parse_device(std::string_view name);
 
 // Auto resolved for this process; Local and Mpi unchanged.
 CommBackend resolve(CommBackend backend);
 
 const char* name(CommBackend backend);
-const char* name(Device device);
+const char* name(DeviceKind device);
 const char* name(DeviceComm comm);
 
 }  // namespace tpinfer

@@ -65,7 +65,7 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options) : op
   reports_.resize(static_cast<size_t>(world_size()));
   times_ = PipelineTimes(pp());
   expert_load_ = ExpertLoadTally(source_->config(), pipeline_);
-  if (options_.device == Device::Cuda) setup_cuda();
+  if (options_.device == DeviceKind::Cuda) setup_cuda();
   if (backend_ == CommBackend::Mpi) {
     start_mpi();
   } else {

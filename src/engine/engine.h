@@ -38,7 +38,7 @@
 #include "engine/stage_message.h"
 #include "engine/stats.h"
 #include "formats/model_source.h"
-#include "model/batch.h"
+#include "parallel/batch.h"
 #include "parallel/parallel_config.h"
 #include "parallel/pipeline_plan.h"
 #include "parallel/shard_plan.h"
@@ -60,10 +60,10 @@ struct EngineOptions {
   // Local back end: the first core this engine's ranks are pinned to (the
   // replicas of a data-parallel server sit side by side).
   int first_cpu = 0;
-  // Where the ranks compute (model/cuda/cuda_llama.h for cuda). On cuda, local back end: one GPU per rank
+  // Where the ranks compute (parallel/device.h). On cuda, local back end: one GPU per rank
   // (cuda::place_ranks) when there are enough, else every rank a stream of GPU 0; mpi: GPU local rank % GPUs. The
   // tensor-parallel collectives then run on the device (NCCL, or the streams communicator on one GPU).
-  Device device = Device::Cpu;
+  DeviceKind device = DeviceKind::Cpu;
   // cuda: decode steps as CUDA graphs (off: every step launched kernel by kernel, for debugging).
   bool cuda_graphs = true;
 };
@@ -95,7 +95,7 @@ class Engine {
   const ShardPlan& plan() const { return plan_; }
   // Local or Mpi (Auto resolved).
   CommBackend comm_backend() const { return backend_; }
-  Device device() const { return options_.device; }
+  DeviceKind device() const { return options_.device; }
   // The tensor-parallel collectives on the device.
   DeviceComm device_comm() const { return device_comm_; }
   // False on the worker processes of the mpi back end.

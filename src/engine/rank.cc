@@ -8,13 +8,13 @@
 
 #include "comm/compressed_comm.h"
 #include "core/error.h"
-#include "model/kv_cache.h"
 #include "model/llama.h"
+#include "parallel/cpu_device.h"
 
 #ifdef TPINFER_HAVE_CUDA
 #include "backend/cuda/runtime.h"
 #include "comm/cuda/topology.h"
-#include "model/cuda/cuda_llama.h"
+#include "parallel/cuda/cuda_device.h"
 #endif
 
 namespace tpinfer {
@@ -77,7 +77,7 @@ void Engine::Rank::reset_tp_stats() {
 }
 
 void Engine::check_device() const {
-  if (options_.device != Device::Cuda) return;
+  if (options_.device != DeviceKind::Cuda) return;
 #ifdef TPINFER_HAVE_CUDA
   if (cuda::device_count() == 0)
     throw ConfigError(cat("--device cuda: no CUDA device (", cuda::unavailable_reason(), ")"));
@@ -90,7 +90,7 @@ void Engine::check_device() const {
 
 void Engine::setup_cuda() {
 #ifdef TPINFER_HAVE_CUDA
-  CudaLlamaModel::check_supported(*source_, options_.kv_type);
+  CudaDevice::check_supported(*source_, options_.kv_type);
   device_comm_ = tp() > 1 ? DeviceComm::Nccl : DeviceComm::None;
   if (backend_ == CommBackend::Mpi) return;  // one process per rank, each on its own GPU (mpi_device())
   if (cuda::device_count() >= world_size()) {
@@ -156,7 +156,7 @@ std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr
   // The device communicator first: NCCL's bootstrap is a collective of the
   // host group, which every rank reaches here at once.
   int device = 0;
-  if (options_.device == Device::Cuda) {
+  if (options_.device == DeviceKind::Cuda) {
     device = mpi ? mpi_device(world_rank) : devices_.at(static_cast<size_t>(world_rank));
     if (device_comm_ == DeviceComm::Streams) {
       rank->dcomm = shared_->device->streams.at(static_cast<size_t>(at.stage))->rank(at.tp_rank);
@@ -180,25 +180,20 @@ std::unique_ptr<Engine::Rank> Engine::build_rank(int world_rank, std::unique_ptr
   rank->pipe = std::move(pipe);
   rank->tp = std::move(tp_comm);
   rank->pool = std::make_unique<ThreadPool>(tpr, cpus);
-  rank->ctx = std::make_unique<RankContext>(RankContext{*rank->tp, *rank->pool, {}});
   const LayerRange layers = pipeline_.stage(at.stage);
+  std::unique_ptr<Device> dev;
 #ifdef TPINFER_HAVE_CUDA
-  if (options_.device == Device::Cuda) {
-    CudaModelOptions mo;
-    mo.device = device;
-    mo.kv_type = options_.kv_type;
-    mo.kv_block_size = blocks_->block_size();
-    mo.kv_blocks = blocks_->n_blocks();
-    mo.cuda_graphs = options_.cuda_graphs;
-    rank->model = std::make_unique<CudaLlamaModel>(*source_, plan_, at.tp_rank, layers, mo, rank->dcomm.get());
+  if (options_.device == DeviceKind::Cuda) {
+    dev = std::make_unique<CudaDevice>(CudaDeviceOptions{device, options_.cuda_graphs}, rank->dcomm.get());
   }
 #endif
-  if (!rank->model) {
-    auto llama = std::make_unique<LlamaModel>(*source_, plan_, at.tp_rank, layers);
-    auto cache = std::make_unique<KVCache>(layers.size(), llama->n_local_kv_heads(), config().head_dim,
-                                           blocks_->block_size(), blocks_->n_blocks(), options_.kv_type);
-    rank->model = std::make_unique<CpuRankModel>(*rank->ctx, std::move(llama), std::move(cache));
-  }
+  if (!dev) dev = std::make_unique<CpuDevice>(*rank->tp, *rank->pool);
+  KvCacheShape kv;
+  kv.block_size = blocks_->block_size();
+  kv.n_blocks = blocks_->n_blocks();
+  kv.type = options_.kv_type;
+  auto llama = std::make_unique<LlamaModel>(*dev, *source_, plan_, at.tp_rank, layers, kv);
+  rank->model = std::make_unique<RankModel>(std::move(dev), std::move(llama));
   RankReport& rep = reports_[static_cast<size_t>(world_rank)];
   rep.weight_bytes = rank->model->weight_bytes();
   rep.kv_bytes = rank->model->kv_bytes();

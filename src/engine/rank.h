@@ -16,7 +16,6 @@
 #include "engine/engine.h"
 #include "engine/stage_message.h"
 #include "model/rank_model.h"
-#include "parallel/rank_context.h"
 
 #ifdef TPINFER_HAVE_CUDA
 #include "comm/cuda/device_comm.h"
@@ -27,7 +26,8 @@ namespace tpinfer {
 // What every rank owns: its communicators, thread pool, model shard and cache.
 // `pipe` is declared first so it is destroyed last: under mpi it is the world
 // communicator, which the stage's split communicator `tp` needs; the model
-// (which uses ctx and, on cuda, dcomm) is destroyed before both.
+// (whose device uses tp and the pool, or on cuda dcomm) is destroyed before
+// all of them.
 struct Engine::Rank {
   int world_rank = 0;
   int stage = 0;
@@ -35,7 +35,6 @@ struct Engine::Rank {
   std::unique_ptr<Communicator> pipe;  // the whole replica, for stage-to-stage sends (pp > 1)
   std::unique_ptr<Communicator> tp;    // the stage's tensor-parallel group
   std::unique_ptr<ThreadPool> pool;
-  std::unique_ptr<RankContext> ctx;
 #ifdef TPINFER_HAVE_CUDA
   std::unique_ptr<cuda::DeviceCommunicator> dcomm;  // cuda, tp > 1: the group's collectives on the device
 #endif

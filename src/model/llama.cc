@@ -1,6 +1,5 @@
 #include "model/llama.h"
 
-#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -11,101 +10,93 @@ namespace {
 
 std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
 
-void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
-}
-
-// Rotates one head in place. Interleaved pairs (2i, 2i+1); NeoX pairs (i, i + d/2).
-void rope(float* v, int head_dim, int pos, const float* inv_freq, RopeStyle style) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const float angle = static_cast<float>(pos) * inv_freq[i];
-    const float c = std::cos(angle), s = std::sin(angle);
-    const int a = style == RopeStyle::Interleaved ? 2 * i : i;
-    const int b = style == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
-  }
-}
-
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank)
-    : LlamaModel(src, plan, rank, LayerRange{0, src.config().n_layers}) {}
-
-LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers)
-    : cfg_(src.config()), range_(layers) {
+LlamaModel::LlamaModel(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers,
+                       KvCacheShape kv)
+    : dev_(dev), cfg_(src.config()), range_(layers) {
   if (range_.begin < 0 || range_.end > cfg_.n_layers || range_.size() < 1) {
-    throw ConfigError(cat("layers [", range_.begin, ", ", range_.end, ") are not a stage of a model of ", cfg_.n_layers,
-                          " layers"));
+    throw ConfigError(
+        cat("layers [", range_.begin, ", ", range_.end, ") are not a stage of a model of ", cfg_.n_layers, " layers"));
   }
   const RankShard& shard = plan.rank(rank);
-  n_q_ = static_cast<int>(shard.q_heads.size());
-  q_begin_ = shard.q_heads.begin;
-  kv_heads_ = shard.kv_heads;
-  heads_per_kv_ = plan.heads_per_kv();
+  heads_.n_q = static_cast<int>(shard.q_heads.size());
+  heads_.q_begin = static_cast<int>(shard.q_heads.begin);
+  heads_.n_kv = static_cast<int>(shard.kv_heads.size());
+  heads_.kv_begin = static_cast<int>(shard.kv_heads.begin);
+  heads_.heads_per_kv = plan.heads_per_kv();
+  heads_.head_dim = cfg_.head_dim;
   ffn_local_ = shard.ffn.size();
-  // Local query heads [head_begin[j], head_begin[j + 1]) use local KV head j.
-  const int n_kv = static_cast<int>(kv_heads_.size());
-  head_begin_.assign(static_cast<size_t>(n_kv) + 1, n_q_);
-  for (int h = n_q_ - 1; h >= 0; --h) {
-    head_begin_[static_cast<size_t>((q_begin_ + h) / heads_per_kv_ - kv_heads_.begin)] = h;
-  }
-  for (int j = n_kv - 1; j >= 0; --j) {
-    head_begin_[static_cast<size_t>(j)] =
-        std::min(head_begin_[static_cast<size_t>(j)], head_begin_[static_cast<size_t>(j) + 1]);
-  }
 
-  if (first_stage()) embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
+  auto norm = [&](const std::string& name) {
+    DeviceMemory m = dev.upload(load_vector_f32(src.get(name)));
+    weight_bytes_ += m.bytes();
+    return m;
+  };
+
+  // A tied lm_head on the stage that also embeds is the embedding's own rows
+  // (plan.slice() splits both by vocabulary), held once.
+  const std::string head_name = cfg_.tied_embeddings ? "token_embd.weight" : "output.weight";
+  std::shared_ptr<const DeviceWeight> table, head;
+  if (first_stage()) {
+    const WeightUse use = cfg_.tied_embeddings && last_stage() ? WeightUse::RowsAndMatmul : WeightUse::Rows;
+    table = load_weight(dev, src, plan, rank, {"token_embd.weight"}, use);
+    embed_ = VocabParallelEmbedding(table, plan.slice("token_embd.weight", rank).range, cfg_.vocab);
+    weight_bytes_ += table->bytes();
+  }
   for (int l = range_.begin; l < range_.end; ++l) {
     Layer L;
-    L.attn_norm = load_vector_f32(src.get(blk(l, "attn_norm.weight")));
-    L.ffn_norm = load_vector_f32(src.get(blk(l, "ffn_norm.weight")));
+    L.attn_norm = norm(blk(l, "attn_norm.weight"));
+    L.ffn_norm = norm(blk(l, "ffn_norm.weight"));
     if (cfg_.qk_norm) {
-      L.q_norm = load_vector_f32(src.get(blk(l, "attn_q_norm.weight")));
-      L.k_norm = load_vector_f32(src.get(blk(l, "attn_k_norm.weight")));
+      L.q_norm = norm(blk(l, "attn_q_norm.weight"));
+      L.k_norm = norm(blk(l, "attn_k_norm.weight"));
     }
     std::vector<std::string> biases;
     if (cfg_.qkv_bias) biases = {blk(l, "attn_q.bias"), blk(l, "attn_k.bias"), blk(l, "attn_v.bias")};
-    L.qkv = ColumnParallelLinear(src, plan, rank,
+    L.qkv = ColumnParallelLinear(dev, src, plan, rank,
                                  {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")}, biases);
-    L.o = RowParallelLinear(src, plan, rank, blk(l, "attn_output.weight"));
+    L.o = RowParallelLinear(dev, src, plan, rank, blk(l, "attn_output.weight"));
     if (cfg_.is_moe()) {
-      L.moe = ParallelMoE(src, plan, rank, l);
+      L.moe = ParallelMoE(dev, src, plan, rank, l);
     } else {
-      L.gate_up = ColumnParallelLinear(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
-      L.down = RowParallelLinear(src, plan, rank, blk(l, "ffn_down.weight"));
+      L.gate_up = ColumnParallelLinear(dev, src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
+      L.down = RowParallelLinear(dev, src, plan, rank, blk(l, "ffn_down.weight"));
     }
+    weight_bytes_ += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes() +
+                     L.moe.weight_bytes();
     layers_.push_back(std::move(L));
   }
   if (last_stage()) {
-    output_norm_ = load_vector_f32(src.get("output_norm.weight"));
-    lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? "token_embd.weight" : "output.weight");
+    output_norm_ = norm("output_norm.weight");
+    if (cfg_.tied_embeddings && first_stage()) {
+      head = table;
+    } else {
+      head = load_weight(dev, src, plan, rank, {head_name});
+      weight_bytes_ += head->bytes();
+    }
+    std::vector<Range> ranges;
+    for (int r = 0; r < plan.tp(); ++r)
+      ranges.push_back(plan.tp() == 1 ? Range{0, cfg_.vocab} : plan.slice(head_name, r).range);
+    lm_head_ = ParallelLMHead(head, ranges, cfg_.vocab);
   }
 
+  std::vector<float> inv_freq;
   const int half = cfg_.head_dim / 2;
   for (int i = 0; i < half; ++i) {
     double f = 1.0 / std::pow(static_cast<double>(cfg_.rope_theta), 2.0 * i / cfg_.head_dim);
     if (!cfg_.rope_freq_factors.empty()) f /= cfg_.rope_freq_factors.at(static_cast<size_t>(i));
-    inv_freq_.push_back(static_cast<float>(f));
+    inv_freq.push_back(static_cast<float>(f));
   }
+  inv_freq_ = dev.upload(inv_freq);
+
+  kv.n_layers = range_.size();
+  kv.n_kv_heads = heads_.n_kv;
+  kv.head_dim = cfg_.head_dim;
+  dev.allocate_kv(kv);
 }
 
-uint64_t LlamaModel::weight_bytes() const {
-  uint64_t b = embed_.weight_bytes() + lm_head_.weight_bytes() + output_norm_.size() * sizeof(float);
-  // The same rows as the embedding, when one stage holds both.
-  if (cfg_.tied_embeddings && first_stage() && last_stage()) b -= lm_head_.weight_bytes();
-  for (const Layer& L : layers_) {
-    b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
-    b += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes() +
-         L.moe.weight_bytes();
-  }
-  return b;
-}
+uint64_t LlamaModel::weight_bytes() const { return weight_bytes_; }
 
 std::vector<std::vector<uint64_t>> LlamaModel::expert_load() const {
   std::vector<std::vector<uint64_t>> out;
@@ -119,139 +110,100 @@ void LlamaModel::reset_expert_load() {
 }
 
 float* LlamaModel::stage_input(int64_t n_tokens) {
-  x_.resize(static_cast<size_t>(n_tokens * cfg_.hidden));
-  return x_.data();
+  stage_in_.resize(static_cast<size_t>(n_tokens * cfg_.hidden));
+  return stage_in_.data();
 }
 
-void LlamaModel::forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits) {
+void LlamaModel::forward(const Batch& batch, float* logits) {
   const int64_t n = batch.size();
   const int64_t hidden = cfg_.hidden;
-  if (!first_stage() && x_.size() != static_cast<size_t>(n * hidden)) {
-    throw Error(cat("stage input holds ", x_.size(), " values for a batch of ", n, " tokens x ", hidden));
+  if (!first_stage() && stage_in_.size() != static_cast<size_t>(n * hidden)) {
+    throw Error(cat("stage input holds ", stage_in_.size(), " values for a batch of ", n, " tokens x ", hidden));
   }
-  x_.resize(static_cast<size_t>(n * hidden));
-  h_.resize(x_.size());
-  tmp_.resize(x_.size());
+  if (n == 0) return;
+  // A MoE layer reads its routing back to the host, which a graph cannot hold.
+  const StepShape s = dev_.begin_step(batch, first_stage() && last_stage() && !cfg_.is_moe());
+  reserve(s);
+  if (!first_stage()) dev_.upload(stage_in_.data(), stage_in_.size() * sizeof(float), x_.data());
+  dev_.run_step([&] { run(s); });
+  if (last_stage()) {
+    lm_head_.download(dev_, batch.n_logits(), logits);
+  } else {
+    stage_out_.resize(static_cast<size_t>(n * hidden));
+    dev_.download(x_.f32(), n, hidden, stage_out_.data(), hidden);
+  }
+  dev_.end_step();
+}
 
-  if (first_stage()) embed_.forward(ctx, batch.tokens.data(), n, x_.data());
-  // Attention work units, the same for every layer of this batch: a tile of up
-  // to kTileTokens consecutive tokens of one sequence (positions
-  // non-decreasing) x one local KV head, whose query heads attend together so
-  // each key and value is converted once per unit.
-  constexpr int64_t kTileTokens = 8;
-  tiles_.clear();
-  for (int64_t t = 0; t < n;) {
-    int64_t e = t + 1;
-    while (e < n && e - t < kTileTokens && batch.seq[static_cast<size_t>(e)] == batch.seq[static_cast<size_t>(t)] &&
-           batch.positions[static_cast<size_t>(e)] >= batch.positions[static_cast<size_t>(e - 1)]) {
-      ++e;
-    }
-    tiles_.push_back({t, e});
-    t = e;
-  }
+// Every activation grown for the step before the layers run, so a captured
+// graph never sees a buffer move.
+void LlamaModel::reserve(const StepShape& s) {
+  const auto n = static_cast<size_t>(s.n);
+  const auto hidden = static_cast<size_t>(cfg_.hidden);
+  const auto hd = static_cast<size_t>(cfg_.head_dim);
+  reserve_f32(dev_, x_, n * hidden);
+  reserve_f32(dev_, h_, n * hidden);
+  reserve_f32(dev_, tmp_, n * hidden);
+  reserve_f32(dev_, qkv_, n * static_cast<size_t>(heads_.n_q + 2 * heads_.n_kv) * hd);
+  reserve_f32(dev_, attn_, n * static_cast<size_t>(heads_.n_q) * hd);
+  reserve_f32(dev_, gu_, n * 2 * static_cast<size_t>(ffn_local_));
+  reserve_f32(dev_, act_, n * static_cast<size_t>(ffn_local_));
+  if (last_stage()) reserve_f32(dev_, out_rows_, static_cast<size_t>(s.n_out) * hidden);
+}
+
+void LlamaModel::run(const StepShape& s) {
+  const int64_t n = s.n;
+  const int64_t hidden = cfg_.hidden;
+  float* x = x_.f32();
+  float* h = h_.f32();
+  float* tmp = tmp_.f32();
+  if (first_stage()) embed_.forward(dev_, n, x);
   // l indexes this stage's layers (and its KV cache): global layer range_.begin + l.
   for (int l = 0; l < range_.size(); ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) {
-      rms_norm(&x_[static_cast<size_t>(t * hidden)], L.attn_norm.data(), hidden, cfg_.rms_eps,
-               &h_[static_cast<size_t>(t * hidden)]);
-    }
-    qkv_.resize(static_cast<size_t>(n * L.qkv.out_features()));
-    L.qkv.forward(ctx, h_.data(), n, qkv_.data());
-    attention(ctx, batch, l, cache);
-    L.o.forward(ctx, attn_.data(), n, tmp_.data());
-    for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+    dev_.rms_norm(x, hidden, L.attn_norm.f32(), n, hidden, cfg_.rms_eps, h, hidden);
+    attention(s, L, l);
+    L.o.forward(dev_, attn_.f32(), n, tmp);
+    dev_.add(x, tmp, n * hidden);
 
-    for (int64_t t = 0; t < n; ++t) {
-      rms_norm(&x_[static_cast<size_t>(t * hidden)], L.ffn_norm.data(), hidden, cfg_.rms_eps,
-               &h_[static_cast<size_t>(t * hidden)]);
-    }
+    dev_.rms_norm(x, hidden, L.ffn_norm.f32(), n, hidden, cfg_.rms_eps, h, hidden);
     if (cfg_.is_moe()) {
-      L.moe.forward(ctx, h_.data(), n, tmp_.data());
+      L.moe.forward(dev_, h, n, tmp);
     } else {
-      gu_.resize(static_cast<size_t>(n * 2 * ffn_local_));
-      act_.resize(static_cast<size_t>(n * ffn_local_));
-      L.gate_up.forward(ctx, h_.data(), n, gu_.data());
-      for (int64_t t = 0; t < n; ++t) {
-        const float* g = &gu_[static_cast<size_t>(t * 2 * ffn_local_)];
-        const float* u = g + ffn_local_;
-        float* a = &act_[static_cast<size_t>(t * ffn_local_)];
-        for (int64_t i = 0; i < ffn_local_; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-      }
-      L.down.forward(ctx, act_.data(), n, tmp_.data());
+      L.gate_up.forward(dev_, h, n, gu_.f32());
+      dev_.swiglu(gu_.f32(), n, ffn_local_, act_.f32());
+      L.down.forward(dev_, act_.f32(), n, tmp);
     }
-    for (size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+    dev_.add(x, tmp, n * hidden);
   }
 
-  if (!last_stage()) return;  // stage_output() holds the residual stream
-  const int64_t n_out = batch.n_logits();
-  if (n_out == 0) return;
-  out_rows_.resize(static_cast<size_t>(n_out * hidden));
-  int64_t o = 0;
-  for (int64_t t = 0; t < n; ++t) {
-    if (!batch.want_logits[static_cast<size_t>(t)]) continue;
-    rms_norm(&x_[static_cast<size_t>(t * hidden)], output_norm_.data(), hidden, cfg_.rms_eps,
-             &out_rows_[static_cast<size_t>(o * hidden)]);
-    ++o;
-  }
-  lm_head_.forward(ctx, out_rows_.data(), n_out, logits);
+  if (!last_stage() || s.n_out == 0) return;  // stage_output() holds the residual stream
+  float* rows = out_rows_.f32();
+  dev_.gather_logit_rows(x, hidden, rows);
+  dev_.rms_norm(rows, hidden, output_norm_.f32(), s.n_out, hidden, cfg_.rms_eps, rows, hidden);
+  lm_head_.forward(dev_, rows, s.n_out);
 }
 
-// Q/K norm and RoPE on the new tokens, their K/V into the cache, then each of the
-// rank's query heads attends over its sequence up to the token's position.
-void LlamaModel::attention(RankContext& ctx, const Batch& batch, int l, KVCache& cache) {
-  Layer& L = layers_[static_cast<size_t>(l)];
-  const int64_t n = batch.size();
+// Q/K/V for the rank's heads; Q/K norm and RoPE; the new keys and values into
+// the cache, and each query head's attention over its sequence.
+void LlamaModel::attention(const StepShape& s, Layer& L, int l) {
+  const int64_t n = s.n;
   const int hd = cfg_.head_dim;
-  const int n_kv = static_cast<int>(kv_heads_.size());
   const int64_t row = L.qkv.out_features();  // (n_q + 2 n_kv) * hd
-  for (int64_t t = 0; t < n; ++t) {
-    float* q = &qkv_[static_cast<size_t>(t * row)];
-    float* k = q + static_cast<int64_t>(n_q_) * hd;
-    float* v = k + static_cast<int64_t>(n_kv) * hd;
-    const int pos = batch.positions[static_cast<size_t>(t)];
-    for (int h = 0; h < n_q_; ++h) {
-      if (cfg_.qk_norm) rms_norm(q + h * hd, L.q_norm.data(), hd, cfg_.rms_eps, q + h * hd);
-      rope(q + h * hd, hd, pos, inv_freq_.data(), cfg_.rope_style);
+  float* q = qkv_.f32();
+  float* k = q + static_cast<int64_t>(heads_.n_q) * hd;
+  L.qkv.forward(dev_, h_.f32(), n, q);
+  if (cfg_.qk_norm) {
+    for (int i = 0; i < heads_.n_q; ++i) {
+      dev_.rms_norm(q + i * hd, row, L.q_norm.f32(), n, hd, cfg_.rms_eps, q + i * hd, row);
     }
-    for (int h = 0; h < n_kv; ++h) {
-      if (cfg_.qk_norm) rms_norm(k + h * hd, L.k_norm.data(), hd, cfg_.rms_eps, k + h * hd);
-      rope(k + h * hd, hd, pos, inv_freq_.data(), cfg_.rope_style);
+    for (int i = 0; i < heads_.n_kv; ++i) {
+      dev_.rms_norm(k + i * hd, row, L.k_norm.f32(), n, hd, cfg_.rms_eps, k + i * hd, row);
     }
-    const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(t)])].block_table;
-    const int bs = cache.block_size();
-    if (pos / bs >= static_cast<int>(table.size())) {
-      throw Error(cat("position ", pos, " has no KV block (", table.size(), " blocks of ", bs, ")"));
-    }
-    cache.store(l, static_cast<int64_t>(table[static_cast<size_t>(pos / bs)]) * bs + pos % bs, k, v);
   }
-
-  attn_.resize(static_cast<size_t>(n * n_q_ * hd));
-  const cpu::KVLayerView kv = cache.layer(l);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-
-  attn_work_.resize(static_cast<size_t>(ctx.pool.size()));
-  const int64_t units = static_cast<int64_t>(tiles_.size()) * n_kv;
-  ctx.pool.run([&](int i, int nt) {
-    AttnWork& w = attn_work_[static_cast<size_t>(i)];
-    for (int64_t u = units * i / nt; u < units * (i + 1) / nt; ++u) {
-      const Tile tile = tiles_[static_cast<size_t>(u / n_kv)];
-      const int j = static_cast<int>(u % n_kv);
-      w.q.clear();
-      w.out.clear();
-      w.n_ctx.clear();
-      for (int64_t t = tile.begin; t < tile.end; ++t) {
-        for (int h = head_begin_[static_cast<size_t>(j)]; h < head_begin_[static_cast<size_t>(j) + 1]; ++h) {
-          w.q.push_back(&qkv_[static_cast<size_t>(t * row + h * hd)]);
-          w.out.push_back(&attn_[static_cast<size_t>((t * n_q_ + h) * hd)]);
-          w.n_ctx.push_back(batch.positions[static_cast<size_t>(t)] + 1);
-        }
-      }
-      const auto& table = batch.sequences[static_cast<size_t>(batch.seq[static_cast<size_t>(tile.begin)])].block_table;
-      const cpu::AttnGroup g{w.q.data(), w.n_ctx.data(), w.out.data(), static_cast<int>(w.q.size())};
-      cpu::attend_group(g, j, table, kv, scale, w.scratch);
-    }
-  });
+  dev_.rope(q, row, heads_.n_q, hd, inv_freq_.f32(), cfg_.rope_style);
+  dev_.rope(k, row, heads_.n_kv, hd, inv_freq_.f32(), cfg_.rope_style);
+  dev_.attention(l, q, row, heads_, 1.0f / std::sqrt(static_cast<float>(hd)), attn_.f32());
 }
 
 }  // namespace tpinfer

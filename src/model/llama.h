@@ -1,6 +1,7 @@
 // The Llama family decoder (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, and
 // the mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE) as one rank of a
-// tensor-parallel group holds it. The forward pass reads like the
+// tensor-parallel group holds it, on the rank's Device (parallel/device.h:
+// a CPU or a GPU, the same code). The forward pass reads like the
 // architecture: embed; per layer RMSNorm, attention (Q/K/V column-parallel, RoPE,
 // the rank's heads over its KV cache, O row-parallel), residual, RMSNorm, SwiGLU
 // MLP (gate/up column-parallel and fused, down row-parallel) or the MoE MLP
@@ -11,15 +12,16 @@
 // A pipeline stage (parallel/pipeline_plan.h) holds a range of consecutive
 // layers: the first stage embeds, the last applies the final norm and the
 // lm_head, and between them the residual stream ([tokens, hidden]) is what one
-// stage hands the next (stage_input() / stage_output()). The engine moves it.
+// stage hands the next (stage_input() / stage_output(), host memory). The
+// engine moves it.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "formats/model_source.h"
-#include "model/batch.h"
-#include "model/kv_cache.h"
+#include "parallel/batch.h"
+#include "parallel/device.h"
 #include "parallel/layers.h"
 #include "parallel/moe.h"
 #include "parallel/pipeline_plan.h"
@@ -30,27 +32,28 @@ namespace tpinfer {
 class LlamaModel {
  public:
   // The whole model, or the pipeline stage holding `layers`: only their
-  // tensors (and the embedding / head when the stage is first / last) are read.
-  LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank);
-  LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers);
+  // tensors (and the embedding / head when the stage is first / last) are read,
+  // and uploaded to `dev`, which holds the stage's KV cache (`kv`: its
+  // n_layers and n_kv_heads are filled in here). `dev` must outlive the model.
+  LlamaModel(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers, KvCacheShape kv);
 
   // Runs `batch` through this rank's layers. The first stage starts from the
   // embedded tokens, a later one from what stage_input() was filled with. The
   // last stage writes the logits of the tokens that want them, in batch order,
-  // to `logits` ([batch.n_logits(), vocab], on every rank); the others leave
-  // their output in stage_output() and do not touch `logits`.
-  void forward(RankContext& ctx, const Batch& batch, KVCache& cache, float* logits);
+  // to `logits` ([batch.n_logits(), vocab], host memory, on every rank); the
+  // others leave their output in stage_output() and do not touch `logits`.
+  void forward(const Batch& batch, float* logits);
   // [n_tokens, hidden] to fill before forward() on a stage after the first.
   float* stage_input(int64_t n_tokens);
   // [batch.size(), hidden] after forward() on a stage before the last.
-  const float* stage_output() const { return x_.data(); }
+  const float* stage_output() const { return stage_out_.data(); }
 
   LayerRange layers() const { return range_; }
   bool first_stage() const { return range_.begin == 0; }
   bool last_stage() const { return range_.end == cfg_.n_layers; }
 
   const ModelConfig& config() const { return cfg_; }
-  int n_local_kv_heads() const { return static_cast<int>(kv_heads_.size()); }
+  Device& device() const { return dev_; }
   // Bytes of weights this rank holds (its shards plus the replicated tensors).
   uint64_t weight_bytes() const;
   // MoE: tokens routed to each expert, [layer of this stage][expert], since construction or
@@ -60,7 +63,7 @@ class LlamaModel {
 
  private:
   struct Layer {
-    std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;
+    DeviceMemory attn_norm, ffn_norm, q_norm, k_norm;
     ColumnParallelLinear qkv;  // fused Q, K, V (+ biases)
     RowParallelLinear o;
     ColumnParallelLinear gate_up;  // fused gate, up
@@ -68,37 +71,25 @@ class LlamaModel {
     ParallelMoE moe;  // instead of gate_up and down in a MoE model
   };
 
-  void attention(RankContext& ctx, const Batch& batch, int layer, KVCache& cache);
+  void reserve(const StepShape& s);
+  void run(const StepShape& s);  // the layers: what a GPU may capture as a graph
+  void attention(const StepShape& s, Layer& L, int layer);
 
+  Device& dev_;
   ModelConfig cfg_;
-  LayerRange range_;   // the layers this rank holds (its pipeline stage)
-  int n_q_ = 0;        // query heads on this rank
-  Range kv_heads_;     // KV heads on this rank (global indices)
-  int64_t q_begin_ = 0;
-  int heads_per_kv_ = 1;
+  LayerRange range_;  // the layers this rank holds (its pipeline stage)
+  AttnHeads heads_;   // this rank's query and KV heads
   int64_t ffn_local_ = 0;
   VocabParallelEmbedding embed_;
   std::vector<Layer> layers_;
-  std::vector<float> output_norm_;
+  DeviceMemory output_norm_;
   ParallelLMHead lm_head_;
-  std::vector<float> inv_freq_;  // head_dim/2 RoPE frequencies (scaling applied)
+  DeviceMemory inv_freq_;  // head_dim/2 RoPE frequencies (scaling applied)
+  uint64_t weight_bytes_ = 0;
 
-  // Activations, reused across steps.
-  std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_, out_rows_;
-  // Attention work (llama.cc): token tiles (per batch), the first local query
-  // head of each local KV head (fixed by the shard), and per-thread scratch.
-  struct Tile {
-    int64_t begin, end;
-  };
-  struct AttnWork {
-    cpu::AttnScratch scratch;
-    std::vector<const float*> q;
-    std::vector<float*> out;
-    std::vector<int> n_ctx;
-  };
-  std::vector<Tile> tiles_;
-  std::vector<int> head_begin_;
-  std::vector<AttnWork> attn_work_;
+  // Activations on the device, grown as needed; the stage hand-off on the host.
+  DeviceMemory x_, h_, qkv_, attn_, tmp_, gu_, act_, out_rows_;
+  std::vector<float> stage_in_, stage_out_;
 };
 
 }  // namespace tpinfer

@@ -11,16 +11,6 @@ namespace {
 
 std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
 
-// act[i] = silu(gate[i]) * up[i] for m rows of [gate | up], each `f` wide.
-void swiglu(const float* gu, int64_t m, int64_t f, float* act) {
-  for (int64_t t = 0; t < m; ++t) {
-    const float* g = gu + t * 2 * f;
-    const float* u = g + f;
-    float* a = act + t * f;
-    for (int64_t i = 0; i < f; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-  }
-}
-
 }  // namespace
 
 void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool normalize, int32_t* experts,
@@ -48,7 +38,7 @@ void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool norm
   }
 }
 
-ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank, int layer) {
+ParallelMoE::ParallelMoE(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, int layer) {
   const ModelConfig& c = src.config();
   const RankShard& s = plan.rank(rank);
   n_experts_ = c.n_experts;
@@ -59,15 +49,14 @@ ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank
   ffn_local_ = s.ffn.size();
   shared_local_ = s.shared_ffn.size();
   const std::string router = blk(layer, "ffn_gate_inp.weight");
-  router_ = ShardedTensor::load(src.get(router), plan.slice(router, rank));
+  router_ = load_weight(dev, src, plan, rank, {router});
   mine_ = s.experts;
   for (int64_t e = mine_.begin; e < mine_.end; ++e) {
     const int x = static_cast<int>(e);
     Expert ex;
-    ex.gate_up = ColumnParallelLinear(src, plan, rank,
-                                      {expert_tensor_name(layer, "ffn_gate", x), expert_tensor_name(layer, "ffn_up", x)});
-    const std::string down = expert_tensor_name(layer, "ffn_down", x);
-    ex.down = ShardedTensor::load(src.get(down), plan.slice(down, rank));
+    ex.gate_up = ColumnParallelLinear(
+        dev, src, plan, rank, {expert_tensor_name(layer, "ffn_gate", x), expert_tensor_name(layer, "ffn_up", x)});
+    ex.down = load_weight(dev, src, plan, rank, {expert_tensor_name(layer, "ffn_down", x)});
     experts_.push_back(std::move(ex));
   }
   owner_.assign(static_cast<size_t>(n_experts_), 0);
@@ -78,49 +67,52 @@ ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank
     for (int64_t e = er.begin; e < er.end && expert_parallel_; ++e) owner_[static_cast<size_t>(e)] = r;
   }
   if (c.shared_expert_ffn > 0) {
-    shared_gate_up_ =
-        ColumnParallelLinear(src, plan, rank, {blk(layer, "ffn_gate_shexp.weight"), blk(layer, "ffn_up_shexp.weight")});
-    const std::string down = blk(layer, "ffn_down_shexp.weight");
-    shared_down_ = ShardedTensor::load(src.get(down), plan.slice(down, rank));
-    if (c.shared_expert_gate) shared_gate_ = load_vector_f32(src.get(blk(layer, "ffn_gate_inp_shexp.weight")));
+    shared_gate_up_ = ColumnParallelLinear(dev, src, plan, rank,
+                                           {blk(layer, "ffn_gate_shexp.weight"), blk(layer, "ffn_up_shexp.weight")});
+    shared_down_ = load_weight(dev, src, plan, rank, {blk(layer, "ffn_down_shexp.weight")});
+    if (c.shared_expert_gate)
+      shared_gate_ = dev.upload(load_vector_f32(src.get(blk(layer, "ffn_gate_inp_shexp.weight"))));
   }
   load_.assign(static_cast<size_t>(n_experts_), 0);
   touched_.resize(static_cast<size_t>(plan.tp()));
 }
 
 uint64_t ParallelMoE::weight_bytes() const {
-  uint64_t b = router_.bytes() + shared_gate_up_.weight_bytes() + shared_down_.bytes() +
-               shared_gate_.size() * sizeof(float);
-  for (const Expert& e : experts_) b += e.gate_up.weight_bytes() + e.down.bytes();
+  if (!router_) return 0;  // not a MoE layer
+  uint64_t b = router_->bytes() + shared_gate_up_.weight_bytes() + (shared_down_ ? shared_down_->bytes() : 0) +
+               shared_gate_.bytes();
+  for (const Expert& e : experts_) b += e.gate_up.weight_bytes() + e.down->bytes();
   return b;
 }
 
 void ParallelMoE::reset_load() { std::fill(load_.begin(), load_.end(), 0); }
 
-void ParallelMoE::forward(RankContext& ctx, const float* h, int64_t n, float* out) {
+void ParallelMoE::forward(Device& dev, const float* h, int64_t n, float* out) {
   const size_t nk = static_cast<size_t>(n * k_);
   logits_.resize(static_cast<size_t>(n * n_experts_));
-  cpu::matmul(router_.view(), h, n, logits_.data(), ctx.pool, ctx.scratch);
+  float* logits = reserve_f32(dev, logits_dev_, logits_.size());
+  dev.matmul(*router_, h, n, logits);
+  dev.read_to_host(logits, logits_.size(), logits_.data());
   chosen_.resize(nk);
   weights_.resize(nk);
   route_top_k(logits_.data(), n, n_experts_, k_, normalize_, chosen_.data(), weights_.data());
   for (int32_t e : chosen_) load_[static_cast<size_t>(e)] += 1;
 
-  std::fill(out, out + n * hidden_, 0.0f);
-  run_experts(ctx, h, n, out);
+  dev.zero(out, n * hidden_);
+  run_experts(dev, h, n, out);
   if (!expert_parallel_) {
-    add_shared(ctx, h, n, out);  // this rank's share of it, summed with the rest below
-    ctx.comm.all_reduce_sum(out, static_cast<size_t>(n * hidden_));  // as a dense MLP's down projection
+    add_shared(dev, h, n, out);                                 // this rank's share of it, summed with the rest below
+    dev.all_reduce_sum(out, static_cast<size_t>(n * hidden_));  // as a dense MLP's down projection
     return;
   }
-  if (ctx.size() > 1) combine_expert_parallel(ctx, n, out);
-  add_shared(ctx, h, n, out);  // replicated: the whole shared expert, after the sum
+  if (dev.size() > 1) combine_expert_parallel(dev, n, out);
+  add_shared(dev, h, n, out);  // replicated: the whole shared expert, after the sum
 }
 
 // out[t] += weight x expert(h[t]) for each of the rank's experts that token t
 // was routed to (the rank's features of it under tensor parallelism), experts
 // in ascending order.
-void ParallelMoE::run_experts(RankContext& ctx, const float* h, int64_t n, float* out) {
+void ParallelMoE::run_experts(Device& dev, const float* h, int64_t n, float* out) {
   if (ffn_local_ == 0) return;  // an uneven split can leave a rank no features
   for (int64_t e = mine_.begin; e < mine_.end; ++e) {
     rows_.clear();
@@ -132,48 +124,34 @@ void ParallelMoE::run_experts(RankContext& ctx, const float* h, int64_t n, float
         row_weights_.push_back(weights_[static_cast<size_t>(t * k_ + j)]);
       }
     }
-    const int64_t m = static_cast<int64_t>(rows_.size());
+    const auto m = static_cast<size_t>(rows_.size());
     if (m == 0) continue;
     const Expert& ex = experts_[static_cast<size_t>(e - mine_.begin)];
-    xs_.resize(static_cast<size_t>(m * hidden_));
-    for (int64_t i = 0; i < m; ++i) {
-      std::copy(h + rows_[static_cast<size_t>(i)] * hidden_, h + (rows_[static_cast<size_t>(i)] + 1) * hidden_,
-                xs_.begin() + i * hidden_);
-    }
-    gu_.resize(static_cast<size_t>(m * 2 * ffn_local_));
-    act_.resize(static_cast<size_t>(m * ffn_local_));
-    ys_.resize(static_cast<size_t>(m * hidden_));
-    ex.gate_up.forward(ctx, xs_.data(), m, gu_.data());
-    swiglu(gu_.data(), m, ffn_local_, act_.data());
-    cpu::matmul(ex.down.view(), act_.data(), m, ys_.data(), ctx.pool, ctx.scratch);
-    for (int64_t i = 0; i < m; ++i) {
-      const float w = row_weights_[static_cast<size_t>(i)];
-      float* o = out + rows_[static_cast<size_t>(i)] * hidden_;
-      const float* y = &ys_[static_cast<size_t>(i * hidden_)];
-      for (int64_t x = 0; x < hidden_; ++x) o[x] += w * y[x];
-    }
+    float* xs = reserve_f32(dev, xs_, m * static_cast<size_t>(hidden_));
+    float* gu = reserve_f32(dev, gu_, m * 2 * static_cast<size_t>(ffn_local_));
+    float* act = reserve_f32(dev, act_, m * static_cast<size_t>(ffn_local_));
+    float* ys = reserve_f32(dev, ys_, m * static_cast<size_t>(hidden_));
+    dev.gather_rows(h, rows_, hidden_, xs);
+    ex.gate_up.forward(dev, xs, static_cast<int64_t>(m), gu);
+    dev.swiglu(gu, static_cast<int64_t>(m), ffn_local_, act);
+    dev.matmul(*ex.down, act, static_cast<int64_t>(m), ys);
+    dev.add_rows_scaled(out, rows_, row_weights_, ys, hidden_);
   }
 }
 
 // out[t] += gate(h[t]) x shared_expert(h[t]), gate = sigmoid(h[t] . w) or 1.
-void ParallelMoE::add_shared(RankContext& ctx, const float* h, int64_t n, float* out) {
+void ParallelMoE::add_shared(Device& dev, const float* h, int64_t n, float* out) {
   if (shared_local_ == 0) return;
-  gu_.resize(static_cast<size_t>(n * 2 * shared_local_));
-  act_.resize(static_cast<size_t>(n * shared_local_));
-  ys_.resize(static_cast<size_t>(n * hidden_));
-  shared_gate_up_.forward(ctx, h, n, gu_.data());
-  swiglu(gu_.data(), n, shared_local_, act_.data());
-  cpu::matmul(shared_down_.view(), act_.data(), n, ys_.data(), ctx.pool, ctx.scratch);
-  for (int64_t t = 0; t < n; ++t) {
-    float g = 1.0f;
-    if (!shared_gate_.empty()) {
-      double d = 0;
-      for (int64_t x = 0; x < hidden_; ++x) d += static_cast<double>(h[t * hidden_ + x]) * shared_gate_[static_cast<size_t>(x)];
-      g = static_cast<float>(1.0 / (1.0 + std::exp(-d)));
-    }
-    float* o = out + t * hidden_;
-    const float* y = &ys_[static_cast<size_t>(t * hidden_)];
-    for (int64_t x = 0; x < hidden_; ++x) o[x] += g * y[x];
+  float* gu = reserve_f32(dev, gu_, static_cast<size_t>(n * 2 * shared_local_));
+  float* act = reserve_f32(dev, act_, static_cast<size_t>(n * shared_local_));
+  float* ys = reserve_f32(dev, ys_, static_cast<size_t>(n * hidden_));
+  shared_gate_up_.forward(dev, h, n, gu);
+  dev.swiglu(gu, n, shared_local_, act);
+  dev.matmul(*shared_down_, act, n, ys);
+  if (shared_gate_.empty()) {
+    dev.add(out, ys, n * hidden_);
+  } else {
+    dev.add_sigmoid_gated(out, h, shared_gate_.f32(), ys, n, hidden_);
   }
 }
 
@@ -183,8 +161,8 @@ void ParallelMoE::add_shared(RankContext& ctx, const float* h, int64_t n, float*
 // over all ranks; a reduce-scatter + all-gather all-reduce moves 2(p-1) n.
 // Each token reaches at most k ranks, so with k <= 2 the gather never moves
 // more; past two ranks per token on average the all-reduce is used.
-void ParallelMoE::combine_expert_parallel(RankContext& ctx, int64_t n, float* out) {
-  const int p = ctx.size();
+void ParallelMoE::combine_expert_parallel(Device& dev, int64_t n, float* out) {
+  const int p = dev.size();
   int64_t total = 0;
   for (int s = 0; s < p; ++s) {
     std::vector<int64_t>& rows = touched_[static_cast<size_t>(s)];
@@ -200,28 +178,24 @@ void ParallelMoE::combine_expert_parallel(RankContext& ctx, int64_t n, float* ou
     total += static_cast<int64_t>(rows.size());
   }
   if (total > 2 * n) {
-    ctx.comm.all_reduce_sum(out, static_cast<size_t>(n * hidden_));
+    dev.all_reduce_sum(out, static_cast<size_t>(n * hidden_));
     return;
   }
-  const std::vector<int64_t>& own = touched_[static_cast<size_t>(ctx.rank())];
-  send_.resize(own.size() * static_cast<size_t>(hidden_));
-  for (size_t i = 0; i < own.size(); ++i) {
-    std::copy(out + own[i] * hidden_, out + (own[i] + 1) * hidden_, send_.begin() + static_cast<int64_t>(i) * hidden_);
-  }
+  const std::vector<int64_t>& own = touched_[static_cast<size_t>(dev.rank())];
+  float* send = reserve_f32(dev, send_, std::max<size_t>(own.size(), 1) * static_cast<size_t>(hidden_));
+  dev.gather_rows(out, own, hidden_, send);
   std::vector<size_t> counts;
   for (const std::vector<int64_t>& rows : touched_) counts.push_back(rows.size() * static_cast<size_t>(hidden_));
-  recv_.resize(static_cast<size_t>(total * hidden_));
-  ctx.comm.all_gather(send_.data(), counts, recv_.data());
+  float* recv = reserve_f32(dev, recv_, static_cast<size_t>(std::max<int64_t>(total, 1) * hidden_));
+  dev.all_gather(send, counts, recv);
   // Every rank sums the gathered rows in rank order (its own included, as
   // received), so every rank ends with the same bits.
-  std::fill(out, out + n * hidden_, 0.0f);
-  const float* row = recv_.data();
+  dev.zero(out, n * hidden_);
+  const float* row = recv;
   for (const std::vector<int64_t>& rows : touched_) {
-    for (int64_t t : rows) {
-      float* o = out + t * hidden_;
-      for (int64_t x = 0; x < hidden_; ++x) o[x] += row[x];
-      row += hidden_;
-    }
+    unit_weights_.assign(rows.size(), 1.0f);
+    dev.add_rows_scaled(out, rows, unit_weights_, row, hidden_);
+    row += static_cast<int64_t>(rows.size()) * hidden_;
   }
 }
 

@@ -20,11 +20,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "formats/model_source.h"
+#include "parallel/device.h"
 #include "parallel/layers.h"
-#include "parallel/rank_context.h"
 #include "parallel/shard_plan.h"
 #include "parallel/sharded_tensor.h"
 
@@ -42,11 +43,13 @@ void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool norm
 class ParallelMoE {
  public:
   ParallelMoE() = default;
-  ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank, int layer);
+  ParallelMoE(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, int layer);
 
   // h: [n, hidden], the same on every rank. out: [n, hidden], the MLP's output
   // (weighted routed experts plus the shared expert), the same on every rank.
-  void forward(RankContext& ctx, const float* h, int64_t n, float* out);
+  // Routing is decided on the host: the router's logits are read back, so a
+  // GPU does not capture this layer in a graph.
+  void forward(Device& dev, const float* h, int64_t n, float* out);
 
   uint64_t weight_bytes() const;
   // Tokens routed to each expert (k per token) since construction or the last
@@ -56,13 +59,13 @@ class ParallelMoE {
 
  private:
   struct Expert {
-    ColumnParallelLinear gate_up;  // the rank's rows of gate and up, fused
-    ShardedTensor down;            // the matching columns of down
+    ColumnParallelLinear gate_up;        // the rank's rows of gate and up, fused
+    std::unique_ptr<DeviceWeight> down;  // the matching columns of down
   };
 
-  void run_experts(RankContext& ctx, const float* h, int64_t n, float* out);
-  void add_shared(RankContext& ctx, const float* h, int64_t n, float* out);
-  void combine_expert_parallel(RankContext& ctx, int64_t n, float* out);
+  void run_experts(Device& dev, const float* h, int64_t n, float* out);
+  void add_shared(Device& dev, const float* h, int64_t n, float* out);
+  void combine_expert_parallel(Device& dev, int64_t n, float* out);
 
   int n_experts_ = 0;
   int k_ = 0;
@@ -71,20 +74,21 @@ class ParallelMoE {
   int64_t hidden_ = 0;
   int64_t ffn_local_ = 0;     // features of each routed expert on this rank
   int64_t shared_local_ = 0;  // shared-expert features on this rank
-  ShardedTensor router_;
-  Range mine_;                  // the routed experts this rank holds
+  std::unique_ptr<DeviceWeight> router_;
+  Range mine_;                   // the routed experts this rank holds
   std::vector<Expert> experts_;  // mine_.size() of them
   std::vector<int> owner_;       // expert -> rank (expert parallel)
   ColumnParallelLinear shared_gate_up_;
-  ShardedTensor shared_down_;
-  std::vector<float> shared_gate_;  // [hidden], empty when the shared expert has no gate
+  std::unique_ptr<DeviceWeight> shared_down_;
+  DeviceMemory shared_gate_;  // [hidden], empty when the shared expert has no gate
   std::vector<uint64_t> load_;
 
-  // Scratch, reused across steps.
-  std::vector<float> logits_, weights_, xs_, gu_, act_, ys_, send_, recv_;
+  // Device scratch and host routing state, reused across steps.
+  DeviceMemory logits_dev_, xs_, gu_, act_, ys_, send_, recv_;
+  std::vector<float> logits_, weights_;
   std::vector<int32_t> chosen_;
   std::vector<int64_t> rows_;
-  std::vector<float> row_weights_;
+  std::vector<float> row_weights_, unit_weights_;
   std::vector<std::vector<int64_t>> touched_;  // per rank: tokens routed to it, ascending
 };
 

@@ -15,7 +15,8 @@
 #include "backend/cuda/runtime.h"
 #include "core/error.h"
 #include "engine/engine.h"
-#include "model/cuda/cuda_llama.h"
+#include "model/rank_model.h"
+#include "parallel/cuda/cuda_device.h"
 #include "test_util.h"
 
 namespace tpinfer {
@@ -33,7 +34,7 @@ class CudaModel : public ::testing::Test {
 EngineOptions cuda_options(int tp) {
   EngineOptions o = testing::f32_options(tp);
   o.kv_type = DType::F16;
-  o.device = Device::Cuda;
+  o.device = DeviceKind::Cuda;
   return o;
 }
 
@@ -62,22 +63,19 @@ void expect_logits_close(const std::string& model, double bound, int tp = 1) {
   EXPECT_LT(rel_l2(gpu, cpu), bound) << model << " tp " << tp;
 }
 
-TEST(CudaModelChecks, RejectsMoeAndKvTypesWithoutAGpu) {
+// MoE models run on the GPU through the same layers as on the CPU; what the
+// GPU cannot hold is a KV cache other than f16 / bf16, or a weight type its
+// kernels lack.
+TEST(CudaModelChecks, AcceptsMoeRejectsKvTypesWithoutAGpu) {
   testing::TempDir dir;
   const std::string moe = dir.file("moe.gguf");
   write_synth_model(*synth_preset("tiny-mixtral"), moe);
-  try {
-    CudaLlamaModel::check_supported(*ModelSource::open(moe), DType::F16);
-    ADD_FAILURE() << "a MoE model passed";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("mixture-of-experts models are not supported on --device cuda yet"),
-              std::string::npos);
-  }
+  EXPECT_NO_THROW(CudaDevice::check_supported(*ModelSource::open(moe), DType::F16));
   const std::string dense = dir.file("dense.gguf");
   write_synth_model(testing::small_spec(Arch::Llama), dense);
-  EXPECT_NO_THROW(CudaLlamaModel::check_supported(*ModelSource::open(dense), DType::BF16));
+  EXPECT_NO_THROW(CudaDevice::check_supported(*ModelSource::open(dense), DType::BF16));
   try {
-    CudaLlamaModel::check_supported(*ModelSource::open(dense), DType::Q8_0);
+    CudaDevice::check_supported(*ModelSource::open(dense), DType::Q8_0);
     ADD_FAILURE() << "a q8_0 KV cache passed";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("valid: f16, bf16"), std::string::npos) << e.what();
@@ -87,6 +85,17 @@ TEST(CudaModelChecks, RejectsMoeAndKvTypesWithoutAGpu) {
 TEST_F(CudaModel, BibleBf16LogitsMatchCpu) { expect_logits_close(bible("bible-bf16.gguf"), 1e-2); }
 
 TEST_F(CudaModel, BibleBf16LogitsMatchCpuTp2) { expect_logits_close(bible("bible-bf16.gguf"), 1e-2, 2); }
+
+// Mixture of experts through the same layers as the CPU (routing read back to
+// the host, experts gathered and combined on the device), tensor-parallel
+// and expert-parallel.
+TEST_F(CudaModel, MoeLogitsMatchCpu) {
+  testing::TempDir dir;
+  const std::string moe = dir.file("moe.gguf");
+  write_synth_model(*synth_preset("tiny-mixtral"), moe);
+  expect_logits_close(moe, 1e-2);
+  expect_logits_close(moe, 1e-2, 2);
+}
 
 TEST_F(CudaModel, QuantizedLogitsWithinQuantizationBound) {
   // Both sides quantize activations to 8 bits for the quantized matmuls, in
@@ -135,19 +144,23 @@ TEST_F(CudaModel, PipelineStagesThroughTheHost) {
             1e-4);
 }
 
-// A CudaLlamaModel alone (tp = 1), for what the engine does not show: the
-// graph counters.
+// A model on a CudaDevice alone (tp = 1), for what the engine does not show:
+// the graph counters.
 struct Direct {
   std::unique_ptr<ModelSource> src;
   ShardPlan plan;
-  std::unique_ptr<CudaLlamaModel> model;
+  CudaDevice* device = nullptr;
+  std::unique_ptr<RankModel> model;
   Direct(const std::string& path, bool graphs) : src(ModelSource::open(path)) {
     plan = ShardPlan::build(src->config(), ParallelConfig{}, shard_constraints(*src));
-    CudaModelOptions o;
-    o.kv_blocks = 64;
-    o.kv_block_size = 16;
-    o.cuda_graphs = graphs;
-    model = std::make_unique<CudaLlamaModel>(*src, plan, 0, LayerRange{0, src->config().n_layers}, o, nullptr);
+    auto dev = std::make_unique<CudaDevice>(CudaDeviceOptions{0, graphs}, nullptr);
+    device = dev.get();
+    KvCacheShape kv;
+    kv.n_blocks = 64;
+    kv.block_size = 16;
+    kv.type = DType::F16;
+    auto llama = std::make_unique<LlamaModel>(*dev, *src, plan, 0, LayerRange{0, src->config().n_layers}, kv);
+    model = std::make_unique<RankModel>(std::move(dev), std::move(llama));
   }
 };
 
@@ -162,7 +175,7 @@ Batch sequences_batch(int n_seqs) {
   return b;
 }
 
-std::vector<float> run(CudaLlamaModel& m, const Batch& b, int64_t vocab) {
+std::vector<float> run(RankModel& m, const Batch& b, int64_t vocab) {
   std::vector<float> logits(static_cast<size_t>(b.n_logits() * vocab));
   m.forward(b, logits.data());
   return logits;
@@ -200,7 +213,7 @@ TEST_F(CudaModel, PrefillThenDecodeEqualsOneLongPrefill) {
     got.insert(got.end(), l.begin(), l.end());
   }
   EXPECT_LT(rel_l2(got, want), 1e-2);
-  EXPECT_GT(steps.model->graph_replays(), 0u) << steps.model->graph_error();
+  EXPECT_GT(steps.device->graph_replays(), 0u) << steps.device->graph_error();
 }
 
 TEST_F(CudaModel, GraphReplayEqualsNoGraph) {
@@ -237,10 +250,10 @@ TEST_F(CudaModel, GraphReplayEqualsNoGraph) {
     b = run(*plain.model, d, vocab);
     ASSERT_LT(rel_l2(a, b), 1e-4) << "decode step " << step;
   }
-  EXPECT_EQ(graph.model->graph_error(), "");
-  EXPECT_GE(graph.model->graph_captures(), 1u);
-  EXPECT_GE(graph.model->graph_replays(), 4u);
-  EXPECT_EQ(plain.model->graph_replays(), 0u);
+  EXPECT_EQ(graph.device->graph_error(), "");
+  EXPECT_GE(graph.device->graph_captures(), 1u);
+  EXPECT_GE(graph.device->graph_replays(), 4u);
+  EXPECT_EQ(plain.device->graph_replays(), 0u);
 }
 
 }  // namespace

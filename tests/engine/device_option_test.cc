@@ -46,8 +46,8 @@ std::string parse_error(Parse parse, const char* value) {
 TEST(DeviceOption, UnknownNamesListTheValidOnes) {
   EXPECT_EQ(parse_error(parse_device, "tpu"), "--device 'tpu' is not a device; valid: cpu, cuda");
   EXPECT_EQ(parse_error(parse_comm_backend, "tcp"), "--comm 'tcp' is not a back end; valid: auto, local, mpi");
-  EXPECT_EQ(parse_device("cuda"), Device::Cuda);
-  EXPECT_EQ(parse_device("cpu"), Device::Cpu);
+  EXPECT_EQ(parse_device("cuda"), DeviceKind::Cuda);
+  EXPECT_EQ(parse_device("cpu"), DeviceKind::Cpu);
   EXPECT_EQ(parse_comm_backend("mpi"), CommBackend::Mpi);
   EXPECT_EQ(parse_comm_backend("local"), CommBackend::Local);
   EXPECT_EQ(parse_comm_backend("auto"), CommBackend::Auto);
@@ -65,7 +65,7 @@ TEST(DeviceOption, CudaWithoutBackEndOrGpuSaysWhy) {
 #endif
   testing::TempDir dir;
   EngineOptions o = testing::f32_options(2);
-  o.device = Device::Cuda;
+  o.device = DeviceKind::Cuda;
   const std::string err = config_error(small_model(dir), o);
   EXPECT_NE(err.find(want), std::string::npos) << err;
 }
@@ -73,7 +73,7 @@ TEST(DeviceOption, CudaWithoutBackEndOrGpuSaysWhy) {
 TEST(DeviceOption, CpuIsTheDefault) {
   testing::TempDir dir;
   Engine engine(small_model(dir), testing::f32_options(1));
-  EXPECT_EQ(engine.device(), Device::Cpu);
+  EXPECT_EQ(engine.device(), DeviceKind::Cpu);
   EXPECT_EQ(engine.device_comm(), DeviceComm::None);
   EXPECT_EQ(engine.comm_backend(), CommBackend::Local);
   EXPECT_EQ(engine.rank_reports().at(0).device, "cpu");

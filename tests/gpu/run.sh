@@ -63,11 +63,11 @@ TESTS="$BUILD_DIR/tests/tpinfer_tests"
 [ -x "$BIN" ] || { fail "no binary at $BIN"; summary || exit 1; }
 
 # --- GPU gtests ----------------------------------------------------------------
-log "GPU tests (gtest suites Cuda*, StreamsGroup, NcclComm, DeviceCodec, PlaceRanks, Topology, DeviceOption)"
+log "GPU tests (gtest suites Cuda*, the device operations on cuda, StreamsGroup, NcclComm, DeviceCodec, PlaceRanks, Topology, DeviceOption)"
 gtest_log="$BUILD_DIR/gpu-gtests.log"
 if [ -x "$TESTS" ]; then
   # DeviceOption.CudaWithoutBackEndOrGpuSaysWhy is the no-GPU case: it skips where there is a GPU.
-  if "$TESTS" --gtest_filter='Cuda*:*Cuda*:StreamsGroup.*:NcclComm.*:DeviceCodec.*:PlaceRanks.*:Topology.*:DeviceOption*:-DeviceOption.CudaWithoutBackEndOrGpuSaysWhy' 2>&1 |
+  if "$TESTS" --gtest_filter='Cuda*:*Cuda*:*/DeviceOps.*/cuda:StreamsGroup.*:NcclComm.*:DeviceCodec.*:PlaceRanks.*:Topology.*:DeviceOption*:-DeviceOption.CudaWithoutBackEndOrGpuSaysWhy' 2>&1 |
     tee "$gtest_log"; then
     if grep -q 'no CUDA device' "$gtest_log"; then
       fail "GPU tests skipped: $(grep -m 1 'no CUDA device' "$gtest_log")"

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "formats/model_source.h"
+#include "parallel/cpu_device.h"
 #include "parallel/moe.h"
 #include "reference_model.h"
 #include "test_util.h"
@@ -135,11 +136,11 @@ LayerRun run_layer(const ModelSource& src, int tp, bool ep, const std::vector<fl
     threads.emplace_back([&, r] {
       std::unique_ptr<Communicator> comm = group.communicator(r);
       ThreadPool pool(1);
-      RankContext ctx{*comm, pool, {}};
-      ParallelMoE moe(src, plan, r, 0);
+      CpuDevice dev(*comm, pool);
+      ParallelMoE moe(dev, src, plan, r, 0);
       std::vector<float>& out = run.out[static_cast<size_t>(r)];
       out.resize(h.size());
-      moe.forward(ctx, h.data(), n, out.data());
+      moe.forward(dev, h.data(), n, out.data());
       bytes[static_cast<size_t>(r)] = comm->stats().total().bytes;
     });
   }
@@ -170,9 +171,11 @@ TEST(MoeParallelLayer, RanksAgreeAndExpertParallelMovesFewerBytes) {
         bytes[ep ? 1 : 0] = r.bytes;
       }
       EXPECT_LT(bytes[1], bytes[0]) << c.name << " tp=" << tp;
-      std::printf("[ moe layer bytes, all ranks ] %s tp=%d, %lld tokens: tensor-parallel %llu, expert-parallel %llu (%.0f%%)\n",
-                  c.name, tp, static_cast<long long>(n), static_cast<unsigned long long>(bytes[0]),
-                  static_cast<unsigned long long>(bytes[1]), 100.0 * static_cast<double>(bytes[1]) / static_cast<double>(bytes[0]));
+      std::printf(
+          "[ moe layer bytes, all ranks ] %s tp=%d, %lld tokens: tensor-parallel %llu, expert-parallel %llu (%.0f%%)\n",
+          c.name, tp, static_cast<long long>(n), static_cast<unsigned long long>(bytes[0]),
+          static_cast<unsigned long long>(bytes[1]),
+          100.0 * static_cast<double>(bytes[1]) / static_cast<double>(bytes[0]));
       // Tensor parallel: one all-reduce of n x hidden floats, 2 (p-1)/p of it per rank.
       EXPECT_EQ(bytes[0], static_cast<uint64_t>(2 * (tp - 1) * n * spec.hidden * 4));
     }
@@ -255,7 +258,8 @@ TEST(MoeParallelMemory, EachRankHoldsItsExperts) {
   }
   {
     Engine e(dir.file("m.gguf"), options(4, true));
-    for (int r = 0; r < 4; ++r) EXPECT_EQ(e.rank_reports()[static_cast<size_t>(r)].shard.experts, (Range{2 * r, 2 * r + 2}));
+    for (int r = 0; r < 4; ++r)
+      EXPECT_EQ(e.rank_reports()[static_cast<size_t>(r)].shard.experts, (Range{2 * r, 2 * r + 2}));
     for (const RankReport& r : e.rank_reports()) ep_total += r.weight_bytes;
   }
   // Same attention, embedding and router either way; the experts once either way.

@@ -91,6 +91,15 @@ void add_bias(float* y, const float* bias, int64_t n, int64_t dim, cudaStream_t 
 // dst[i, :] = src[rows[i], :], dim floats per row.
 void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t dim, float* dst, cudaStream_t stream);
 
+// out[rows[i], :] += weights[i] * ys[i, :] for i < m in order, dim floats per
+// row (the weighted sum of the experts a token was routed to).
+void add_rows_scaled(float* out, const int32_t* rows, const float* weights, const float* ys, int64_t m, int64_t dim,
+                     cudaStream_t stream);
+// out[t, :] += sigmoid(h[t, :] . w) * ys[t, :] for t < n, the dot product in
+// double (a gated shared expert).
+void add_sigmoid_gated(float* out, const float* h, const float* w, const float* ys, int64_t n, int64_t dim,
+                       cudaStream_t stream);
+
 // A paged KV cache layer on the device: K and V each [n_blocks * block_size
 // slots][n_kv_heads][head_dim] in F16 or BF16.
 struct PagedKV {

@@ -1,5 +1,6 @@
 // The element-wise and per-row kernels of kernels.h: embed, rms_norm, rope,
-// swiglu, add, add_bias, gather_rows, kv_store, convert, convert_to_f32.
+// swiglu, add, add_bias, gather_rows, add_rows_scaled, add_sigmoid_gated,
+// kv_store, convert, convert_to_f32.
 //
 // Design: grid-stride loops with 64-bit indices (any n, grids capped by
 // grid_for), one thread per output element (rope: per rotated pair), except
@@ -98,6 +99,32 @@ __global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_
     const int64_t t = idx / dim, c = idx % dim;
     dst[idx] = src[static_cast<int64_t>(rows[t]) * dim + c];
   }
+}
+
+__global__ void add_rows_scaled_kernel(float* out, const int32_t* rows, const float* weights, const float* ys,
+                                       int64_t m, int64_t dim) {
+  // One thread per column walks the rows in order: a row that appears more
+  // than once adds in the CPU's order, and no two threads write one value.
+  for (int64_t c = global_thread(); c < dim; c += grid_threads()) {
+    for (int64_t i = 0; i < m; ++i) out[static_cast<int64_t>(rows[i]) * dim + c] += weights[i] * ys[i * dim + c];
+  }
+}
+
+// One block per token: the dot product h[t] . w in double (as the CPU), then
+// out[t] += sigmoid(dot) * ys[t].
+__global__ void add_sigmoid_gated_kernel(float* out, const float* h, const float* w, const float* ys, int64_t dim) {
+  __shared__ double partial[kThreads];
+  const int64_t t = blockIdx.x;
+  double d = 0;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) d += static_cast<double>(h[t * dim + i]) * w[i];
+  partial[threadIdx.x] = d;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  const float g = static_cast<float>(1.0 / (1.0 + exp(-partial[0])));
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] += g * ys[t * dim + i];
 }
 
 // ---- kv_store: one thread per (token, kv head, element), K and V together.
@@ -215,6 +242,20 @@ void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t dim, 
   if (n <= 0 || dim <= 0) return;
   gather_rows_kernel<<<grid_for(n * dim), kThreads, 0, stream>>>(src, rows, n, dim, dst);
   check_launch("gather_rows_kernel");
+}
+
+void add_rows_scaled(float* out, const int32_t* rows, const float* weights, const float* ys, int64_t m, int64_t dim,
+                     cudaStream_t stream) {
+  if (m <= 0 || dim <= 0) return;
+  add_rows_scaled_kernel<<<grid_for(dim), kThreads, 0, stream>>>(out, rows, weights, ys, m, dim);
+  check_launch("add_rows_scaled_kernel");
+}
+
+void add_sigmoid_gated(float* out, const float* h, const float* w, const float* ys, int64_t n, int64_t dim,
+                       cudaStream_t stream) {
+  if (n <= 0 || dim <= 0) return;
+  add_sigmoid_gated_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(out, h, w, ys, dim);
+  check_launch("add_sigmoid_gated_kernel");
 }
 
 void kv_store(const PagedKV& kv, const float* qkv, int64_t row_stride, int64_t k_offset, int64_t v_offset,

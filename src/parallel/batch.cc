@@ -1,4 +1,4 @@
-#include "model/batch.h"
+#include "parallel/batch.h"
 
 #include <algorithm>
 

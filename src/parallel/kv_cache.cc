@@ -1,4 +1,4 @@
-#include "model/kv_cache.h"
+#include "parallel/kv_cache.h"
 
 #include "core/error.h"
 
