@@ -5,11 +5,10 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
-
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
   double ss = 0;
@@ -39,6 +38,7 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank)
 
 LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers)
     : cfg_(src.config()), range_(layers) {
+  using enum TensorId;
   if (range_.begin < 0 || range_.end > cfg_.n_layers || range_.size() < 1) {
     throw ConfigError(cat("layers [", range_.begin, ", ", range_.end, ") are not a stage of a model of ", cfg_.n_layers,
                           " layers"));
@@ -60,31 +60,31 @@ LlamaModel::LlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, 
         std::min(head_begin_[static_cast<size_t>(j)], head_begin_[static_cast<size_t>(j) + 1]);
   }
 
-  if (first_stage()) embed_ = VocabParallelEmbedding(src, plan, rank, "token_embd.weight");
+  if (first_stage()) embed_ = VocabParallelEmbedding(src, plan, rank, tensor_name(TokenEmbd));
   for (int l = range_.begin; l < range_.end; ++l) {
     Layer L;
-    L.attn_norm = load_vector_f32(src.get(blk(l, "attn_norm.weight")));
-    L.ffn_norm = load_vector_f32(src.get(blk(l, "ffn_norm.weight")));
+    L.attn_norm = load_vector_f32(src.get(tensor_name(AttnNorm, l)));
+    L.ffn_norm = load_vector_f32(src.get(tensor_name(FfnNorm, l)));
     if (cfg_.qk_norm) {
-      L.q_norm = load_vector_f32(src.get(blk(l, "attn_q_norm.weight")));
-      L.k_norm = load_vector_f32(src.get(blk(l, "attn_k_norm.weight")));
+      L.q_norm = load_vector_f32(src.get(tensor_name(AttnQNorm, l)));
+      L.k_norm = load_vector_f32(src.get(tensor_name(AttnKNorm, l)));
     }
     std::vector<std::string> biases;
-    if (cfg_.qkv_bias) biases = {blk(l, "attn_q.bias"), blk(l, "attn_k.bias"), blk(l, "attn_v.bias")};
-    L.qkv = ColumnParallelLinear(src, plan, rank,
-                                 {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")}, biases);
-    L.o = RowParallelLinear(src, plan, rank, blk(l, "attn_output.weight"));
+    if (cfg_.qkv_bias) biases = {tensor_name(AttnQBias, l), tensor_name(AttnKBias, l), tensor_name(AttnVBias, l)};
+    L.qkv = ColumnParallelLinear(src, plan, rank, {tensor_name(AttnQ, l), tensor_name(AttnK, l), tensor_name(AttnV, l)},
+                                 biases);
+    L.o = RowParallelLinear(src, plan, rank, tensor_name(AttnOutput, l));
     if (cfg_.is_moe()) {
       L.moe = ParallelMoE(src, plan, rank, l);
     } else {
-      L.gate_up = ColumnParallelLinear(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
-      L.down = RowParallelLinear(src, plan, rank, blk(l, "ffn_down.weight"));
+      L.gate_up = ColumnParallelLinear(src, plan, rank, {tensor_name(FfnGate, l), tensor_name(FfnUp, l)});
+      L.down = RowParallelLinear(src, plan, rank, tensor_name(FfnDown, l));
     }
     layers_.push_back(std::move(L));
   }
   if (last_stage()) {
-    output_norm_ = load_vector_f32(src.get("output_norm.weight"));
-    lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? "token_embd.weight" : "output.weight");
+    output_norm_ = load_vector_f32(src.get(tensor_name(OutputNorm)));
+    lm_head_ = ParallelLMHead(src, plan, rank, cfg_.tied_embeddings ? tensor_name(TokenEmbd) : tensor_name(Output));
   }
 
   const int half = cfg_.head_dim / 2;

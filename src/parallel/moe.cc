@@ -5,11 +5,10 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
-
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
 
 // act[i] = silu(gate[i]) * up[i] for m rows of [gate | up], each `f` wide.
 void swiglu(const float* gu, int64_t m, int64_t f, float* act) {
@@ -49,6 +48,7 @@ void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool norm
 }
 
 ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank, int layer) {
+  using enum TensorId;
   const ModelConfig& c = src.config();
   const RankShard& s = plan.rank(rank);
   n_experts_ = c.n_experts;
@@ -58,15 +58,15 @@ ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank
   hidden_ = c.hidden;
   ffn_local_ = s.ffn.size();
   shared_local_ = s.shared_ffn.size();
-  const std::string router = blk(layer, "ffn_gate_inp.weight");
+  const std::string router = tensor_name(FfnGateInp, layer);
   router_ = ShardedTensor::load(src.get(router), plan.slice(router, rank));
   mine_ = s.experts;
   for (int64_t e = mine_.begin; e < mine_.end; ++e) {
     const int x = static_cast<int>(e);
     Expert ex;
-    ex.gate_up = ColumnParallelLinear(src, plan, rank,
-                                      {expert_tensor_name(layer, "ffn_gate", x), expert_tensor_name(layer, "ffn_up", x)});
-    const std::string down = expert_tensor_name(layer, "ffn_down", x);
+    ex.gate_up =
+        ColumnParallelLinear(src, plan, rank, {tensor_name(FfnGateExp, layer, x), tensor_name(FfnUpExp, layer, x)});
+    const std::string down = tensor_name(FfnDownExp, layer, x);
     ex.down = ShardedTensor::load(src.get(down), plan.slice(down, rank));
     experts_.push_back(std::move(ex));
   }
@@ -79,10 +79,10 @@ ParallelMoE::ParallelMoE(const ModelSource& src, const ShardPlan& plan, int rank
   }
   if (c.shared_expert_ffn > 0) {
     shared_gate_up_ =
-        ColumnParallelLinear(src, plan, rank, {blk(layer, "ffn_gate_shexp.weight"), blk(layer, "ffn_up_shexp.weight")});
-    const std::string down = blk(layer, "ffn_down_shexp.weight");
+        ColumnParallelLinear(src, plan, rank, {tensor_name(FfnGateShexp, layer), tensor_name(FfnUpShexp, layer)});
+    const std::string down = tensor_name(FfnDownShexp, layer);
     shared_down_ = ShardedTensor::load(src.get(down), plan.slice(down, rank));
-    if (c.shared_expert_gate) shared_gate_ = load_vector_f32(src.get(blk(layer, "ffn_gate_inp_shexp.weight")));
+    if (c.shared_expert_gate) shared_gate_ = load_vector_f32(src.get(tensor_name(FfnGateInpShexp, layer)));
   }
   load_.assign(static_cast<size_t>(n_experts_), 0);
   touched_.resize(static_cast<size_t>(plan.tp()));

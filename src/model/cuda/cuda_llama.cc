@@ -13,14 +13,13 @@
 #include "backend/cuda/runtime.h"
 #include "comm/cuda/device_comm.h"
 #include "core/error.h"
+#include "formats/tensor_table.h"
 #include "parallel/sharded_tensor.h"
 
 namespace tpinfer {
 namespace {
 
 constexpr int64_t kMaxGraphBatch = 128;
-
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
 
 // Page-locked host memory, so the per-step copies are truly asynchronous.
 class PinnedBuffer {
@@ -220,18 +219,18 @@ struct CudaLlamaModel::Impl {
 };
 
 void CudaLlamaModel::check_supported(const ModelSource& src, DType kv_type) {
+  using enum TensorId;
   const ModelConfig& c = src.config();
   if (c.is_moe()) throw ConfigError("mixture-of-experts models are not supported on --device cuda yet");
   if (kv_type != DType::F16 && kv_type != DType::BF16) {
     throw ConfigError(cat("--device cuda: --kv-cache-dtype ", dtype_name(kv_type),
                           " is not supported on the GPU; valid: f16, bf16"));
   }
-  check_weight_type(src.get("token_embd.weight"));
-  if (!c.tied_embeddings) check_weight_type(src.get("output.weight"));
+  check_weight_type(src.get(tensor_name(TokenEmbd)));
+  if (!c.tied_embeddings) check_weight_type(src.get(tensor_name(Output)));
   for (int l = 0; l < c.n_layers; ++l) {
-    for (const char* name : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
-                             "ffn_up.weight", "ffn_down.weight"}) {
-      check_weight_type(src.get(blk(l, name)));
+    for (TensorId id : {AttnQ, AttnK, AttnV, AttnOutput, FfnGate, FfnUp, FfnDown}) {
+      check_weight_type(src.get(tensor_name(id, l)));
     }
   }
 }
@@ -239,6 +238,7 @@ void CudaLlamaModel::check_supported(const ModelSource& src, DType kv_type) {
 CudaLlamaModel::CudaLlamaModel(const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers,
                                const CudaModelOptions& options, cuda::DeviceCommunicator* comm)
     : impl_(std::make_unique<Impl>()) {
+  using enum TensorId;
   Impl& m = *impl_;
   m.cfg = src.config();
   m.range = layers;
@@ -273,31 +273,31 @@ CudaLlamaModel::CudaLlamaModel(const ModelSource& src, const ShardPlan& plan, in
 
   auto vec_bytes = [](const cuda::DeviceBuffer& b) { return static_cast<uint64_t>(b.bytes()); };
   if (m.first_stage()) {
-    m.embed = load_matrix(src, plan, rank, {"token_embd.weight"});
-    m.embed_row_begin = plan.slice("token_embd.weight", rank).range.begin;
+    m.embed = load_matrix(src, plan, rank, {tensor_name(TokenEmbd)});
+    m.embed_row_begin = plan.slice(tensor_name(TokenEmbd), rank).range.begin;
     m.weight_bytes += m.embed.buf.bytes();
   }
   for (int l = m.range.begin; l < m.range.end; ++l) {
     Impl::Layer L;
-    L.attn_norm = upload_floats(load_vector_f32(src.get(blk(l, "attn_norm.weight"))));
-    L.ffn_norm = upload_floats(load_vector_f32(src.get(blk(l, "ffn_norm.weight"))));
+    L.attn_norm = upload_floats(load_vector_f32(src.get(tensor_name(AttnNorm, l))));
+    L.ffn_norm = upload_floats(load_vector_f32(src.get(tensor_name(FfnNorm, l))));
     if (cfg.qk_norm) {
-      L.q_norm = upload_floats(load_vector_f32(src.get(blk(l, "attn_q_norm.weight"))));
-      L.k_norm = upload_floats(load_vector_f32(src.get(blk(l, "attn_k_norm.weight"))));
+      L.q_norm = upload_floats(load_vector_f32(src.get(tensor_name(AttnQNorm, l))));
+      L.k_norm = upload_floats(load_vector_f32(src.get(tensor_name(AttnKNorm, l))));
     }
-    L.qkv = load_matrix(src, plan, rank, {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")});
+    L.qkv = load_matrix(src, plan, rank, {tensor_name(AttnQ, l), tensor_name(AttnK, l), tensor_name(AttnV, l)});
     if (cfg.qkv_bias) {
       std::vector<float> bias;
-      for (const char* name : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) {
-        const std::string full = blk(l, name);
+      for (TensorId id : {AttnQBias, AttnKBias, AttnVBias}) {
+        const std::string full = tensor_name(id, l);
         const std::vector<float> b = load_vector_f32(src.get(full), plan.slice(full, rank).range);
         bias.insert(bias.end(), b.begin(), b.end());
       }
       L.qkv_bias = upload_floats(bias);
     }
-    L.o = load_matrix(src, plan, rank, {blk(l, "attn_output.weight")});
-    L.gate_up = load_matrix(src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
-    L.down = load_matrix(src, plan, rank, {blk(l, "ffn_down.weight")});
+    L.o = load_matrix(src, plan, rank, {tensor_name(AttnOutput, l)});
+    L.gate_up = load_matrix(src, plan, rank, {tensor_name(FfnGate, l), tensor_name(FfnUp, l)});
+    L.down = load_matrix(src, plan, rank, {tensor_name(FfnDown, l)});
     m.weight_bytes += vec_bytes(L.attn_norm) + vec_bytes(L.ffn_norm) + vec_bytes(L.q_norm) + vec_bytes(L.k_norm) +
                       vec_bytes(L.qkv_bias) + L.qkv.buf.bytes() + L.o.buf.bytes() + L.gate_up.buf.bytes() +
                       L.down.buf.bytes();
@@ -308,9 +308,9 @@ CudaLlamaModel::CudaLlamaModel(const ModelSource& src, const ShardPlan& plan, in
     throw Error(cat("CudaLlamaModel: fused QKV has ", m.layers[0].qkv.m.rows, " rows, expected ", m.qkv_rows));
   }
   if (m.last_stage()) {
-    m.output_norm = upload_floats(load_vector_f32(src.get("output_norm.weight")));
+    m.output_norm = upload_floats(load_vector_f32(src.get(tensor_name(OutputNorm))));
     m.weight_bytes += m.output_norm.bytes();
-    const std::string head = cfg.tied_embeddings ? "token_embd.weight" : "output.weight";
+    const std::string head = cfg.tied_embeddings ? tensor_name(TokenEmbd) : tensor_name(Output);
     if (cfg.tied_embeddings && m.first_stage()) {
       m.lm_head_m = &m.embed.m;  // the same rows: plan.slice() splits both by vocabulary
     } else {
