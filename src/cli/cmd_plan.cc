@@ -15,6 +15,7 @@
 #include "cli/common.h"
 #include "comm/mpi_comm.h"
 #include "core/error.h"
+#include "formats/tensor_table.h"
 #include "planner/planner.h"
 #include "planner/probe.h"
 
@@ -133,7 +134,8 @@ void run(const PlanOptions& o) {
     if (cpu) {
       DType wt = DType::F32;
       for (const PlanTensor& t : shape.tensors) {
-        if (t.name.find(".ffn_down.") != std::string::npos) wt = t.type;
+        const TensorDecl* d = find_tensor_decl(shape.config.arch, t.name);
+        if (d != nullptr && (d->id == TensorId::FfnDown || d->id == TensorId::FfnDownExp)) wt = t.type;
       }
       if (mpi) {
         // Every rank measures the cores it was given, all at once, as the

@@ -25,21 +25,8 @@ void broadcast_command(Communicator& tp, StageCommand command, int32_t words) {
 }  // namespace
 
 ShardConstraints shard_constraints(const ModelSource& src) {
-  ShardConstraints c;
-  const ModelConfig& m = src.config();
-  auto block = [&](const std::string& name) { return dtype_info(src.get(name).type).block_size; };
-  for (int l = 0; l < m.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    c.attn_output_block = std::max<int64_t>(c.attn_output_block, block(p + "attn_output.weight"));
-    if (!m.is_moe()) c.ffn_down_block = std::max<int64_t>(c.ffn_down_block, block(p + "ffn_down.weight"));
-    for (int e = 0; e < m.n_experts; ++e) {
-      c.ffn_down_block = std::max<int64_t>(c.ffn_down_block, block(expert_tensor_name(l, "ffn_down", e)));
-    }
-    if (m.shared_expert_ffn > 0) {
-      c.shared_down_block = std::max<int64_t>(c.shared_down_block, block(p + "ffn_down_shexp.weight"));
-    }
-  }
-  return c;
+  return shard_constraints_of(src.config(),
+                              [&](const std::string& name) { return dtype_info(src.get(name).type).block_size; });
 }
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options) : options_(options) {

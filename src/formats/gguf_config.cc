@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "formats/model_source_internal.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
@@ -103,15 +104,16 @@ void gguf_moe_config(const GgufFile& g, const GgufKeys& k, ModelConfig& c) {
   c.n_experts_used = k.integer("expert_used_count");
   if (g.find(a + ".expert_feed_forward_length") != nullptr) {
     c.ffn = k.integer("expert_feed_forward_length");
-  } else if (const TensorInfo* t = g.tensor("blk.0.ffn_gate_exps.weight"); t != nullptr && t->shape.size() == 3) {
+  } else if (const TensorInfo* t = g.tensor(stacked_expert_name(TensorId::FfnGateExp, 0));
+             t != nullptr && t->shape.size() == 3) {
     c.ffn = static_cast<int>(std::clamp<int64_t>(t->shape[1], 0, std::numeric_limits<int>::max()));
   }
-  if (const TensorInfo* t = g.tensor("blk.0.ffn_gate_shexp.weight")) {
+  if (const TensorInfo* t = g.tensor(tensor_name(TensorId::FfnGateShexp, 0))) {
     c.shared_expert_ffn = g.find(a + ".expert_shared_feed_forward_length") != nullptr
                               ? k.integer("expert_shared_feed_forward_length")
                               : static_cast<int>(std::clamp<int64_t>(t->rows(), 0, std::numeric_limits<int>::max()));
   }
-  c.shared_expert_gate = g.tensor("blk.0.ffn_gate_inp_shexp.weight") != nullptr;
+  c.shared_expert_gate = g.tensor(tensor_name(TensorId::FfnGateInpShexp, 0)) != nullptr;
   c.norm_topk_prob = c.arch != Arch::Qwen2Moe;
   if (const GgufValue* v = g.find(a + ".expert_weights_norm")) {
     if (v->type != GgufType::BOOL) {
@@ -163,7 +165,8 @@ ModelConfig gguf_config(const GgufFile& g) {
     c.vocab = k.integer("vocab_size");
   } else if (const GgufValue* tokens = g.find("tokenizer.ggml.tokens"); tokens != nullptr && tokens->as_array()) {
     c.vocab = static_cast<int>(std::min<size_t>(tokens->as_array()->items.size(), std::numeric_limits<int>::max()));
-  } else if (const TensorInfo* embd = g.tensor("token_embd.weight"); embd != nullptr && embd->shape.size() == 2) {
+  } else if (const TensorInfo* embd = g.tensor(tensor_name(TensorId::TokenEmbd));
+             embd != nullptr && embd->shape.size() == 2) {
     c.vocab = static_cast<int>(std::min<int64_t>(embd->shape[0], std::numeric_limits<int>::max()));
   }
   if (const auto bos = k.token_id("tokenizer.ggml.bos_token_id")) c.bos_token = static_cast<int>(*bos);
@@ -173,11 +176,11 @@ ModelConfig gguf_config(const GgufFile& g) {
 
   c.rope_style = (c.arch == Arch::Llama || c.arch == Arch::Mistral) ? RopeStyle::Interleaved : RopeStyle::NeoX;
   gguf_moe_config(g, k, c);
-  c.qkv_bias = g.tensor("blk.0.attn_q.bias") != nullptr;
-  c.qk_norm = g.tensor("blk.0.attn_q_norm.weight") != nullptr;
-  c.tied_embeddings = g.tensor("output.weight") == nullptr;
+  c.qkv_bias = g.tensor(tensor_name(TensorId::AttnQBias, 0)) != nullptr;
+  c.qk_norm = g.tensor(tensor_name(TensorId::AttnQNorm, 0)) != nullptr;
+  c.tied_embeddings = g.tensor(tensor_name(TensorId::Output)) == nullptr;
 
-  if (const TensorInfo* rf = g.tensor("rope_freqs.weight")) {
+  if (const TensorInfo* rf = g.tensor(tensor_name(TensorId::RopeFreqs))) {
     const std::vector<int64_t> want = {c.head_dim / 2};
     if (rf->type != DType::F32 || rf->shape != want) {
       throw FormatError(cat(rf->file, ": tensor 'rope_freqs.weight': expected f32 ", shape_str(want), ", found ",

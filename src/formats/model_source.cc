@@ -1,6 +1,7 @@
 // ModelSource: opens a GGUF file or a Hugging Face folder, exposes its tensors
 // under canonical names (GGUF's stacked experts as one view per expert) and
-// checks every expected tensor's shape against the config. The config readers
+// checks its tensors against the config and the family's tensor table
+// (formats/tensor_table.h). The config readers
 // are gguf_config.cc and hf_config.cc, the name mapping tensor_names.cc.
 #include "formats/model_source.h"
 
@@ -10,6 +11,7 @@
 
 #include "core/error.h"
 #include "formats/model_source_internal.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
@@ -171,56 +173,24 @@ const TensorInfo& ModelSource::get(std::string_view canonical_name) const {
 
 void ModelSource::validate_shapes() const {
   const ModelConfig& c = config_;
-  const int64_t h = c.hidden, q = int64_t{c.n_heads} * c.head_dim, kv = int64_t{c.n_kv_heads} * c.head_dim;
-  auto expect = [&](const std::string& name, std::vector<int64_t> shape) {
+  for (const ModelTensor& m : model_tensors(c)) {
+    const std::string name = m.name();
+    const std::vector<int64_t> shape = tensor_shape(*m.decl, c);
     const TensorInfo* t = find(name);
-    if (t == nullptr)
+    if (t == nullptr) {
+      if (!m.decl->presence.required) continue;
       throw FormatError(cat(path_, ": missing tensor '", name, "' (expected shape ", shape_str(shape), ")"));
+    }
     if (t->shape != shape) {
       throw FormatError(
           cat(t->file, ": tensor '", name, "': expected shape ", shape_str(shape), ", found ", shape_str(t->shape)));
     }
-  };
-  expect("token_embd.weight", {c.vocab, h});
-  expect("output_norm.weight", {h});
-  if (!c.tied_embeddings) expect("output.weight", {c.vocab, h});
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = cat("blk.", l, ".");
-    expect(p + "attn_norm.weight", {h});
-    expect(p + "attn_q.weight", {q, h});
-    expect(p + "attn_k.weight", {kv, h});
-    expect(p + "attn_v.weight", {kv, h});
-    expect(p + "attn_output.weight", {h, q});
-    expect(p + "ffn_norm.weight", {h});
-    if (c.is_moe()) {
-      expect(p + "ffn_gate_inp.weight", {c.n_experts, h});
-      for (int e = 0; e < c.n_experts; ++e) {
-        expect(expert_tensor_name(l, "ffn_gate", e), {c.ffn, h});
-        expect(expert_tensor_name(l, "ffn_up", e), {c.ffn, h});
-        expect(expert_tensor_name(l, "ffn_down", e), {h, c.ffn});
-      }
-      if (c.shared_expert_ffn > 0) {
-        expect(p + "ffn_gate_shexp.weight", {c.shared_expert_ffn, h});
-        expect(p + "ffn_up_shexp.weight", {c.shared_expert_ffn, h});
-        expect(p + "ffn_down_shexp.weight", {h, c.shared_expert_ffn});
-      }
-      if (c.shared_expert_gate) expect(p + "ffn_gate_inp_shexp.weight", {h});
-    } else {
-      expect(p + "ffn_gate.weight", {c.ffn, h});
-      expect(p + "ffn_up.weight", {c.ffn, h});
-      expect(p + "ffn_down.weight", {h, c.ffn});
-    }
-    if (c.qkv_bias) {
-      expect(p + "attn_q.bias", {q});
-      expect(p + "attn_k.bias", {kv});
-      expect(p + "attn_v.bias", {kv});
-    }
-    if (c.qk_norm) {
-      expect(p + "attn_q_norm.weight", {c.head_dim});
-      expect(p + "attn_k_norm.weight", {c.head_dim});
-    }
   }
   for (const TensorInfo& t : tensors_) {
+    std::string why;
+    if (find_model_tensor(c, t.name, &why) == nullptr) {
+      throw FormatError(cat(t.file, ": unexpected tensor '", t.name, "': ", why));
+    }
     const DTypeInfo& info = dtype_info(t.type);
     if (info.quantized && t.cols() % info.block_size != 0) {
       throw FormatError(cat(t.file, ": tensor '", t.name, "': expected a row length that is a multiple of ",

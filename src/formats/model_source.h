@@ -2,22 +2,11 @@
 // (config.json + model.safetensors or sharded model-0000x-of-0000y.safetensors
 // with model.safetensors.index.json, tokenizer.json, tokenizer_config.json,
 // generation_config.json). It yields the ModelConfig and the tensors under
-// canonical GGUF-style names, so nothing above formats/ knows which format it was:
-//
-//   token_embd.weight  output_norm.weight  output.weight (absent when tied)
-//   blk.N.attn_norm.weight  blk.N.attn_q.weight  blk.N.attn_k.weight
-//   blk.N.attn_v.weight  blk.N.attn_output.weight  blk.N.attn_q.bias (k, v)
-//   blk.N.attn_q_norm.weight  blk.N.attn_k_norm.weight  blk.N.ffn_norm.weight
-//   blk.N.ffn_gate.weight  blk.N.ffn_up.weight  blk.N.ffn_down.weight
-//   rope_freqs.weight (optional)
-//
-// and for mixture-of-experts models, instead of the dense ffn_gate/up/down:
-//
-//   blk.N.ffn_gate_inp.weight [experts, hidden]          the router
-//   blk.N.ffn_gate.E.weight  blk.N.ffn_up.E.weight       routed expert E (2-D, as
-//   blk.N.ffn_down.E.weight                              a dense FFN's matrices)
-//   blk.N.ffn_gate_shexp.weight  blk.N.ffn_up_shexp.weight  blk.N.ffn_down_shexp.weight
-//   blk.N.ffn_gate_inp_shexp.weight [hidden]             shared expert and its gate
+// canonical GGUF-style names, so nothing above formats/ knows which format it was.
+// The names, their shapes and when a model has each are formats/tensor_table.h's
+// table (token_embd.weight, blk.N.attn_q.weight, ..., and for
+// mixture-of-experts models the router blk.N.ffn_gate_inp.weight, routed
+// expert E's blk.N.ffn_gate.E.weight (up, down), the shared expert and its gate).
 //
 // GGUF stores the routed experts stacked (blk.N.ffn_gate_exps.weight, [experts,
 // rows, cols]); each expert is exposed as a view of its rows, without a copy.
@@ -27,10 +16,13 @@
 //
 // Tensor data is never converted: a GGUF llama/mistral file keeps the converter's
 // Q/K row permutation (config().rope_style == Interleaved); Hugging Face folders
-// and GGUF qwen2/qwen3 use the rotate-half order (NeoX). Shapes are checked
-// against the config on open (each expected tensor present with exactly the shape
-// the config implies; quantized rows whole blocks): a mismatch is FormatError
-// "<file>: tensor '<name>': expected shape [..], found [..]".
+// and GGUF qwen2/qwen3 use the rotate-half order (NeoX). Tensors are checked
+// against the config and the table on open (each required tensor present with
+// exactly the shape the config implies; quantized rows whole blocks; no tensor
+// the table does not declare for this config): a mismatch is FormatError
+// "<file>: tensor '<name>': expected shape [..], found [..]", a missing tensor
+// "<file>: missing tensor '<name>' ...", an undeclared one "<file>: unexpected
+// tensor '<name>': <why>".
 //
 // GGUF config: <arch>.block_count, .embedding_length, .attention.head_count,
 // .attention.head_count_kv (default head_count), .feed_forward_length,
@@ -119,8 +111,8 @@ class ModelSource {
 };
 
 // "blk.<layer>.<base>.<expert>.weight", the canonical name of a routed
-// expert's matrix (base: ffn_gate, ffn_up or ffn_down), and back (false for
-// any other name).
+// expert's matrix (base: an Expert-scope row of formats/tensor_table.h,
+// ffn_gate, ffn_up or ffn_down), and back (false for any other name).
 std::string expert_tensor_name(int layer, std::string_view base, int expert);
 bool parse_expert_tensor_name(std::string_view name, int* layer, std::string_view* base, int* expert);
 

@@ -1,10 +1,11 @@
 // Tensor names: Hugging Face names to the canonical GGUF-style ones
-// (model_source.h lists them), GGUF's stacked experts, and the canonical name of
-// one routed expert's matrix.
+// (formats/tensor_table.h declares them), GGUF's stacked experts, and the
+// canonical name of one routed expert's matrix.
 
 #include "core/error.h"
 #include "formats/model_source.h"
 #include "formats/model_source_internal.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
@@ -19,6 +20,16 @@ bool take_index(std::string_view& rest, long* n) {
   for (size_t i = 0; i < digits; ++i) *n = *n * 10 + (rest[i] - '0');
   rest = rest.substr(digits + 1);
   return true;
+}
+
+// The routed experts' matrices ("ffn_gate", "ffn_up", "ffn_down"): the
+// Expert-scope rows of the tensor table (every family shares them).
+std::vector<std::string_view> expert_matrices() {
+  std::vector<std::string_view> out;
+  for (const TensorDecl& d : tensor_table(Arch::Llama)) {
+    if (d.scope == TensorScope::Expert) out.push_back(d.name);
+  }
+  return out;
 }
 
 }  // namespace
@@ -96,7 +107,7 @@ bool parse_stacked_name(std::string_view name, int* layer, std::string_view* bas
   std::string_view rest = name.substr(kBlk.size());
   long n = 0;
   if (!take_index(rest, &n)) return false;
-  for (std::string_view b : {"ffn_gate", "ffn_up", "ffn_down"}) {
+  for (std::string_view b : expert_matrices()) {
     if (rest.size() == b.size() + 12 && rest.substr(0, b.size()) == b && rest.substr(b.size()) == "_exps.weight") {
       *layer = static_cast<int>(n);
       *base = b;
@@ -109,10 +120,10 @@ bool parse_stacked_name(std::string_view name, int* layer, std::string_view* bas
 // Qwen2-MoE's shared-expert gate is a [1, hidden] linear in Hugging Face files
 // (and may be [1, hidden] in GGUF); canonically it is the vector [hidden].
 void normalize_shared_gate(std::vector<TensorInfo>& tensors) {
-  constexpr std::string_view kSuffix = ".ffn_gate_inp_shexp.weight";
+  const std::string suffix = cat(".", tensor_decl(TensorId::FfnGateInpShexp).name);
   for (TensorInfo& t : tensors) {
     const std::string_view n = t.name;
-    if (n.size() > kSuffix.size() && n.substr(n.size() - kSuffix.size()) == kSuffix && t.shape.size() == 2 &&
+    if (n.size() > suffix.size() && n.substr(n.size() - suffix.size()) == suffix && t.shape.size() == 2 &&
         t.shape[0] == 1) {
       t.shape = {t.shape[1]};
     }
@@ -129,7 +140,7 @@ bool parse_expert_tensor_name(std::string_view name, int* layer, std::string_vie
   std::string_view rest = name.substr(kBlk.size());
   long n = 0;
   if (!take_index(rest, &n)) return false;
-  for (std::string_view b : {"ffn_gate", "ffn_up", "ffn_down"}) {
+  for (std::string_view b : expert_matrices()) {
     if (rest.size() <= b.size() + 1 || rest.substr(0, b.size()) != b || rest[b.size()] != '.') continue;
     std::string_view tail = rest.substr(b.size() + 1);
     long e = 0;

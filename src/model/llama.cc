@@ -4,17 +4,13 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
-namespace {
-
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
-
-}  // namespace
-
 LlamaModel::LlamaModel(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, LayerRange layers,
                        KvCacheShape kv)
     : dev_(dev), cfg_(src.config()), range_(layers) {
+  using enum TensorId;
   if (range_.begin < 0 || range_.end > cfg_.n_layers || range_.size() < 1) {
     throw ConfigError(
         cat("layers [", range_.begin, ", ", range_.end, ") are not a stage of a model of ", cfg_.n_layers, " layers"));
@@ -36,39 +32,39 @@ LlamaModel::LlamaModel(Device& dev, const ModelSource& src, const ShardPlan& pla
 
   // A tied lm_head on the stage that also embeds is the embedding's own rows
   // (plan.slice() splits both by vocabulary), held once.
-  const std::string head_name = cfg_.tied_embeddings ? "token_embd.weight" : "output.weight";
+  const std::string head_name = cfg_.tied_embeddings ? tensor_name(TokenEmbd) : tensor_name(Output);
   std::shared_ptr<const DeviceWeight> table, head;
   if (first_stage()) {
     const WeightUse use = cfg_.tied_embeddings && last_stage() ? WeightUse::RowsAndMatmul : WeightUse::Rows;
-    table = load_weight(dev, src, plan, rank, {"token_embd.weight"}, use);
-    embed_ = VocabParallelEmbedding(table, plan.slice("token_embd.weight", rank).range, cfg_.vocab);
+    table = load_weight(dev, src, plan, rank, {tensor_name(TokenEmbd)}, use);
+    embed_ = VocabParallelEmbedding(table, plan.slice(tensor_name(TokenEmbd), rank).range, cfg_.vocab);
     weight_bytes_ += table->bytes();
   }
   for (int l = range_.begin; l < range_.end; ++l) {
     Layer L;
-    L.attn_norm = norm(blk(l, "attn_norm.weight"));
-    L.ffn_norm = norm(blk(l, "ffn_norm.weight"));
+    L.attn_norm = norm(tensor_name(AttnNorm, l));
+    L.ffn_norm = norm(tensor_name(FfnNorm, l));
     if (cfg_.qk_norm) {
-      L.q_norm = norm(blk(l, "attn_q_norm.weight"));
-      L.k_norm = norm(blk(l, "attn_k_norm.weight"));
+      L.q_norm = norm(tensor_name(AttnQNorm, l));
+      L.k_norm = norm(tensor_name(AttnKNorm, l));
     }
     std::vector<std::string> biases;
-    if (cfg_.qkv_bias) biases = {blk(l, "attn_q.bias"), blk(l, "attn_k.bias"), blk(l, "attn_v.bias")};
+    if (cfg_.qkv_bias) biases = {tensor_name(AttnQBias, l), tensor_name(AttnKBias, l), tensor_name(AttnVBias, l)};
     L.qkv = ColumnParallelLinear(dev, src, plan, rank,
-                                 {blk(l, "attn_q.weight"), blk(l, "attn_k.weight"), blk(l, "attn_v.weight")}, biases);
-    L.o = RowParallelLinear(dev, src, plan, rank, blk(l, "attn_output.weight"));
+                                 {tensor_name(AttnQ, l), tensor_name(AttnK, l), tensor_name(AttnV, l)}, biases);
+    L.o = RowParallelLinear(dev, src, plan, rank, tensor_name(AttnOutput, l));
     if (cfg_.is_moe()) {
       L.moe = ParallelMoE(dev, src, plan, rank, l);
     } else {
-      L.gate_up = ColumnParallelLinear(dev, src, plan, rank, {blk(l, "ffn_gate.weight"), blk(l, "ffn_up.weight")});
-      L.down = RowParallelLinear(dev, src, plan, rank, blk(l, "ffn_down.weight"));
+      L.gate_up = ColumnParallelLinear(dev, src, plan, rank, {tensor_name(FfnGate, l), tensor_name(FfnUp, l)});
+      L.down = RowParallelLinear(dev, src, plan, rank, tensor_name(FfnDown, l));
     }
     weight_bytes_ += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() + L.down.weight_bytes() +
                      L.moe.weight_bytes();
     layers_.push_back(std::move(L));
   }
   if (last_stage()) {
-    output_norm_ = norm("output_norm.weight");
+    output_norm_ = norm(tensor_name(OutputNorm));
     if (cfg_.tied_embeddings && first_stage()) {
       head = table;
     } else {

@@ -16,6 +16,7 @@
 #include "core/half.h"
 #include "formats/gguf_writer.h"
 #include "formats/safetensors.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 namespace {
@@ -42,10 +43,13 @@ class Rng {
 };
 
 struct Tensor {
-  std::string name;  // canonical
+  std::string name;  // canonical; a layer's stacked experts as GGUF names them
   std::vector<int64_t> shape;
   std::vector<float> values;
-  bool is_matrix;
+  const TensorDecl* decl;
+  bool is_matrix() const {
+    return decl->kind == TensorKind::Embedding || decl->kind == TensorKind::Matrix || decl->kind == TensorKind::Router;
+  }
 };
 
 // GPT-2's byte-to-unicode map: printable bytes map to themselves, the others to
@@ -152,71 +156,49 @@ Vocab make_vocab(int size) {
   return v;
 }
 
+// The model's tensors (formats/tensor_table.h) in file order, with random
+// values drawn in that order; a layer's routed experts of one matrix stacked
+// into one tensor as GGUF stores them.
 std::vector<Tensor> make_tensors(const SynthSpec& s, const ModelConfig& c) {
   Rng rng(s.seed);
   std::vector<Tensor> out;
-  auto matrix = [&](std::string name, int64_t rows, int64_t cols) {
-    Tensor t{std::move(name), {rows, cols}, std::vector<float>(static_cast<size_t>(rows * cols)), true};
-    const double sd = 1.0 / std::sqrt(static_cast<double>(cols));
-    for (float& x : t.values) x = static_cast<float>(rng.normal() * sd);
-    out.push_back(std::move(t));
-  };
-  // Every routed expert's [rows, cols] matrix, stacked (GGUF's layout).
-  auto stacked = [&](std::string name, int64_t rows, int64_t cols) {
-    Tensor t{std::move(name), {c.n_experts, rows, cols},
-             std::vector<float>(static_cast<size_t>(c.n_experts) * static_cast<size_t>(rows * cols)), true};
-    const double sd = 1.0 / std::sqrt(static_cast<double>(cols));
-    for (float& x : t.values) x = static_cast<float>(rng.normal() * sd);
-    out.push_back(std::move(t));
-  };
-  auto vector = [&](std::string name, int64_t n, double mean, double sd) {
-    Tensor t{std::move(name), {n}, std::vector<float>(static_cast<size_t>(n)), false};
+  for (const ModelTensor& m : model_tensors(c)) {
+    const TensorDecl& d = *m.decl;
+    if (!d.presence.required || m.expert > 0) continue;  // rope_freqs is computed; experts go at expert 0
+    std::vector<int64_t> shape = tensor_shape(d, c);
+    std::string name = m.name();
+    if (m.expert == 0) {
+      name = stacked_expert_name(d.id, m.layer);
+      shape.insert(shape.begin(), c.n_experts);
+    }
+    size_t n = 1;
+    for (int64_t x : shape) n *= static_cast<size_t>(x);
+    Tensor t{std::move(name), shape, std::vector<float>(n), &d};
+    // Embedding rows of unit scale so the first norm sees O(1) activations;
+    // matrices scaled to keep activations O(1); norms near 1, biases near 0.
+    double mean = 0, sd = 1;
+    switch (d.kind) {
+      case TensorKind::Embedding:
+        break;
+      case TensorKind::Matrix:
+      case TensorKind::Router:
+        sd = 1.0 / std::sqrt(static_cast<double>(shape.back()));
+        break;
+      case TensorKind::Norm:
+        mean = 1.0, sd = 0.1;
+        break;
+      case TensorKind::Bias:
+        sd = 0.1;
+        break;
+      case TensorKind::Gate:
+        sd = 1.0 / std::sqrt(c.hidden);
+        break;
+      case TensorKind::RopeFreqs:
+        throw Error("synth: rope_freqs is computed, not drawn");
+    }
     for (float& x : t.values) x = static_cast<float>(mean + rng.normal() * sd);
     out.push_back(std::move(t));
-  };
-  const int64_t hd = c.head_dim, q = static_cast<int64_t>(c.n_heads) * hd, kv = static_cast<int64_t>(c.n_kv_heads) * hd;
-  // Embedding rows of unit scale so the first norm sees O(1) activations.
-  {
-    Tensor t{"token_embd.weight", {c.vocab, c.hidden}, std::vector<float>(static_cast<size_t>(c.vocab) * static_cast<size_t>(c.hidden)), true};
-    for (float& x : t.values) x = static_cast<float>(rng.normal());
-    out.push_back(std::move(t));
   }
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    vector(p + "attn_norm.weight", c.hidden, 1.0, 0.1);
-    matrix(p + "attn_q.weight", q, c.hidden);
-    matrix(p + "attn_k.weight", kv, c.hidden);
-    matrix(p + "attn_v.weight", kv, c.hidden);
-    if (c.qkv_bias) {
-      vector(p + "attn_q.bias", q, 0.0, 0.1);
-      vector(p + "attn_k.bias", kv, 0.0, 0.1);
-      vector(p + "attn_v.bias", kv, 0.0, 0.1);
-    }
-    if (c.qk_norm) {
-      vector(p + "attn_q_norm.weight", hd, 1.0, 0.1);
-      vector(p + "attn_k_norm.weight", hd, 1.0, 0.1);
-    }
-    matrix(p + "attn_output.weight", c.hidden, q);
-    vector(p + "ffn_norm.weight", c.hidden, 1.0, 0.1);
-    if (c.is_moe()) {
-      matrix(p + "ffn_gate_inp.weight", c.n_experts, c.hidden);
-      stacked(p + "ffn_gate_exps.weight", c.ffn, c.hidden);
-      stacked(p + "ffn_up_exps.weight", c.ffn, c.hidden);
-      stacked(p + "ffn_down_exps.weight", c.hidden, c.ffn);
-      if (c.shared_expert_ffn > 0) {
-        matrix(p + "ffn_gate_shexp.weight", c.shared_expert_ffn, c.hidden);
-        matrix(p + "ffn_up_shexp.weight", c.shared_expert_ffn, c.hidden);
-        matrix(p + "ffn_down_shexp.weight", c.hidden, c.shared_expert_ffn);
-      }
-      if (c.shared_expert_gate) vector(p + "ffn_gate_inp_shexp.weight", c.hidden, 0.0, 1.0 / std::sqrt(c.hidden));
-    } else {
-      matrix(p + "ffn_gate.weight", c.ffn, c.hidden);
-      matrix(p + "ffn_up.weight", c.ffn, c.hidden);
-      matrix(p + "ffn_down.weight", c.hidden, c.ffn);
-    }
-  }
-  vector("output_norm.weight", c.hidden, 1.0, 0.1);
-  if (!c.tied_embeddings) matrix("output.weight", c.vocab, c.hidden);
   return out;
 }
 
@@ -452,15 +434,16 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
     const bool permute = s.arch == Arch::Llama || s.arch == Arch::Mistral || s.arch == Arch::Mixtral;
     for (const Tensor& t : tensors) {
       std::vector<float> values = t.values;
-      const bool qk = t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos;
+      const TensorId id = t.decl->id;
+      const bool qk =
+          id == TensorId::AttnQ || id == TensorId::AttnK || id == TensorId::AttnQBias || id == TensorId::AttnKBias;
       if (permute && qk) {
         values = permute_rows_for_interleaved_rope(values, t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, c.head_dim);
       }
       const int64_t cols = t.shape.back();
-      DType type = t.is_matrix ? synth_tensor_type(s.dtype, cols) : DType::F32;
-      const bool router = t.name.size() > 20 && t.name.substr(t.name.size() - 20) == ".ffn_gate_inp.weight";
-      if (router && dtype_info(type).quantized) type = DType::F32;
-      if (!t.is_matrix && (s.dtype == DType::F16 || s.dtype == DType::BF16)) {
+      DType type = t.is_matrix() ? synth_tensor_type(s.dtype, cols) : DType::F32;
+      if (t.decl->kind == TensorKind::Router && dtype_info(type).quantized) type = DType::F32;
+      if (!t.is_matrix() && (s.dtype == DType::F16 || s.dtype == DType::BF16)) {
         // Vectors stay F32 in GGUF, holding the values of the 16-bit checkpoint
         // (as llama.cpp's converter does), so GGUF and safetensors agree.
         std::vector<uint8_t> half(values.size() * 2);
@@ -474,7 +457,7 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
       const std::vector<float> f = llama3_rope_factors(c.head_dim, c.rope_theta, 8.0f, 1.0f, 4.0f, 8192);
       std::vector<uint8_t> bytes(f.size() * sizeof(float));
       std::memcpy(bytes.data(), f.data(), bytes.size());
-      w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(f.size())}, bytes);
+      w.add_tensor(tensor_name(TensorId::RopeFreqs), DType::F32, {static_cast<int64_t>(f.size())}, bytes);
     }
     w.write(out);
     return;
@@ -500,8 +483,9 @@ void write_synth_model(const SynthSpec& s, const std::string& out) {
     }
     const std::string moe_name = hf_moe_name(s.arch, t.name, 0);
     std::vector<int64_t> shape = t.shape;
-    if (t.name.find(".ffn_gate_inp_shexp.") != std::string::npos) shape = {1, t.shape[0]};  // a Linear(hidden, 1)
-    w.add_tensor(moe_name.empty() ? hf_name(t.name) : moe_name, s.dtype, shape, encode(s.dtype, t.values, shape.back()));
+    if (t.decl->kind == TensorKind::Gate) shape = {1, t.shape[0]};  // a Linear(hidden, 1)
+    w.add_tensor(moe_name.empty() ? hf_name(t.name) : moe_name, s.dtype, shape,
+                 encode(s.dtype, t.values, shape.back()));
   }
   w.set_metadata("format", "pt");
   w.write((fs::path(out) / "model.safetensors").string());

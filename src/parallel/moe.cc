@@ -5,14 +5,9 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
-namespace {
-
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
-
-}  // namespace
-
 void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool normalize, int32_t* experts,
                  float* weights) {
   for (int64_t t = 0; t < n; ++t) {
@@ -39,6 +34,7 @@ void route_top_k(const float* logits, int64_t n, int n_experts, int k, bool norm
 }
 
 ParallelMoE::ParallelMoE(Device& dev, const ModelSource& src, const ShardPlan& plan, int rank, int layer) {
+  using enum TensorId;
   const ModelConfig& c = src.config();
   const RankShard& s = plan.rank(rank);
   n_experts_ = c.n_experts;
@@ -48,15 +44,14 @@ ParallelMoE::ParallelMoE(Device& dev, const ModelSource& src, const ShardPlan& p
   hidden_ = c.hidden;
   ffn_local_ = s.ffn.size();
   shared_local_ = s.shared_ffn.size();
-  const std::string router = blk(layer, "ffn_gate_inp.weight");
-  router_ = load_weight(dev, src, plan, rank, {router});
+  router_ = load_weight(dev, src, plan, rank, {tensor_name(FfnGateInp, layer)});
   mine_ = s.experts;
   for (int64_t e = mine_.begin; e < mine_.end; ++e) {
     const int x = static_cast<int>(e);
     Expert ex;
-    ex.gate_up = ColumnParallelLinear(
-        dev, src, plan, rank, {expert_tensor_name(layer, "ffn_gate", x), expert_tensor_name(layer, "ffn_up", x)});
-    ex.down = load_weight(dev, src, plan, rank, {expert_tensor_name(layer, "ffn_down", x)});
+    ex.gate_up = ColumnParallelLinear(dev, src, plan, rank,
+                                      {tensor_name(FfnGateExp, layer, x), tensor_name(FfnUpExp, layer, x)});
+    ex.down = load_weight(dev, src, plan, rank, {tensor_name(FfnDownExp, layer, x)});
     experts_.push_back(std::move(ex));
   }
   owner_.assign(static_cast<size_t>(n_experts_), 0);
@@ -67,11 +62,10 @@ ParallelMoE::ParallelMoE(Device& dev, const ModelSource& src, const ShardPlan& p
     for (int64_t e = er.begin; e < er.end && expert_parallel_; ++e) owner_[static_cast<size_t>(e)] = r;
   }
   if (c.shared_expert_ffn > 0) {
-    shared_gate_up_ = ColumnParallelLinear(dev, src, plan, rank,
-                                           {blk(layer, "ffn_gate_shexp.weight"), blk(layer, "ffn_up_shexp.weight")});
-    shared_down_ = load_weight(dev, src, plan, rank, {blk(layer, "ffn_down_shexp.weight")});
-    if (c.shared_expert_gate)
-      shared_gate_ = dev.upload(load_vector_f32(src.get(blk(layer, "ffn_gate_inp_shexp.weight"))));
+    shared_gate_up_ =
+        ColumnParallelLinear(dev, src, plan, rank, {tensor_name(FfnGateShexp, layer), tensor_name(FfnUpShexp, layer)});
+    shared_down_ = load_weight(dev, src, plan, rank, {tensor_name(FfnDownShexp, layer)});
+    if (c.shared_expert_gate) shared_gate_ = dev.upload(load_vector_f32(src.get(tensor_name(FfnGateInpShexp, layer))));
   }
   load_.assign(static_cast<size_t>(n_experts_), 0);
   touched_.resize(static_cast<size_t>(plan.tp()));

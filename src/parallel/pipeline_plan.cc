@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 
 namespace tpinfer {
 
@@ -73,8 +74,8 @@ bool PipelinePlan::holds(std::string_view name, int s, bool tied) const {
     if (ec != std::errc() || end == rest.data() + rest.size() || *end != '.') return false;
     return stage(s).contains(layer);
   }
-  if (name == "token_embd.weight") return first || (last && tied);
-  if (name == "output_norm.weight" || name == "output.weight") return last;
+  if (name == tensor_name(TensorId::TokenEmbd)) return first || (last && tied);
+  if (name == tensor_name(TensorId::OutputNorm) || name == tensor_name(TensorId::Output)) return last;
   return true;  // rope_freqs and anything global
 }
 

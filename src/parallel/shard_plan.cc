@@ -4,7 +4,6 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "formats/model_source.h"
 
 namespace tpinfer {
 namespace {
@@ -137,6 +136,7 @@ ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const 
   plan.head_dim_ = m.head_dim;
   plan.heads_per_kv_ = m.n_heads / m.n_kv_heads;
   plan.expert_parallel_ = ep;
+  plan.arch_ = m.arch;
 
   const int64_t head_unit = heads_per_unit(m, c);
   if (m.n_heads % head_unit != 0) {
@@ -199,36 +199,63 @@ ShardPlan ShardPlan::build(const ModelConfig& m, const ParallelConfig& p, const 
 }
 
 TensorSlice ShardPlan::slice(std::string_view name, int r) const {
+  int expert = -1;
+  const TensorDecl* d = find_tensor_decl(arch_, name, nullptr, &expert);
+  if (d == nullptr) {
+    throw Error(cat("ShardPlan: tensor '", name, "' is not declared for ", arch_name(arch_),
+                    " (formats/tensor_table.h), so it has no split"));
+  }
   const RankShard& s = rank(r);
-  const int64_t hd = head_dim_;
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
-  };
-  if (name == "token_embd.weight" || name == "output.weight") return {SplitKind::Rows, s.vocab};
-  if (ends_with(".attn_q.weight") || ends_with(".attn_q.bias")) {
-    return {SplitKind::Rows, {s.q_heads.begin * hd, s.q_heads.end * hd}};
-  }
-  if (ends_with(".attn_k.weight") || ends_with(".attn_k.bias") || ends_with(".attn_v.weight") ||
-      ends_with(".attn_v.bias")) {
-    return {SplitKind::Rows, {s.kv_heads.begin * hd, s.kv_heads.end * hd}};
-  }
-  if (ends_with(".attn_output.weight")) return {SplitKind::Cols, {s.q_heads.begin * hd, s.q_heads.end * hd}};
-  if (ends_with(".ffn_gate.weight") || ends_with(".ffn_up.weight")) return {SplitKind::Rows, s.ffn};
-  if (ends_with(".ffn_down.weight")) return {SplitKind::Cols, s.ffn};
-  int layer = 0, expert = 0;
-  std::string_view base;
-  if (parse_expert_tensor_name(name, &layer, &base, &expert)) {
+  if (d->scope == TensorScope::Expert) {
     if (expert < s.experts.begin || expert >= s.experts.end) return {SplitKind::Rows, {0, 0}};  // not this rank's
-    if (expert_parallel_) return {SplitKind::Replicated, {}};
-    return {base == "ffn_down" ? SplitKind::Cols : SplitKind::Rows, s.ffn};
+    if (expert_parallel_) return {};                                                            // whole
   }
-  if (ends_with(".ffn_gate_shexp.weight") || ends_with(".ffn_up_shexp.weight")) {
-    return expert_parallel_ ? TensorSlice{} : TensorSlice{SplitKind::Rows, s.shared_ffn};
+  if (d->unit == SplitUnit::SharedFfn && expert_parallel_) return {};  // replicated beside whole experts
+  const int64_t hd = head_dim_;
+  switch (d->unit) {
+    case SplitUnit::None:
+      return {};
+    case SplitUnit::QHeads:
+      return {d->split, {s.q_heads.begin * hd, s.q_heads.end * hd}};
+    case SplitUnit::KvHeads:
+      return {d->split, {s.kv_heads.begin * hd, s.kv_heads.end * hd}};
+    case SplitUnit::Ffn:
+      return {d->split, s.ffn};
+    case SplitUnit::SharedFfn:
+      return {d->split, s.shared_ffn};
+    case SplitUnit::Vocab:
+      return {d->split, s.vocab};
   }
-  if (ends_with(".ffn_down_shexp.weight")) {
-    return expert_parallel_ ? TensorSlice{} : TensorSlice{SplitKind::Cols, s.shared_ffn};
+  return {};
+}
+
+void ShardConstraints::add(const TensorDecl& d, int64_t block) {
+  if (d.split != SplitKind::Cols) return;
+  switch (d.unit) {
+    case SplitUnit::QHeads:
+      attn_output_block = std::max(attn_output_block, block);
+      return;
+    case SplitUnit::Ffn:
+      ffn_down_block = std::max(ffn_down_block, block);
+      return;
+    case SplitUnit::SharedFfn:
+      shared_down_block = std::max(shared_down_block, block);
+      return;
+    case SplitUnit::None:
+    case SplitUnit::KvHeads:
+    case SplitUnit::Vocab:
+      break;
   }
-  return {SplitKind::Replicated, {}};
+  throw Error(cat("tensor table: '", d.name, "' is split by columns along a unit that ShardPlan does not constrain"));
+}
+
+ShardConstraints shard_constraints_of(const ModelConfig& m,
+                                      const std::function<int64_t(const std::string&)>& block_of) {
+  ShardConstraints c;
+  for (const ModelTensor& t : model_tensors(m)) {
+    if (t.decl->split == SplitKind::Cols) c.add(*t.decl, block_of(t.name()));
+  }
+  return c;
 }
 
 }  // namespace tpinfer

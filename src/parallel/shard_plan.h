@@ -1,26 +1,24 @@
 // ShardPlan: the one place that knows which slice of every tensor each rank of a
-// tensor-parallel group holds (Megatron-LM layout, docs/DESIGN.md):
+// tensor-parallel group holds (Megatron-LM layout, docs/DESIGN.md). Which
+// tensor is split how, and along which unit, is formats/tensor_table.h's table;
+// this file gives each rank its units:
 //
-//   attn_q (+bias)        rows: the rank's query heads x head_dim
-//   attn_k, attn_v        rows: the KV heads its query heads read; a KV head whose
-//                         query heads span several ranks is replicated on each
-//   attn_output           columns: the rank's query heads x head_dim (row-parallel)
-//   ffn_gate, ffn_up      rows: the rank's FFN features (column-parallel, fused)
-//   ffn_down              columns: the rank's FFN features (row-parallel)
-//   token_embd, output    rows: the rank's vocabulary range (ceil(V / tp) each)
-//   norms, rope_freqs     replicated
+//   q_heads       the rank's query heads (attn_q and its bias by rows,
+//                 attn_output by columns: row-parallel)
+//   kv_heads      the KV heads its query heads read; a KV head whose query
+//                 heads span several ranks is replicated on each
+//   ffn           its FFN features (gate and up by rows, down by columns),
+//                 of each routed expert in a mixture-of-experts model
+//   shared_ffn    the shared expert's features, split like a dense FFN
+//   vocab         its vocabulary rows (ceil(V / tp) each)
 //
 // Mixture-of-experts layers, tensor-parallel (the default): every rank holds
-// every routed expert, each split like a dense FFN.
-//   ffn_gate_inp          replicated (the router)
-//   ffn_gate.E, ffn_up.E  rows: the rank's features of expert E
-//   ffn_down.E            columns: the same features (row-parallel)
-//   ffn_*_shexp           the shared expert, split like a dense FFN by its own size
-//   ffn_gate_inp_shexp    replicated
-// Expert-parallel (ParallelConfig::expert_parallel): whole routed experts are
-// apportioned to ranks (at least one each); a rank holds its experts whole
-// and nothing of the others (an empty row range); the shared expert is
-// replicated. Attention and vocabulary are split as above either way.
+// every routed expert, each split like a dense FFN; the router and the
+// shared-expert gate are replicated. Expert-parallel
+// (ParallelConfig::expert_parallel): whole routed experts are apportioned to
+// ranks (at least one each); a rank holds its experts whole and nothing of the
+// others (an empty row range); the shared expert is replicated. Attention and
+// vocabulary are split as above either way.
 //
 // Heads, FFN features and vocabulary rows are given out in whole units: a head,
 // and as many features as the quantization block of the row-parallel matrices
@@ -29,11 +27,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "formats/model_config.h"
+#include "formats/tensor_table.h"
 #include "parallel/parallel_config.h"
 
 namespace tpinfer {
@@ -54,8 +54,6 @@ struct RankShard {
   Range shared_ffn;  // shared-expert features (MoE with a shared expert)
 };
 
-enum class SplitKind { Replicated, Rows, Cols };
-
 // The part of a tensor a rank holds: all of it, a range of rows (outermost
 // dimension), or a range of columns (innermost dimension), in elements.
 struct TensorSlice {
@@ -66,10 +64,18 @@ struct TensorSlice {
 // Block sizes (values per quantization block) of the row-parallel matrices: a
 // rank's column range must be a multiple of these.
 struct ShardConstraints {
-  int64_t attn_output_block = 1;
-  int64_t ffn_down_block = 1;  // of the routed experts' ffn_down in a MoE model
-  int64_t shared_down_block = 1;
+  int64_t attn_output_block = 1;  // of the query heads' matrices (attn_output)
+  int64_t ffn_down_block = 1;     // of the FFN's (the routed experts' in a MoE model)
+  int64_t shared_down_block = 1;  // of the shared expert's
+
+  // Takes in tensor `d` stored in blocks of `block` values: a row-parallel
+  // (Cols) tensor raises the constraint of its unit; others change nothing.
+  void add(const TensorDecl& d, int64_t block);
 };
+
+// The constraints of a model of config `m`: `block_of(name)` gives the block
+// size of each of its row-parallel tensors, by canonical name.
+ShardConstraints shard_constraints_of(const ModelConfig& m, const std::function<int64_t(const std::string&)>& block_of);
 
 class ShardPlan {
  public:
@@ -89,7 +95,8 @@ class ShardPlan {
   int heads_per_kv() const { return heads_per_kv_; }
   bool expert_parallel() const { return expert_parallel_; }
 
-  // The slice of `canonical_name` (formats/model_source.h) that rank r holds.
+  // The slice of `canonical_name` (formats/tensor_table.h) that rank r holds;
+  // throws Error naming a tensor the table does not declare.
   TensorSlice slice(std::string_view canonical_name, int r) const;
 
  private:
@@ -97,6 +104,7 @@ class ShardPlan {
   int head_dim_ = 0;
   int heads_per_kv_ = 1;
   bool expert_parallel_ = false;
+  Arch arch_ = Arch::Llama;  // whose tensor table slice() reads
 };
 
 // Splits `units` whole units over ranks in proportion to `weights` (largest

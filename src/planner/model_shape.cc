@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 #include "model/synth.h"
 
 namespace tpinfer::planner {
@@ -44,48 +45,18 @@ const Published kPublished[] = {
      "mistralai/Mixtral-8x7B-v0.1 config.json (8 local experts, 2 per token)"},
 };
 
-std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
-
-// The tensors tpinfer holds for a model of config `c`, all typed `matrix_type`
-// (vectors f32).
-std::vector<PlanTensor> canonical_tensors(const ModelConfig& c, int experts, DType matrix_type) {
-  const int64_t h = c.hidden, hd = c.head_dim, q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
+// The tensors tpinfer holds for a model of config `c` (formats/tensor_table.h),
+// all typed `matrix_type` (vectors f32). Routed experts are listed once per
+// layer and matrix, as expert 0 with `copies` = the number of experts.
+std::vector<PlanTensor> canonical_tensors(const ModelConfig& c, DType matrix_type) {
   std::vector<PlanTensor> t;
-  auto add = [&](std::string name, std::vector<int64_t> shape, int layer, int copies = 1, bool expert = false) {
+  for (const ModelTensor& m : model_tensors(c)) {
+    if (!m.decl->presence.required || m.expert > 0) continue;
+    const bool expert = m.expert == 0;
+    std::vector<int64_t> shape = tensor_shape(*m.decl, c);
     const DType type = shape.size() == 2 ? matrix_type : DType::F32;
-    t.push_back({std::move(name), type, std::move(shape), copies, expert, layer});
-  };
-  add("token_embd.weight", {c.vocab, h}, -1);
-  for (int l = 0; l < c.n_layers; ++l) {
-    add(blk(l, "attn_norm.weight"), {h}, l);
-    add(blk(l, "ffn_norm.weight"), {h}, l);
-    if (c.qk_norm) {
-      add(blk(l, "attn_q_norm.weight"), {hd}, l);
-      add(blk(l, "attn_k_norm.weight"), {hd}, l);
-    }
-    add(blk(l, "attn_q.weight"), {q, h}, l);
-    add(blk(l, "attn_k.weight"), {kv, h}, l);
-    add(blk(l, "attn_v.weight"), {kv, h}, l);
-    if (c.qkv_bias) {
-      add(blk(l, "attn_q.bias"), {q}, l);
-      add(blk(l, "attn_k.bias"), {kv}, l);
-      add(blk(l, "attn_v.bias"), {kv}, l);
-    }
-    add(blk(l, "attn_output.weight"), {h, q}, l);
-    const int copies = experts > 0 ? experts : 1;
-    if (experts > 0) add(blk(l, "ffn_gate_inp.weight"), {experts, h}, l);
-    add(blk(l, "ffn_gate.weight"), {c.ffn, h}, l, copies, experts > 0);
-    add(blk(l, "ffn_up.weight"), {c.ffn, h}, l, copies, experts > 0);
-    add(blk(l, "ffn_down.weight"), {h, c.ffn}, l, copies, experts > 0);
-    if (c.shared_expert_ffn > 0) {
-      add(blk(l, "ffn_gate_shexp.weight"), {c.shared_expert_ffn, h}, l);
-      add(blk(l, "ffn_up_shexp.weight"), {c.shared_expert_ffn, h}, l);
-      add(blk(l, "ffn_down_shexp.weight"), {h, c.shared_expert_ffn}, l);
-    }
-    if (c.shared_expert_gate) add(blk(l, "ffn_gate_inp_shexp.weight"), {h}, l);
+    t.push_back({m.name(), type, std::move(shape), expert ? c.n_experts : 1, expert, m.layer});
   }
-  add("output_norm.weight", {h}, -1);
-  if (!c.tied_embeddings) add("output.weight", {c.vocab, h}, -1);
   return t;
 }
 
@@ -117,9 +88,11 @@ std::optional<ModelShape> named_shape(std::string_view name) {
     c.max_context = p.context;
     c.qkv_bias = p.qkv_bias;
     c.tied_embeddings = p.tied;
+    c.n_experts = p.experts;
+    c.n_experts_used = p.experts_per_token;
     s.n_experts = p.experts;
     s.experts_per_token = p.experts_per_token;
-    s.tensors = canonical_tensors(c, p.experts, DType::BF16);
+    s.tensors = canonical_tensors(c, DType::BF16);
     s.source = p.source;
     s.weight_label = "bf16";
     return s;
@@ -132,14 +105,11 @@ ModelShape shape_from_source(const ModelSource& src) {
   s.config = src.config();
   s.n_experts = s.config.n_experts;
   s.experts_per_token = s.config.n_experts_used;
-  s.tensors = canonical_tensors(s.config, s.n_experts, DType::F32);
+  s.tensors = canonical_tensors(s.config, DType::F32);
   std::vector<DType> seen;
   for (PlanTensor& t : s.tensors) {
-    // A MoE model's experts are listed once under the dense name; expert 0
-    // stands for all of them (files type every expert alike).
-    // (blk.N.ffn_gate.weight -> blk.N.ffn_gate.0.weight).
-    const std::string name = t.expert ? t.name.substr(0, t.name.size() - 7) + ".0.weight" : t.name;
-    const TensorInfo& info = src.get(name);
+    // Expert 0 stands for all of a layer's experts (files type every expert alike).
+    const TensorInfo& info = src.get(t.name);
     t.type = info.type;
     t.shape = info.shape;
     if (t.shape.size() == 2 && std::find(seen.begin(), seen.end(), t.type) == seen.end()) seen.push_back(t.type);
@@ -192,14 +162,10 @@ int64_t active_parameters(const ModelShape& shape) {
 
 ShardConstraints shape_constraints(const ModelShape& shape) {
   ShardConstraints c;
-  auto ends_with = [](const std::string& s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
   for (const PlanTensor& t : shape.tensors) {
-    const int64_t block = dtype_info(t.type).block_size;
-    if (ends_with(t.name, ".attn_output.weight")) c.attn_output_block = std::max(c.attn_output_block, block);
-    if (ends_with(t.name, ".ffn_down.weight")) c.ffn_down_block = std::max(c.ffn_down_block, block);
-    if (ends_with(t.name, ".ffn_down_shexp.weight")) c.shared_down_block = std::max(c.shared_down_block, block);
+    const TensorDecl* d = find_tensor_decl(shape.config.arch, t.name);
+    if (d == nullptr) throw Error(cat("model shape: tensor '", t.name, "' is not in the tensor table"));
+    c.add(*d, dtype_info(t.type).block_size);
   }
   return c;
 }

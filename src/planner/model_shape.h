@@ -5,8 +5,9 @@
 // from a table of published shapes (named_shape), optionally re-typed to a
 // weight type the user asks about (with_weight_type).
 //
-// Expert FFN matrices are listed once per layer under the dense names
-// (blk.N.ffn_gate.weight ...) with `copies` = the number of experts: each
+// The tensors are formats/tensor_table.h's for the config. Routed experts'
+// matrices are listed once per layer under expert 0's name
+// (blk.N.ffn_gate.0.weight ...) with `copies` = the number of experts: each
 // expert is split over the tensor-parallel ranks the way a dense FFN is
 // (Megatron / vLLM MoE tensor parallelism), so ShardPlan's FFN ranges apply to
 // each copy.
@@ -26,7 +27,7 @@
 namespace tpinfer::planner {
 
 struct PlanTensor {
-  std::string name;  // canonical name (formats/model_source.h)
+  std::string name;  // canonical name (formats/tensor_table.h)
   DType type = DType::F32;
   std::vector<int64_t> shape;  // row-major, outermost first
   int copies = 1;              // experts of a MoE layer
@@ -64,7 +65,7 @@ ModelShape with_weight_type(const ModelShape& shape, DType type);
 int64_t total_parameters(const ModelShape& shape);
 int64_t active_parameters(const ModelShape& shape);
 
-// Block sizes of the row-parallel matrices (attn_output, ffn_down), for ShardPlan.
+// Block sizes of the row-parallel matrices (the table's Cols tensors), for ShardPlan.
 ShardConstraints shape_constraints(const ModelShape& shape);
 
 }  // namespace tpinfer::planner

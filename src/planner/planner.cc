@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "formats/tensor_table.h"
 #include "parallel/pipeline_plan.h"
 #include "parallel/shard_plan.h"
 
@@ -180,8 +181,8 @@ std::vector<std::vector<RankLoad>> rank_loads(const ModelShape& model, int tp, i
   }
   const double k_over_e = model.n_experts > 0 ? static_cast<double>(model.experts_per_token) / model.n_experts : 1.0;
   for (const PlanTensor& t : model.tensors) {
-    const bool embed = t.name == "token_embd.weight";
-    const bool head = t.name == "output.weight" || (embed && c.tied_embeddings);
+    const bool embed = t.name == tensor_name(TensorId::TokenEmbd);
+    const bool head = t.name == tensor_name(TensorId::Output) || (embed && c.tied_embeddings);
     std::vector<int> stages;
     if (t.layer >= 0)
       stages = {stage_of_layer.at(static_cast<size_t>(t.layer))};

@@ -528,6 +528,36 @@ TEST_F(ModelSourceHostile, ShapesAndMissingTensors) {
   expect_error<FormatError>([&] { ModelSource::open(g); }, g, {"layer 2", "2 layers"});
 }
 
+// A tensor that formats/tensor_table.h does not declare for the model is an
+// error naming it, whatever the format.
+TEST_F(ModelSourceHostile, UndeclaredTensorsAreErrors) {
+  std::mt19937 rng(3);
+  auto with = [&](std::string canonical, std::vector<int64_t> shape) {
+    std::vector<SynthTensor> t = tensors_;
+    t.push_back({"", std::move(canonical), shape, random_bf16(shape[0], rng)});
+    return t;
+  };
+  // A name no Llama-family model has.
+  write_gguf(dir_.file("a.gguf"), s_, with("blk.0.attn_rot_embd.weight", {8}));
+  expect_error<FormatError>([&] { ModelSource::open(dir_.file("a.gguf")); }, dir_.file("a.gguf"),
+                            {"unexpected tensor 'blk.0.attn_rot_embd.weight'", "no llama model"});
+  // A layer beyond the config.
+  write_gguf(dir_.file("b.gguf"), s_, with("blk.2.attn_norm.weight", {64}));
+  expect_error<FormatError>([&] { ModelSource::open(dir_.file("b.gguf")); }, dir_.file("b.gguf"),
+                            {"unexpected tensor 'blk.2.attn_norm.weight'", "layer 2", "2 layers"});
+  // A declared tensor this config does not have: Q/K norms in a model whose
+  // layer 0 has none (the config reads blk.0's).
+  write_gguf(dir_.file("c.gguf"), s_, with("blk.1.attn_q_norm.weight", {16}));
+  expect_error<FormatError>([&] { ModelSource::open(dir_.file("c.gguf")); }, dir_.file("c.gguf"),
+                            {"unexpected tensor 'blk.1.attn_q_norm.weight'", "only models with Q/K norms have it"});
+  // A Hugging Face folder with biases its config.json says it has not.
+  s_.bias = true;
+  tensors_ = synth_tensors(s_, rng);
+  const std::string d = folder("hf");
+  expect_error<FormatError>([&] { ModelSource::open(d); }, "model-0000",
+                            {"unexpected tensor 'blk.0.attn_", ".bias'", "only models with Q/K/V biases have it"});
+}
+
 TEST_F(ModelSourceHostile, BadConfig) {
   auto expect_config_error = [&](const std::string& name, std::vector<std::string> parts) {
     const std::string d = folder(name);

@@ -159,6 +159,24 @@ TEST(ShardPlan, UnevenSplit) {
   EXPECT_THROW(ShardPlan::build(m, p, c), ConfigError);
 }
 
+// slice() reads formats/tensor_table.h: a name the table does not declare is
+// an error naming it, not a silent replication.
+TEST(ShardPlan, UndeclaredTensorIsAnErrorNamingIt) {
+  const ModelConfig m = shape(8, 4, 16, 64, 100);
+  ParallelConfig p;
+  p.tp = 2;
+  const ShardPlan plan = ShardPlan::build(m, p);
+  for (const char* name : {"blk.0.attn_rot_embd.weight", "blk.0.ffn_gate_exps.weight", "output"}) {
+    try {
+      plan.slice(name, 1);
+      ADD_FAILURE() << "no error for " << name;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(cat("'", name, "'")), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(plan.slice("rope_freqs.weight", 1).kind, SplitKind::Replicated);
+}
+
 TEST(ShardPlan, ApportionLargestRemainder) {
   EXPECT_EQ(apportion(10, {1, 1, 1}, 1), (std::vector<int64_t>{4, 3, 3}));
   EXPECT_EQ(apportion(8, {3, 1}, 1), (std::vector<int64_t>{6, 2}));
