@@ -26,6 +26,8 @@ struct RunOptions {
   bool chat = false;
   std::string system;
   std::string chat_template_file;
+  std::string speculative = "none";
+  int speculative_tokens = 4;
 };
 
 nlohmann::ordered_json comm_json(const CommSummary& c) {
@@ -88,6 +90,9 @@ void run(RunOptions& o) {
   GenerateOptions gen;
   gen.max_tokens = o.n;
   gen.stop_at_eog = !o.ignore_eos;
+  gen.speculative.method = parse_speculation(o.speculative);
+  gen.speculative.k = o.speculative_tokens;
+  check(gen.speculative);
   GenerationStats stats;
   StreamDecoder stream(tok);
   std::string text;
@@ -157,6 +162,15 @@ void run(RunOptions& o) {
       {"decode_parallel", parallel_json(stats.decode_parallel, decode_steps, stats.decode_seconds)},
       {"prefill_parallel", parallel_json(stats.prefill_parallel, stats.prompt_tokens, stats.prefill_seconds)},
   };
+  if (gen.speculative.method != Speculation::None) {
+    st["speculative"] = name(gen.speculative.method);
+    st["num_speculative_tokens"] = gen.speculative.k;
+    st["decode_forwards"] = stats.decode_forwards;
+    st["proposed_tokens"] = stats.proposed_tokens;
+    st["accepted_tokens"] = stats.accepted_tokens;
+    st["acceptance_rate"] = stats.acceptance_rate();
+    st["tokens_per_forward"] = stats.tokens_per_forward();
+  }
   // MoE: tokens routed to each expert over the prompt and the generation,
   // [layer][expert], on the driver.
   const std::vector<std::vector<uint64_t>> load = engine.expert_load();
@@ -208,6 +222,14 @@ void run(RunOptions& o) {
     line("prefill", st["prefill_parallel"]);
     line("decode", st["decode_parallel"]);
   }
+  if (gen.speculative.method != Speculation::None) {
+    std::fprintf(stderr,
+                 "speculative %s, k %d: %lld of %lld guesses accepted (%.0f%%), %.2f tokens per target forward (%lld "
+                 "forwards)\n",
+                 name(gen.speculative.method), gen.speculative.k, static_cast<long long>(stats.accepted_tokens),
+                 static_cast<long long>(stats.proposed_tokens), 100.0 * stats.acceptance_rate(),
+                 stats.tokens_per_forward(), static_cast<long long>(stats.decode_forwards));
+  }
   if (!load.empty()) std::fprintf(stderr, "%s\n", expert_load_line(load).c_str());
 }
 
@@ -226,6 +248,10 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)");
   cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the repetition penalty looks back");
   cmd->add_option("--seed", o->sampling.seed, "Random seed");
+  cmd->add_option("--speculative", o->speculative,
+                  "Speculative decoding: none (default) or ngram (guesses copied from earlier text; output unchanged)");
+  cmd->add_option("--num-speculative-tokens", o->speculative_tokens,
+                  cat("Tokens guessed per target forward with --speculative (1 to ", kMaxSpeculativeTokens, ", default 4)"));
   cmd->add_flag("--json", o->json, "Print one JSON object with tokens, text and stats");
   cmd->add_flag("--special", o->special, "Recognise special tokens written in the prompt");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-generation token");

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "engine/speculative.h"
 
 namespace tpinfer {
 namespace {
@@ -65,8 +66,9 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   engine.reset_comm_stats();
   auto t0 = Clock::now();
   const int64_t last = static_cast<int64_t>(prompt.size()) - 1;
-  run_chunks(engine, table, prompt, 0, options.prefill_chunk, [&](int64_t i) { return i == last; },
-             [&](int64_t, const float* l) { std::copy(l, l + vocab, logits.begin()); });
+  run_chunks(
+      engine, table, prompt, 0, options.prefill_chunk, [&](int64_t i) { return i == last; },
+      [&](int64_t, const float* l) { std::copy(l, l + vocab, logits.begin()); });
   st.prefill_seconds = since(t0);
   st.prefill_comm = engine.comm_stats();
   st.prefill_parallel = engine.parallel_stats();
@@ -74,26 +76,62 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   engine.reset_comm_stats();
 
   t0 = Clock::now();
+  const SpeculativeOptions& spec = options.speculative;
+  if (spec.method != Speculation::None) check(spec);
+  // Takes a generated token; false when generation ends with it.
+  auto emit = [&](int32_t tok) {
+    out.push_back(tok);
+    history.push_back(tok);
+    st.generated_tokens += 1;
+    const bool eog = options.stop_at_eog && engine.tokenizer().is_eog(tok);
+    return on_token(tok) && !eog && static_cast<int>(out.size()) < options.max_tokens;
+  };
   Batch b;
+  std::vector<int32_t> guess;
   try {
-    for (int i = 0; i < options.max_tokens; ++i) {
-      const int32_t tok = sampler.sample(logits, history);
-      out.push_back(tok);
-      history.push_back(tok);
-      st.generated_tokens += 1;
-      const bool eog = options.stop_at_eog && engine.tokenizer().is_eog(tok);
-      if (!on_token(tok) || eog || i + 1 == options.max_tokens) break;
+    bool going = options.max_tokens > 0 && emit(sampler.sample(logits, history));
+    while (going) {
+      // The last token is not in the cache yet: it runs now, at `pos`, with
+      // the guesses after it (each row's logits decide the next guess).
       const int64_t pos = static_cast<int64_t>(history.size()) - 1;
       if (pos >= max_ctx) break;  // context full
-      if (!engine.blocks().reserve(table, pos + 1)) break;
+      guess.clear();
+      if (spec.method == Speculation::Ngram) {
+        const int64_t room =
+            std::min<int64_t>(options.max_tokens - static_cast<int64_t>(out.size()) - 1, max_ctx - pos - 1);
+        if (room > 0)
+          guess =
+              propose_ngram(history, static_cast<int>(std::min<int64_t>(spec.k, room)), spec.ngram_max, spec.ngram_min);
+      }
+      if (!engine.blocks().reserve(table, pos + 1 + static_cast<int64_t>(guess.size()))) break;
       b.clear();
-      b.tokens = {tok};
-      b.positions = {static_cast<int32_t>(pos)};
-      b.seq = {0};
-      b.want_logits = {1};
       b.sequences.push_back({table});
-      const std::vector<float>& l = engine.step(b);
-      std::copy(l.begin(), l.begin() + vocab, logits.begin());
+      for (size_t j = 0; j <= guess.size(); ++j) {
+        b.tokens.push_back(j == 0 ? history.back() : guess[j - 1]);
+        b.positions.push_back(static_cast<int32_t>(pos + static_cast<int64_t>(j)));
+        b.seq.push_back(0);
+        b.want_logits.push_back(1);
+      }
+      const std::vector<float>& rows = engine.step(b);
+      st.decode_forwards += 1;
+      st.proposed_tokens += static_cast<int64_t>(guess.size());
+      // Guesses are taken while the sampler accepts them; the first it
+      // rejects is replaced by its own choice, and if all pass, the last row
+      // gives one more token. Positions past what is kept hold stale K/V that
+      // the next step overwrites.
+      size_t j = 0;
+      for (; going && j <= guess.size(); ++j) {
+        std::copy(rows.begin() + static_cast<int64_t>(j) * vocab, rows.begin() + static_cast<int64_t>(j + 1) * vocab,
+                  logits.begin());
+        if (j == guess.size()) {
+          going = emit(sampler.sample(logits, history));
+          break;
+        }
+        const Verdict v = sampler.verify(logits, history, guess[j]);
+        if (v.accepted) st.accepted_tokens += 1;
+        going = emit(v.token);
+        if (!v.accepted) break;
+      }
     }
   } catch (...) {
     engine.blocks().release(table);
@@ -123,17 +161,18 @@ PerplexityResult perplexity(Engine& engine, const std::vector<int32_t>& tokens, 
     std::vector<int32_t> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
     if (bos >= 0) chunk[0] = bos;
     try {
-      run_chunks(engine, table, chunk, 0, ctx, [&](int64_t i) { return i >= first && i < ctx - 1; },
-                 [&](int64_t i, const float* l) {
-                   // log softmax of the next token, in double
-                   double mx = l[0];
-                   for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v]));
-                   double sum = 0;
-                   for (int64_t v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
-                   const int32_t next = tokens[static_cast<size_t>(c * ctx + i + 1)];
-                   nll += -(l[next] - mx - std::log(sum));
-                   res.scored_tokens += 1;
-                 });
+      run_chunks(
+          engine, table, chunk, 0, ctx, [&](int64_t i) { return i >= first && i < ctx - 1; },
+          [&](int64_t i, const float* l) {
+            // log softmax of the next token, in double
+            double mx = l[0];
+            for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v]));
+            double sum = 0;
+            for (int64_t v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
+            const int32_t next = tokens[static_cast<size_t>(c * ctx + i + 1)];
+            nll += -(l[next] - mx - std::log(sum));
+            res.scored_tokens += 1;
+          });
     } catch (...) {
       engine.blocks().release(table);
       throw;

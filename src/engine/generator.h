@@ -1,6 +1,6 @@
 // Single-sequence text generation and perplexity on an Engine: chunked prefill,
-// then one token per step, with timings and communication counters for the
-// stats line. (The server's continuous batching lives in engine/scheduler.h.)
+// then one token per step (or, speculating, the accepted guesses and one more), with timings and communication counters
+// for the stats line. (The server's continuous batching lives in engine/scheduler.h.)
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 
 namespace tpinfer {
 
@@ -28,12 +29,27 @@ struct GenerationStats {
   // (Engine::tp_rank_collectives()): the least of their collective time is
   // what communication added to the decode on its critical path.
   std::vector<Engine::RankCollectives> decode_ranks;
+  // Decode's forward passes of the target model, and with speculation the
+  // tokens proposed and accepted.
+  int64_t decode_forwards = 0;
+  int64_t proposed_tokens = 0;
+  int64_t accepted_tokens = 0;
+  double acceptance_rate() const {
+    return proposed_tokens > 0 ? static_cast<double>(accepted_tokens) / static_cast<double>(proposed_tokens) : 0;
+  }
+  // Generated tokens per decode forward (the first token comes from the prefill).
+  double tokens_per_forward() const {
+    return decode_forwards > 0 ? static_cast<double>(generated_tokens - 1) / static_cast<double>(decode_forwards) : 0;
+  }
 };
 
 struct GenerateOptions {
   int max_tokens = 128;
   int prefill_chunk = 512;
   bool stop_at_eog = true;
+  // With a method, each decode step runs the last token and the proposed
+  // ones through the model together (engine/speculative.h).
+  SpeculativeOptions speculative;
 };
 
 // Generates after `prompt`; calls on_token for every new token (return false to
