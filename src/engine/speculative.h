@@ -23,7 +23,7 @@ struct SpeculativeOptions {
   Speculation method = Speculation::None;
   int k = 4;  // tokens proposed per target forward, [1, kMaxSpeculativeTokens]
   int ngram_max = 3;
-  int ngram_min = 1;
+  int ngram_min = 2;  // one-token matches guess wrong too often to pay for their rows
 };
 
 constexpr int kMaxSpeculativeTokens = 16;
