@@ -78,6 +78,8 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   t0 = Clock::now();
   const SpeculativeOptions& spec = options.speculative;
   if (spec.method != Speculation::None) check(spec);
+  if (spec.draft) check_draft_vocabulary(spec.draft->config().vocab, vocab);
+  const std::unique_ptr<Proposer> proposer = make_proposer(spec);
   // Takes a generated token; false when generation ends with it.
   auto emit = [&](int32_t tok) {
     out.push_back(tok);
@@ -96,12 +98,10 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
       const int64_t pos = static_cast<int64_t>(history.size()) - 1;
       if (pos >= max_ctx) break;  // context full
       guess.clear();
-      if (spec.method == Speculation::Ngram) {
+      if (proposer) {
         const int64_t room =
             std::min<int64_t>(options.max_tokens - static_cast<int64_t>(out.size()) - 1, max_ctx - pos - 1);
-        if (room > 0)
-          guess =
-              propose_ngram(history, static_cast<int>(std::min<int64_t>(spec.k, room)), spec.ngram_max, spec.ngram_min);
+        if (room > 0) guess = proposer->propose(history, static_cast<int>(std::min<int64_t>(spec.k, room)));
       }
       if (!engine.blocks().reserve(table, pos + 1 + static_cast<int64_t>(guess.size()))) break;
       b.clear();
@@ -120,6 +120,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
       // gives one more token. Positions past what is kept hold stale K/V that
       // the next step overwrites.
       size_t j = 0;
+      int kept = 0;
       for (; going && j <= guess.size(); ++j) {
         std::copy(rows.begin() + static_cast<int64_t>(j) * vocab, rows.begin() + static_cast<int64_t>(j + 1) * vocab,
                   logits.begin());
@@ -128,10 +129,12 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
           break;
         }
         const Verdict v = sampler.verify(logits, history, guess[j]);
-        if (v.accepted) st.accepted_tokens += 1;
+        kept += v.accepted ? 1 : 0;
         going = emit(v.token);
         if (!v.accepted) break;
       }
+      st.accepted_tokens += kept;
+      if (proposer && !guess.empty()) proposer->accepted(kept);
     }
   } catch (...) {
     engine.blocks().release(table);

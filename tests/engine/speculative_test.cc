@@ -16,6 +16,7 @@
 #include "engine/engine.h"
 #include "engine/generator.h"
 #include "engine/sampler.h"
+#include "model/synth.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -54,7 +55,7 @@ TEST(NgramProposer, OptionsOutOfRangeNameTheValidOnes) {
     parse_speculation("medusa");
     ADD_FAILURE() << "an unknown method passed";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("valid: none, ngram"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("valid: none, ngram, draft"), std::string::npos) << e.what();
   }
 }
 
@@ -132,7 +133,7 @@ struct GreedyRun {
   GenerationStats stats;
 };
 
-GreedyRun generate_greedy(int tp, int pp, Speculation method, const Tokens& prompt, int n) {
+GreedyRun generate_greedy(int tp, int pp, Speculation method, const Tokens& prompt, int n, Engine* draft = nullptr) {
   EngineOptions o = testing::f32_options(tp);
   o.parallel.pp = pp;
   o.kv_type = DType::F16;
@@ -144,6 +145,7 @@ GreedyRun generate_greedy(int tp, int pp, Speculation method, const Tokens& prom
   g.stop_at_eog = false;
   g.speculative.method = method;
   g.speculative.k = 5;
+  g.speculative.draft = draft;
   GreedyRun r;
   r.tokens = generate(
       engine, prompt, p, g, [](int32_t) { return true; }, &r.stats);
@@ -175,6 +177,47 @@ TEST(SpeculativeGreedy, SameTokensWithAndWithoutAtEveryLayout) {
         EXPECT_GT(spec.stats.accepted_tokens, 10) << "the quote should be guessed";
       }
     }
+  }
+}
+
+// A draft model: the bible model's BF16 weights drafting for its Q8_0 ones
+// (nearly always right), and a random-weight model with the same vocabulary
+// (nearly always wrong): either way the greedy tokens are the target's.
+TEST(SpeculativeGreedy, DraftModelsGoodAndBadLeaveTheTokensAlone) {
+  const std::unique_ptr<Tokenizer> tok = Tokenizer::open(bible("bible-q8_0.gguf"));
+  const Tokens prompt = tok->encode("And God said, Let there be light: and there was light.", true, false);
+  testing::TempDir dir;
+  SynthSpec random = testing::small_spec(Arch::Llama);
+  random.vocab = 4096;
+  write_synth_model(random, dir.file("random.gguf"));
+  EngineOptions d;
+  d.comm = CommBackend::Local;
+  d.pin_threads = false;
+  d.kv_tokens = 512;
+  for (const std::string& path : {bible("bible-bf16.gguf"), dir.file("random.gguf")}) {
+    for (const int tp : {1, 2}) {
+      SCOPED_TRACE(cat(path, " tp ", tp));
+      Engine draft(path, d);
+      const GreedyRun plain = generate_greedy(tp, 1, Speculation::None, prompt, 40);
+      const GreedyRun spec = generate_greedy(tp, 1, Speculation::Draft, prompt, 40, &draft);
+      EXPECT_EQ(spec.tokens, plain.tokens);
+      EXPECT_EQ(spec.stats.generated_tokens - 1, spec.stats.decode_forwards + spec.stats.accepted_tokens);
+      if (path == bible("bible-bf16.gguf")) {
+        EXPECT_GT(spec.stats.acceptance_rate(), 0.8);
+      }
+      // The draft's blocks go back when the generation ends.
+      EXPECT_EQ(draft.blocks().free_blocks(), draft.blocks().n_blocks());
+    }
+  }
+  // A draft with another vocabulary is an error naming both sizes.
+  SynthSpec other = testing::small_spec(Arch::Llama);
+  write_synth_model(other, dir.file("other.gguf"));
+  Engine wrong(dir.file("other.gguf"), d);
+  try {
+    generate_greedy(1, 1, Speculation::Draft, prompt, 4, &wrong);
+    ADD_FAILURE() << "a draft with another vocabulary passed";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("300 tokens and the target's 4096"), std::string::npos) << e.what();
   }
 }
 
