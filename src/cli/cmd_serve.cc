@@ -35,6 +35,7 @@ struct ServeOptions {
   std::string api_key;
   std::string chat_template;
   double drain_timeout = 30.0;
+  bool no_prefix_caching = false;
 };
 
 // The signal handler may only write to a pipe; a thread reads it.
@@ -138,6 +139,7 @@ void serve(ServeOptions& o) {
   so.scheduler.max_num_seqs = o.max_num_seqs;
   so.scheduler.max_batch_tokens = o.max_num_batched_tokens;
   so.scheduler.max_model_len = o.max_model_len;
+  so.scheduler.prefix_caching = !o.no_prefix_caching;
 
   // A client that disconnects must cost a failed write, not the process.
   signal(SIGPIPE, SIG_IGN);
@@ -165,10 +167,10 @@ void serve(ServeOptions& o) {
   for (int c : engine.pipeline().layer_counts()) stages += (stages.empty() ? "" : ",") + std::to_string(c);
   std::fprintf(stderr,
                "tpinfer serve: model '%s', tp %d, pp %d (layers %s), dp %d, KV cache %lld tokens per replica (%s per "
-               "rank), max model length %lld, max %d sequences per replica\n",
+               "rank), max model length %lld, max %d sequences per replica, prefix caching %s\n",
                server.model_name().c_str(), engine.tp(), engine.pp(), stages.c_str(), o.dp,
                static_cast<long long>(cache_tokens), format_bytes(kv_bytes).c_str(),
-               static_cast<long long>(server.max_model_len()), o.max_num_seqs);
+               static_cast<long long>(server.max_model_len()), o.max_num_seqs, o.no_prefix_caching ? "off" : "on");
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
   server.run();
@@ -183,7 +185,7 @@ void register_serve(CLI::App& app) {
   add_model_options(*cmd, o->model);
   cmd->add_option("--dp,--data-parallel-size", o->dp,
                   "Independent replicas of the model (tp x pp ranks each) behind the one endpoint; each request goes "
-                  "to the least loaded")
+                  "to the least loaded, or one that holds its prompt's beginning")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
@@ -201,6 +203,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
                   "KV-cache memory per rank, e.g. 512MiB, 2GiB, 1.5G (default: 2GiB, at most what max-num-seqs "
                   "sequences of max-model-len tokens use)");
+  cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
+                "Prefill every prompt whole: keep no computed blocks for later requests that begin alike");
   cmd->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model's)");
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's, else ChatML)");

@@ -29,6 +29,13 @@ struct Scheduler::Sequence {
   bool done = false;
   int lane = 0;
   bool in_flight = false;  // in a batch submitted and not yet collected
+  // Prefix caching: chain hashes of the full blocks of `tokens` (the prompt's
+  // from submit on, later ones as they are computed); the first
+  // n_prompt_hashes are counted in unfinished_hashes_.
+  std::vector<uint64_t> hashes;
+  size_t n_prompt_hashes = 0;
+  int n_committed = 0;     // leading blocks of `table` committed to the prefix cache
+  int cached_prompt = -1;  // prompt tokens found in the cache when first prefilled; -1: not yet
 
   Sequence(uint64_t id_, SequenceSpec r) : id(id_), req(std::move(r)), sampler(req.sampling) {
     tokens = req.prompt;
@@ -60,10 +67,18 @@ uint64_t Scheduler::submit(SequenceSpec spec) {
   for (int32_t t : spec.prompt) {
     if (t < 0 || t >= engine_.config().vocab) throw Error(cat("token id ", t, " outside the vocabulary"));
   }
+  const BlockAllocator& blocks = engine_.blocks();
+  auto seq = std::make_unique<Sequence>(0, std::move(spec));
+  if (options_.prefix_caching) {
+    blocks.hash_blocks(seq->tokens, seq->tokens.size() / static_cast<size_t>(blocks.block_size()), seq->hashes);
+    seq->n_prompt_hashes = seq->hashes.size();
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) throw Error("the server is shutting down");
   const uint64_t id = next_id_++;
-  incoming_.push_back(std::make_unique<Sequence>(id, std::move(spec)));
+  seq->id = id;
+  for (size_t i = 0; i < seq->n_prompt_hashes; ++i) unfinished_hashes_[seq->hashes[i]] += 1;
+  incoming_.push_back(std::move(seq));
   metrics_.waiting += 1;
   unfinished_.fetch_add(1, std::memory_order_relaxed);
   work_cv_.notify_one();
@@ -81,6 +96,21 @@ void Scheduler::stop(bool drain) {
   stopping_ = true;
   drain_ = drain;
   work_cv_.notify_all();
+}
+
+int Scheduler::prefix_match(const std::vector<int32_t>& prompt) const {
+  if (!options_.prefix_caching) return 0;
+  const BlockAllocator& blocks = engine_.blocks();
+  std::vector<uint64_t> hashes;
+  blocks.hash_blocks(prompt, prompt.size() / static_cast<size_t>(blocks.block_size()), hashes);
+  int n = blocks.cached_prefix(hashes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  int computing = 0;
+  while (static_cast<size_t>(computing) < hashes.size() &&
+         unfinished_hashes_.count(hashes[static_cast<size_t>(computing)]) > 0) {
+    ++computing;
+  }
+  return std::max(n, computing);
 }
 
 SchedulerMetrics Scheduler::metrics() const {
@@ -124,6 +154,13 @@ void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& erro
   s.done = true;
   unfinished_.fetch_sub(1, std::memory_order_relaxed);
   engine_.blocks().release(s.table);
+  if (s.n_prompt_hashes > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < s.n_prompt_hashes; ++i) {
+      auto it = unfinished_hashes_.find(s.hashes[i]);
+      if (it != unfinished_hashes_.end() && --it->second == 0) unfinished_hashes_.erase(it);
+    }
+  }
   if (s.req.on_finish) s.req.on_finish(reason, error);
 }
 
@@ -144,9 +181,59 @@ bool Scheduler::ensure_blocks(Sequence& s, int64_t tokens) {
   return true;
 }
 
+// Takes the longest cached prefix of a sequence that holds no blocks (new, or
+// preempted): whole blocks, and never its last token, which must be computed
+// for the logits that sample its next one. It computes from there on, into
+// blocks of its own, so it never writes into the shared ones.
+void Scheduler::attach_prefix(Sequence& s) {
+  if (!options_.prefix_caching || !s.table.empty() || s.n_computed != 0) return;
+  BlockAllocator& blocks = engine_.blocks();
+  const int64_t n = static_cast<int64_t>(s.tokens.size());
+  const int max_blocks = static_cast<int>((n - 1) / blocks.block_size());
+  blocks.hash_blocks(s.tokens, static_cast<size_t>(max_blocks), s.hashes);
+  const int found = blocks.acquire_prefix(s.table, s.tokens, s.hashes, max_blocks);
+  s.n_computed = static_cast<int64_t>(found) * blocks.block_size();
+  s.n_committed = found;
+  if (s.cached_prompt < 0) s.cached_prompt = static_cast<int>(std::min<int64_t>(s.n_computed, s.n_prompt));
+  std::lock_guard<std::mutex> lock(mutex_);
+  metrics_.prefix_cache_queries += static_cast<uint64_t>(n);
+  metrics_.prefix_cache_hits += static_cast<uint64_t>(s.n_computed);
+}
+
+// Commits the sequence's full blocks whose K/V are now computed.
+void Scheduler::commit_blocks(Sequence& s) {
+  if (!options_.prefix_caching) return;
+  BlockAllocator& blocks = engine_.blocks();
+  const int full = static_cast<int>(s.n_computed / blocks.block_size());
+  blocks.hash_blocks(s.tokens, static_cast<size_t>(full), s.hashes);
+  for (; s.n_committed < full; ++s.n_committed) {
+    blocks.commit(s.table, s.n_committed, s.tokens, s.hashes[static_cast<size_t>(s.n_committed)]);
+  }
+}
+
+// A waiting sequence waits while a running one has yet to compute the block
+// after the part of its prompt that is cached: taking it from the cache a few
+// steps later beats computing it twice at once.
+bool Scheduler::waits_for_prefix(const Sequence& s) const {
+  if (!options_.prefix_caching || !s.table.empty()) return false;
+  const BlockAllocator& blocks = engine_.blocks();
+  const size_t usable =
+      std::min(s.hashes.size(), static_cast<size_t>((static_cast<int64_t>(s.tokens.size()) - 1) / blocks.block_size()));
+  const size_t next = static_cast<size_t>(blocks.cached_prefix(std::span(s.hashes).first(usable)));
+  if (next >= usable) return false;
+  for (const auto& r : running_) {
+    if (!r->done && r->hashes.size() > next && r->hashes[next] == s.hashes[next] &&
+        static_cast<size_t>(r->n_committed) <= next) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Scheduler::preempt(Sequence& victim) {
   engine_.blocks().release(victim.table);
   victim.n_computed = 0;  // recomputed from its prompt and the tokens it already has
+  victim.n_committed = 0;
   std::lock_guard<std::mutex> lock(mutex_);
   metrics_.preemptions += 1;
 }
@@ -208,15 +295,20 @@ bool Scheduler::step() {
     }
   }
 
-  // Admit waiting sequences while there is room, each into the lane with the fewest.
+  // Admit waiting sequences while there is room, in order, each into the lane
+  // with the fewest; one waiting for a prefix another computes stays behind.
   std::vector<int> lane_load(lanes_.size(), 0);
   for (const auto& s : running_) lane_load[static_cast<size_t>(s->lane)] += 1;
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
-    Sequence& s = *waiting_.front();
+  for (auto it = waiting_.begin(); it != waiting_.end() && static_cast<int>(running_.size()) < options_.max_num_seqs;) {
+    Sequence& s = **it;
+    if (waits_for_prefix(s)) {
+      ++it;
+      continue;
+    }
     s.lane = static_cast<int>(std::min_element(lane_load.begin(), lane_load.end()) - lane_load.begin());
     lane_load[static_cast<size_t>(s.lane)] += 1;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.erase(waiting_.begin());
+    running_.push_back(std::move(*it));
+    it = waiting_.erase(it);
   }
 
   // Serve the next lane: its batch in flight is the oldest, so it comes back
@@ -231,7 +323,11 @@ bool Scheduler::step() {
     std::lock_guard<std::mutex> lock(mutex_);
     metrics_.running = static_cast<int>(running_.size());
     metrics_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
-    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
+    metrics_.kv_blocks_used = engine_.blocks().used_blocks();
+    metrics_.prefix_cache_blocks = engine_.blocks().cached_blocks();
+    metrics_.prefix_cache_evictions = engine_.blocks().evictions();
+    // A callback of this step may have submitted more.
+    if (!incoming_.empty()) return true;
   }
   return !running_.empty() || !waiting_.empty() || any_in_flight();
 }
@@ -252,6 +348,7 @@ void Scheduler::build_and_submit(int lane) {
   }
   for (Sequence* s : order) {
     if (budget <= 0 || s->done) continue;
+    attach_prefix(*s);
     const int64_t chunk = std::min<int64_t>(s->pending(), budget);
     if (!ensure_blocks(*s, s->n_computed + chunk)) continue;
     budget -= chunk;
@@ -333,10 +430,12 @@ void Scheduler::collect(int lane) {
     const bool has_logits = s.n_computed + L.chunks[i] == static_cast<int64_t>(s.tokens.size());
     if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(L.chunks[i]);
     s.n_computed += L.chunks[i];
+    commit_blocks(s);
     if (!has_logits) continue;
     std::span<float> l(const_cast<float*>(logits->data()) + row * vocab, static_cast<size_t>(vocab));
     ++row;
     TokenEvent ev;
+    if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
     ev.token = s.sampler.sample(l, s.tokens);
     if (s.req.top_logprobs >= 0) {
       Sampler::log_softmax(l, logprob_scratch_);
@@ -369,7 +468,9 @@ void Scheduler::collect(int lane) {
     metrics_.prompt_tokens += new_prompt_tokens;
     metrics_.generated_tokens += new_generated;
     metrics_.running = static_cast<int>(running_.size());
-    metrics_.kv_blocks_used = engine_.blocks().n_blocks() - engine_.blocks().free_blocks();
+    metrics_.kv_blocks_used = engine_.blocks().used_blocks();
+    metrics_.prefix_cache_blocks = engine_.blocks().cached_blocks();
+    metrics_.prefix_cache_evictions = engine_.blocks().evictions();
   }
 }
 

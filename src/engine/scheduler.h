@@ -15,9 +15,21 @@
 // at most one batch at a time; a sequence in flight is never preempted and a
 // cancel reaches it when its batch comes back.
 //
-// Threading: submit()/cancel()/metrics()/unfinished() may be called from any
-// thread; run() drives the engine from one thread; callbacks run on that
-// thread.
+// Prefix caching (on unless options.prefix_caching is false): every full
+// block of a sequence whose K/V are computed is committed to the block
+// allocator's prefix cache under the chain hash of its tokens and all before
+// them (engine/block_allocator.h). A sequence about to be prefilled first takes
+// the longest cached prefix of its tokens, in whole blocks and short of its
+// last token (which must be computed for its logits), and starts computing
+// after it: n_computed begins at the cached length. A waiting sequence whose
+// next uncached block another running sequence is about to compute (the n
+// choices of one request, or requests sharing a system prompt that arrive
+// together) waits for it instead of computing it again. Blocks of finished
+// sequences stay cached until reserve() needs room.
+//
+// Threading: submit()/cancel()/metrics()/unfinished()/prefix_match() may be
+// called from any thread; run() drives the engine from one thread; callbacks
+// run on that thread.
 #pragma once
 
 #include <atomic>
@@ -28,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/engine.h"
@@ -39,6 +52,9 @@ struct TokenEvent {
   int32_t token = -1;
   float logprob = 0;                                  // of the chosen token
   std::vector<std::pair<int32_t, float>> top_logprobs;  // when asked for
+  // On a sequence's first token: how many of its prompt tokens were found in
+  // the prefix cache rather than computed (0 on the others).
+  int cached_prompt_tokens = 0;
 };
 
 enum class FinishReason { Stop, Length, Cancelled, Error };
@@ -64,6 +80,7 @@ struct SchedulerOptions {
   int max_num_seqs = 64;
   int max_batch_tokens = 512;  // tokens per step (decode tokens + prefill chunks)
   int max_model_len = 0;       // 0: the model's context
+  bool prefix_caching = true;  // reuse the computed K/V of shared prompt beginnings
 };
 
 struct SchedulerMetrics {
@@ -75,6 +92,10 @@ struct SchedulerMetrics {
   uint64_t steps = 0;
   uint64_t prompt_tokens = 0;
   uint64_t generated_tokens = 0;
+  int prefix_cache_blocks = 0;          // blocks in the prefix cache, held or not
+  uint64_t prefix_cache_queries = 0;    // tokens of the sequences looked up in the prefix cache
+  uint64_t prefix_cache_hits = 0;       // of them, tokens found (not computed)
+  uint64_t prefix_cache_evictions = 0;  // cached blocks evicted to make room
 };
 
 class Scheduler {
@@ -102,6 +123,10 @@ class Scheduler {
   int unfinished() const { return unfinished_.load(std::memory_order_relaxed); }
   const SchedulerOptions& options() const { return options_; }
   int lanes() const { return static_cast<int>(lanes_.size()); }
+  // How many leading full blocks of `prompt` this scheduler holds in its
+  // prefix cache or has a sequence computing; 0 without prefix caching. Any
+  // thread: what a data-parallel dispatcher asks each replica.
+  int prefix_match(const std::vector<int32_t>& prompt) const;
 
  private:
   struct Sequence;
@@ -114,6 +139,9 @@ class Scheduler {
   bool ensure_blocks(Sequence& s, int64_t tokens);
   void preempt(Sequence& victim);
   void finish(Sequence& s, FinishReason reason, const std::string& error = "");
+  void attach_prefix(Sequence& s);
+  void commit_blocks(Sequence& s);
+  bool waits_for_prefix(const Sequence& s) const;
   void build_and_submit(int lane);
   void collect(int lane);
   void collect_all();
@@ -132,6 +160,9 @@ class Scheduler {
   bool drain_ = false;
   SchedulerMetrics metrics_;
   std::atomic<int> unfinished_{0};
+  // Chain hashes of the prompt blocks of every unfinished sequence (with how
+  // many hold each): what this replica is computing, for prefix_match().
+  std::unordered_map<uint64_t, int> unfinished_hashes_;
   std::vector<Lane> lanes_;
   int next_lane_ = 0;
   Batch batch_;

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -56,6 +57,7 @@ class ApiServer::HttpServer : public httplib::Server {
 struct ApiServer::CompletionInFlight {
   ResponseHead head;
   int64_t prompt_tokens = 0;
+  int n = 1;  // choices per prompt: seqs[p x n, (p + 1) x n) share prompt p
   SinkChannel channel;
   std::vector<std::unique_ptr<SequenceSink>> seqs;  // one per choice, in choice order
 
@@ -73,6 +75,23 @@ struct ApiServer::CompletionInFlight {
     int64_t n = 0;
     for (const auto& s : seqs) n += s->completion_tokens;
     return n;
+  }
+  // With channel.mutex held, or after all_finished(). A prompt counts once,
+  // and so do its cached tokens: those its choices found in the cache before
+  // any of them computed it (the fewest a choice found; its siblings then
+  // found more, computed by this very request).
+  UsageCounts usage() const {
+    UsageCounts u;
+    u.prompt_tokens = prompt_tokens;
+    u.completion_tokens = completion_tokens();
+    for (size_t p = 0; p * static_cast<size_t>(n) < seqs.size(); ++p) {
+      int64_t fewest = seqs[p * static_cast<size_t>(n)]->cached_prompt_tokens;
+      for (size_t j = 1; j < static_cast<size_t>(n); ++j) {
+        fewest = std::min(fewest, seqs[p * static_cast<size_t>(n) + j]->cached_prompt_tokens);
+      }
+      u.cached_prompt_tokens += fewest;
+    }
+    return u;
   }
 };
 
@@ -305,6 +324,7 @@ std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const Generation
   st->head.model = model_name_;
   st->head.logprobs = request.logprobs;
   st->head.include_usage = request.include_usage;
+  st->n = request.n;
   for (const auto& p : prompts) st->prompt_tokens += static_cast<int64_t>(p.size());
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int j = 0; j < request.n; ++j) {
@@ -417,7 +437,7 @@ ojson ApiServer::full_response(const CompletionInFlight& st) const {
     choices.push_back(
         choice_json(st.head, ChoiceForm::Message, i, s.text, s.logprobs, finish_reason_name(s.reason), tok));
   }
-  return response_json(st.head, std::move(choices), st.prompt_tokens, st.completion_tokens());
+  return response_json(st.head, std::move(choices), st.usage());
 }
 
 void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::Response& res) {
@@ -479,12 +499,12 @@ void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::R
         }
         if (all_done) {
           if (st->head.include_usage) {
-            int64_t completion = 0;
+            UsageCounts usage;
             {
               std::lock_guard<std::mutex> lock(st->channel.mutex);
-              completion = st->completion_tokens();
+              usage = st->usage();
             }
-            if (!write(sse_event(usage_chunk_json(st->head, st->prompt_tokens, completion)))) return false;
+            if (!write(sse_event(usage_chunk_json(st->head, usage)))) return false;
           }
           if (!write(kSseDone)) return false;
           sink.done();

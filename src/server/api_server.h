@@ -9,10 +9,11 @@
 // The server's files, one idea each: this one routes HTTP requests, answers
 // them, and drains and shuts down; server/request_parser.h validates bodies,
 // server/replica_pool.h runs the data-parallel replicas (engine + scheduler +
-// thread each, least-loaded dispatch), server/sequence_sink.h takes one
-// sequence's tokens from its scheduler (detokenization, stop strings,
-// logprobs, latencies), server/openai_json.h builds the response JSON, whole
-// or streamed, and server/metrics.h renders /metrics.
+// thread each, least-loaded or prefix-holding dispatch),
+// server/sequence_sink.h takes one sequence's tokens from its scheduler
+// (detokenization, stop strings, logprobs, latencies), server/openai_json.h
+// builds the response JSON, whole or streamed, and server/metrics.h renders
+// /metrics.
 //
 // Threads: HTTP handlers run on a pool (one thread per open connection in use);
 // they parse, tokenize, submit one SequenceSpec per choice (prompts x n) to the

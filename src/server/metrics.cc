@@ -127,6 +127,10 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
     s.steps += r.steps;
     s.prompt_tokens += r.prompt_tokens;
     s.generated_tokens += r.generated_tokens;
+    s.prefix_cache_blocks += r.prefix_cache_blocks;
+    s.prefix_cache_queries += r.prefix_cache_queries;
+    s.prefix_cache_hits += r.prefix_cache_hits;
+    s.prefix_cache_evictions += r.prefix_cache_evictions;
   }
   CommStats driver;  // every replica's driver, both dimensions
   for (const ParallelStats& p : parallel_) {
@@ -173,6 +177,18 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
   sample(out, "tpinfer_num_preemptions_total", static_cast<double>(s.preemptions));
   header(out, "tpinfer_scheduler_steps_total", "counter", "Engine steps run by the scheduler.");
   sample(out, "tpinfer_scheduler_steps_total", static_cast<double>(s.steps));
+  header(out, "tpinfer_prefix_cache_queries_total", "counter",
+         "Tokens of sequences looked up in the prefix cache before their prefill.");
+  sample(out, "tpinfer_prefix_cache_queries_total", static_cast<double>(s.prefix_cache_queries));
+  header(out, "tpinfer_prefix_cache_hits_total", "counter",
+         "Of tpinfer_prefix_cache_queries_total, tokens found in the cache (their K/V not computed again).");
+  sample(out, "tpinfer_prefix_cache_hits_total", static_cast<double>(s.prefix_cache_hits));
+  header(out, "tpinfer_prefix_cache_blocks", "gauge",
+         "KV-cache blocks in the prefix cache, held by sequences or kept for reuse.");
+  sample(out, "tpinfer_prefix_cache_blocks", s.prefix_cache_blocks);
+  header(out, "tpinfer_prefix_cache_evictions_total", "counter",
+         "Cached blocks no sequence held, evicted (least recently used first) to make room.");
+  sample(out, "tpinfer_prefix_cache_evictions_total", static_cast<double>(s.prefix_cache_evictions));
 
   header(out, "tpinfer_collective_calls_total", "counter", "Collective operations of the driver rank, by kind.");
   for (const CollectiveSummary& c : comm.by_collective) {
@@ -228,6 +244,9 @@ void ServerMetrics::render_replicas(std::string& out, const std::vector<Schedule
               [](const SchedulerMetrics& m) { return m.generated_tokens; });
   per_replica("tpinfer_replica_scheduler_steps_total", "counter", "Batches run by the replica's scheduler.",
               [](const SchedulerMetrics& m) { return m.steps; });
+  per_replica("tpinfer_replica_prefix_cache_hits_total", "counter",
+              "Tokens found in the replica's prefix cache, per replica.",
+              [](const SchedulerMetrics& m) { return m.prefix_cache_hits; });
 
   struct Dim {
     const char* name;

@@ -12,6 +12,10 @@
 //   num_requests_running, num_requests_waiting gauges
 //   kv_cache_used_blocks, kv_cache_capacity_blocks, kv_cache_usage_ratio  gauges
 //   num_preemptions_total, scheduler_steps_total, requests_cancelled_total  counters
+//   prefix_cache_queries_total, prefix_cache_hits_total  counters: tokens looked
+//                                             up in the prefix cache, and found
+//   prefix_cache_blocks                       gauge: blocks in the prefix cache
+//   prefix_cache_evictions_total              counter: cached blocks evicted
 //   collective_calls_total{collective}, collective_bytes_total{collective},
 //   collective_seconds_total{collective}      counters (driver ranks, summed
 //                                             over replicas; send_recv is the
@@ -19,7 +23,8 @@
 // Per data-parallel replica (label replica="0", "1", ...):
 //   replica_requests_running, replica_requests_waiting,
 //   replica_kv_cache_used_blocks              gauges
-//   replica_generation_tokens_total, replica_scheduler_steps_total  counters
+//   replica_generation_tokens_total, replica_scheduler_steps_total,
+//   replica_prefix_cache_hits_total           counters
 //   parallel_calls_total{replica,dim}, parallel_bytes_total{replica,dim},
 //   parallel_seconds_total{replica,dim}       counters: the driver's traffic per
 //                                             parallel dimension, dim="tp" or "pp"

@@ -43,8 +43,11 @@ ojson chat_logprobs(const std::vector<TokenLogprob>& lps, const Tokenizer& tok) 
   return {{"content", content}};
 }
 
-ojson usage_json(int64_t prompt, int64_t completion) {
-  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+ojson usage_json(const UsageCounts& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_prompt_tokens}}}};
 }
 
 bool is_chat(const ResponseHead& head) { return head.endpoint == Endpoint::ChatCompletions; }
@@ -92,9 +95,9 @@ ojson role_delta_json(size_t index) {
           {"finish_reason", nullptr}};
 }
 
-ojson response_json(const ResponseHead& head, ojson choices, int64_t prompt_tokens, int64_t completion_tokens) {
+ojson response_json(const ResponseHead& head, ojson choices, const UsageCounts& usage) {
   ojson out = envelope(head, is_chat(head) ? "chat.completion" : "text_completion", std::move(choices));
-  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  out["usage"] = usage_json(usage);
   return out;
 }
 
@@ -104,9 +107,9 @@ ojson chunk_json(const ResponseHead& head, ojson choices) {
   return out;
 }
 
-ojson usage_chunk_json(const ResponseHead& head, int64_t prompt_tokens, int64_t completion_tokens) {
+ojson usage_chunk_json(const ResponseHead& head, const UsageCounts& usage) {
   ojson out = envelope(head, chunk_object(head), ojson::array());
-  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  out["usage"] = usage_json(usage);
   return out;
 }
 

@@ -53,13 +53,22 @@ nlohmann::ordered_json choice_json(const ResponseHead& head, ChoiceForm form, si
 // The first chunk of each choice of a chat stream: the assistant role, no text.
 nlohmann::ordered_json role_delta_json(size_t index);
 
+// The token counts of a response's "usage": cached_prompt_tokens (of
+// prompt_tokens, found in the prefix cache) goes out as OpenAI's
+// usage.prompt_tokens_details.cached_tokens.
+struct UsageCounts {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+};
+
 // {"id", "object", "created", "model", "choices", "usage"}: a whole response.
-nlohmann::ordered_json response_json(const ResponseHead& head, nlohmann::ordered_json choices, int64_t prompt_tokens,
-                                     int64_t completion_tokens);
+nlohmann::ordered_json response_json(const ResponseHead& head, nlohmann::ordered_json choices,
+                                     const UsageCounts& usage);
 // A chunk of a stream with `choices`.
 nlohmann::ordered_json chunk_json(const ResponseHead& head, nlohmann::ordered_json choices);
 // The last chunk of a stream with include_usage: no choices, the usage.
-nlohmann::ordered_json usage_chunk_json(const ResponseHead& head, int64_t prompt_tokens, int64_t completion_tokens);
+nlohmann::ordered_json usage_chunk_json(const ResponseHead& head, const UsageCounts& usage);
 
 // Compact JSON text; invalid UTF-8 becomes U+FFFD.
 std::string dump_json(const nlohmann::ordered_json& j);

@@ -9,7 +9,7 @@
 namespace tpinfer::server {
 
 ReplicaPool::ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOptions& options, ServerMetrics& metrics)
-    : metrics_(metrics) {
+    : metrics_(metrics), options_(options) {
   if (engines.empty() || engines[0] == nullptr) throw ConfigError("the server needs at least one engine");
   const Engine& first = *engines[0];
   const int context = first.config().max_context;
@@ -50,14 +50,22 @@ void ReplicaPool::stop() {
   }
 }
 
-size_t ReplicaPool::least_loaded() const {
+int ReplicaPool::prefix_slack() const { return std::max(1, options_.max_num_seqs / 8); }
+
+size_t ReplicaPool::pick(const std::vector<int32_t>& prompt) const {
+  std::vector<int> load(replicas_.size());
+  for (size_t i = 0; i < replicas_.size(); ++i) load[i] = replicas_[i]->scheduler->unfinished();
+  const int least = *std::min_element(load.begin(), load.end());
+  const bool prefixes = options_.prefix_caching && replicas_.size() > 1;
+  // The most prefix blocks within the slack, then the fewest sequences, then the first.
   size_t best = 0;
-  int best_load = 0;
+  int best_match = -1;
   for (size_t i = 0; i < replicas_.size(); ++i) {
-    const int load = replicas_[i]->scheduler->unfinished();
-    if (i == 0 || load < best_load) {
+    if (prefixes && load[i] > least + prefix_slack()) continue;
+    const int match = prefixes ? replicas_[i]->scheduler->prefix_match(prompt) : 0;
+    if (match > best_match || (match == best_match && load[i] < load[best])) {
       best = i;
-      best_load = load;
+      best_match = match;
     }
   }
   return best;
@@ -67,7 +75,7 @@ Placement ReplicaPool::submit(SequenceSpec spec) {
   Placement where;
   {
     std::lock_guard<std::mutex> dispatch(dispatch_mutex_);
-    where.replica = least_loaded();
+    where.replica = pick(spec.prompt);
     where.id = replicas_[where.replica]->scheduler->submit(std::move(spec));
   }
   wake(where.replica);

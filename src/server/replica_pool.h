@@ -4,8 +4,15 @@
 // output does not depend on which replica serves a sequence.
 //
 // submit() sends a sequence to the replica with the fewest unfinished
-// sequences (waiting, running or in flight); the choice and the submit are one
-// step, so concurrent submits balance. A replica's thread sleeps while its
+// sequences (waiting, running or in flight), unless prefix caching is on and
+// another replica holds (or is computing) more of its prompt's leading blocks
+// while it has at most `prefix_slack()` more unfinished sequences than the
+// least loaded: then that one, where the prompt's beginning costs nothing.
+// The slack bounds the imbalance that following prefixes may cause (a system
+// prompt shared by every request would otherwise pull them all to one
+// replica); the n choices of a request follow the first, whose prompt the
+// replica is computing. The choice and the submit are one step, so concurrent
+// submits balance. A replica's thread sleeps while its
 // scheduler is idle and wakes on submit() and cancel(). Between steps it
 // copies its engine's parallel counters (communication per dimension, pipeline
 // stage times, expert load) into ServerMetrics for /metrics. An engine step
@@ -78,12 +85,14 @@ class ReplicaPool {
 
   void loop(size_t replica);
   void wake(size_t replica);
-  size_t least_loaded() const;
+  size_t pick(const std::vector<int32_t>& prompt) const;
+  int prefix_slack() const;
 
   ServerMetrics& metrics_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::mutex dispatch_mutex_;  // picking a replica and submitting to it, as one step
   int64_t max_model_len_ = 0;
+  SchedulerOptions options_;
 };
 
 }  // namespace tpinfer::server

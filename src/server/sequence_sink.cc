@@ -48,6 +48,7 @@ bool SequenceSink::on_token(const TokenEvent& ev) {
     std::lock_guard<std::mutex> lock(channel_.mutex);
     text += out;
     if (record_logprobs_) logprobs.push_back(std::move(lp));
+    if (completion_tokens == 0) cached_prompt_tokens = ev.cached_prompt_tokens;
     completion_tokens += 1;
   }
   channel_.cv.notify_all();

@@ -80,6 +80,7 @@ class SequenceSink {
   std::string text;                    // released text not yet taken
   std::vector<TokenLogprob> logprobs;  // likewise
   int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // of its prompt, found in the prefix cache (from its first token)
   bool finished = false;
   bool finish_reported = false;  // take() has handed out the finish
   FinishReason reason = FinishReason::Stop;

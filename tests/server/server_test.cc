@@ -811,5 +811,123 @@ TEST(ServerShutdown, SigintWhenIdleExitsZero) {
   EXPECT_EQ(server.signal_and_wait(SIGINT, 60), 0) << server.log();
 }
 
+// Prefix caching (on by default, --no-prefix-caching off): a conversation's
+// later turns find the earlier turns in the cache and say so in
+// usage.prompt_tokens_details.cached_tokens; their replies equal those of a
+// server without the cache; n choices of one prompt compute it once; the
+// counters reach /metrics in a form promtool accepts.
+TEST(ServerPrefixCache, ConversationTurnsReuseTheCacheAndAnswerAsWithout) {
+  ServerProcess hot({"-m", bible_model()});
+  ServerProcess cold({"-m", bible_model(), "--no-prefix-caching"});
+  ASSERT_TRUE(hot.ok()) << hot.log();
+  ASSERT_TRUE(cold.ok()) << cold.log();
+  EXPECT_NE(hot.log().find("prefix caching on"), std::string::npos) << hot.log();
+  EXPECT_NE(cold.log().find("prefix caching off"), std::string::npos) << cold.log();
+  auto h = hot.client();
+  auto k = cold.client();
+  json messages = {{{"role", "system"},
+                    {"content",
+                     "Speak as the King James Bible. In the beginning God created the heaven and the earth. "
+                     "And the earth was without form, and void; and darkness was upon the face of the deep."}}};
+  const std::vector<std::string> questions = {"Who made the light?", "And what of the waters?", "What came after?"};
+  int64_t last_prompt = 0;
+  for (size_t turn = 0; turn < questions.size(); ++turn) {
+    messages.push_back({{"role", "user"}, {"content", questions[turn]}});
+    const json req = {{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}};
+    const HttpResult a = testing::post_json(*h, "/v1/chat/completions", req);
+    const HttpResult b = testing::post_json(*k, "/v1/chat/completions", req);
+    ASSERT_EQ(a.status, 200) << a.raw;
+    ASSERT_EQ(b.status, 200) << b.raw;
+    EXPECT_EQ(a.body["choices"][0]["message"], b.body["choices"][0]["message"]) << "turn " << turn;
+    EXPECT_EQ(a.body["usage"]["prompt_tokens"], b.body["usage"]["prompt_tokens"]);
+    const int64_t prompt = a.body["usage"]["prompt_tokens"].get<int64_t>();
+    const int64_t cached = a.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>();
+    EXPECT_EQ(b.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    if (turn == 0) {
+      EXPECT_EQ(cached, 0);
+    } else {
+      // The whole 16-token blocks of the previous turn's prompt, but for the
+      // one where its last token (the template's "assistant" header) may
+      // tokenize otherwise once the reply follows it.
+      EXPECT_GE(cached, (last_prompt / 16 - 1) * 16) << "turn " << turn << ": " << a.raw;
+      EXPECT_GT(cached, 0);
+      EXPECT_LT(cached, prompt);
+      EXPECT_EQ(cached % 16, 0);
+    }
+    last_prompt = prompt;
+    messages.push_back(a.body["choices"][0]["message"]);
+  }
+
+  // Streamed with include_usage, the last chunk says it too: the whole conversation is cached now.
+  json req = {{"messages", messages},
+              {"max_tokens", 4},
+              {"temperature", 0},
+              {"stream", true},
+              {"stream_options", {{"include_usage", true}}}};
+  const StreamResult s = testing::post_stream(*h, "/v1/chat/completions", req);
+  ASSERT_TRUE(s.done) << s.raw;
+  EXPECT_GT(s.events.back()["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0) << s.raw;
+
+  // n = 3 of a new prompt: computed once, so the hits grow by two copies' worth;
+  // the request itself found nothing cached before it.
+  const double hits_before = metric_value(testing::idle_metrics(*h), "tpinfer_prefix_cache_hits_total");
+  const json n3 = {{"prompt",
+                    "And God called the light Day, and the darkness he called Night. And the evening and the "
+                    "morning were the first day. And God said, Let there be a firmament"},
+                   {"max_tokens", 6},
+                   {"temperature", 0},
+                   {"n", 3}};
+  const HttpResult r = testing::post_json(*h, "/v1/completions", n3);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  for (size_t i = 1; i < 3; ++i) EXPECT_EQ(r.body["choices"][i]["text"], r.body["choices"][0]["text"]);
+  const int64_t n3_prompt = r.body["usage"]["prompt_tokens"].get<int64_t>();
+  ASSERT_GE(n3_prompt, 33);
+  const std::string m = testing::idle_metrics(*h);
+  EXPECT_EQ(metric_value(m, "tpinfer_prefix_cache_hits_total") - hits_before,
+            2.0 * static_cast<double>((n3_prompt - 1) / 16 * 16));
+  EXPECT_GT(metric_value(m, "tpinfer_prefix_cache_queries_total"), metric_value(m, "tpinfer_prefix_cache_hits_total"));
+  EXPECT_GT(metric_value(m, "tpinfer_prefix_cache_blocks"), 0);
+  EXPECT_EQ(metric_value(m, "tpinfer_prefix_cache_evictions_total"), 0);
+  EXPECT_EQ(metric_value(m, "tpinfer_kv_cache_used_blocks"), 0) << "cached blocks nobody holds are not in use";
+  expect_promtool_accepts(m);
+  const std::string mc = testing::idle_metrics(*k);
+  EXPECT_EQ(metric_value(mc, "tpinfer_prefix_cache_queries_total"), 0);
+  EXPECT_EQ(metric_value(mc, "tpinfer_prefix_cache_blocks"), 0);
+  expect_promtool_accepts(mc);
+}
+
+// Data parallel: a prompt goes to the replica that holds its beginning even
+// when another is less loaded (within the slack).
+TEST(ServerPrefixCache, DataParallelRoutesAPromptToTheReplicaHoldingItsPrefix) {
+  ServerProcess server({"-m", bible_model(), "-dp", "2", "--threads-per-rank", "1", "--max-num-seqs", "16"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  auto c = server.client();
+  const std::string text =
+      "And God made the firmament, and divided the waters which were under the firmament from the waters which "
+      "were above the firmament: and it was so.";
+  // Idle replicas: the first goes to replica 0.
+  ASSERT_EQ(testing::post_json(*c, "/v1/completions", completion(text, 2)).status, 200);
+  // A long stream keeps replica 0 busier than replica 1 (replica 0 again: no
+  // prefix anywhere, equal load); while it runs, the prompt sharing the
+  // first one's beginning still goes to replica 0.
+  auto streamer = server.client();
+  const json long_req = {
+      {"prompt", "Amen"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", true}, {"temperature", 0}};
+  HttpResult shared;
+  std::string during;
+  int seen = 0;
+  testing::post_stream(*streamer, "/v1/completions", long_req, [&](const json&) {
+    if (++seen < 2) return true;
+    shared = testing::post_json(*c, "/v1/completions", completion(text + " And God called the firmament Heaven.", 2));
+    during = server.client()->Get("/metrics")->body;
+    return false;
+  });
+  ASSERT_EQ(shared.status, 200) << shared.raw;
+  EXPECT_GT(shared.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0) << shared.raw;
+  EXPECT_GT(metric_value(during, "tpinfer_replica_prefix_cache_hits_total{replica=\"0\"}"), 0) << during;
+  EXPECT_EQ(metric_value(during, "tpinfer_replica_prefix_cache_hits_total{replica=\"1\"}"), 0) << during;
+}
+
 }  // namespace
 }  // namespace tpinfer
