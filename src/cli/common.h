@@ -60,6 +60,7 @@ void register_run(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_cut(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);

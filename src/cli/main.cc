@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tpinfer::cli::register_perplexity(app);
   tpinfer::cli::register_inspect(app);
   tpinfer::cli::register_synth(app);
+  tpinfer::cli::register_cut(app);
   tpinfer::cli::register_tokenize(app);
   tpinfer::cli::register_serve(app);
   tpinfer::cli::register_bench(app);

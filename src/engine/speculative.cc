@@ -44,15 +44,21 @@ void check_draft_vocabulary(int64_t draft_vocab, int64_t target_vocab) {
 
 std::vector<int32_t> propose_ngram(std::span<const int32_t> history, int k, int n_max, int n_min) {
   const auto len = static_cast<int64_t>(history.size());
-  for (int n = std::min<int64_t>(n_max, len - 1); n >= n_min; --n) {
+  for (int n = static_cast<int>(std::min<int64_t>(n_max, len - 1)); n >= n_min; --n) {
     const auto suffix = history.subspan(static_cast<size_t>(len - n));
-    // The latest earlier occurrence: starts before len - n, scanning back.
-    for (int64_t at = len - n - 1; at >= 0; --at) {
+    // The latest earlier occurrence followed by k tokens, else the one
+    // followed by the most (an occurrence near the end of a repeating text
+    // has only a few tokens after it; an earlier one repeats the same).
+    int64_t best = -1, most = 0;
+    for (int64_t at = len - n - 1; at >= 0 && most < k; --at) {
       if (!std::equal(suffix.begin(), suffix.end(), history.begin() + at)) continue;
-      const int64_t from = at + n;
-      const int64_t to = std::min<int64_t>(len, from + k);
-      return {history.begin() + from, history.begin() + to};
+      const int64_t follow = std::min<int64_t>(k, len - (at + n));
+      if (follow > most) {
+        best = at;
+        most = follow;
+      }
     }
+    if (best >= 0) return {history.begin() + best + n, history.begin() + best + n + most};
   }
   return {};
 }

@@ -6,7 +6,7 @@
 //
 // ngram (prompt lookup): the longest suffix of the text so far, n_max tokens
 // down to n_min, that occurred earlier in it; the tokens that followed its
-// latest earlier occurrence are the guess. Costs no model; pays off where the
+// latest earlier occurrence (with k tokens after it, if any has) are the guess. Costs no model; pays off where the
 // output repeats the input (quoting, editing, code, retrieval answers).
 //
 // draft: a smaller model with the same vocabulary, its own Engine (on the
@@ -47,9 +47,10 @@ void check(const SpeculativeOptions& options);
 // ConfigError unless a draft model shares the target's vocabulary (names both sizes).
 void check_draft_vocabulary(int64_t draft_vocab, int64_t target_vocab);
 
-// Up to k tokens that followed the latest earlier occurrence of the longest
-// matching suffix of `history` (empty when no suffix of n_min tokens or more
-// occurred before).
+// Up to k tokens that followed an earlier occurrence of the longest matching
+// suffix of `history`: the latest one followed by k tokens, else the one
+// followed by the most (empty when no suffix of n_min tokens or more occurred
+// before).
 std::vector<int32_t> propose_ngram(std::span<const int32_t> history, int k, int n_max, int n_min);
 
 // Where guesses come from during one generation.

@@ -16,6 +16,7 @@
 #include "engine/engine.h"
 #include "engine/generator.h"
 #include "engine/sampler.h"
+#include "formats/layer_cut.h"
 #include "model/synth.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -30,6 +31,9 @@ TEST(NgramProposer, TakesWhatFollowedTheLatestLongestMatch) {
   EXPECT_EQ(propose_ngram(Tokens{6, 7, 8, 1, 2, 7, 8, 9, 4, 3, 7, 8}, 2, 3, 1), (Tokens{9, 4}));
   // The longest suffix wins over a later shorter one: "1 2 3" was followed by 5.
   EXPECT_EQ(propose_ngram(Tokens{1, 2, 3, 5, 6, 3, 7, 1, 2, 3}, 1, 3, 1), (Tokens{5}));
+  // A repeating text: the latest occurrence has only 2 tokens after it, an
+  // earlier one has all 4.
+  EXPECT_EQ(propose_ngram(Tokens{1, 2, 1, 2, 1, 2, 1, 2, 1, 2}, 4, 3, 2), (Tokens{1, 2, 1, 2}));
   // k caps the guess; the guess stops at the end of the text.
   EXPECT_EQ(propose_ngram(Tokens{4, 5, 6, 4}, 8, 3, 1), (Tokens{5, 6, 4}));
   // Nothing repeats: no guess; a suffix shorter than n_min does not count.
@@ -181,8 +185,9 @@ TEST(SpeculativeGreedy, SameTokensWithAndWithoutAtEveryLayout) {
 }
 
 // A draft model: the bible model's BF16 weights drafting for its Q8_0 ones
-// (nearly always right), and a random-weight model with the same vocabulary
-// (nearly always wrong): either way the greedy tokens are the target's.
+// (nearly always right), a random-weight model with the same vocabulary
+// (nearly always wrong), and its first two layers cut out (tpinfer cut):
+// whatever the draft, the greedy tokens are the target's.
 TEST(SpeculativeGreedy, DraftModelsGoodAndBadLeaveTheTokensAlone) {
   const std::unique_ptr<Tokenizer> tok = Tokenizer::open(bible("bible-q8_0.gguf"));
   const Tokens prompt = tok->encode("And God said, Let there be light: and there was light.", true, false);
@@ -194,7 +199,8 @@ TEST(SpeculativeGreedy, DraftModelsGoodAndBadLeaveTheTokensAlone) {
   d.comm = CommBackend::Local;
   d.pin_threads = false;
   d.kv_tokens = 512;
-  for (const std::string& path : {bible("bible-bf16.gguf"), dir.file("random.gguf")}) {
+  cut_gguf_layers(bible("bible-q8_0.gguf"), 2, dir.file("cut.gguf"));
+  for (const std::string& path : {bible("bible-bf16.gguf"), dir.file("random.gguf"), dir.file("cut.gguf")}) {
     for (const int tp : {1, 2}) {
       SCOPED_TRACE(cat(path, " tp ", tp));
       Engine draft(path, d);
