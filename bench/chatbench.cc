@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "sse_stream.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -76,58 +78,23 @@ TurnStats one_turn(httplib::Client& client, const Options& o, const json& messag
                      {"stream", true},
                      {"logprobs", true},
                      {"stream_options", {{"include_usage", true}}}};
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/chat/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  std::string buffer;
-  int status = 0;
-  bool done = false;
   const auto t0 = Clock::now();
-  req.response_handler = [&](const httplib::Response& res) {
-    status = res.status;
-    return true;
-  };
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    buffer.append(data, n);
-    for (size_t at; (at = buffer.find("\n\n")) != std::string::npos;) {
-      const std::string event = buffer.substr(0, at);
-      buffer.erase(0, at + 2);
-      if (event.rfind("data: ", 0) != 0) continue;
-      const std::string payload = event.substr(6);
-      if (payload == "[DONE]") {
-        done = true;
-        continue;
+  st.error = tpinfer::bench::post_stream(client, "/v1/chat/completions", body, "", [&](const json& e) {
+    if (e.contains("usage") && e["usage"].is_object()) {
+      st.prompt_tokens = e["usage"].value("prompt_tokens", 0);
+      st.completion_tokens = e["usage"].value("completion_tokens", 0);
+      if (e["usage"].contains("prompt_tokens_details") && e["usage"]["prompt_tokens_details"].is_object()) {
+        st.cached_tokens = e["usage"]["prompt_tokens_details"].value("cached_tokens", 0);
       }
-      const json e = json::parse(payload, nullptr, false);
-      if (e.is_discarded()) continue;
-      if (e.contains("error")) st.error = e["error"].value("message", "error event");
-      if (e.contains("usage") && e["usage"].is_object()) {
-        st.prompt_tokens = e["usage"].value("prompt_tokens", 0);
-        st.completion_tokens = e["usage"].value("completion_tokens", 0);
-        if (e["usage"].contains("prompt_tokens_details") && e["usage"]["prompt_tokens_details"].is_object()) {
-          st.cached_tokens = e["usage"]["prompt_tokens_details"].value("cached_tokens", 0);
-        }
-      }
-      if (!e.contains("choices") || e["choices"].empty()) continue;
-      const json& c = e["choices"][0];
-      const bool token =
-          (c.contains("logprobs") && c["logprobs"].is_object()) ||
-          (c.contains("delta") && c["delta"].contains("content") && !c["delta"]["content"].get<std::string>().empty());
-      if (st.ttft == 0 && token) st.ttft = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (c.contains("delta") && c["delta"].contains("content")) st.reply += c["delta"]["content"].get<std::string>();
     }
-    return true;
-  };
-  auto res = client.send(req);
-  if (!res) {
-    st.error = "HTTP error: " + httplib::to_string(res.error());
-  } else if (status != 200) {
-    st.error = "HTTP status " + std::to_string(status) + ": " + res->body.substr(0, 200);
-  } else if (!done) {
-    st.error = "the stream ended without [DONE]";
-  }
+    if (!e.contains("choices") || e["choices"].empty()) return;
+    const json& c = e["choices"][0];
+    const bool token =
+        (c.contains("logprobs") && c["logprobs"].is_object()) ||
+        (c.contains("delta") && c["delta"].contains("content") && !c["delta"]["content"].get<std::string>().empty());
+    if (st.ttft == 0 && token) st.ttft = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (c.contains("delta") && c["delta"].contains("content")) st.reply += c["delta"]["content"].get<std::string>();
+  });
   st.ok = st.error.empty();
   return st;
 }

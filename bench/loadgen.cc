@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "sse_stream.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -43,9 +45,10 @@ struct RequestStats {
   double duration = 0;  // seconds to the end of the stream
 };
 
-const char* kPrompts[] = {"In the beginning", "And God said", "The LORD is my shepherd", "Blessed are the",
-                          "And Jesus answered", "Now the serpent was", "Honour thy father", "And it came to pass",
-                          "For God so loved", "Thus saith the LORD", "And Moses said unto", "Then answered Peter"};
+const char* kPrompts[] = {"In the beginning",    "And God said",        "The LORD is my shepherd",
+                          "Blessed are the",     "And Jesus answered",  "Now the serpent was",
+                          "Honour thy father",   "And it came to pass", "For God so loved",
+                          "Thus saith the LORD", "And Moses said unto", "Then answered Peter"};
 
 RequestStats one_request(httplib::Client& client, const Options& o, int index) {
   RequestStats st;
@@ -56,51 +59,14 @@ RequestStats one_request(httplib::Client& client, const Options& o, int index) {
                {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
   if (!o.model.empty()) body["model"] = o.model;
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  if (!o.api_key.empty()) req.set_header("Authorization", "Bearer " + o.api_key);
-  std::string buffer;
-  int status = 0;
-  bool done = false;
   const auto t0 = Clock::now();
-  req.response_handler = [&](const httplib::Response& res) {
-    status = res.status;
-    return true;
-  };
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    buffer.append(data, n);
-    for (size_t at; (at = buffer.find("\n\n")) != std::string::npos;) {
-      const std::string event = buffer.substr(0, at);
-      buffer.erase(0, at + 2);
-      if (event.rfind("data: ", 0) != 0) continue;
-      const std::string payload = event.substr(6);
-      if (payload == "[DONE]") {
-        done = true;
-        continue;
-      }
-      const json e = json::parse(payload, nullptr, false);
-      if (e.is_discarded()) continue;
-      if (e.contains("error")) st.error = e["error"].value("message", "error event");
-      if (e.contains("usage") && e["usage"].is_object()) st.completion_tokens = e["usage"].value("completion_tokens", 0);
-      if (st.ttft == 0 && e.contains("choices") && !e["choices"].empty() &&
-          !e["choices"][0].value("text", "").empty()) {
-        st.ttft = std::chrono::duration<double>(Clock::now() - t0).count();
-      }
+  st.error = tpinfer::bench::post_stream(client, "/v1/completions", body, o.api_key, [&](const json& e) {
+    if (e.contains("usage") && e["usage"].is_object()) st.completion_tokens = e["usage"].value("completion_tokens", 0);
+    if (st.ttft == 0 && e.contains("choices") && !e["choices"].empty() && !e["choices"][0].value("text", "").empty()) {
+      st.ttft = std::chrono::duration<double>(Clock::now() - t0).count();
     }
-    return true;
-  };
-  auto res = client.send(req);
+  });
   st.duration = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!res) {
-    st.error = "HTTP error: " + httplib::to_string(res.error());
-  } else if (status != 200) {
-    st.error = "HTTP status " + std::to_string(status) + ": " + res->body.substr(0, 200);
-  } else if (!done) {
-    st.error = "the stream ended without [DONE]";
-  }
   st.ok = st.error.empty();
   return st;
 }
@@ -206,7 +172,8 @@ int main(int argc, char** argv) {
   for (int c : levels) results.push_back(run_level(o, c));
 
   int failed = 0;
-  json j = {{"url", o.url}, {"max_tokens", o.max_tokens}, {"requests_per_stream", o.requests}, {"levels", json::array()}};
+  json j = {
+      {"url", o.url}, {"max_tokens", o.max_tokens}, {"requests_per_stream", o.requests}, {"levels", json::array()}};
   if (!o.json_out) {
     std::printf("%11s %9s %8s %10s %10s %12s %10s %10s\n", "concurrency", "requests", "failed", "tokens", "seconds",
                 "tokens/s", "ttft ms", "itl ms");
