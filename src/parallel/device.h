@@ -119,7 +119,7 @@ struct AttnHeads {
   int head_dim = 0;
 };
 
-// The paged KV cache a device holds for a rank's layers (model/batch.h's
+// The paged KV cache a device holds for a rank's layers (parallel/batch.h's
 // block tables index it): n_blocks blocks of block_size token slots per layer,
 // each slot the keys and values of the rank's KV heads.
 struct KvCacheShape {

@@ -76,6 +76,13 @@ void check_weight_type(const TensorInfo& t) {
   }
 }
 
+void check_kv_type(DType kv_type) {
+  if (kv_type != DType::F16 && kv_type != DType::BF16) {
+    throw ConfigError(
+        cat("--device cuda: --kv-cache-dtype ", dtype_name(kv_type), " is not supported on the GPU; valid: f16, bf16"));
+  }
+}
+
 int64_t next_pow2(int64_t n) {
   int64_t p = 1;
   while (p < n) p *= 2;
@@ -208,10 +215,7 @@ struct CudaDevice::Impl {
 };
 
 void CudaDevice::check_supported(const ModelSource& src, DType kv_type) {
-  if (kv_type != DType::F16 && kv_type != DType::BF16) {
-    throw ConfigError(
-        cat("--device cuda: --kv-cache-dtype ", dtype_name(kv_type), " is not supported on the GPU; valid: f16, bf16"));
-  }
+  check_kv_type(kv_type);
   // Matrices are uploaded in their file type; vectors are widened to f32 on the host.
   for (const TensorInfo& t : src.tensors()) {
     if (t.shape.size() >= 2) check_weight_type(t);
@@ -293,10 +297,7 @@ void CudaDevice::read_to_host(const float* src, size_t n, float* host) {
 
 void CudaDevice::allocate_kv(const KvCacheShape& shape) {
   Impl& m = *impl_;
-  if (shape.type != DType::F16 && shape.type != DType::BF16) {
-    throw ConfigError(cat("--device cuda: --kv-cache-dtype ", dtype_name(shape.type),
-                          " is not supported on the GPU; valid: f16, bf16"));
-  }
+  check_kv_type(shape.type);
   if (shape.n_blocks < 1 || shape.block_size < 1) {
     throw ConfigError(cat("--device cuda: a KV cache of ", shape.n_blocks, " blocks of ", shape.block_size, " tokens"));
   }
