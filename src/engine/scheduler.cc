@@ -87,7 +87,9 @@ uint64_t Scheduler::submit(SequenceSpec spec) {
   }
   const BlockAllocator& blocks = engine_.blocks();
   auto seq = std::make_unique<Sequence>(0, std::move(spec));
-  seq->k = seq->req.speculative_tokens >= 0 ? seq->req.speculative_tokens : options_.speculative.k;
+  seq->k = seq->req.constraint                ? 0
+           : seq->req.speculative_tokens >= 0 ? seq->req.speculative_tokens
+                                              : options_.speculative.k;
   if (seq->k > 0) seq->proposer = make_proposer(options_.speculative);
   if (options_.prefix_caching) {
     blocks.hash_blocks(seq->tokens, seq->tokens.size() / static_cast<size_t>(blocks.block_size()), seq->hashes);
@@ -383,6 +385,7 @@ bool Scheduler::deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bo
     });
     for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
   }
+  if (s.req.constraint) s.req.constraint->accept(ev.token);
   s.tokens.push_back(ev.token);
   if (computed) s.n_computed += 1;
   s.generated += 1;
@@ -390,7 +393,8 @@ bool Scheduler::deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bo
   bool keep_going = true;
   if (s.req.on_token) keep_going = s.req.on_token(ev);
   FinishReason reason = FinishReason::Stop;
-  if (!keep_going || (s.req.stop_at_eog && engine_.tokenizer().is_eog(ev.token))) {
+  if (!keep_going || (s.req.stop_at_eog && engine_.tokenizer().is_eog(ev.token)) ||
+      (s.req.constraint && s.req.constraint->finished())) {
     reason = FinishReason::Stop;
   } else if (s.generated >= s.req.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.max_model_len) {
     reason = FinishReason::Length;
@@ -519,7 +523,6 @@ void Scheduler::collect(int lane) {
                               static_cast<size_t>(vocab));
     };
     row += 1 + static_cast<int64_t>(g);
-    steps += 1;
     // Guesses are kept while the sampler accepts them (their K/V, computed in
     // this batch, become the sequence's); the first it rejects is replaced by
     // its own choice, and if all pass the last row gives one more token.
@@ -528,6 +531,12 @@ void Scheduler::collect(int lane) {
       TokenEvent ev;
       if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
       bool accepted_guess = false;
+      if (s.req.constraint && !s.req.constraint->mask(rows(j))) {
+        commit_blocks(s);
+        finish(s, FinishReason::Error, "no token can continue the structured output (grammar dead end)");
+        break;
+      }
+      if (j == 0) steps += 1;  // a step that gives the sequence tokens
       if (j == g) {
         ev.token = s.sampler.sample(rows(j), s.tokens);
       } else {

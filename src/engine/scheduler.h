@@ -56,6 +56,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
@@ -91,6 +92,9 @@ struct SequenceSpec {
   std::function<bool(const TokenEvent&)> on_token;
   // Called once at the end (tokens generated, why it ended, error text if any).
   std::function<void(FinishReason, const std::string&)> on_finish;
+  // Structured output (engine/constraint.h): this sequence's own constraint,
+  // or null. A constrained sequence takes no speculative guesses.
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 struct SchedulerOptions {
