@@ -1,0 +1,1005 @@
+#include "structured/json_schema.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "core/utf8.h"
+
+namespace tpinfer {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Keywords that only annotate: ignored wherever they appear.
+const std::set<std::string, std::less<>> kAnnotations = {
+    "title",       "description",     "examples",         "default",     "$comment",  "$schema",
+    "$id",         "$anchor",         "deprecated",       "readOnly",    "writeOnly", "$defs",
+    "definitions", "contentEncoding", "contentMediaType", "$vocabulary", "strict",    "name"};
+// Validation keywords this compiler does not implement.
+const std::set<std::string, std::less<>> kRejected = {"patternProperties",
+                                                      "propertyNames",
+                                                      "if",
+                                                      "then",
+                                                      "else",
+                                                      "not",
+                                                      "contains",
+                                                      "minContains",
+                                                      "maxContains",
+                                                      "dependentRequired",
+                                                      "dependentSchemas",
+                                                      "dependencies",
+                                                      "multipleOf",
+                                                      "minProperties",
+                                                      "maxProperties",
+                                                      "unevaluatedProperties",
+                                                      "unevaluatedItems",
+                                                      "$dynamicRef",
+                                                      "$recursiveRef",
+                                                      "contentSchema"};
+// Keywords that constrain values (what may not stand beside $ref, anyOf, ...).
+const std::set<std::string, std::less<>> kValidation = {"type",
+                                                        "properties",
+                                                        "required",
+                                                        "additionalProperties",
+                                                        "items",
+                                                        "prefixItems",
+                                                        "enum",
+                                                        "const",
+                                                        "minLength",
+                                                        "maxLength",
+                                                        "pattern",
+                                                        "format",
+                                                        "minimum",
+                                                        "maximum",
+                                                        "exclusiveMinimum",
+                                                        "exclusiveMaximum",
+                                                        "minItems",
+                                                        "maxItems",
+                                                        "anyOf",
+                                                        "oneOf",
+                                                        "allOf",
+                                                        "$ref",
+                                                        "uniqueItems"};
+
+[[noreturn]] void fail(const std::string& path, const std::string& keyword, const std::string& why) {
+  throw SchemaError(cat("schema ", path, ": '", keyword, "' ", why));
+}
+
+// A code point as a GBNF class member.
+std::string class_char(uint32_t cp) {
+  if ((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) {
+    return std::string(1, static_cast<char>(cp));
+  }
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string s = cp < 0x100 ? "\\x" : cp < 0x10000 ? "\\u" : "\\U";
+  const int digits = cp < 0x100 ? 2 : cp < 0x10000 ? 4 : 8;
+  for (int i = digits - 1; i >= 0; --i) s += kHex[(cp >> (4 * i)) & 15];
+  return s;
+}
+
+using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+Ranges merge(Ranges r) {
+  std::sort(r.begin(), r.end());
+  Ranges out;
+  for (const auto& [lo, hi] : r) {
+    if (!out.empty() && lo <= out.back().second + 1) {
+      out.back().second = std::max(out.back().second, hi);
+    } else {
+      out.emplace_back(lo, hi);
+    }
+  }
+  return out;
+}
+Ranges invert(const Ranges& in) {
+  Ranges out;
+  uint32_t next = 0;
+  for (const auto& [lo, hi] : merge(in)) {
+    if (lo > next) out.emplace_back(next, lo - 1);
+    next = hi + 1;
+  }
+  if (next <= 0x10FFFF) out.emplace_back(next, 0x10FFFF);
+  return out;
+}
+bool contains(const Ranges& r, uint32_t cp) {
+  return std::any_of(r.begin(), r.end(), [&](const auto& p) { return cp >= p.first && cp <= p.second; });
+}
+
+// The GBNF of one JSON string character (as written inside the quotes) whose
+// decoded code point is in `set`: raw characters where JSON allows them, the
+// short escape for '"', '\\' and common controls, \u00XX for other controls.
+std::string string_char_expr(const Ranges& set) {
+  Ranges raw;
+  for (auto [lo, hi] : merge(set)) {
+    // Cut out the controls, '"' and '\\'.
+    Ranges pieces = {{lo, hi}};
+    for (const auto& [xlo, xhi] : Ranges{{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}) {
+      Ranges next;
+      for (const auto& [a, b] : pieces) {
+        if (b < xlo || a > xhi) {
+          next.emplace_back(a, b);
+          continue;
+        }
+        if (a < xlo) next.emplace_back(a, xlo - 1);
+        if (b > xhi) next.emplace_back(xhi + 1, b);
+      }
+      pieces = next;
+    }
+    raw.insert(raw.end(), pieces.begin(), pieces.end());
+  }
+  std::vector<std::string> alts;
+  if (!raw.empty()) {
+    std::string c = "[";
+    for (const auto& [lo, hi] : raw) c += hi == lo ? class_char(lo) : class_char(lo) + "-" + class_char(hi);
+    alts.push_back(c + "]");
+  }
+  static const std::map<uint32_t, std::string> kShort = {
+      {'"', "\"\\\\\\\"\""}, {'\\', "\"\\\\\\\\\""}, {'\n', "\"\\\\n\""}, {'\r', "\"\\\\r\""},
+      {'\t', "\"\\\\t\""},   {'\b', "\"\\\\b\""},    {'\f', "\"\\\\f\""}};
+  for (const auto& [cp, lit] : kShort) {
+    if (contains(set, cp)) alts.push_back(lit);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (uint32_t cp = 0; cp < 0x20; ++cp) {
+    if (contains(set, cp) && !kShort.count(cp)) alts.push_back(cat("\"\\\\u00", kHex[cp >> 4], kHex[cp & 15], "\""));
+  }
+  if (alts.empty()) return "[^\\x00-\\U0010FFFF]";  // matches nothing
+  if (alts.size() == 1) return alts[0];
+  std::string out = "(";
+  for (size_t i = 0; i < alts.size(); ++i) {
+    out += i ? " | " : "";
+    out += alts[i];
+  }
+  return out + ")";
+}
+
+// ECMA-262 regex subset -> GBNF over the JSON-encoded string content.
+class RegexCompiler {
+ public:
+  RegexCompiler(std::string_view re, std::string path) : re_(re), path_(std::move(path)) {}
+
+  std::string compile() {
+    bool anchored_start = false, anchored_end = false;
+    if (!re_.empty() && re_[0] == '^') {
+      anchored_start = true;
+      pos_ = 1;
+    }
+    std::string body = alternation();
+    if (pos_ < re_.size() && re_[pos_] == '$') {
+      anchored_end = true;
+      ++pos_;
+    }
+    if (pos_ < re_.size()) unsupported(cat("'", re_[pos_], "' here"));
+    const std::string any = string_char_expr({{0, 0x10FFFF}}) + "*";
+    return cat(anchored_start ? "" : any + " ", "(", body, ")", anchored_end ? "" : " " + any);
+  }
+
+ private:
+  [[noreturn]] void unsupported(const std::string& what) const {
+    fail(path_, "pattern", cat("uses an unsupported regex feature: ", what, " at offset ", pos_, " of \"", re_, "\""));
+  }
+  bool at_end() const { return pos_ >= re_.size(); }
+
+  std::string alternation() {
+    std::string out = sequence();
+    while (!at_end() && re_[pos_] == '|') {
+      ++pos_;
+      out += " | " + sequence();
+    }
+    return out;
+  }
+  std::string sequence() {
+    std::string out;
+    while (!at_end() && re_[pos_] != '|' && re_[pos_] != ')') {
+      if (re_[pos_] == '$' && pos_ + 1 == re_.size()) break;
+      std::string a = atom();
+      if (!out.empty()) out += ' ';
+      out += quantifier(std::move(a));
+    }
+    return out.empty() ? "\"\"" : out;
+  }
+  std::string quantifier(std::string atom) {
+    if (at_end()) return atom;
+    const char c = re_[pos_];
+    std::string q;
+    if (c == '*' || c == '+' || c == '?') {
+      q = std::string(1, c);
+      ++pos_;
+    } else if (c == '{') {
+      const size_t close = re_.find('}', pos_);
+      if (close == std::string_view::npos) unsupported("'{' without '}'");
+      const std::string_view inner = re_.substr(pos_ + 1, close - pos_ - 1);
+      if (inner.empty() || inner.find_first_not_of("0123456789,") != std::string_view::npos) {
+        unsupported(cat("quantifier {", inner, "}"));
+      }
+      q = cat("{", inner, "}");
+      pos_ = close + 1;
+    } else {
+      return atom;
+    }
+    if (!at_end() && re_[pos_] == '?') ++pos_;  // lazy: the same language
+    if (!at_end() && (re_[pos_] == '+' || re_[pos_] == '*' || re_[pos_] == '{'))
+      unsupported("a quantifier on a quantifier");
+    return "(" + atom + ")" + q;
+  }
+
+  uint32_t next_char() {
+    const utf8::Char ch = utf8::classify(re_, pos_);
+    if (ch.kind != utf8::Kind::Complete) unsupported("invalid UTF-8");
+    const uint32_t cp = utf8::decode(re_, pos_, ch.len);
+    pos_ += ch.len;
+    return cp;
+  }
+  uint32_t hex(int digits) {
+    uint32_t v = 0;
+    for (int i = 0; i < digits; ++i) {
+      if (at_end() || !std::isxdigit(static_cast<unsigned char>(re_[pos_]))) unsupported("a malformed hex escape");
+      const char h = re_[pos_++];
+      v = v * 16 + static_cast<uint32_t>(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+    }
+    return v;
+  }
+
+  // An escape after '\\': the set of code points it stands for.
+  Ranges escape(bool in_class) {
+    if (at_end()) unsupported("a trailing backslash");
+    const char e = re_[pos_++];
+    static const Ranges kDigit = {{'0', '9'}};
+    static const Ranges kWord = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
+    static const Ranges kSpace = {{'\t', '\r'}, {' ', ' '}, {0xA0, 0xA0}, {0x2028, 0x2029}, {0xFEFF, 0xFEFF}};
+    switch (e) {
+      case 'd':
+        return kDigit;
+      case 'D':
+        return invert(kDigit);
+      case 'w':
+        return kWord;
+      case 'W':
+        return invert(kWord);
+      case 's':
+        return kSpace;
+      case 'S':
+        return invert(kSpace);
+      case 'n':
+        return {{'\n', '\n'}};
+      case 'r':
+        return {{'\r', '\r'}};
+      case 't':
+        return {{'\t', '\t'}};
+      case 'f':
+        return {{'\f', '\f'}};
+      case 'v':
+        return {{'\v', '\v'}};
+      case '0':
+        return {{0, 0}};
+      case 'x': {
+        const uint32_t v = hex(2);
+        return {{v, v}};
+      }
+      case 'u': {
+        const uint32_t v = hex(4);
+        return {{v, v}};
+      }
+      case 'b':
+        if (in_class) return {{'\b', '\b'}};
+        unsupported("word boundary \\b");
+      case 'B':
+        unsupported("\\B");
+      case 'p':
+      case 'P':
+        unsupported("Unicode property escapes \\p{...}");
+      case 'k':
+        unsupported("named backreferences \\k");
+      case 'c':
+        unsupported("control escapes \\c");
+      default:
+        if (e >= '1' && e <= '9') unsupported("backreferences \\1..\\9");
+        if (std::isalnum(static_cast<unsigned char>(e))) unsupported(cat("the escape \\", e));
+        return {{static_cast<uint32_t>(static_cast<unsigned char>(e)),
+                 static_cast<uint32_t>(static_cast<unsigned char>(e))}};
+    }
+  }
+
+  std::string atom() {
+    const char c = re_[pos_];
+    switch (c) {
+      case '(': {
+        ++pos_;
+        if (!at_end() && re_[pos_] == '?') {
+          if (pos_ + 1 < re_.size() && re_[pos_ + 1] == ':') {
+            pos_ += 2;
+          } else {
+            unsupported("lookaround or named groups '(?'");
+          }
+        }
+        std::string inner = alternation();
+        if (at_end() || re_[pos_] != ')') unsupported("'(' without ')'");
+        ++pos_;
+        return "(" + inner + ")";
+      }
+      case '[':
+        return string_char_expr(char_class());
+      case '.':
+        ++pos_;
+        return string_char_expr(invert({{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}}));
+      case '\\':
+        ++pos_;
+        return string_char_expr(escape(false));
+      case '^':
+        unsupported("'^' not at the start");
+      case '$':
+        unsupported("'$' not at the end");
+      case '*':
+      case '+':
+      case '?':
+      case '{':
+        unsupported(cat("'", c, "' with nothing to repeat"));
+      case ')':
+        unsupported("')' without '('");
+      default: {
+        const uint32_t cp = next_char();
+        return string_char_expr({{cp, cp}});
+      }
+    }
+  }
+
+  Ranges char_class() {
+    ++pos_;  // '['
+    bool negated = false;
+    if (!at_end() && re_[pos_] == '^') {
+      negated = true;
+      ++pos_;
+    }
+    Ranges set;
+    bool first = true;
+    while (true) {
+      if (at_end()) unsupported("'[' without ']'");
+      if (re_[pos_] == ']' && !first) break;
+      first = false;
+      Ranges item;
+      if (re_[pos_] == '\\') {
+        ++pos_;
+        item = escape(true);
+      } else {
+        if (re_.substr(pos_, 2) == "[:") unsupported("POSIX classes [:...:]");
+        const uint32_t cp = next_char();
+        item = {{cp, cp}};
+      }
+      if (item.size() == 1 && item[0].first == item[0].second && pos_ + 1 < re_.size() && re_[pos_] == '-' &&
+          re_[pos_ + 1] != ']') {
+        ++pos_;
+        Ranges hi;
+        if (re_[pos_] == '\\') {
+          ++pos_;
+          hi = escape(true);
+        } else {
+          const uint32_t cp = next_char();
+          hi = {{cp, cp}};
+        }
+        if (hi.size() != 1 || hi[0].first != hi[0].second || hi[0].first < item[0].first) unsupported("a bad range");
+        item = {{item[0].first, hi[0].first}};
+      }
+      set.insert(set.end(), item.begin(), item.end());
+    }
+    ++pos_;  // ']'
+    return negated ? invert(set) : merge(set);
+  }
+
+  std::string_view re_;
+  std::string path_;
+  size_t pos_ = 0;
+};
+
+// Decimal ranges of non-negative integers as GBNF, digit by digit.
+std::string same_length_range(const std::string& a, const std::string& b) {
+  if (a.empty()) return "";
+  if (a == b) return gbnf_literal(a);
+  if (a[0] == b[0]) return gbnf_literal(a.substr(0, 1)) + " " + same_length_range(a.substr(1), b.substr(1));
+  const size_t rest = a.size() - 1;
+  const std::string tail_any = rest ? cat(" [0-9]{", rest, "}") : "";
+  std::vector<std::string> alts;
+  char lo_full = a[0], hi_full = b[0];
+  if (a.substr(1) != std::string(rest, '0')) {
+    alts.push_back(gbnf_literal(a.substr(0, 1)) + " (" + same_length_range(a.substr(1), std::string(rest, '9')) + ")");
+    ++lo_full;
+  }
+  std::string last;
+  if (b.substr(1) != std::string(rest, '9')) {
+    last = gbnf_literal(b.substr(0, 1)) + " (" + same_length_range(std::string(rest, '0'), b.substr(1)) + ")";
+    --hi_full;
+  }
+  if (lo_full <= hi_full) alts.push_back(cat("[", lo_full, "-", hi_full, "]", tail_any));
+  if (!last.empty()) alts.push_back(last);
+  std::string out = "(";
+  for (size_t i = 0; i < alts.size(); ++i) {
+    out += i ? " | " : "";
+    out += alts[i];
+  }
+  return out + ")";
+}
+std::string nonneg_range(int64_t lo, int64_t hi) {
+  const std::string slo = std::to_string(lo), shi = std::to_string(hi);
+  std::vector<std::string> alts;
+  for (size_t len = slo.size(); len <= shi.size(); ++len) {
+    std::string a = slo;
+    if (len != slo.size()) {
+      a.assign(len, '0');
+      a[0] = '1';
+    }
+    const std::string b = len == shi.size() ? shi : std::string(len, '9');
+    alts.push_back(same_length_range(a, b));
+  }
+  std::string out = "(";
+  for (size_t i = 0; i < alts.size(); ++i) {
+    out += i ? " | " : "";
+    out += alts[i];
+  }
+  return out + ")";
+}
+
+constexpr int64_t kMaxInt = 9999999999999999;  // 16 digits, the unbounded integer rule's limit
+
+class SchemaCompiler {
+ public:
+  SchemaCompiler(const Json& root, const JsonSchemaOptions& options) : root_(root), options_(options) {}
+
+  std::string compile_schema() {
+    const std::string top = visit(root_, "#", "root");
+    return finish(top);
+  }
+  std::string compile_object() { return finish(primitive("object")); }
+
+ private:
+  std::string finish(const std::string& top) {
+    std::string out = "root ::= " + top + "\n";
+    for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
+    return out;
+  }
+
+  // Adds a rule (or finds one with the same body) and returns its name.
+  std::string rule(const std::string& hint, const std::string& body) {
+    if (const auto it = by_body_.find(body); it != by_body_.end()) return it->second;
+    const std::string name = fresh_name(hint);
+    rules_.emplace_back(name, body);
+    by_body_.emplace(body, name);
+    return name;
+  }
+  std::string fresh_name(const std::string& hint) {
+    std::string base;
+    for (const char c : hint) base += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+    if (base.empty() || base == "root") base = "r-" + base;
+    std::string name = base;
+    for (int i = 2; !names_.insert(name).second; ++i) name = cat(base, "-", i);
+    return name;
+  }
+
+  std::string primitive(const std::string& name) {
+    if (defined_primitives_.count(name)) return name;
+    defined_primitives_.insert(name);
+    names_.insert(name);
+    std::string body;
+    if (name == "ws") {
+      body = cat("( \" \" | \"\\n\" [ \\t]{0,", options_.max_indent, "} )?");
+    } else if (name == "char") {
+      body =
+          R"([^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" ( [0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2} ) ))";
+    } else if (name == "string") {
+      body = "\"\\\"\" " + primitive("char") + "* \"\\\"\"";
+    } else if (name == "integer") {
+      body = R"("-"? ( "0" | [1-9] [0-9]{0,15} ))";
+    } else if (name == "number") {
+      body = primitive("integer") + R"( ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?)";
+    } else if (name == "boolean") {
+      body = R"("true" | "false")";
+    } else if (name == "null") {
+      body = R"("null")";
+    } else if (name == "value") {
+      body = "object | array | string | number | boolean | null";
+      for (const char* p : {"object", "array", "string", "number", "boolean", "null"}) primitive(p);
+    } else if (name == "object") {
+      const std::string ws = primitive("ws"), s = primitive("string");
+      const std::string kv = cat(s, " ", ws, " \":\" ", ws, " value");
+      body = cat("\"{\" ", ws, " ( ", kv, " ( ", ws, " \",\" ", ws, " ", kv, " )* ", ws, " )? \"}\"");
+      primitive("value");
+    } else if (name == "array") {
+      const std::string ws = primitive("ws");
+      body = cat("\"[\" ", ws, " ( value ( ", ws, " \",\" ", ws, " value )* ", ws, " )? \"]\"");
+      primitive("value");
+    } else {
+      throw Error("json_schema: unknown primitive " + name);
+    }
+    rules_.emplace_back(name, body);
+    return name;
+  }
+
+  void check_keywords(const Json& s, const std::string& path) {
+    for (const auto& [key, value] : s.items()) {
+      if (kRejected.count(key)) fail(path, key, "is not supported");
+      if (key == "uniqueItems" && value != false) fail(path, key, "is not supported (only false)");
+    }
+  }
+  std::string sibling_validation(const Json& s, std::string_view except) {
+    for (const auto& [key, value] : s.items()) {
+      if (key != except && kValidation.count(key)) return key;
+    }
+    return "";
+  }
+
+  std::string visit(const Json& s, const std::string& path, const std::string& hint) {
+    if (s.is_boolean()) {
+      if (!s.get<bool>()) fail(path, "false", "schema matches nothing");
+      return primitive("value");
+    }
+    if (!s.is_object()) fail(path, "schema", "must be an object or a boolean");
+    check_keywords(s, path);
+    if (s.contains("$ref")) {
+      if (const std::string other = sibling_validation(s, "$ref"); !other.empty()) {
+        fail(path, "$ref", cat("beside '", other, "' is not supported"));
+      }
+      return ref(s["$ref"], path + "/$ref");
+    }
+    for (const char* kw : {"anyOf", "oneOf"}) {
+      if (!s.contains(kw)) continue;
+      if (const std::string other = sibling_validation(s, kw); !other.empty()) {
+        fail(path, kw, cat("beside '", other, "' is not supported"));
+      }
+      const Json& alts = s[kw];
+      if (!alts.is_array() || alts.empty()) fail(path, kw, "must be a non-empty array");
+      std::string body;
+      for (size_t i = 0; i < alts.size(); ++i) {
+        {
+          body += i ? " | " : "";
+          body += visit(alts[i], cat(path, "/", kw, "/", i), cat(hint, "-", i));
+        }
+      }
+      return rule(hint, body);
+    }
+    if (s.contains("allOf")) {
+      const Json& all = s["allOf"];
+      if (!all.is_array() || all.size() != 1) fail(path, "allOf", "is supported only with a single schema");
+      if (const std::string other = sibling_validation(s, "allOf"); !other.empty()) {
+        fail(path, "allOf", cat("beside '", other, "' is not supported"));
+      }
+      return visit(all[0], path + "/allOf/0", hint);
+    }
+    if (s.contains("const")) return rule(hint, literal(s["const"], path + "/const"));
+    if (s.contains("enum")) {
+      const Json& values = s["enum"];
+      if (!values.is_array() || values.empty()) fail(path, "enum", "must be a non-empty array");
+      std::string body;
+      for (size_t i = 0; i < values.size(); ++i) {
+        body += i ? " | " : "";
+        body += literal(values[i], path + "/enum");
+      }
+      return rule(hint, body);
+    }
+    std::vector<std::string> types;
+    if (s.contains("type")) {
+      const Json& t = s["type"];
+      if (t.is_string()) {
+        types.push_back(t.get<std::string>());
+      } else if (t.is_array() && !t.empty()) {
+        for (const Json& x : t) {
+          if (!x.is_string()) fail(path, "type", "must hold type names");
+          types.push_back(x.get<std::string>());
+        }
+      } else {
+        fail(path, "type", "must be a type name or a non-empty array of them");
+      }
+    } else if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required")) {
+      types = {"object"};
+    } else if (s.contains("items") || s.contains("prefixItems") || s.contains("minItems") || s.contains("maxItems")) {
+      types = {"array"};
+    } else if (s.contains("pattern") || s.contains("format") || s.contains("minLength") || s.contains("maxLength")) {
+      types = {"string"};
+    } else if (s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") ||
+               s.contains("exclusiveMaximum")) {
+      types = {"number"};
+    } else {
+      return primitive("value");
+    }
+    std::string body;
+    for (size_t i = 0; i < types.size(); ++i) {
+      {
+        body += i ? " | " : "";
+        body += typed(s, types[i], path, types.size() > 1 ? hint + "-" + types[i] : hint);
+      }
+    }
+    return types.size() == 1 ? body : rule(hint, body);
+  }
+
+  std::string typed(const Json& s, const std::string& type, const std::string& path, const std::string& hint) {
+    if (type == "null" || type == "boolean") return primitive(type);
+    if (type == "string") return string_rule(s, path, hint);
+    if (type == "integer") return integer_rule(s, path, hint);
+    if (type == "number") return number_rule(s, path, hint);
+    if (type == "object") return object_rule(s, path, hint);
+    if (type == "array") return array_rule(s, path, hint);
+    fail(path, "type", cat("names an unknown type \"", type, "\""));
+  }
+
+  std::string literal(const Json& v, const std::string& path) {
+    try {
+      return gbnf_literal(v.dump());
+    } catch (const Json::exception& e) {
+      fail(path, "const", cat("cannot be written as JSON: ", e.what()));
+    }
+  }
+
+  std::string ref(const Json& r, const std::string& path) {
+    if (!r.is_string()) fail(path, "$ref", "must be a string");
+    const std::string target = r.get<std::string>();
+    if (const auto it = refs_.find(target); it != refs_.end()) return it->second;
+    if (target.empty() || target[0] != '#')
+      fail(path, "$ref", cat("to \"", target, "\": only local references (#/...) are supported"));
+    Json::json_pointer pointer;
+    try {
+      pointer = Json::json_pointer(target.substr(1));
+    } catch (const Json::exception&) {
+      fail(path, "$ref", cat("\"", target, "\" is not a JSON pointer"));
+    }
+    if (!root_.contains(pointer)) fail(path, "$ref", cat("\"", target, "\" points at nothing"));
+    // Name the rule before visiting the target, so that a recursive
+    // reference finds it.
+    const std::string last = target.substr(target.find_last_of('/') + 1);
+    const std::string name = fresh_name("ref-" + (last.empty() || last == "#" ? std::string("root") : last));
+    refs_.emplace(target, name);
+    const size_t slot = rules_.size();
+    rules_.emplace_back(name, "");
+    const std::string body = visit(root_.at(pointer), target, name + "-body");
+    rules_[slot].second = body;
+    return name;
+  }
+
+  // --- strings ---
+  std::string string_rule(const Json& s, const std::string& path, const std::string& hint) {
+    const std::string q = "\"\\\"\"";
+    if (s.contains("pattern")) {
+      for (const char* kw : {"minLength", "maxLength", "format"}) {
+        if (s.contains(kw)) fail(path, kw, "together with 'pattern' is not supported");
+      }
+      if (!s["pattern"].is_string()) fail(path, "pattern", "must be a string");
+      const std::string re = s["pattern"].get<std::string>();
+      return rule(hint, q + " " + RegexCompiler(re, path).compile() + " " + q);
+    }
+    if (s.contains("format")) {
+      for (const char* kw : {"minLength", "maxLength"}) {
+        if (s.contains(kw)) fail(path, kw, "together with 'format' is not supported");
+      }
+      if (!s["format"].is_string()) fail(path, "format", "must be a string");
+      return rule(hint, q + " " + format_body(s["format"].get<std::string>(), path) + " " + q);
+    }
+    const int64_t min = count(s, "minLength", path).value_or(0);
+    const std::optional<int64_t> max = count(s, "maxLength", path);
+    if (max && *max < min) fail(path, "maxLength", "is below minLength");
+    if (min == 0 && !max) return primitive("string");
+    const std::string reps = max ? cat("{", min, ",", *max, "}") : cat("{", min, ",}");
+    return rule(hint, q + " " + primitive("char") + reps + " " + q);
+  }
+
+  std::optional<int64_t> count(const Json& s, const char* kw, const std::string& path) {
+    if (!s.contains(kw)) return std::nullopt;
+    const Json& v = s[kw];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(path, kw, "must be a non-negative integer");
+    if (v.get<int64_t>() > 100000) fail(path, kw, "above 100000 is not supported");
+    return v.get<int64_t>();
+  }
+
+  std::string format_body(const std::string& f, const std::string& path) {
+    auto named = [&](const std::string& name, const std::string& body) {
+      if (!defined_primitives_.count(name)) {
+        defined_primitives_.insert(name);
+        names_.insert(name);
+        rules_.emplace_back(name, body);
+      }
+      return name;
+    };
+    auto date = [&] {
+      return named("fmt-date", R"([0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ))");
+    };
+    auto time = [&] {
+      return named("fmt-time", R"(( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? )"
+                               R"(( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ))");
+    };
+    auto label = [&] { return named("fmt-label", R"([a-zA-Z0-9]+ ( "-" [a-zA-Z0-9]+ )*)"); };
+    if (f == "date") return date();
+    if (f == "time") return time();
+    if (f == "date-time") return date() + " \"T\" " + time();
+    if (f == "uuid") {
+      return R"([0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12})";
+    }
+    if (f == "email")
+      return cat("[a-zA-Z0-9_%+-]+ ( \".\" [a-zA-Z0-9_%+-]+ )* \"@\" ", label(), " ( \".\" ", label(), " )+");
+    if (f == "hostname") return cat(label(), " ( \".\" ", label(), " )*");
+    if (f == "ipv4") {
+      const std::string octet =
+          named("fmt-octet", R"("25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9])");
+      return cat(octet, " ( \".\" ", octet, " ){3}");
+    }
+    fail(path, "format",
+         cat("\"", f, "\" is not supported (supported: date, time, date-time, uuid, email, hostname, ipv4)"));
+  }
+
+  // --- numbers ---
+  // An integer bound as an integer, rounded inward.
+  std::optional<int64_t> bound(const Json& s, const char* kw, bool lower, const std::string& path) {
+    if (!s.contains(kw)) return std::nullopt;
+    const Json& v = s[kw];
+    if (!v.is_number()) fail(path, kw, "must be a number");
+    const double d = v.get<double>();
+    const bool exclusive = std::string_view(kw).starts_with("exclusive");
+    double r = lower ? std::ceil(d) : std::floor(d);
+    if (exclusive && r == d) r += lower ? 1 : -1;
+    return static_cast<int64_t>(std::clamp(r, -double(kMaxInt), double(kMaxInt)));
+  }
+  std::pair<std::optional<int64_t>, std::optional<int64_t>> int_bounds(const Json& s, const std::string& path) {
+    std::optional<int64_t> lo = bound(s, "minimum", true, path), hi = bound(s, "maximum", false, path);
+    if (const auto x = bound(s, "exclusiveMinimum", true, path)) lo = lo ? std::max(*lo, *x) : *x;
+    if (const auto x = bound(s, "exclusiveMaximum", false, path)) hi = hi ? std::min(*hi, *x) : *x;
+    return {lo, hi};
+  }
+  std::string int_range(int64_t lo, int64_t hi) {
+    std::vector<std::string> alts;
+    if (lo < 0) alts.push_back("\"-\" " + nonneg_range(std::max<int64_t>(1, -std::min<int64_t>(hi, -1)), -lo));
+    if (hi >= 0) alts.push_back(nonneg_range(std::max<int64_t>(lo, 0), hi));
+    std::string out;
+    for (size_t i = 0; i < alts.size(); ++i) {
+      out += i ? " | " : "";
+      out += alts[i];
+    }
+    return out;
+  }
+  std::string integer_rule(const Json& s, const std::string& path, const std::string& hint) {
+    const auto [lo, hi] = int_bounds(s, path);
+    if (!lo && !hi) return primitive("integer");
+    if (lo && hi && *lo > *hi) fail(path, "maximum", "leaves no integer above the minimum");
+    return rule(hint, int_range(lo.value_or(-kMaxInt), hi.value_or(kMaxInt)));
+  }
+  std::string number_rule(const Json& s, const std::string& path, const std::string& hint) {
+    for (const char* kw : {"exclusiveMinimum", "exclusiveMaximum"}) {
+      if (s.contains(kw)) fail(path, kw, "is not supported for numbers (only for integers)");
+    }
+    if (!s.contains("minimum") && !s.contains("maximum")) return primitive("number");
+    const Json* mn = s.contains("minimum") ? &s["minimum"] : nullptr;
+    const Json* mx = s.contains("maximum") ? &s["maximum"] : nullptr;
+    auto whole = [](const Json* v) { return v && v->is_number() && std::floor(v->get<double>()) == v->get<double>(); };
+    if (mn && !mx && whole(mn) && mn->get<double>() == 0) {
+      return rule(hint, R"(( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?)");
+    }
+    const char* bad = nullptr;
+    if (mn && (!whole(mn) || mn->get<double>() < 0)) {
+      bad = "minimum";
+    } else if (mx && (!whole(mx) || mx->get<double>() > double(kMaxInt))) {
+      bad = "maximum";
+    } else if (!mn || !mx) {
+      bad = mn ? "minimum" : "maximum";
+    }
+    if (bad) {
+      fail(path, bad,
+           "on a number is supported only as whole bounds with minimum >= 0 (both given), or minimum 0 alone");
+    }
+    const int64_t lo = mn->get<int64_t>(), hi = mx->get<int64_t>();
+    if (lo > hi) fail(path, "maximum", "is below minimum");
+    // x in [lo, hi] without an exponent: an integer part in [lo, hi - 1] with
+    // any fraction, or exactly hi (a fraction of zeros only).
+    std::string body = gbnf_literal(std::to_string(hi)) + R"( ( "." "0"{1,16} )?)";
+    if (lo < hi) body = cat(int_range(lo, hi - 1), R"( ( "." [0-9]{1,16} )? | )", body);
+    return rule(hint, body);
+  }
+
+  // --- objects ---
+  bool additional_allowed(const Json& s) const {
+    if (!s.contains("additionalProperties")) return !options_.strict;
+    const Json& a = s["additionalProperties"];
+    return !(a.is_boolean() && !a.get<bool>());
+  }
+
+  std::string object_rule(const Json& s, const std::string& path, const std::string& hint) {
+    const Json empty = Json::object();
+    const Json& props = s.contains("properties") ? s["properties"] : empty;
+    if (!props.is_object()) fail(path, "properties", "must be an object");
+    std::set<std::string> required;
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) fail(path, "required", "must be an array");
+      for (const Json& r : s["required"]) {
+        if (!r.is_string()) fail(path, "required", "must hold property names");
+        if (!props.contains(r.get<std::string>())) {
+          fail(path, "required", cat("names \"", r.get<std::string>(), "\", which is not in 'properties'"));
+        }
+        required.insert(r.get<std::string>());
+      }
+    }
+    const std::string ws = primitive("ws");
+    const std::string sep = cat(ws, " \",\" ", ws, " ");
+    std::vector<std::string> kvs;
+    std::vector<bool> req;
+    std::vector<std::string> keys;
+    for (const auto& [key, sub] : props.items()) {
+      const std::string value = visit(sub, path + "/properties/" + key, hint + "-" + key);
+      kvs.push_back(rule(hint + "-" + key + "-kv", cat(literal(Json(key), path), " ", ws, " \":\" ", ws, " ", value)));
+      req.push_back(required.count(key) > 0);
+      keys.push_back(key);
+    }
+    std::string extra_kv;
+    if (additional_allowed(s)) {
+      std::string value = primitive("value");
+      if (s.contains("additionalProperties") && !s["additionalProperties"].is_boolean()) {
+        value = visit(s["additionalProperties"], path + "/additionalProperties", hint + "-additional");
+      }
+      extra_kv = rule(hint + "-extra-kv", cat(other_key(keys, hint), " ", ws, " \":\" ", ws, " ", value));
+    }
+    // tail: what follows once something was written (each item after a comma);
+    // head: the first item and what follows it (empty if none: no head rule).
+    std::string tail = extra_kv.empty() ? "" : cat("( ", sep, extra_kv, " )*");
+    std::string head = extra_kv.empty() ? "" : rule(hint + "-h", extra_kv + (tail.empty() ? "" : " " + tail));
+    if (!tail.empty()) tail = rule(hint + "-t", tail);
+    for (size_t i = kvs.size(); i-- > 0;) {
+      const std::string after = tail.empty() ? "" : " " + tail;
+      const std::string first = kvs[i] + after;
+      const std::string new_head = req[i] || head.empty() ? first : cat(first, " | ", head);
+      const std::string new_tail = req[i] ? cat(sep, kvs[i], after) : cat("( ", sep, kvs[i], " )?", after);
+      head = rule(cat(hint, "-h", i), new_head);
+      tail = rule(cat(hint, "-t", i), new_tail);
+    }
+    const bool any_required = std::find(req.begin(), req.end(), true) != req.end();
+    if (head.empty()) return rule(hint, cat("\"{\" ", ws, " \"}\""));
+    if (any_required) return rule(hint, cat("\"{\" ", ws, " ", head, " ", ws, " \"}\""));
+    return rule(hint, cat("\"{\" ", ws, " ( ", head, " ", ws, " )? \"}\""));
+  }
+
+  // A JSON string that is none of `keys`: a trie of the keys' characters where
+  // leaving the trie (or ending where no key ends) is allowed.
+  std::string other_key(const std::vector<std::string>& keys, const std::string& hint) {
+    if (keys.empty()) return primitive("string");
+    struct Node {
+      std::map<uint32_t, size_t> next;
+      bool end = false;
+    };
+    std::vector<Node> trie(1);
+    for (const std::string& k : keys) {
+      const std::string enc = Json(k).dump();
+      const std::string_view body = std::string_view(enc).substr(1, enc.size() - 2);
+      size_t n = 0;
+      for (size_t i = 0; i < body.size();) {
+        const size_t len = utf8::char_len(body, i);
+        const uint32_t cp = utf8::decode(body, i, len);
+        i += len;
+        auto it = trie[n].next.find(cp);
+        if (it == trie[n].next.end()) {
+          trie.emplace_back();
+          it = trie[n].next.emplace(cp, trie.size() - 1).first;
+        }
+        n = it->second;
+      }
+      trie[n].end = true;
+    }
+    const std::string q = "\"\\\"\"";
+    const std::string ch = primitive("char");
+    std::vector<std::string> names(trie.size());
+    for (size_t n = 0; n < trie.size(); ++n) names[n] = fresh_name(cat(hint, "-other-key-", n));
+    for (size_t n = 0; n < trie.size(); ++n) {
+      std::vector<std::string> alts;
+      if (!trie[n].end) alts.push_back(q);
+      Ranges children;
+      for (const auto& [cp, child] : trie[n].next) {
+        children.emplace_back(cp, cp);
+        std::string c;
+        utf8::append(c, cp);
+        alts.push_back(gbnf_literal(c) + " " + names[child]);
+      }
+      // A character outside the trie, then anything.
+      Ranges other = invert(children);
+      alts.push_back(
+          cat("( ", string_char_expr(other), R"( | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) ) )", ch, "* ", q));
+      std::string body;
+      for (size_t i = 0; i < alts.size(); ++i) {
+        body += i ? " | " : "";
+        body += alts[i];
+      }
+      rules_.emplace_back(names[n], body);
+    }
+    return rule(hint + "-other-key", q + " " + names[0]);
+  }
+
+  // --- arrays ---
+  std::string array_rule(const Json& s, const std::string& path, const std::string& hint) {
+    const std::string ws = primitive("ws");
+    const std::string sep = cat(ws, " \",\" ", ws, " ");
+    std::vector<std::string> prefix;
+    if (s.contains("prefixItems")) {
+      const Json& p = s["prefixItems"];
+      if (!p.is_array()) fail(path, "prefixItems", "must be an array");
+      for (size_t i = 0; i < p.size(); ++i)
+        prefix.push_back(visit(p[i], cat(path, "/prefixItems/", i), cat(hint, "-", i)));
+    }
+    std::string item;  // empty: no items after the prefix
+    if (!s.contains("items")) {
+      item = primitive("value");
+    } else if (s["items"].is_boolean()) {
+      if (s["items"].get<bool>()) item = primitive("value");
+      if (!s["items"].get<bool>() && prefix.empty()) item = "";
+    } else if (s["items"].is_array()) {
+      fail(path, "items", "as an array (draft 4 tuples) is not supported; use prefixItems");
+    } else {
+      item = visit(s["items"], path + "/items", hint + "-item");
+    }
+    const size_t p = prefix.size();
+    const int64_t min = count(s, "minItems", path).value_or(0);
+    std::optional<int64_t> max = count(s, "maxItems", path);
+    if (item.empty()) max = max ? std::min<int64_t>(*max, static_cast<int64_t>(p)) : static_cast<int64_t>(p);
+    if (max && *max < min) fail(path, "maxItems", "leaves no valid length (below minItems or the items allowed)");
+    if (max && *max == 0) return rule(hint, cat("\"[\" ", ws, " \"]\""));
+    auto elem = [&](size_t i) { return i < p ? prefix[i] : item; };
+    // Elements after the prefix: (sep item){a,b}.
+    std::string tail;
+    if (!item.empty()) {
+      const size_t from = std::max<size_t>(p, 1);  // element 0 is written by the head
+      const int64_t a = std::max<int64_t>(0, min - static_cast<int64_t>(from));
+      if (!max || *max > static_cast<int64_t>(from)) {
+        const std::string reps = max ? cat("{", a, ",", *max - static_cast<int64_t>(from), "}") : cat("{", a, ",}");
+        tail = rule(hint + "-rest", cat("( ", sep, item, " )", reps));
+      }
+    }
+    for (size_t i = p; i-- > 1;) {
+      const std::string after = tail.empty() ? "" : " " + tail;
+      tail = rule(cat(hint, "-t", i),
+                  static_cast<int64_t>(i) < min ? cat(sep, elem(i), after) : cat("( ", sep, elem(i), after, " )?"));
+    }
+    const std::string first = elem(0) + (tail.empty() ? "" : " " + tail);
+    if (min >= 1) return rule(hint, cat("\"[\" ", ws, " ", first, " ", ws, " \"]\""));
+    return rule(hint, cat("\"[\" ", ws, " ( ", first, " ", ws, " )? \"]\""));
+  }
+
+  const Json& root_;
+  JsonSchemaOptions options_;
+  std::vector<std::pair<std::string, std::string>> rules_;
+  std::map<std::string, std::string> by_body_;
+  std::set<std::string> names_{"root"};
+  std::set<std::string> defined_primitives_;
+  std::map<std::string, std::string> refs_;
+};
+
+}  // namespace
+
+std::string json_object_gbnf(const JsonSchemaOptions& options) {
+  const Json none;
+  return SchemaCompiler(none, options).compile_object();
+}
+
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const JsonSchemaOptions& options) {
+  return SchemaCompiler(schema, options).compile_schema();
+}
+
+std::string json_schema_to_gbnf(std::string_view schema_text, const JsonSchemaOptions& options) {
+  Json schema;
+  try {
+    schema = Json::parse(schema_text);
+  } catch (const Json::exception& e) {
+    throw SchemaError(cat("schema is not valid JSON: ", e.what()));
+  }
+  return json_schema_to_gbnf(schema, options);
+}
+
+namespace {
+Grammar parse_generated(const std::string& gbnf) {
+  try {
+    return Grammar::parse_gbnf(gbnf);
+  } catch (const GrammarError& e) {
+    throw SchemaError(cat("schema compiles to a grammar that cannot be used: ", e.what()));
+  }
+}
+}  // namespace
+
+Grammar compile_json_schema(const nlohmann::ordered_json& schema, const JsonSchemaOptions& options) {
+  return parse_generated(json_schema_to_gbnf(schema, options));
+}
+Grammar compile_json_schema(std::string_view schema_text, const JsonSchemaOptions& options) {
+  return parse_generated(json_schema_to_gbnf(schema_text, options));
+}
+Grammar compile_json_object(const JsonSchemaOptions& options) { return parse_generated(json_object_gbnf(options)); }
+
+}  // namespace tpinfer
