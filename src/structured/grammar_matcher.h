@@ -93,7 +93,7 @@ class TokenVocabulary {
 class CompiledGrammar {
  public:
   struct Options {
-    size_t max_cached_masks = 4096;  // masks kept per grammar (LRU); a 128k-vocabulary mask is at most 16 KiB
+    size_t max_cached_masks = 1024;  // masks kept per grammar (LRU): at most 16 MiB at 128k tokens
   };
   static std::shared_ptr<CompiledGrammar> create(Grammar grammar, std::shared_ptr<const TokenVocabulary> vocab,
                                                  Options options);
