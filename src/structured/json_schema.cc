@@ -162,20 +162,23 @@ class RegexCompiler {
  public:
   RegexCompiler(std::string_view re, std::string path) : re_(re), path_(std::move(path)) {}
 
+  // Top-level alternatives carry their own anchors: ^a|b$ is (^a)|(b$).
   std::string compile() {
-    bool anchored_start = false, anchored_end = false;
-    if (!re_.empty() && re_[0] == '^') {
-      anchored_start = true;
-      pos_ = 1;
-    }
-    std::string body = alternation();
-    if (pos_ < re_.size() && re_[pos_] == '$') {
-      anchored_end = true;
-      ++pos_;
-    }
-    if (pos_ < re_.size()) unsupported(cat("'", re_[pos_], "' here"));
     const std::string any = string_char_expr({{0, 0x10FFFF}}) + "*";
-    return cat(anchored_start ? "" : any + " ", "(", body, ")", anchored_end ? "" : " " + any);
+    std::string out = "(";
+    while (true) {
+      const bool anchored_start = !at_end() && re_[pos_] == '^';
+      if (anchored_start) ++pos_;
+      const std::string body = sequence();
+      const bool anchored_end = !at_end() && re_[pos_] == '$';
+      if (anchored_end) ++pos_;
+      out += cat(anchored_start ? "" : any + " ", "(", body, ")", anchored_end ? "" : " " + any);
+      if (at_end() || re_[pos_] != '|') break;
+      ++pos_;
+      out += " | ";
+    }
+    if (!at_end()) unsupported(cat("'", re_[pos_], "' here"));
+    return out + ")";
   }
 
  private:
@@ -195,7 +198,8 @@ class RegexCompiler {
   std::string sequence() {
     std::string out;
     while (!at_end() && re_[pos_] != '|' && re_[pos_] != ')') {
-      if (re_[pos_] == '$' && pos_ + 1 == re_.size()) break;
+      // A '$' ending a top-level alternative is compile()'s.
+      if (re_[pos_] == '$' && depth_ == 0 && (pos_ + 1 == re_.size() || re_[pos_ + 1] == '|')) break;
       std::string a = atom();
       if (!out.empty()) out += ' ';
       out += quantifier(std::move(a));
@@ -316,7 +320,9 @@ class RegexCompiler {
             unsupported("lookaround or named groups '(?'");
           }
         }
+        ++depth_;
         std::string inner = alternation();
+        --depth_;
         if (at_end() || re_[pos_] != ')') unsupported("'(' without ')'");
         ++pos_;
         return "(" + inner + ")";
@@ -392,6 +398,7 @@ class RegexCompiler {
   std::string_view re_;
   std::string path_;
   size_t pos_ = 0;
+  int depth_ = 0;  // open groups
 };
 
 // Decimal ranges of non-negative integers as GBNF, digit by digit.

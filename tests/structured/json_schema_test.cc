@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <regex>
 
 #include "structured/grammar_matcher.h"
 #include "structured/structured_testing.h"
@@ -280,6 +281,21 @@ TEST(JsonSchema, UnsupportedKeywordsAreNamed) {
   EXPECT_EQ(schema_error(R"({"type":"array","minItems":3,"maxItems":2})"),
             "schema #: 'maxItems' leaves no valid length (below minItems or the items allowed)");
   EXPECT_NE(schema_error("{").find("schema is not valid JSON"), std::string::npos);
+}
+
+TEST(JsonSchema, PatternAnchorsBindToTheirAlternative) {
+  // ECMAScript: ^ab|cd$ is (^ab)|(cd$), and an unanchored side may match
+  // anywhere.
+  const auto g = CompiledGrammar::create(
+      compile_json_schema(std::string_view(R"({"type":"string","pattern":"^ab|cd$"})")), test_vocab().vocab);
+  for (const char* ok : {R"("ab")", R"("abX")", R"("Xcd")", R"("abcd")", R"("ab\"")"}) {
+    EXPECT_TRUE(accepts(g, ok)) << ok;
+    EXPECT_TRUE(std::regex_search(json::parse(ok).get<std::string>(), std::regex("^ab|cd$"))) << ok;
+  }
+  for (const char* bad : {R"("XabX")", R"("cdX")", R"("")"}) {
+    EXPECT_FALSE(accepts(g, bad)) << bad;
+    EXPECT_FALSE(std::regex_search(json::parse(bad).get<std::string>(), std::regex("^ab|cd$"))) << bad;
+  }
 }
 
 TEST(JsonSchema, PropertiesKeepTheirDeclaredOrder) {
