@@ -87,7 +87,11 @@ struct CompiledGrammar::Impl {
   std::unordered_map<uint64_t, uint32_t> node_index;
   std::vector<std::vector<uint32_t>> state_nodes;
   std::unordered_map<std::string, uint32_t> state_index;
-  std::vector<int32_t> trans;  // 256 per state: kUnknown, kDead or the next state
+  // Transitions: a row of 256 (kUnknown, kDead or the next state) per state
+  // that was stepped from; states a mask walk reaches at the trie's leaves
+  // never are, so they cost no row.
+  std::vector<int32_t> row;  // per state: its row in trans, or -1
+  std::vector<int32_t> trans;
   std::vector<uint8_t> complete, can_continue;
   uint32_t initial = 0;
 
@@ -144,10 +148,15 @@ struct CompiledGrammar::Impl {
     std::string key(reinterpret_cast<const char*>(nodes.data()), nodes.size() * sizeof(uint32_t));
     const auto [it, inserted] = state_index.emplace(std::move(key), static_cast<uint32_t>(state_nodes.size()));
     if (inserted) {
+      if (state_nodes.size() >= options.max_states) {
+        state_index.erase(it);
+        throw GrammarError(cat("the grammar needs more than ", options.max_states,
+                               " matcher states (CompiledGrammar::Options::max_states): too ambiguous to follow"));
+      }
       complete.push_back(!nodes.empty() && nodes[0] == 0);
       can_continue.push_back(!nodes.empty() && nodes.back() != 0);
       state_nodes.push_back(nodes);
-      trans.resize(trans.size() + 256, kUnknown);
+      row.push_back(-1);
     }
     return it->second;
   }
@@ -160,11 +169,16 @@ struct CompiledGrammar::Impl {
       if (grammar.byte_sets()[grammar.elements()[pos].value].has(b)) expand(pos + 1, node_below[n], next);
     }
     const int32_t s = next.empty() ? kDead : static_cast<int32_t>(intern(next));
-    trans[size_t{state} * 256 + b] = s;
+    if (row[state] < 0) {
+      row[state] = static_cast<int32_t>(trans.size() / 256);
+      trans.resize(trans.size() + 256, kUnknown);
+    }
+    trans[size_t(row[state]) * 256 + b] = s;
     return s;
   }
   int32_t step(uint32_t state, uint8_t b) {
-    const int32_t s = trans[size_t{state} * 256 + b];
+    const int32_t r = row[state];
+    const int32_t s = r < 0 ? kUnknown : trans[size_t(r) * 256 + b];
     return s != kUnknown ? s : step_slow(state, b);
   }
 
@@ -256,6 +270,7 @@ CompiledGrammar::Stats CompiledGrammar::stats() const {
   std::lock_guard lock(impl_->mu);
   Stats s;
   s.states = impl_->state_nodes.size();
+  s.transition_rows = impl_->trans.size() / 256;
   s.stack_nodes = impl_->node_pos.size();
   s.mask_hits = impl_->hits;
   s.mask_misses = impl_->misses;

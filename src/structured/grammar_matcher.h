@@ -23,8 +23,10 @@
 // One GrammarMatcher belongs to one sequence (not thread-safe itself).
 //
 // Memory: the interned states and transitions grow with the distinct states a
-// grammar reaches (1 KiB of transitions per state); masks are bounded by
-// CompiledGrammar::Options::max_cached_masks.
+// grammar reaches (1 KiB of transitions per state stepped from), up to
+// Options::max_states: past it accept_token/accept_bytes/fill_mask throw
+// GrammarError (the grammar is too ambiguous; the request should fail). Masks
+// are bounded by Options::max_cached_masks.
 #pragma once
 
 #include <algorithm>
@@ -94,6 +96,10 @@ class CompiledGrammar {
  public:
   struct Options {
     size_t max_cached_masks = 1024;  // masks kept per grammar (LRU): at most 16 MiB at 128k tokens
+    // A bound on the matcher's interned states (about 150 bytes each, plus
+    // 1 KiB for each one stepped from). JSON Schema grammars need thousands;
+    // an ambiguous user grammar ([ab]* "a" [ab]{20}) could need millions.
+    size_t max_states = 200000;
   };
   static std::shared_ptr<CompiledGrammar> create(Grammar grammar, std::shared_ptr<const TokenVocabulary> vocab,
                                                  Options options);
@@ -107,7 +113,8 @@ class CompiledGrammar {
 
   // Counters (for tests and benchmarks).
   struct Stats {
-    size_t states = 0;       // interned stack sets
+    size_t states = 0;  // interned stack sets
+    size_t transition_rows = 0;
     size_t stack_nodes = 0;  // interned stack entries
     size_t mask_hits = 0, mask_misses = 0;
     size_t cached_masks = 0;

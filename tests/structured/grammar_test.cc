@@ -222,6 +222,26 @@ TEST(GrammarMatcher, CachesMasksPerState) {
   EXPECT_EQ(small->stats().cached_masks, 2u);
 }
 
+// A grammar whose automaton would need too many states (the last 13 bytes
+// all matter) is an error, not unbounded memory.
+TEST(GrammarMatcher, TooAmbiguousGrammarIsAnError) {
+  const auto g = CompiledGrammar::create(Grammar::parse_gbnf(R"(root ::= [ab]* "a" [ab]{12})"), test_vocab().vocab,
+                                         {.max_states = 200});
+  GrammarMatcher m(g);
+  TokenBitmask mask;
+  std::mt19937 rng(5);
+  try {
+    for (int i = 0; i < 1000; ++i) {
+      m.fill_mask(mask);
+      ASSERT_TRUE(m.accept_bytes(rng() % 2 ? "a" : "b"));
+    }
+    ADD_FAILURE() << "no error";
+  } catch (const GrammarError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 200 matcher states"), std::string::npos) << e.what();
+  }
+  EXPECT_LE(g->stats().states, 200u);
+}
+
 // Matchers on several threads share one CompiledGrammar (its caches behind
 // one lock); each thread's masks equal those of a private grammar fed the
 // same tokens.
