@@ -7,7 +7,8 @@
 // Nothing before the first value or after the last, so a model cannot loop on
 // whitespace and the grammar completes at the closing brace. Numbers are
 // bounded too: at most 16 integer digits, 16 fraction digits and a 2-digit
-// exponent (so every number fits a double); strings are not bounded unless the schema bounds them.
+// exponent (so every number fits a double); strings are not bounded unless
+// the schema bounds them.
 //
 // Supported (anything else that constrains values raises SchemaError):
 //   type (a name or an array of names), enum, const (any JSON value, emitted
@@ -23,9 +24,10 @@
 //   string: minLength, maxLength (code points; not together with pattern or
 //     format), pattern (a regex subset: literals, escapes \d \w \s \D \W \S,
 //     classes, '.', groups (...) (?:...), '|', * + ? {m} {m,} {m,n} (lazy ?
-//     suffix ignored), ^ at the start and $ at the end; without them the
-//     pattern may match anywhere in the string, as in JSON Schema), format
-//     date, time, date-time, uuid, email, ipv4, hostname.
+//     suffix ignored), ^ and $ around a top-level alternative; an unanchored
+//     side may match anywhere in the string, as in JSON Schema; see
+//     regex_to_gbnf.h), format date, time, date-time, uuid, email, ipv4,
+//     hostname.
 //   integer: minimum, maximum, exclusiveMinimum, exclusiveMaximum (exact,
 //     within +-(10^16 - 1)).
 //   number: minimum and maximum when both are integers, the minimum >= 0 and
@@ -36,8 +38,10 @@
 //   Rejected by name: patternProperties, propertyNames, if/then/else, not,
 //   contains, dependentRequired, dependentSchemas, dependencies, multipleOf,
 //   minProperties, maxProperties, unevaluated*, uniqueItems true, unknown
-//   formats, $ref outside the document, allOf of several schemas, and
-//   anyOf/oneOf/$ref beside other validation keywords.
+//   formats, $ref outside the document, allOf of several schemas,
+//   anyOf/oneOf/allOf/$ref beside other validation keywords, number bounds
+//   other than the above, exclusive bounds on numbers, and regex features
+//   outside the subset (lookaround, backreferences, , \p{...}).
 #pragma once
 
 #include <nlohmann/json.hpp>
