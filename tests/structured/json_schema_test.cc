@@ -298,6 +298,36 @@ TEST(JsonSchema, PatternAnchorsBindToTheirAlternative) {
   }
 }
 
+TEST(JsonSchema, MutatedSchemasCompileOrRaiseSchemaError) {
+  std::mt19937 rng(12);
+  const std::string alphabet = "{}[]\":,01 abcdefimnoprstuxy$#/^.*+?()|\\";
+  int compiled = 0, rejected = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string text = cases()[i % cases().size()].schema;
+    for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) {
+      const size_t at = rng() % (text.size() + 1);
+      switch (rng() % 3) {
+        case 0:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 1:
+          if (at < text.size()) text.erase(at, 1);
+          break;
+        default:
+          if (at < text.size()) text[at] = alphabet[rng() % alphabet.size()];
+      }
+    }
+    try {
+      compile_json_schema(std::string_view(text));
+      ++compiled;
+    } catch (const SchemaError&) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(compiled, 0);
+  EXPECT_GT(rejected, 0);
+}
+
 TEST(JsonSchema, PropertiesKeepTheirDeclaredOrder) {
   const auto g = CompiledGrammar::create(
       compile_json_schema(std::string_view(R"({"type":"object","properties":{"z":{"type":"integer"},
