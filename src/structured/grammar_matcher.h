@@ -8,6 +8,10 @@
 //   m.fill_mask(mask);         // allowed tokens now; sample among them
 //   m.accept_token(id);        // advance (false, unchanged, if not allowed)
 //
+// From a tpinfer Tokenizer (in the caller: this layer knows no tokenizer):
+// token_bytes[id] = tok.is_special(id) ? "" : tok.token_bytes(id), and the
+// eog ids are those with tok.is_eog(id) (bench/structured_bench.cc does it).
+//
 // The matcher works on bytes: a token's raw bytes (byte-level BPE pieces may
 // split a UTF-8 character) are fed one by one through the grammar's stacks.
 // The set of stacks reachable after a prefix is a *state*; CompiledGrammar
@@ -113,9 +117,9 @@ class CompiledGrammar {
 
   // Counters (for tests and benchmarks).
   struct Stats {
-    size_t states = 0;  // interned stack sets
-    size_t transition_rows = 0;
-    size_t stack_nodes = 0;  // interned stack entries
+    size_t states = 0;           // interned stack sets
+    size_t transition_rows = 0;  // states stepped from (1 KiB each)
+    size_t stack_nodes = 0;      // interned stack entries
     size_t mask_hits = 0, mask_misses = 0;
     size_t cached_masks = 0;
   };
@@ -128,6 +132,8 @@ class CompiledGrammar {
   std::unique_ptr<Impl> impl_;
 };
 
+// The decoding state of one sequence. Copyable (a shared grammar and the
+// state after each token), e.g. to try a continuation and drop it.
 class GrammarMatcher {
  public:
   explicit GrammarMatcher(std::shared_ptr<CompiledGrammar> grammar);
