@@ -2,14 +2,17 @@
 // line on stderr (or one JSON object with --json).
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/common.h"
 #include "core/error.h"
 #include "engine/comm_summary.h"
 #include "engine/generator.h"
+#include "engine/grammar_constraint.h"
+#include "structured/json_schema.h"
 #include "tokenizer/chat_prompt.h"
 
 namespace tpinfer::cli {
@@ -27,7 +30,28 @@ struct RunOptions {
   std::string system;
   std::string chat_template_file;
   SpeculativeCliOptions speculative;
+  std::string json_schema_file;
+  std::string grammar_file;
+  bool json_object = false;
 };
+
+std::string read_text(const std::string& path, const char* flag) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw ConfigError(cat(flag, ": cannot read '", path, "'"));
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// The grammar of --json-schema / --json-object / --grammar (null without one).
+std::shared_ptr<CompiledGrammar> output_grammar(const RunOptions& o, const Engine& engine) {
+  const int given = (o.json_schema_file.empty() ? 0 : 1) + (o.grammar_file.empty() ? 0 : 1) + (o.json_object ? 1 : 0);
+  if (given == 0) return nullptr;
+  if (given > 1) throw ConfigError("give one of --json-schema, --json-object and --grammar");
+  Grammar g = !o.grammar_file.empty() ? Grammar::parse_gbnf(read_text(o.grammar_file, "--grammar"))
+              : !o.json_schema_file.empty()
+                  ? compile_json_schema(std::string_view(read_text(o.json_schema_file, "--json-schema")))
+                  : compile_json_object();
+  return CompiledGrammar::create(std::move(g), grammar_vocabulary(engine.tokenizer(), engine.config().vocab));
+}
 
 nlohmann::ordered_json comm_json(const CommSummary& c) {
   nlohmann::ordered_json j;
@@ -91,6 +115,12 @@ void run(RunOptions& o) {
   gen.stop_at_eog = !o.ignore_eos;
   const std::unique_ptr<Engine> draft = open_draft(o.speculative, o.model, engine);
   gen.speculative = speculative_options(o.speculative, draft.get());
+  const std::shared_ptr<CompiledGrammar> grammar = output_grammar(o, engine);
+  std::optional<GrammarConstraint> constraint;
+  if (grammar) {
+    constraint.emplace(grammar);
+    gen.constraint = &*constraint;
+  }
   GenerationStats stats;
   StreamDecoder stream(tok);
   std::string text;
@@ -109,7 +139,8 @@ void run(RunOptions& o) {
   const std::string rest = stream.finish();
   text += rest;
 
-  const double pp_tps = stats.prefill_seconds > 0 ? static_cast<double>(stats.prompt_tokens) / stats.prefill_seconds : 0;
+  const double pp_tps =
+      stats.prefill_seconds > 0 ? static_cast<double>(stats.prompt_tokens) / stats.prefill_seconds : 0;
   // The first generated token comes from the prefill; decode steps made the rest.
   const int64_t decode_steps = std::max<int64_t>(0, stats.generated_tokens - 1);
   const double tg_tps = stats.decode_seconds > 0 ? static_cast<double>(decode_steps) / stats.decode_seconds : 0;
@@ -132,7 +163,8 @@ void run(RunOptions& o) {
   }
   // Decode's critical_share: the least collective time over the ranks (the
   // rank that computes longest waits least) is what communication added.
-  const CommSummary decode_comm = summarize_comm(stats.decode_comm, stats.decode_seconds, decode_steps, stats.decode_ranks);
+  const CommSummary decode_comm =
+      summarize_comm(stats.decode_comm, stats.decode_seconds, decode_steps, stats.decode_ranks);
   const CommSummary prefill_comm = summarize_comm(stats.prefill_comm, stats.prefill_seconds, stats.prompt_tokens);
   nlohmann::ordered_json rank_seconds = nlohmann::ordered_json::array();
   for (double seconds : decode_comm.rank_seconds) rank_seconds.push_back(seconds);
@@ -211,8 +243,11 @@ void run(RunOptions& o) {
     // The pipeline: how busy each stage was, the bubble, what crossed between stages.
     auto line = [&](const char* phase, const nlohmann::ordered_json& p) {
       std::string busy;
-      for (const auto& s : p["stages"]) busy += cat(busy.empty() ? "" : ", ", static_cast<int>(100 * s["busy_share"].get<double>() + 0.5), "%");
-      std::fprintf(stderr, "pipeline %s: stage busy %s | bubble %.0f%% | %llu micro-batches | pp %.0f bytes/token, tp %.0f bytes/token\n",
+      for (const auto& s : p["stages"])
+        busy += cat(busy.empty() ? "" : ", ", static_cast<int>(100 * s["busy_share"].get<double>() + 0.5), "%");
+      std::fprintf(stderr,
+                   "pipeline %s: stage busy %s | bubble %.0f%% | %llu micro-batches | pp %.0f bytes/token, tp %.0f "
+                   "bytes/token\n",
                    phase, busy.c_str(), 100 * p["bubble_share"].get<double>(),
                    static_cast<unsigned long long>(p["micro_batches"].get<uint64_t>()),
                    p["pp_bytes_per_token"].get<double>(), p["tp_bytes_per_token"].get<double>());
@@ -247,10 +282,15 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the repetition penalty looks back");
   cmd->add_option("--seed", o->sampling.seed, "Random seed");
   add_speculative_options(*cmd, o->speculative);
+  cmd->add_option("--json-schema", o->json_schema_file,
+                  "Constrain the output to JSON valid under the JSON Schema in FILE (structured outputs)");
+  cmd->add_flag("--json-object", o->json_object, "Constrain the output to a JSON object");
+  cmd->add_option("--grammar", o->grammar_file, "Constrain the output to the GBNF grammar in FILE (root rule 'root')");
   cmd->add_flag("--json", o->json, "Print one JSON object with tokens, text and stats");
   cmd->add_flag("--special", o->special, "Recognise special tokens written in the prompt");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-generation token");
-  cmd->add_flag("--chat", o->chat, "Send the prompt as a user message through the model's chat template (ChatML if none)");
+  cmd->add_flag("--chat", o->chat,
+                "Send the prompt as a user message through the model's chat template (ChatML if none)");
   cmd->add_option("--system", o->system, "System message for --chat");
   cmd->add_option("--chat-template", o->chat_template_file, "Jinja chat template file to use with --chat");
   cmd->callback([o] { run(*o); });

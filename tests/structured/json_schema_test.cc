@@ -11,161 +11,18 @@
 #include <regex>
 
 #include "structured/grammar_matcher.h"
+#include "structured/schema_cases.h"
 #include "structured/structured_testing.h"
 
 namespace tpinfer {
 namespace {
 
 using nlohmann::json;
+using testing_structured::cases;
 using testing_structured::generate;
+using testing_structured::SchemaCase;
 using testing_structured::test_vocab;
 using testing_structured::validate;
-
-struct SchemaCase {
-  const char* name;
-  const char* schema;
-  std::vector<std::string> valid;
-  std::vector<std::string> invalid;
-  bool strict = true;
-};
-
-const std::vector<SchemaCase>& cases() {
-  static const std::vector<SchemaCase> c = {
-      {"person",
-       R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":150},
-           "email":{"type":"string","format":"email"}},"required":["name","age"]})",
-       {R"({"name":"Ann","age":31})", R"({"name":"Bo","age":0,"email":"bo@mail.example.org"})",
-        "{ \"name\": \"Ann\",\n  \"age\": 150 }"},
-       {R"({"name":"Ann"})", R"({"age":3,"name":"Ann"})", R"({"name":"Ann","age":151})", R"({"name":"Ann","age":-1})",
-        R"({"name":"Ann","age":3,"email":"nope"})", R"({"name":"Ann","age":3,"x":1})", "{  \"name\":\"A\",\"age\":1}"}},
-      {"product",
-       R"({"type":"object","properties":{"id":{"type":"string","format":"uuid"},"price":{"type":"number","minimum":0},
-           "tags":{"type":"array","items":{"type":"string"},"minItems":1,"maxItems":3},"in_stock":{"type":"boolean"}},
-           "required":["id","price","tags","in_stock"],"additionalProperties":false})",
-       {R"({"id":"123e4567-e89b-12d3-a456-426614174000","price":9.99,"tags":["a"],"in_stock":true})",
-        R"({"id":"123e4567-e89b-12d3-a456-426614174000","price":1e3,"tags":["a","b","c"],"in_stock":false})"},
-       {R"({"id":"123e4567-e89b-12d3-a456-42661417400","price":9.99,"tags":["a"],"in_stock":true})",
-        R"({"id":"123e4567-e89b-12d3-a456-426614174000","price":-1,"tags":["a"],"in_stock":true})",
-        R"({"id":"123e4567-e89b-12d3-a456-426614174000","price":1,"tags":[],"in_stock":true})",
-        R"({"id":"123e4567-e89b-12d3-a456-426614174000","price":1,"tags":["a","b","c","d"],"in_stock":true})"}},
-      {"color_enum",
-       R"({"type":"object","properties":{"color":{"enum":["red","green","blue"]},
-           "shade":{"type":"integer","minimum":1,"maximum":5}},"required":["color"]})",
-       {R"({"color":"red"})", R"({"color":"blue","shade":5})"},
-       {R"({"color":"pink"})", R"({"color":"red","shade":0})", R"({"color":"red","shade":6})", R"({"shade":1})"}},
-      {"nested_address",
-       R"({"type":"object","properties":{"customer":{"type":"object","properties":{
-             "name":{"type":"string"},
-             "address":{"type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"},
-               "zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","city","zip"]}},
-             "required":["name","address"]},
-           "notes":{"type":"string"}},"required":["customer"]})",
-       {R"({"customer":{"name":"A","address":{"street":"1 Main St","city":"X","zip":"12345"}}})",
-        R"({"customer":{"name":"A","address":{"street":"","city":"","zip":"00000"}},"notes":"n"})"},
-       {R"({"customer":{"name":"A","address":{"street":"s","city":"c","zip":"1234"}}})",
-        R"({"customer":{"name":"A","address":{"street":"s","city":"c","zip":"1234a"}}})"}},
-      {"recursive_tree",
-       R"({"$defs":{"node":{"type":"object","properties":{"value":{"type":"integer"},
-             "children":{"type":"array","items":{"$ref":"#/$defs/node"},"maxItems":3}},"required":["value","children"]}},
-           "$ref":"#/$defs/node"})",
-       {R"({"value":1,"children":[]})",
-        R"({"value":1,"children":[{"value":-2,"children":[{"value":3,"children":[]}]}]})"},
-       {R"({"value":1})", R"({"value":1,"children":[{"value":2}]})",
-        R"({"value":1,"children":[{"value":1,"children":[]},{"value":1,"children":[]},{"value":1,"children":[]},{"value":1,"children":[]}]})"}},
-      {"any_of",
-       R"({"type":"object","properties":{"result":{"anyOf":[{"type":"string"},{"type":"integer"},{"type":"null"}]}},
-           "required":["result"]})",
-       {R"({"result":"x"})", R"({"result":-7})", R"({"result":null})"},
-       {R"({"result":1.5})", R"({"result":true})", R"({"result":[]})"}},
-      {"nullable_types",
-       R"({"type":"object","properties":{"nickname":{"type":["string","null"]},"score":{"type":["number","null"]}},
-           "required":["nickname","score"]})",
-       {R"({"nickname":null,"score":null})", R"({"nickname":"z","score":-0.5e-3})"},
-       {R"({"nickname":1,"score":null})", R"({"nickname":null})"}},
-      {"date_formats",
-       R"({"type":"object","properties":{"date":{"type":"string","format":"date"},"time":{"type":"string","format":"time"},
-           "when":{"type":"string","format":"date-time"}},"required":["date","time","when"]})",
-       {R"({"date":"2024-02-29","time":"23:59:59Z","when":"2024-01-01T12:00:00.123+01:00"})"},
-       {R"({"date":"2024-13-01","time":"12:00:00Z","when":"2024-01-01T12:00:00Z"})",
-        R"({"date":"2024-01-01","time":"24:00:00Z","when":"2024-01-01T12:00:00Z"})",
-        R"({"date":"2024-01-01","time":"12:00:00","when":"2024-01-01 12:00:00Z"})"}},
-      {"points",
-       R"({"type":"array","items":{"type":"object","properties":{"x":{"type":"number"},"y":{"type":"number"}},
-           "required":["x","y"]},"minItems":2,"maxItems":4})",
-       {R"([{"x":1,"y":2},{"x":0.5,"y":-3}])", "[ {\"x\":1,\"y\":2} , {\"x\":1,\"y\":2} ]"},
-       {R"([{"x":1,"y":2}])", R"([{"x":1,"y":2},{"x":1,"y":2},{"x":1,"y":2},{"x":1,"y":2},{"x":1,"y":2}])",
-        R"([{"x":1},{"x":1,"y":2}])"}},
-      {"const_and_mixed_enum",
-       R"({"type":"object","properties":{"version":{"const":2},"mode":{"enum":["fast",1,null,true,{"a":[1,"b"]}]}},
-           "required":["version","mode"]})",
-       {R"({"version":2,"mode":"fast"})", R"({"version":2,"mode":{"a":[1,"b"]}})", R"({"version":2,"mode":null})"},
-       {R"({"version":3,"mode":"fast"})", R"({"version":2,"mode":"slow"})", R"({"version":2,"mode":false})"}},
-      {"tuple",
-       R"({"type":"array","prefixItems":[{"type":"string"},{"type":"integer"},{"type":"boolean"}],"minItems":2,"items":false})",
-       {R"(["a",1])", R"(["a",1,true])"},
-       {R"(["a"])", R"(["a",1,true,4])", R"([1,"a"])"}},
-      {"additional_strings",
-       R"({"type":"object","properties":{"id":{"type":"integer"}},"required":["id"],
-           "additionalProperties":{"type":"string"}})",
-       {R"({"id":1})", R"({"id":1,"note":"x","idx":"y"})"},
-       {R"({"id":1,"note":2})", R"({"id":1,"id":"x"})", R"({"note":"x"})"}},
-      {"one_of_definitions",
-       R"({"definitions":{
-             "click":{"type":"object","properties":{"kind":{"const":"click"},"x":{"type":"integer"},"y":{"type":"integer"}},
-               "required":["kind","x","y"]},
-             "key":{"type":"object","properties":{"kind":{"const":"key"},"code":{"type":"string","minLength":1,"maxLength":8}},
-               "required":["kind","code"]}},
-           "type":"object","properties":{"events":{"type":"array","items":{"oneOf":[{"$ref":"#/definitions/click"},
-             {"$ref":"#/definitions/key"}]}}},"required":["events"]})",
-       {R"({"events":[]})", R"({"events":[{"kind":"click","x":1,"y":2},{"kind":"key","code":"Esc"}]})"},
-       {R"({"events":[{"kind":"key","code":""}]})", R"({"events":[{"kind":"click","x":1}]})"}},
-      {"string_lengths",
-       R"({"type":"object","properties":{"code":{"type":"string","minLength":2,"maxLength":4},
-           "note":{"type":"string","maxLength":10}},"required":["code","note"]})",
-       {R"({"code":"ab","note":""})", R"({"code":"é€😀x","note":"\n\u00e9"})"},
-       {R"({"code":"a","note":""})", R"({"code":"abcde","note":""})", R"({"code":"ab","note":"01234567890"})"}},
-      {"calendar_event",
-       R"({"type":"object","properties":{"name":{"type":"string"},"date":{"type":"string","format":"date"},
-           "participants":{"type":"array","items":{"type":"string"}}},
-           "required":["name","date","participants"],"additionalProperties":false})",
-       {R"({"name":"Science fair","date":"2024-10-11","participants":["Alice","Bob"]})"},
-       {R"({"name":"x","date":"2024-10-11"})"}},
-      {"patterns",
-       R"({"type":"object","properties":{"sku":{"type":"string","pattern":"^(AB|CD)-[0-9]{3}(-[A-Z])?$"},
-           "phone":{"type":"string","pattern":"^\\+?[0-9]{10,12}$"},"slug":{"type":"string","pattern":"^[a-z0-9]+(?:-[a-z0-9]+)*$"},
-           "has_x":{"type":"string","pattern":"x"}},"required":["sku","phone","slug","has_x"]})",
-       {R"({"sku":"AB-123","phone":"+4412345678","slug":"a-b-c","has_x":"x"})",
-        R"({"sku":"CD-000-Z","phone":"123456789012","slug":"abc","has_x":"1x\"2"})"},
-       {R"({"sku":"AC-123","phone":"+4412345678","slug":"a","has_x":"x"})",
-        R"({"sku":"AB-123","phone":"123","slug":"a","has_x":"x"})",
-        R"({"sku":"AB-123","phone":"+4412345678","slug":"a--b","has_x":"x"})",
-        R"({"sku":"AB-123","phone":"+4412345678","slug":"a","has_x":"y"})"}},
-      {"network",
-       R"({"type":"object","properties":{"host":{"type":"string","format":"hostname"},"ip":{"type":"string","format":"ipv4"},
-           "port":{"type":"integer","exclusiveMinimum":0,"exclusiveMaximum":65536}},"required":["host","ip","port"]})",
-       {R"({"host":"api.example.com","ip":"192.168.0.255","port":443})", R"({"host":"x","ip":"0.0.0.0","port":65535})"},
-       {R"({"host":"x","ip":"256.1.1.1","port":1})", R"({"host":"x","ip":"1.1.1.1","port":0})",
-        R"({"host":"x","ip":"1.1.1.1","port":65536})", R"({"host":"-x","ip":"1.1.1.1","port":1})"}},
-      {"math_reasoning",
-       R"({"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{
-             "explanation":{"type":"string"},"output":{"type":"string"}},"required":["explanation","output"],
-             "additionalProperties":false}},"final_answer":{"type":"string"}},"required":["steps","final_answer"],
-           "additionalProperties":false})",
-       {R"({"steps":[{"explanation":"8x+7=-23","output":"8x=-30"}],"final_answer":"x=-3.75"})"},
-       {R"({"steps":[{"explanation":"a"}],"final_answer":"x"})"}},
-      {"linked_list_root_ref",
-       R"({"type":"object","properties":{"v":{"type":"integer","minimum":-5,"maximum":1234},
-           "next":{"anyOf":[{"$ref":"#"},{"type":"null"}]}},"required":["v","next"]})",
-       {R"({"v":1,"next":{"v":-5,"next":null}})", R"({"v":1234,"next":null})"},
-       {R"({"v":1,"next":{"v":1}})", R"({"v":1235,"next":null})", R"({"v":-6,"next":null})"}},
-      {"non_strict_open_object",
-       R"({"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"number","minimum":0,"maximum":1}}})",
-       {R"({})", R"({"b":0.25,"zz":[1,{"q":null}]})", R"({"a":true,"b":1})", R"({"extra":"x"})"},
-       {R"({"b":1.5})", R"({"b":1.01})", R"({"a":1})", R"({"b":-0.5})"},
-       false},
-  };
-  return c;
-}
 
 std::shared_ptr<CompiledGrammar> compile(const SchemaCase& c) {
   JsonSchemaOptions options;
