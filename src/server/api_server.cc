@@ -109,11 +109,12 @@ ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
   if (model_name_.empty()) model_name_ = std::filesystem::path(engine_.source().path()).filename().string();
 
   chat_ = std::make_unique<ChatFormatter>(tok, options_.chat_template);
+  structured_ = std::make_unique<StructuredOutputs>(tok, engine_.config().vocab);
 
   limits_.max_model_len = pool_.max_model_len();
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
-  created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-                 .count();
+  created_ =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
   http_ = std::make_unique<HttpServer>();
   const int threads =
@@ -189,8 +190,8 @@ void ApiServer::install_routes() {
       e.message = "Not found: " + req.method + " " + req.path;
       e.code = "not_found";
     } else if (res.status == 413) {
-      e.message = "The request body is larger than the server accepts (" + std::to_string(options_.max_body_bytes) +
-                  " bytes).";
+      e.message =
+          "The request body is larger than the server accepts (" + std::to_string(options_.max_body_bytes) + " bytes).";
       e.code = "request_too_large";
     } else if (res.status >= 500) {
       e = server_error(res.status, "Internal server error.");
@@ -317,6 +318,7 @@ std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const Generation
                                                                 const std::vector<std::vector<int32_t>>& prompts,
                                                                 const std::vector<int64_t>& max_tokens) {
   const Tokenizer& tok = engine_.tokenizer();
+  const std::shared_ptr<CompiledGrammar> grammar = structured_->compile(request.output);  // ApiError: 400
   auto st = std::make_shared<CompletionInFlight>();
   st->head.endpoint = request.endpoint;
   st->head.id = new_id(request.endpoint == Endpoint::ChatCompletions ? "chatcmpl" : "cmpl");
@@ -345,11 +347,10 @@ std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const Generation
   for (size_t k = 0; k < st->seqs.size(); ++k) {
     const size_t p = k / static_cast<size_t>(request.n);
     SequenceSpec spec = sequence_spec(request, prompts[p], max_tokens[p], mix64(base_seed + k));
+    if (grammar) spec.constraint = std::make_shared<GrammarConstraint>(grammar);
     // The callbacks run on the scheduler thread and hold the request alive.
     spec.on_token = [st, k](const TokenEvent& ev) { return st->seqs[k]->on_token(ev); };
-    spec.on_finish = [st, k](FinishReason reason, const std::string& error) {
-      st->seqs[k]->on_finish(reason, error);
-    };
+    spec.on_finish = [st, k](FinishReason reason, const std::string& error) { st->seqs[k]->on_finish(reason, error); };
     st->seqs[k]->mark_submitted();
     try {
       const Placement where = pool_.submit(std::move(spec));
@@ -493,8 +494,8 @@ void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::R
             }
           }
           if (failed) {
-            const ApiError e = t.reason == FinishReason::Error ? server_error(500, "Generation failed: " + t.error)
-                                                               : shutting_down();
+            const ApiError e =
+                t.reason == FinishReason::Error ? server_error(500, "Generation failed: " + t.error) : shutting_down();
             if (!write(sse_event(e.to_json()))) return false;
           }
         }

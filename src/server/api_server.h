@@ -47,6 +47,7 @@
 #include "server/metrics.h"
 #include "server/replica_pool.h"
 #include "server/request_parser.h"
+#include "server/structured_output.h"
 
 namespace httplib {
 class Server;
@@ -126,6 +127,7 @@ class ApiServer {
   Engine& engine_;  // the first replica's: tokenizer and configuration, the same for all
   std::string model_name_;
   std::unique_ptr<ChatFormatter> chat_;
+  std::unique_ptr<StructuredOutputs> structured_;  // response_format / grammar, compiled once per format
   std::unique_ptr<HttpServer> http_;
   ParserLimits limits_;
   int64_t created_ = 0;

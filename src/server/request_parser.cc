@@ -75,15 +75,23 @@ json parse_body(std::string_view body) {
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    default: return "an unsupported value";
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -145,8 +153,8 @@ class Fields {
     if (!v->is_number()) fail(quote(name) + " must be a number, got " + type_name(*v) + ".", param(name));
     const double d = v->get<double>();
     if (!std::isfinite(d) || (open_lo ? d <= lo : d < lo) || d > hi) {
-      fail(quote(name) + " must be " + (open_lo ? "greater than " : "at least ") + format_number(lo) +
-               " and at most " + format_number(hi) + ", got " + format_number(d) + ".",
+      fail(quote(name) + " must be " + (open_lo ? "greater than " : "at least ") + format_number(lo) + " and at most " +
+               format_number(hi) + ", got " + format_number(d) + ".",
            param(name));
     }
     return d;
@@ -216,8 +224,8 @@ std::vector<Prompt> parse_prompts(const Fields& f, const ParserLimits& limits) {
       add_tokens(*p);
     } else {
       if (static_cast<int64_t>(p->size()) > limits.max_prompts) {
-        fail("'prompt' holds " + std::to_string(p->size()) + " prompts; at most " +
-                 std::to_string(limits.max_prompts) + " are allowed.",
+        fail("'prompt' holds " + std::to_string(p->size()) + " prompts; at most " + std::to_string(limits.max_prompts) +
+                 " are allowed.",
              "prompt");
       }
       for (const json& item : *p) {
@@ -226,9 +234,10 @@ std::vector<Prompt> parse_prompts(const Fields& f, const ParserLimits& limits) {
         } else if (item.is_array()) {
           add_tokens(item);
         } else {
-          fail("'prompt' must be a string, an array of strings, an array of token ids or an array of arrays of "
-               "token ids.",
-               "prompt");
+          fail(
+              "'prompt' must be a string, an array of strings, an array of token ids or an array of arrays of "
+              "token ids.",
+              "prompt");
         }
       }
     }
@@ -241,7 +250,8 @@ std::vector<Prompt> parse_prompts(const Fields& f, const ParserLimits& limits) {
 // messages: [{role, content: string | [{type: "text", text}] | null, ...}]
 nlohmann::ordered_json parse_messages(const json* messages, const ParserLimits& limits) {
   if (!messages) fail("'messages' is required.", "messages");
-  if (!messages->is_array()) fail(std::string("'messages' must be an array, got ") + type_name(*messages) + ".", "messages");
+  if (!messages->is_array())
+    fail(std::string("'messages' must be an array, got ") + type_name(*messages) + ".", "messages");
   if (messages->empty()) fail("'messages' must hold at least one message.", "messages");
   if (messages->size() > limits.max_messages) {
     fail("'messages' holds " + std::to_string(messages->size()) + " messages; at most " +
@@ -355,11 +365,31 @@ void parse_common(const Fields& f, GenerationRequest& r, const ParserLimits& lim
     if (!tools->empty()) fail("'tools' (function calling) is not supported by this server.", "tools");
   }
   if (const json* rf = f.object("response_format")) {
-    const std::optional<std::string> type = Fields(*rf, "response_format.").string("type");
-    if (type && *type != "text") {
-      fail("'response_format' of type '" + *type + "' is not supported by this server; only 'text' is.",
+    const Fields format(*rf, "response_format.");
+    const std::string type = format.string("type").value_or("text");
+    if (type == "json_object") {
+      r.output.kind = OutputFormat::Kind::JsonObject;
+    } else if (type == "json_schema") {
+      const json* js = format.object("json_schema");
+      if (!js) fail("'response_format.json_schema' is required when the type is 'json_schema'.", "response_format");
+      const Fields schema(*js, "response_format.json_schema.");
+      if (!schema.string("name")) fail("'response_format.json_schema.name' is required.", "response_format");
+      r.output.strict = schema.boolean("strict").value_or(false);
+      // The schema itself is taken from the body again, keys in order
+      // (parse_generation_request); here only its presence and type.
+      r.output.kind = schema.object("schema") ? OutputFormat::Kind::JsonSchema : OutputFormat::Kind::JsonObject;
+    } else if (type != "text") {
+      fail("'response_format.type' must be 'text', 'json_object' or 'json_schema', got '" + type + "'.",
            "response_format");
     }
+  }
+  if (auto grammar = f.string("grammar")) {
+    if (r.output.kind != OutputFormat::Kind::Text) {
+      fail("Give either 'grammar' or a 'response_format' other than text, not both.", "grammar");
+    }
+    if (grammar->empty()) fail("'grammar' is empty.", "grammar");
+    r.output.kind = OutputFormat::Kind::Grammar;
+    r.output.grammar = *grammar;
   }
 }
 
@@ -388,6 +418,11 @@ GenerationParse parse_generation_request(Endpoint endpoint, std::string_view bod
     GenerationRequest r;
     r.endpoint = endpoint;
     parse_common(f, r, limits);
+    if (r.output.kind == OutputFormat::Kind::JsonSchema) {
+      // A json object sorts its keys; the schema's properties come out in the
+      // order the request gives them, so it is read again, in order.
+      r.output.schema = nlohmann::ordered_json::parse(body)["response_format"]["json_schema"]["schema"];
+    }
 
     std::optional<int64_t> max_tokens;
     if (endpoint == Endpoint::Completions) {
@@ -406,8 +441,8 @@ GenerationParse parse_generation_request(Endpoint endpoint, std::string_view bod
       r.add_generation_prompt = f.boolean("add_generation_prompt").value_or(true);
       if (const json* kw = f.object("chat_template_kwargs")) r.chat_template_kwargs = *kw;
       // max_completion_tokens replaces the deprecated max_tokens; it wins when both are given.
-      max_tokens = f.integer("max_completion_tokens", std::numeric_limits<int64_t>::min(),
-                             std::numeric_limits<int64_t>::max());
+      max_tokens =
+          f.integer("max_completion_tokens", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
       if (!max_tokens) {
         max_tokens = f.integer("max_tokens", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
       }
@@ -420,7 +455,8 @@ GenerationParse parse_generation_request(Endpoint endpoint, std::string_view bod
       const char* name = endpoint == Endpoint::ChatCompletions && f.get("max_completion_tokens")
                              ? "max_completion_tokens"
                              : "max_tokens";
-      if (*max_tokens < 1) fail("'" + std::string(name) + "' must be at least 1, got " + std::to_string(*max_tokens) + ".", name);
+      if (*max_tokens < 1)
+        fail("'" + std::string(name) + "' must be at least 1, got " + std::to_string(*max_tokens) + ".", name);
       if (*max_tokens > limits.max_model_len) {
         fail("'" + std::string(name) + "' is " + std::to_string(*max_tokens) +
                  ", more than this model's maximum context length of " + std::to_string(limits.max_model_len) +
@@ -468,7 +504,8 @@ DetokenizeParse parse_detokenize_request(std::string_view body, const ParserLimi
     if (auto m = f.string("model")) r.model = *m;
     const json* t = f.get("tokens");
     if (!t) fail("'tokens' is required.", "tokens");
-    if (!t->is_array()) fail(std::string("'tokens' must be an array of token ids, got ") + type_name(*t) + ".", "tokens");
+    if (!t->is_array())
+      fail(std::string("'tokens' must be an array of token ids, got ") + type_name(*t) + ".", "tokens");
     r.tokens = token_list(*t, limits, "tokens");
     return r;
   });
@@ -477,17 +514,19 @@ DetokenizeParse parse_detokenize_request(std::string_view body, const ParserLimi
 std::variant<int64_t, ApiError> check_prompt_length(const GenerationRequest& request, int64_t prompt_tokens,
                                                     int64_t max_model_len) {
   const char* param = request.endpoint == Endpoint::ChatCompletions ? "messages" : "prompt";
-  if (prompt_tokens <= 0) return ApiError::invalid(std::string("The ") + (request.endpoint == Endpoint::ChatCompletions ? "messages render" : "prompt encodes") + " to no tokens.", param);
+  if (prompt_tokens <= 0)
+    return ApiError::invalid(
+        std::string("The ") + (request.endpoint == Endpoint::ChatCompletions ? "messages render" : "prompt encodes") +
+            " to no tokens.",
+        param);
   if (request.max_tokens) {
     if (prompt_tokens + *request.max_tokens > max_model_len) {
-      return ApiError::invalid("This model's maximum context length is " + std::to_string(max_model_len) +
-                                   " tokens. However, you requested " +
-                                   std::to_string(prompt_tokens + *request.max_tokens) + " tokens (" +
-                                   std::to_string(prompt_tokens) + " in the " + param + ", " +
-                                   std::to_string(*request.max_tokens) +
-                                   " in the completion). Please reduce the length of the " + param +
-                                   " or completion.",
-                               param, "context_length_exceeded");
+      return ApiError::invalid(
+          "This model's maximum context length is " + std::to_string(max_model_len) +
+              " tokens. However, you requested " + std::to_string(prompt_tokens + *request.max_tokens) + " tokens (" +
+              std::to_string(prompt_tokens) + " in the " + param + ", " + std::to_string(*request.max_tokens) +
+              " in the completion). Please reduce the length of the " + param + " or completion.",
+          param, "context_length_exceeded");
     }
     return *request.max_tokens;
   }

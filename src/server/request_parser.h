@@ -23,13 +23,12 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace tpinfer::server {
 
@@ -71,13 +70,23 @@ struct Prompt {
   std::vector<int32_t> tokens;
 };
 
+// What the output must be: `response_format` (json_object, json_schema) or a
+// GBNF grammar of the user's own (`grammar`).
+struct OutputFormat {
+  enum class Kind { Text, JsonObject, JsonSchema, Grammar };
+  Kind kind = Kind::Text;
+  nlohmann::ordered_json schema;  // JsonSchema: in the request's key order (properties come out in it)
+  bool strict = false;            // json_schema.strict (OpenAI's default: false)
+  std::string grammar;            // Grammar: GBNF, root rule 'root'
+};
+
 struct GenerationRequest {
   Endpoint endpoint = Endpoint::Completions;
   std::string model;  // empty: not given
 
-  std::vector<Prompt> prompts;     // completions: one or more
+  std::vector<Prompt> prompts;      // completions: one or more
   nlohmann::ordered_json messages;  // chat: [{role, content: string (null: assistant turn with only tool calls), ...}]
-  bool add_generation_prompt = true;             // chat (vLLM extra)
+  bool add_generation_prompt = true;            // chat (vLLM extra)
   nlohmann::ordered_json chat_template_kwargs;  // chat (vLLM extra): object or null
 
   int n = 1;
@@ -87,8 +96,8 @@ struct GenerationRequest {
   std::optional<int64_t> max_tokens;  // absent: completions 16, chat the rest of the context
   double temperature = 1.0;
   double top_p = 1.0;
-  int top_k = 0;               // vLLM extra; 0: off
-  double min_p = 0.0;          // vLLM extra
+  int top_k = 0;                    // vLLM extra; 0: off
+  double min_p = 0.0;               // vLLM extra
   double repetition_penalty = 1.0;  // vLLM extra
   double presence_penalty = 0.0;
   double frequency_penalty = 0.0;
@@ -96,11 +105,12 @@ struct GenerationRequest {
   // -1: no logprobs. Otherwise the number of alternatives per token (completions:
   // `logprobs`; chat: `top_logprobs` when `logprobs` is true).
   int logprobs = -1;
-  bool ignore_eos = false;           // vLLM extra
+  bool ignore_eos = false;  // vLLM extra
   // tpinfer extra: guesses per step when the server speculates (0 turns it
   // off for this request; absent: the server's --num-speculative-tokens).
   int num_speculative_tokens = -1;
-  bool skip_special_tokens = true;   // vLLM extra
+  OutputFormat output;
+  bool skip_special_tokens = true;  // vLLM extra
   std::string user;
 };
 

@@ -67,6 +67,24 @@ TEST(RequestParser, CompletionFieldsAreRead) {
   EXPECT_EQ(r.user, "u");
 }
 
+// response_format and grammar: the schema keeps the request's key order (its
+// properties are generated in it).
+TEST(RequestParser, OutputFormats) {
+  GenerationRequest r = parse_ok(Endpoint::ChatCompletions, R"({"messages": [{"role": "user", "content": "x"}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": true,
+      "schema": {"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}}}}}})");
+  EXPECT_EQ(r.output.kind, OutputFormat::Kind::JsonSchema);
+  EXPECT_TRUE(r.output.strict);
+  EXPECT_EQ(r.output.schema["properties"].begin().key(), "zeta");
+  r = parse_ok(Endpoint::Completions, R"({"prompt": "x", "response_format": {"type": "json_object"}})");
+  EXPECT_EQ(r.output.kind, OutputFormat::Kind::JsonObject);
+  r = parse_ok(Endpoint::Completions, R"({"prompt": "x", "response_format": {"type": "text"}})");
+  EXPECT_EQ(r.output.kind, OutputFormat::Kind::Text);
+  r = parse_ok(Endpoint::Completions, R"({"prompt": "x", "grammar": "root ::= \"yes\" | \"no\""})");
+  EXPECT_EQ(r.output.kind, OutputFormat::Kind::Grammar);
+  EXPECT_EQ(r.output.grammar, "root ::= \"yes\" | \"no\"");
+}
+
 TEST(RequestParser, DefaultsFollowOpenAI) {
   const GenerationRequest r = parse_ok(Endpoint::Completions, R"({"prompt": "x", "stop": null, "seed": null})");
   EXPECT_EQ(r.n, 1);
@@ -171,7 +189,14 @@ TEST(RequestParser, BadBodiesNameTheirField) {
       {C, "{\"prompt\": \"x\", \"best_of\": 3}", "best_of"},
       {C, "{\"prompt\": \"x\", \"suffix\": \"s\"}", "suffix"},
       {C, "{\"prompt\": \"x\", \"ignore_eos\": \"no\"}", "ignore_eos"},
-      {C, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_object\"}}", "response_format"},
+      {C, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"xml\"}}", "response_format"},
+      {C, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_schema\"}}", "response_format"},
+      {C, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": {}}}}",
+       "response_format"},
+      {C, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"a\", \"schema\": 3}}}",
+       "response_format.json_schema.schema"},
+      {C, "{\"prompt\": \"x\", \"grammar\": \"\"}", "grammar"},
+      {C, "{\"prompt\": \"x\", \"grammar\": \"root ::= [a]\", \"response_format\": {\"type\": \"json_object\"}}", "grammar"},
       {C, "{\"prompt\": \"x\", \"user\": 5}", "user"},
       {H, "{\"prompt\": \"x\"}", "messages"},
       {H, "{\"messages\": null}", "messages"},

@@ -980,3 +980,92 @@ TEST(ServerPrefixCache, DataParallelRoutesAPromptToTheReplicaHoldingItsPrefix) {
 
 }  // namespace
 }  // namespace tpinfer
+
+namespace tpinfer {
+namespace {
+
+// Structured outputs through HTTP: a JSON schema (n choices sampled at
+// temperature 1, streamed and not), a GBNF grammar, and schemas or grammars
+// that cannot be honoured (400 naming the keyword).
+TEST(ServerStructuredOutput, SchemaAndGrammarConstrainEveryChoice) {
+  ServerProcess server({"-m", bible_model()});
+  ASSERT_TRUE(server.ok()) << server.log();
+  auto c = server.client();
+  const json schema = json::parse(R"({"type": "object", "properties": {
+      "name": {"type": "string", "minLength": 1, "maxLength": 12},
+      "age": {"type": "integer", "minimum": 0, "maximum": 150},
+      "tribe": {"enum": ["Judah", "Levi", "Benjamin"]},
+      "sons": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2}},
+    "required": ["name", "age", "tribe"], "additionalProperties": false})");
+  json body = {{"messages", {{{"role", "user"}, {"content", "Who was the son of Jacob?"}}}},
+               {"max_tokens", 300},
+               {"n", 4},
+               {"temperature", 1.0},
+               {"seed", 11},
+               {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "person"}, {"schema", schema}}}}}};
+  const HttpResult r = testing::post_json(*c, "/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  ASSERT_EQ(r.body["choices"].size(), 4u);
+  std::vector<std::string> contents;
+  for (const json& ch : r.body["choices"]) {
+    const std::string text = ch["message"]["content"].get<std::string>();
+    contents.push_back(text);
+    EXPECT_EQ(ch["finish_reason"], "stop") << text;
+    json doc;
+    ASSERT_NO_THROW(doc = json::parse(text)) << text;
+    ASSERT_TRUE(doc.is_object()) << text;
+    EXPECT_TRUE(doc["name"].is_string() && !doc["name"].get<std::string>().empty()) << text;
+    EXPECT_TRUE(doc["age"].is_number_integer() && doc["age"].get<int>() >= 0 && doc["age"].get<int>() <= 150) << text;
+    const std::string tribe = doc["tribe"].is_string() ? doc["tribe"].get<std::string>() : "";
+    EXPECT_TRUE(tribe == "Judah" || tribe == "Levi" || tribe == "Benjamin") << text;
+    for (const auto& [key, value] : doc.items()) {
+      EXPECT_TRUE(key == "name" || key == "age" || key == "tribe" || key == "sons") << text;
+    }
+    if (doc.contains("sons")) {
+      EXPECT_LE(doc["sons"].size(), 2u) << text;
+    }
+  }
+  // The same request streamed gives the same choices (same seed).
+  body["stream"] = true;
+  const StreamResult s = testing::post_stream(*c, "/v1/chat/completions", body);
+  ASSERT_EQ(s.status, 200);
+  EXPECT_EQ(testing::stream_texts(s, 4), contents);
+
+  // A grammar of the user's own.
+  const HttpResult g = testing::post_json(
+      *c, "/v1/completions",
+      json{{"prompt", "And he answered,"}, {"max_tokens", 20}, {"temperature", 1.0}, {"n", 3},
+           {"grammar", "root ::= (\"Yea\" | \"Nay\") (\", \" [a-z]+)? \".\""}});
+  ASSERT_EQ(g.status, 200) << g.raw;
+  for (const json& ch : g.body["choices"]) {
+    const std::string text = ch["text"].get<std::string>();
+    EXPECT_TRUE(text.rfind("Yea", 0) == 0 || text.rfind("Nay", 0) == 0) << text;
+    if (ch["finish_reason"] == "stop") {
+      EXPECT_EQ(text.back(), '.') << text;
+    }
+  }
+  // json_object: an object (the bible model's free strings may not end within
+  // the tokens given; what comes out is an object's beginning).
+  const HttpResult o = testing::post_json(
+      *c, "/v1/completions",
+      json{{"prompt", "Write it:"}, {"max_tokens", 8}, {"temperature", 0}, {"response_format", {{"type", "json_object"}}}});
+  ASSERT_EQ(o.status, 200) << o.raw;
+  EXPECT_EQ(o.body["choices"][0]["text"].get<std::string>().substr(0, 1), "{") << o.raw;
+
+  // What cannot be honoured is a 400 naming the keyword.
+  json bad = {{"prompt", "x"},
+              {"response_format",
+               {{"type", "json_schema"},
+                {"json_schema", {{"name", "n"}, {"schema", {{"type", "object"}, {"patternProperties", json::object()}}}}}}}};
+  HttpResult e = testing::post_json(*c, "/v1/completions", bad);
+  EXPECT_EQ(e.status, 400) << e.raw;
+  EXPECT_NE(e.raw.find("patternProperties"), std::string::npos) << e.raw;
+  EXPECT_EQ(e.body["error"]["param"], "response_format") << e.raw;
+  e = testing::post_json(*c, "/v1/completions", json{{"prompt", "x"}, {"grammar", "root ::= undefined_rule"}});
+  EXPECT_EQ(e.status, 400) << e.raw;
+  EXPECT_EQ(e.body["error"]["param"], "grammar") << e.raw;
+  EXPECT_NE(e.raw.find("undefined_rule"), std::string::npos) << e.raw;
+}
+
+}  // namespace
+}  // namespace tpinfer
