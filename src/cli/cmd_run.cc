@@ -192,6 +192,7 @@ void run(RunOptions& o) {
       {"decode_parallel", parallel_json(stats.decode_parallel, decode_steps, stats.decode_seconds)},
       {"prefill_parallel", parallel_json(stats.prefill_parallel, stats.prompt_tokens, stats.prefill_seconds)},
   };
+  if (gen.constraint) st["constraint_seconds"] = stats.constraint_seconds;
   if (gen.speculative.method != Speculation::None) {
     st["speculative"] = name(gen.speculative.method);
     st["num_speculative_tokens"] = gen.speculative.k;

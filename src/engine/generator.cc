@@ -83,7 +83,11 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   const std::unique_ptr<Proposer> proposer = constraint ? nullptr : make_proposer(spec);
   // Takes a generated token; false when generation ends with it.
   auto emit = [&](int32_t tok) {
-    if (constraint) constraint->accept(tok);
+    if (constraint) {
+      const auto t = Clock::now();
+      constraint->accept(tok);
+      st.constraint_seconds += since(t);
+    }
     out.push_back(tok);
     history.push_back(tok);
     st.generated_tokens += 1;
@@ -93,8 +97,11 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   };
   // The constraint's mask on the logits a token is drawn from.
   auto allowed = [&](std::span<float> l) {
-    if (constraint && !constraint->mask(l))
-      throw Error("no token can continue the structured output (grammar dead end)");
+    if (!constraint) return;
+    const auto t = Clock::now();
+    const bool any = constraint->mask(l);
+    st.constraint_seconds += since(t);
+    if (!any) throw Error("no token can continue the structured output (grammar dead end)");
   };
   Batch b;
   std::vector<int32_t> guess;

@@ -33,6 +33,8 @@ struct GenerationStats {
   // Decode's forward passes of the target model, and with speculation the
   // tokens proposed and accepted.
   int64_t decode_forwards = 0;
+  // With a constraint: seconds in its masks and its advances (part of decode).
+  double constraint_seconds = 0;
   int64_t proposed_tokens = 0;
   int64_t accepted_tokens = 0;
   double acceptance_rate() const {
