@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "core/error.h"
+
 namespace tpinfer::server {
 
 using ojson = nlohmann::ordered_json;
@@ -266,6 +268,16 @@ ToolCallFormat detect_tool_call_format(std::string_view source) {
   if (has(kHermesOpen)) return ToolCallFormat::Hermes;
   if (has("<|start_header_id|>") && has("\"parameters\"") && has("tools")) return ToolCallFormat::Llama3Json;
   return ToolCallFormat::None;
+}
+
+ToolCallFormat resolve_tool_call_parser(std::string_view option, std::string_view template_source) {
+  if (option == "auto") return detect_tool_call_format(template_source);
+  const std::optional<ToolCallFormat> f = kToolCallFormats.find(option);
+  if (!f || *f == ToolCallFormat::None) {
+    throw ConfigError(cat("--tool-call-parser '", option, "' is not a tool-call format; valid: auto, hermes, ",
+                          "llama3_json, mistral"));
+  }
+  return *f;
 }
 
 std::vector<std::string> tool_call_marker_tokens(ToolCallFormat format) {

@@ -63,6 +63,11 @@ inline constexpr EnumNames<ToolCallFormat, 4> kToolCallFormats{{"none", "hermes"
 // anything else (ChatML, Phi, Gemma, gpt-oss's harmony, DeepSeek-R1's) -> None.
 ToolCallFormat detect_tool_call_format(std::string_view template_source);
 
+// --tool-call-parser: "auto" is the format detected from `template_source`,
+// a format's name (but "none") that format. Throws ConfigError naming the
+// valid choices for anything else.
+ToolCallFormat resolve_tool_call_parser(std::string_view option, std::string_view template_source);
+
 // The marker texts of a format that are single special tokens in the models
 // that use it (<tool_call>, <|python_tag|>, [TOOL_CALLS]): the server keeps
 // them in the decoded text of a request with tools even when special tokens

@@ -438,11 +438,14 @@ TEST_F(ServerApi, BadInputGetsItsStatusAndErrorJsonAndTheServerKeepsServing) {
        "messages[0].content[0].type"},
       {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"top_logprobs\": 2}", 400,
        "top_logprobs"},
-      {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}",
-       400, "max_completion_tokens"},
-      {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}",
-       400, "tools"},
-      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump(), 400, "messages"},
+      {"/v1/chat/completions",
+       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}", 400,
+       "max_completion_tokens"},
+      {"/v1/chat/completions",
+       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}", 400,
+       "tools[0].function"},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump(), 400,
+       "messages"},
       {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"model", "nope"}}.dump(),
        404, "model"},
   };
@@ -550,6 +553,101 @@ TEST(ServerChatTemplate, PromptsAreTheRenderedTemplate) {
   }
 }
 
+// Tools. A template that renders none (the bible model's ChatML) refuses
+// tools that may be called, naming `tools`, and takes tool_choice "none". A
+// Hermes-style template (one that writes <tool_call>; the real ones' prompts
+// do not fit the bible model's 512 tokens, tool_render_test renders those)
+// renders the tools and an OpenAI tool-call history (arguments as a JSON
+// string, null content, a tool result); the output is parsed for calls, and
+// the bible model's verses, with none in them, come back as content, whole
+// and streamed alike. Forcing a call waits for constrained decoding (400
+// naming tool_choice).
+TEST(ServerTools, ToolsReachTheTemplateAndOutputIsParsed) {
+  const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+      "description": "Current weather", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])");
+  const json history = json::parse(R"([
+      {"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_abc", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_abc", "content": "sunny"},
+      {"role": "user", "content": "And the LORD said"}])");
+  {
+    ServerProcess plain({"-m", bible_model()});
+    ASSERT_TRUE(plain.ok()) << plain.log();
+    EXPECT_NE(plain.log().find("tool calls none"), std::string::npos) << plain.log();
+    auto c = plain.client();
+    json req = {{"messages", history}, {"tools", tools}, {"max_tokens", 4}, {"temperature", 0}};
+    const HttpResult refused = testing::post_json(*c, "/v1/chat/completions", req);
+    expect_error_json(refused, 400, "tools with a template that renders none");
+    EXPECT_EQ(refused.body["error"]["param"], "tools") << refused.raw;
+    req["tool_choice"] = "none";
+    const HttpResult none = testing::post_json(*c, "/v1/chat/completions", req);
+    ASSERT_EQ(none.status, 200) << none.raw;
+    EXPECT_TRUE(none.body["choices"][0]["message"]["content"].is_string()) << none.raw;
+    EXPECT_FALSE(none.body["choices"][0]["message"].contains("tool_calls")) << none.raw;
+  }
+  testing::TempDir dir;
+  const std::string hermes = dir.file("hermes.jinja");
+  std::ofstream(hermes) << R"TPL({%- if tools %}<|im_start|>system
+Tools: {{ tools | tojson }}. Call as <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>
+{% endif %}
+{%- for m in messages %}<|im_start|>{{ m.role }}
+{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}{% else %}{{ m.content }}{% endif %}<|im_end|>
+{% endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %})TPL";
+  ServerProcess server({"-m", bible_model(), "--chat-template", hermes});
+  ASSERT_TRUE(server.ok()) << server.log();
+  EXPECT_NE(server.log().find("tool calls hermes"), std::string::npos) << server.log();
+  auto c = server.client();
+  json req = {{"messages", history}, {"tools", tools}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}};
+  const HttpResult r = testing::post_json(*c, "/v1/chat/completions", req);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const json& choice = r.body["choices"][0];
+  const std::string content = choice["message"]["content"];
+  EXPECT_FALSE(content.empty()) << r.raw;
+  EXPECT_FALSE(choice["message"].contains("tool_calls")) << r.raw;
+  EXPECT_EQ(choice["finish_reason"], "length") << r.raw;
+  json no_tools = req;
+  no_tools.erase("tools");
+  const HttpResult without = testing::post_json(*c, "/v1/chat/completions", no_tools);
+  ASSERT_EQ(without.status, 200) << without.raw;
+  EXPECT_GT(r.body["usage"]["prompt_tokens"].get<int>(), without.body["usage"]["prompt_tokens"].get<int>() + 20)
+      << "the tools are in the prompt";
+
+  json sreq = req;
+  sreq["stream"] = true;
+  const StreamResult s = testing::post_stream(*c, "/v1/chat/completions", sreq);
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_TRUE(s.done);
+  std::string streamed;
+  std::string finish;
+  for (const json& e : s.events) {
+    if (!e.contains("choices") || e["choices"].empty()) continue;
+    const json& ch = e["choices"][0];
+    EXPECT_FALSE(ch["delta"].contains("tool_calls")) << e;
+    if (ch["delta"].contains("content")) streamed += ch["delta"]["content"].get<std::string>();
+    if (ch["finish_reason"].is_string()) finish = ch["finish_reason"];
+  }
+  EXPECT_EQ(streamed, content);
+  EXPECT_EQ(finish, "length");
+
+  for (const json& choice_json :
+       {json("required"), json{{"type", "function"}, {"function", {{"name", "get_weather"}}}}}) {
+    json forced = req;
+    forced["tool_choice"] = choice_json;
+    const HttpResult f = testing::post_json(*c, "/v1/chat/completions", forced);
+    expect_error_json(f, 400, "forced call");
+    EXPECT_EQ(f.body["error"]["param"], "tool_choice") << f.raw;
+  }
+  json unknown = req;
+  unknown["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
+  const HttpResult u = testing::post_json(*c, "/v1/chat/completions", unknown);
+  expect_error_json(u, 400, "unknown function");
+  EXPECT_EQ(u.body["error"]["param"], "tool_choice.function.name") << u.raw;
+}
+
 TEST(ServerStartup, BadOptionsAreCleanErrors) {
   testing::TempDir dir;
   const std::string bad_template = dir.file("bad.jinja");
@@ -559,6 +657,7 @@ TEST(ServerStartup, BadOptionsAreCleanErrors) {
       {"--chat-template " + dir.file("missing.jinja"), "cannot read"},
       {"--max-model-len 100000", "longer than the model's context of 512"},
       {"--kv-cache-memory 12apples", "not a memory size"},
+      {"--tool-call-parser pythonic", "valid: auto, hermes, llama3_json, mistral"},
       {"--kv-cache-memory 1KiB", "less than one block"},
       {"--kv-cache-memory 1MiB -c 256", "give only one"},
       {"-tp 3", "valid: 1, 2, 4, 8"},
