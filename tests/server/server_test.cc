@@ -555,8 +555,8 @@ TEST(ServerChatTemplate, PromptsAreTheRenderedTemplate) {
 
 // Tools. A template that renders none (the bible model's ChatML) refuses
 // tools that may be called, naming `tools`, and takes tool_choice "none". A
-// Hermes-style template (one that writes <tool_call>; the real ones' prompts
-// do not fit the bible model's 512 tokens, tool_render_test renders those)
+// Hermes-style template (tool_templates/hermes.jinja: the real ones' prompts
+// do not fit the bible model's 512 tokens; tool_render_test renders those)
 // renders the tools and an OpenAI tool-call history (arguments as a JSON
 // string, null content, a tool result); the output is parsed for calls, and
 // the bible model's verses, with none in them, come back as content, whole
@@ -587,16 +587,7 @@ TEST(ServerTools, ToolsReachTheTemplateAndOutputIsParsed) {
     EXPECT_TRUE(none.body["choices"][0]["message"]["content"].is_string()) << none.raw;
     EXPECT_FALSE(none.body["choices"][0]["message"].contains("tool_calls")) << none.raw;
   }
-  testing::TempDir dir;
-  const std::string hermes = dir.file("hermes.jinja");
-  std::ofstream(hermes) << R"TPL({%- if tools %}<|im_start|>system
-Tools: {{ tools | tojson }}. Call as <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>
-{% endif %}
-{%- for m in messages %}<|im_start|>{{ m.role }}
-{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}{% else %}{{ m.content }}{% endif %}<|im_end|>
-{% endfor %}
-{%- if add_generation_prompt %}<|im_start|>assistant
-{% endif %})TPL";
+  const std::string hermes = testing::source_dir() + "/tests/server/tool_templates/hermes.jinja";
   ServerProcess server({"-m", bible_model(), "--chat-template", hermes});
   ASSERT_TRUE(server.ok()) << server.log();
   EXPECT_NE(server.log().find("tool calls hermes"), std::string::npos) << server.log();
