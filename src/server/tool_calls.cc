@@ -260,6 +260,49 @@ void emit_call(std::vector<ToolCallPiece>& out, ToolCall call) {
   out.push_back(std::move(p));
 }
 
+// A tool's parameters schema moved to `base` (a JSON pointer such as
+// "#/anyOf/1/properties/arguments") inside the call schema: its $defs (and
+// definitions) go to the root's $defs under "<tool>.<name>", and every $ref
+// is rewritten to match ("#/$defs/X" -> "#/$defs/<tool>.X", "#" and other
+// local pointers -> under `base`). Values that are data, not schema (enum,
+// const, default, examples), are left alone.
+void relocate_refs(ojson& v, const std::string& tool, const std::string& base) {
+  if (v.is_array()) {
+    for (ojson& e : v) relocate_refs(e, tool, base);
+    return;
+  }
+  if (!v.is_object()) return;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "enum" || key == "const" || key == "default" || key == "examples") continue;
+    if (key == "$ref" && it->is_string()) {
+      const std::string ref = it->get<std::string>();
+      for (const char* defs : {"#/$defs/", "#/definitions/"}) {
+        const std::string prefix = defs;
+        if (ref.rfind(prefix, 0) == 0) {
+          *it = "#/$defs/" + tool + "." + ref.substr(prefix.size());
+          break;
+        }
+      }
+      if (it->get_ref<const std::string&>() == ref && (ref == "#" || ref.rfind("#/", 0) == 0))
+        *it = base + ref.substr(1);
+      continue;
+    }
+    relocate_refs(*it, tool, base);
+  }
+}
+
+ojson relocate_parameters(ojson params, const std::string& tool, const std::string& base, ojson& root_defs) {
+  relocate_refs(params, tool, base);
+  for (const char* defs : {"$defs", "definitions"}) {
+    auto it = params.find(defs);
+    if (it == params.end() || !it->is_object()) continue;
+    for (auto d = it->begin(); d != it->end(); ++d) root_defs[tool + "." + d.key()] = d.value();
+    params.erase(defs);
+  }
+  return params;
+}
+
 }  // namespace
 
 ToolCallFormat detect_tool_call_format(std::string_view source) {
@@ -455,13 +498,21 @@ std::optional<ToolCallConstraint> tool_call_constraint(ToolCallFormat format, co
   if (format == ToolCallFormat::None || !tools.is_array() || tools.empty()) return std::nullopt;
   if (choice.kind != ToolChoice::Required && choice.kind != ToolChoice::Named) return std::nullopt;
   const char* args_key = format == ToolCallFormat::Llama3Json ? "parameters" : "arguments";
-  ojson schemas = ojson::array();
+  std::vector<const ojson*> chosen;
   for (const ojson& tool : tools) {
-    const ojson& fn = tool.at("function");
+    if (choice.kind == ToolChoice::Named && tool.at("function").at("name").get<std::string>() != choice.name) continue;
+    chosen.push_back(&tool);
+  }
+  if (chosen.empty()) return std::nullopt;  // a named function not among the tools: the parser rejects that
+  ojson schemas = ojson::array();
+  ojson defs = ojson::object();
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    const ojson& fn = chosen[k]->at("function");
     const std::string name = fn.at("name").get<std::string>();
-    if (choice.kind == ToolChoice::Named && name != choice.name) continue;
+    const std::string base = chosen.size() == 1 ? std::string("#/properties/") + args_key
+                                                : "#/anyOf/" + std::to_string(k) + "/properties/" + args_key;
     ojson params = fn.contains("parameters") && fn["parameters"].is_object()
-                       ? fn["parameters"]
+                       ? relocate_parameters(fn["parameters"], name, base, defs)
                        : ojson{{"type", "object"}, {"properties", ojson::object()}};
     ojson props = ojson::object();
     props["name"] = {{"const", name}};
@@ -471,10 +522,10 @@ std::optional<ToolCallConstraint> tool_call_constraint(ToolCallFormat format, co
                        {"required", {"name", args_key}},
                        {"additionalProperties", false}});
   }
-  if (schemas.empty()) return std::nullopt;  // a named function not among the tools: the parser rejects that
 
   ToolCallConstraint c;
   c.call_schema = schemas.size() == 1 ? schemas[0] : ojson{{"anyOf", std::move(schemas)}};
+  if (!defs.empty()) c.call_schema["$defs"] = std::move(defs);
   c.max_calls = parallel_tool_calls ? kUnboundedCalls : 1;
   switch (format) {
     case ToolCallFormat::Hermes:

@@ -149,7 +149,10 @@ class ToolCallStream {
 //
 // ("parameters" instead of "arguments" for llama3_json), or {"anyOf": [one
 // such schema per tool]} for "required". A tool without `parameters` takes
-// {"type": "object", "properties": {}}. The grammar layer compiles
+// {"type": "object", "properties": {}}. The parameters' $defs (and
+// definitions) move to the call schema's root $defs as "<tool>.<name>", and
+// their $refs are rewritten to match (local pointers such as "#" to where
+// the parameters now sit), so that the schema is whole on its own. The grammar layer compiles
 // `call_schema` (compile_json_schema) and wraps it in the literal strings;
 // the result parses back with parse_tool_calls into 1..max_calls calls.
 //

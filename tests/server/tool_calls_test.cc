@@ -297,6 +297,31 @@ TEST(ToolCalls, ConstraintSchemas) {
   EXPECT_EQ(tool_call_constraint(M, tools, {ToolChoice::Required, ""}, false)->max_calls, 1);
 }
 
+// $defs of the parameters move to the call schema's root, named after the
+// tool, and every $ref follows them (or the parameters' new place, for "#").
+TEST(ToolCalls, ConstraintSchemasKeepTheirRefsWhole) {
+  const ojson tools = ojson::parse(R"([
+    {"type": "function", "function": {"name": "order", "parameters": {"type": "object",
+      "properties": {"item": {"$ref": "#/$defs/Item"}, "next": {"$ref": "#"},
+        "note": {"const": {"$ref": "#/$defs/Item"}}},
+      "$defs": {"Item": {"type": "object", "properties": {"sku": {"type": "string"},
+        "parts": {"type": "array", "items": {"$ref": "#/$defs/Item"}}}}}}}},
+    {"type": "function", "function": {"name": "old", "parameters": {"type": "object",
+      "properties": {"p": {"$ref": "#/definitions/P"}}, "definitions": {"P": {"type": "integer"}}}}}])");
+  const ToolCallConstraint c = *tool_call_constraint(H, tools, {ToolChoice::Required, ""}, true);
+  const ojson& order = c.call_schema["anyOf"][0]["properties"]["arguments"];
+  EXPECT_EQ(order["properties"]["item"]["$ref"], "#/$defs/order.Item");
+  EXPECT_EQ(order["properties"]["next"]["$ref"], "#/anyOf/0/properties/arguments");
+  EXPECT_EQ(order["properties"]["note"]["const"]["$ref"], "#/$defs/Item") << "data is not rewritten";
+  EXPECT_FALSE(order.contains("$defs"));
+  EXPECT_EQ(c.call_schema["$defs"]["order.Item"]["properties"]["parts"]["items"]["$ref"], "#/$defs/order.Item");
+  EXPECT_EQ(c.call_schema["anyOf"][1]["properties"]["arguments"]["properties"]["p"]["$ref"], "#/$defs/old.P");
+  EXPECT_EQ(c.call_schema["$defs"]["old.P"]["type"], "integer");
+  const ToolCallConstraint named = *tool_call_constraint(H, tools, {ToolChoice::Named, "order"}, true);
+  EXPECT_EQ(named.call_schema["properties"]["arguments"]["properties"]["next"]["$ref"], "#/properties/arguments");
+  EXPECT_FALSE(named.call_schema["$defs"].contains("old.P"));
+}
+
 // What the constraint describes parses back into the calls it was built from.
 TEST(ToolCalls, ConstraintWrappersParseBack) {
   const ojson tools = two_tools();
