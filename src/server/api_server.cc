@@ -622,7 +622,9 @@ void ApiServer::handle_tokenize(const httplib::Request& req, httplib::Response& 
   std::vector<int32_t> ids;
   if (r.is_chat) {
     try {
-      ids = chat_->tokens(r.messages, r.add_generation_prompt, ojson::object());
+      ojson messages = r.messages;
+      prepare_messages_for_format(tool_format_, messages);
+      ids = chat_->tokens(messages, r.add_generation_prompt, r.chat_template_kwargs, r.tools);
     } catch (const TemplateFailure& e) {
       return send_error(res, ApiError::invalid(std::string("The chat template failed: ") + e.what(), "messages"));
     }

@@ -694,6 +694,8 @@ TokenizeParse parse_tokenize_request(std::string_view body, const ParserLimits& 
       r.messages = parse_messages(f.get("messages"), limits);
       r.add_generation_prompt = f.boolean("add_generation_prompt").value_or(true);
       f.boolean("add_special_tokens");  // type-checked; chat prompts get BOS as the chat endpoint does
+      if (const json* tools = f.get("tools")) r.tools = parse_tools(*tools, limits);
+      if (const json* kw = f.object("chat_template_kwargs")) r.chat_template_kwargs = *kw;
     } else {
       const std::optional<std::string> prompt = f.string("prompt");
       if (!prompt) fail("'prompt' (or 'messages') is required.", "prompt");

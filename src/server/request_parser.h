@@ -127,15 +127,18 @@ using GenerationParse = std::variant<GenerationRequest, ApiError>;
 GenerationParse parse_generation_request(Endpoint endpoint, std::string_view body, const ParserLimits& limits);
 
 // POST /tokenize (vLLM): {"prompt": "...", "add_special_tokens": true} or
-// {"messages": [...], "add_generation_prompt": true}; chat prompts are tokenized
-// exactly as the chat endpoint does (add_special_tokens does not apply).
+// {"messages": [...], "add_generation_prompt": true, "tools": [...],
+// "chat_template_kwargs": {...}}; chat prompts are tokenized exactly as the
+// chat endpoint does (add_special_tokens does not apply).
 struct TokenizeRequest {
   std::string model;
   bool is_chat = false;
   std::string prompt;
   nlohmann::ordered_json messages;
   bool add_generation_prompt = true;
-  bool add_special_tokens = true;  // prompts only
+  nlohmann::ordered_json tools;                 // chat: validated, as sent; null: none
+  nlohmann::ordered_json chat_template_kwargs;  // chat: object or null
+  bool add_special_tokens = true;               // prompts only
 };
 using TokenizeParse = std::variant<TokenizeRequest, ApiError>;
 TokenizeParse parse_tokenize_request(std::string_view body, const ParserLimits& limits);

@@ -606,6 +606,16 @@ TEST(ServerTools, ToolsReachTheTemplateAndOutputIsParsed) {
   ASSERT_EQ(without.status, 200) << without.raw;
   EXPECT_GT(r.body["usage"]["prompt_tokens"].get<int>(), without.body["usage"]["prompt_tokens"].get<int>() + 20)
       << "the tools are in the prompt";
+  // /tokenize renders the same prompt, tools included.
+  const HttpResult t = testing::post_json(*c, "/tokenize", json{{"messages", history}, {"tools", tools}});
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body["count"], r.body["usage"]["prompt_tokens"]);
+  const HttpResult d = testing::post_json(*c, "/detokenize", json{{"tokens", t.body["tokens"]}});
+  const std::string prompt = d.body["prompt"];
+  EXPECT_NE(prompt.find(R"(<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>)"),
+            std::string::npos)
+      << "the call's arguments string is rendered as the object it holds: " << prompt;
+  EXPECT_NE(prompt.find(R"("required": ["city"])"), std::string::npos) << prompt;
 
   json sreq = req;
   sreq["stream"] = true;
