@@ -139,26 +139,28 @@ class ToolCallStream {
 //
 // where every `call` is a JSON value valid against `call_schema`, written
 // compactly or with blanks as a JSON grammar allows. `call_schema` is a JSON
-// Schema (draft 2020-12 subset: type, properties, required, const, anyOf,
-// additionalProperties) of one call object in the format's own key names, in
-// the order they must be written:
+// Schema of one call object in the format's own key names, in the order they
+// must be written:
 //
 //   {"type": "object",
 //    "properties": {"name": {"const": "f"}, "arguments": <f's parameters>},
 //    "required": ["name", "arguments"], "additionalProperties": false}
 //
 // ("parameters" instead of "arguments" for llama3_json), or {"anyOf": [one
-// such schema per tool]} for "required". A tool without `parameters` takes
-// {"type": "object", "properties": {}}. The parameters' $defs (and
-// definitions) move to the call schema's root $defs as "<tool>.<name>", and
-// their $refs are rewritten to match (local pointers such as "#" to where
-// the parameters now sit), so that the schema is whole on its own. The grammar layer compiles
-// `call_schema` (compile_json_schema) and wraps it in the literal strings;
-// the result parses back with parse_tool_calls into 1..max_calls calls.
+// such schema per tool]} for "required"; besides what the tools' parameters
+// use, it needs type, properties, required, const, anyOf, additionalProperties
+// and $defs/$ref. A tool without `parameters` takes {"type": "object",
+// "properties": {}}. The parameters' $defs (and definitions) move to the call
+// schema's root $defs as "<tool>.<name>", and their $refs are rewritten to
+// match (local pointers such as "#" to where the parameters now sit), so that
+// the schema is whole on its own. The grammar layer compiles `call_schema`
+// (compile_json_schema) and wraps it in the literal strings; the result
+// parses back with parse_tool_calls into 1..max_calls calls.
 //
-// `prefix` of mistral ([TOOL_CALLS]) and the optional <|python_tag|> are
-// special tokens: the literal must be matched by that token (the grammar
-// layer decodes it with specials kept, as tool_call_marker_tokens says).
+// The literals may hold a marker that is one special token of the vocabulary
+// (tool_call_marker_tokens: [TOOL_CALLS] in Mistral's, <tool_call> in some
+// Hermes models'): the grammar layer must let that token match the literal's
+// text, as the server decodes it with that token kept.
 struct ToolCallConstraint {
   std::string prefix;
   nlohmann::ordered_json call_schema;
