@@ -7,7 +7,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -30,12 +32,24 @@ struct BenchOptions {
   int reps = 3;
   bool json = false;
   std::string plot;
+  SpeculativeCliOptions speculative;
+  std::string spec_prompt;
+  std::string spec_prompt_file;
 };
+
+// The speculative test's default prompt: a passage, then its beginning again,
+// so that a model which has read it continues by quoting it (the task where
+// guesses copied from earlier text pay).
+constexpr const char* kQuotingPrompt =
+    "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness "
+    "was upon the face of the deep. And the Spirit of God moved upon the face of the waters. And God said, Let there "
+    "be light: and there was light.\nIn the beginning God created the heaven";
 
 struct Row {
   int tp, pp, threads;
   BenchResult prompt, tg;
   uint64_t weight_bytes;
+  std::optional<SpeculativeBenchResult> spec;
 };
 
 void write_svg(const std::string& path, const std::vector<Row>& rows) {
@@ -111,6 +125,13 @@ void run(BenchOptions& o) {
   if (!o.model.pipeline_split.empty() && pps.size() != 1) {
     throw ConfigError("--pipeline-split needs a single pipeline depth (-pp N)");
   }
+  const Speculation spec_method = parse_speculation(o.speculative.method);
+  std::string spec_text = o.spec_prompt.empty() ? kQuotingPrompt : o.spec_prompt;
+  if (!o.spec_prompt_file.empty()) {
+    std::ifstream f(o.spec_prompt_file, std::ios::binary);
+    if (!f) throw ConfigError(cat("--spec-prompt-file: cannot read '", o.spec_prompt_file, "'"));
+    spec_text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
   const int cores = available_cpus();  // the cores this process was given
   std::vector<Row> rows;
   int max_threads = 1;
@@ -120,14 +141,24 @@ void run(BenchOptions& o) {
     m.tp = tp;
     m.pp = pp;
     m.threads_per_rank = threads.empty() ? default_threads_per_rank(tp * pp) : threads[threads.size() == 1 ? 0 : i];
-    if (m.ctx_size == 0) m.ctx_size = o.n_prompt + o.n_gen + 16;
+    // The speculative test's prompt is text of unknown length: room for 4096 tokens of it.
+    if (m.ctx_size == 0) {
+      m.ctx_size = std::max(o.n_prompt, spec_method == Speculation::None ? 0 : 4096) + o.n_gen + 16 +
+                   kMaxSpeculativeTokens;
+    }
     const std::unique_ptr<Engine> engine_ptr = open_engine(m);
     if (!engine_ptr) continue;  // an mpi worker
     Engine& engine = *engine_ptr;
-    Row r{tp, pp, m.threads_per_rank, {}, {}, 0};
+    Row r{tp, pp, m.threads_per_rank, {}, {}, 0, std::nullopt};
     for (const RankReport& rep : engine.rank_reports()) r.weight_bytes += rep.weight_bytes;
     if (o.n_prompt > 0) r.prompt = bench_prompt(engine, o.n_prompt, o.reps);
     if (o.n_gen > 0) r.tg = bench_generate(engine, o.n_gen, o.reps);
+    if (spec_method != Speculation::None) {
+      const std::unique_ptr<Engine> draft = open_draft(o.speculative, m, engine);
+      const std::vector<int32_t> prompt = engine.tokenizer().encode(spec_text, /*add_special=*/true, false);
+      r.spec = bench_speculative(engine, prompt, std::max(o.n_gen, 2), o.reps,
+                                 speculative_options(o.speculative, draft.get()));
+    }
     max_threads = std::max(max_threads, tp * pp * m.threads_per_rank);
     rows.push_back(r);
     if (!o.json) std::fprintf(stderr, "tp %d pp %d done\n", tp, pp);
@@ -157,6 +188,21 @@ void run(BenchOptions& o) {
                                 {"machine_read_bandwidth", machine_bw},
                                 {"expert_parallel", o.model.expert_parallel},
                                 {"runs", nlohmann::ordered_json::array()}};
+  auto spec_json = [&](const SpeculativeBenchResult& b) {
+    return nlohmann::ordered_json{{"method", o.speculative.method},
+                                  {"num_speculative_tokens", o.speculative.k},
+                                  {"tokens", b.tokens},
+                                  {"tokens_per_second_off", b.median_off_tps},
+                                  {"tokens_per_second_on", b.median_on_tps},
+                                  {"speedup", b.median_off_tps > 0 ? b.median_on_tps / b.median_off_tps : 0.0},
+                                  {"acceptance_rate", b.acceptance_rate},
+                                  {"tokens_per_forward", b.tokens_per_forward},
+                                  {"decode_forwards_off", b.decode_forwards_off},
+                                  {"decode_forwards_on", b.decode_forwards_on},
+                                  {"same_output", b.same_output},
+                                  {"samples_off", b.off_tps},
+                                  {"samples_on", b.on_tps}};
+  };
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;
     // "pp" / "tg" are llama-bench's tests (prompt processing, text generation);
@@ -169,6 +215,7 @@ void run(BenchOptions& o) {
                            {"tg", result_json(r.tg)},
                            {"achieved_bandwidth", achieved},
                            {"bandwidth_fraction", achieved / machine_bw}});
+    if (r.spec) out["runs"].back()["speculative"] = spec_json(*r.spec);
   }
   if (!o.plot.empty()) write_svg(o.plot, rows);
   if (o.json) {
@@ -202,6 +249,18 @@ void run(BenchOptions& o) {
       line(r, "tg", o.n_gen, r.tg, bw);
     }
   }
+  if (spec_method == Speculation::None) return;
+  // Speculative decoding: greedy generation from the same prompt, off and on.
+  std::printf("\nspeculative decoding (%s, k %d; greedy, %d tokens after a %s prompt):\n\n", o.speculative.method.c_str(),
+              o.speculative.k, std::max(o.n_gen, 2), o.spec_prompt.empty() && o.spec_prompt_file.empty() ? "quoting" : "given");
+  std::printf("| tp | stages | tok/s off | tok/s on | speedup | accepted | tokens/forward | same output |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---|\n");
+  for (const Row& r : rows) {
+    const SpeculativeBenchResult& b = *r.spec;
+    std::printf("| %d | %d | %.2f | %.2f | %.2fx | %.0f%% | %.2f | %s |\n", r.tp, r.pp, b.median_off_tps,
+                b.median_on_tps, b.median_off_tps > 0 ? b.median_on_tps / b.median_off_tps : 0.0,
+                100 * b.acceptance_rate, b.tokens_per_forward, b.same_output ? "yes" : "NO");
+  }
 }
 
 }  // namespace
@@ -231,6 +290,10 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--enable-expert-parallel", o->model.expert_parallel,
                 "MoE models: whole experts on ranks instead of every expert split over them");
   add_device_options(*cmd, o->model);
+  add_speculative_options(*cmd, o->speculative);
+  cmd->add_option("--spec-prompt", o->spec_prompt,
+                  "Prompt of the speculative test (default: a passage and its beginning again, a quoting task)");
+  cmd->add_option("--spec-prompt-file", o->spec_prompt_file, "File holding the prompt of the speculative test");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--plot", o->plot, "Write an SVG plot of tokens/s and comm share per layout");
   cmd->callback([o] { run(*o); });

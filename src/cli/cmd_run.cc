@@ -26,9 +26,7 @@ struct RunOptions {
   bool chat = false;
   std::string system;
   std::string chat_template_file;
-  std::string speculative = "none";
-  int speculative_tokens = 4;
-  std::string draft_model;
+  SpeculativeCliOptions speculative;
 };
 
 nlohmann::ordered_json comm_json(const CommSummary& c) {
@@ -91,25 +89,8 @@ void run(RunOptions& o) {
   GenerateOptions gen;
   gen.max_tokens = o.n;
   gen.stop_at_eog = !o.ignore_eos;
-  gen.speculative.method = parse_speculation(o.speculative);
-  gen.speculative.k = o.speculative_tokens;
-  // The draft model: one rank on the driver, threads of this process beside
-  // the target's ranks (unpinned), a cache as long as the target's.
-  std::unique_ptr<Engine> draft;
-  if (!o.draft_model.empty() && gen.speculative.method != Speculation::Draft) {
-    throw ConfigError("--draft-model is for --speculative draft");
-  }
-  if (gen.speculative.method == Speculation::Draft && !o.draft_model.empty()) {
-    EngineOptions d;
-    d.comm = CommBackend::Local;
-    d.pin_threads = false;
-    d.parallel.threads_per_rank = engine_options(o.model).parallel.threads_per_rank;
-    d.kv_tokens = static_cast<int64_t>(engine.blocks().n_blocks()) * engine.blocks().block_size();
-    draft = std::make_unique<Engine>(o.draft_model, d);
-    check_draft_vocabulary(draft->config().vocab, engine.config().vocab);
-    gen.speculative.draft = draft.get();
-  }
-  check(gen.speculative);
+  const std::unique_ptr<Engine> draft = open_draft(o.speculative, o.model, engine);
+  gen.speculative = speculative_options(o.speculative, draft.get());
   GenerationStats stats;
   StreamDecoder stream(tok);
   std::string text;
@@ -265,12 +246,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)");
   cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the repetition penalty looks back");
   cmd->add_option("--seed", o->sampling.seed, "Random seed");
-  cmd->add_option("--speculative", o->speculative,
-                  "Speculative decoding: none (default), ngram (guesses copied from earlier text) or draft (a smaller "
-                  "model with the same vocabulary, --draft-model); the output is unchanged");
-  cmd->add_option("--draft-model", o->draft_model, "The draft model of --speculative draft: a .gguf file or a Hugging Face folder");
-  cmd->add_option("--num-speculative-tokens", o->speculative_tokens,
-                  cat("Tokens guessed per target forward with --speculative (1 to ", kMaxSpeculativeTokens, ", default 4)"));
+  add_speculative_options(*cmd, o->speculative);
   cmd->add_flag("--json", o->json, "Print one JSON object with tokens, text and stats");
   cmd->add_flag("--special", o->special, "Recognise special tokens written in the prompt");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-generation token");

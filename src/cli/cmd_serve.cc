@@ -37,6 +37,7 @@ struct ServeOptions {
   std::string tool_call_parser = "auto";
   double drain_timeout = 30.0;
   bool no_prefix_caching = false;
+  SpeculativeCliOptions speculative;
 };
 
 // The signal handler may only write to a pipe; a thread reads it.
@@ -160,6 +161,15 @@ void serve(ServeOptions& o) {
   }
   std::vector<Engine*> replicas;
   for (auto& e : engines) replicas.push_back(e.get());
+  // A draft model per replica: each replica's scheduler thread drives its own.
+  std::vector<std::unique_ptr<Engine>> drafts;
+  for (Engine* e : replicas) {
+    if (auto d = open_draft(o.speculative, o.model, *e)) {
+      so.drafts.push_back(d.get());
+      drafts.push_back(std::move(d));
+    }
+  }
+  so.scheduler.speculative = speculative_options(o.speculative, drafts.empty() ? nullptr : drafts[0].get());
   server::ApiServer server(replicas, so);
   const int port = server.bind();
   SignalWatcher watcher(server);
@@ -170,10 +180,14 @@ void serve(ServeOptions& o) {
   for (int c : engine.pipeline().layer_counts()) stages += (stages.empty() ? "" : ",") + std::to_string(c);
   std::fprintf(stderr,
                "tpinfer serve: model '%s', tp %d, pp %d (layers %s), dp %d, KV cache %lld tokens per replica (%s per "
-               "rank), max model length %lld, max %d sequences per replica, prefix caching %s, tool calls %s\n",
+               "rank), max model length %lld, max %d sequences per replica, prefix caching %s, speculative %s, tool "
+               "calls %s\n",
                server.model_name().c_str(), engine.tp(), engine.pp(), stages.c_str(), o.dp,
                static_cast<long long>(cache_tokens), format_bytes(kv_bytes).c_str(),
                static_cast<long long>(server.max_model_len()), o.max_num_seqs, o.no_prefix_caching ? "off" : "on",
+               so.scheduler.speculative.method == Speculation::None
+                   ? "off"
+                   : cat(name(so.scheduler.speculative.method), " k ", so.scheduler.speculative.k).c_str(),
                server::kToolCallFormats[server.tool_call_format()]);
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
@@ -209,6 +223,7 @@ void register_serve(CLI::App& app) {
                   "sequences of max-model-len tokens use)");
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
                 "Prefill every prompt whole: keep no computed blocks for later requests that begin alike");
+  add_speculative_options(*cmd, o->speculative);
   cmd->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model's)");
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's, else ChatML)");

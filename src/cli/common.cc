@@ -36,6 +36,42 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   add_device_options(cmd, o);
 }
 
+void add_speculative_options(CLI::App& cmd, SpeculativeCliOptions& o) {
+  cmd.add_option("--speculative", o.method,
+                 "Speculative decoding: none (default), ngram (guesses copied from earlier text) or draft (a smaller "
+                 "model with the same vocabulary, --draft-model); the output is unchanged");
+  cmd.add_option("--draft-model", o.draft_model,
+                 "The draft model of --speculative draft: a .gguf file or a Hugging Face folder");
+  cmd.add_option(
+      "--num-speculative-tokens", o.k,
+      cat("Tokens guessed per target forward with --speculative (1 to ", kMaxSpeculativeTokens, ", default 4)"));
+}
+
+std::unique_ptr<Engine> open_draft(const SpeculativeCliOptions& o, const ModelOptions& target_options, Engine& target) {
+  const Speculation method = parse_speculation(o.method);
+  if (!o.draft_model.empty() && method != Speculation::Draft) {
+    throw ConfigError("--draft-model is for --speculative draft");
+  }
+  if (method != Speculation::Draft || o.draft_model.empty()) return nullptr;
+  EngineOptions d;
+  d.comm = CommBackend::Local;
+  d.pin_threads = false;
+  d.parallel.threads_per_rank = engine_options(target_options).parallel.threads_per_rank;
+  d.kv_tokens = static_cast<int64_t>(target.blocks().n_blocks()) * target.blocks().block_size();
+  auto draft = std::make_unique<Engine>(o.draft_model, d);
+  check_draft_vocabulary(draft->config().vocab, target.config().vocab);
+  return draft;
+}
+
+SpeculativeOptions speculative_options(const SpeculativeCliOptions& o, Engine* draft) {
+  SpeculativeOptions s;
+  s.method = parse_speculation(o.method);
+  s.k = o.k;
+  s.draft = draft;
+  check(s);
+  return s;
+}
+
 void add_device_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--device", o.device,
                  "Where the ranks compute: cpu (default) or cuda (one GPU per rank when there are enough, else "

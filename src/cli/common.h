@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/speculative.h"
 
 namespace tpinfer::cli {
 
@@ -18,7 +19,7 @@ struct ModelOptions {
   int pp = 1;
   std::string pipeline_split;  // "3,5": layers per stage
   int micro_batches = 0;       // 0: one per stage
-  int threads_per_rank = 0;  // 0: cores / (tp x pp) (at least 1)
+  int threads_per_rank = 0;    // 0: cores / (tp x pp) (at least 1)
   double comm_timeout = 60.0;
   std::string kv_type = "f16";
   int64_t ctx_size = 0;
@@ -30,7 +31,23 @@ struct ModelOptions {
   bool no_cuda_graphs = false;
 };
 
+// --speculative, --draft-model, --num-speculative-tokens (run, bench, serve).
+struct SpeculativeCliOptions {
+  std::string method = "none";
+  int k = 4;
+  std::string draft_model;
+};
+
 void add_model_options(CLI::App& cmd, ModelOptions& o);
+void add_speculative_options(CLI::App& cmd, SpeculativeCliOptions& o);
+// The draft model of --speculative draft for `target`: one local rank on the
+// driver, threads of this process beside the target's ranks (unpinned), a
+// cache as long as the target's; null for the other methods. ConfigError for
+// a draft model without --speculative draft, or one with another vocabulary.
+std::unique_ptr<Engine> open_draft(const SpeculativeCliOptions& o, const ModelOptions& target_options, Engine& target);
+// The options the generator and scheduler take; checked (k in range, a
+// draft there when the method needs one).
+SpeculativeOptions speculative_options(const SpeculativeCliOptions& o, Engine* draft);
 // --device and --no-cuda-graphs (part of add_model_options; bench adds them alone).
 void add_device_options(CLI::App& cmd, ModelOptions& o);
 // `replicas`: engines of this process sharing its cores (serve's

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "engine/comm_summary.h"
+#include "engine/generator.h"
 
 namespace tpinfer {
 namespace {
@@ -93,8 +94,8 @@ std::vector<int32_t> tokens_for(const Engine& engine, int n, uint64_t seed) {
 // as one batch (logits for the last token only).
 void run_batch(Engine& engine, std::vector<int32_t>& table, const std::vector<int32_t>& tokens, int64_t start) {
   if (!engine.blocks().reserve(table, start + static_cast<int64_t>(tokens.size()))) {
-    throw ConfigError(cat("the KV cache cannot hold ", start + static_cast<int64_t>(tokens.size()),
-                          " tokens; raise --ctx-size"));
+    throw ConfigError(
+        cat("the KV cache cannot hold ", start + static_cast<int64_t>(tokens.size()), " tokens; raise --ctx-size"));
   }
   Batch b;
   b.sequences.push_back({table});
@@ -141,6 +142,51 @@ BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed) {
   }
   BenchResult r = summarize(n_gen, samples);
   r.measures_wait = engine.parallel_stats().tp_measures_wait;
+  return r;
+}
+
+SpeculativeBenchResult bench_speculative(Engine& engine, const std::vector<int32_t>& prompt, int n_gen, int reps,
+                                         const SpeculativeOptions& spec) {
+  if (n_gen < 2) throw ConfigError(cat("a speculative bench needs at least 2 generated tokens, got ", n_gen));
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  SpeculativeBenchResult r;
+  std::vector<int32_t> reference;
+  for (int rep = -1; rep < reps; ++rep) {
+    for (const bool on : {false, true}) {
+      GenerateOptions g;
+      g.max_tokens = n_gen;
+      g.stop_at_eog = false;
+      if (on) g.speculative = spec;
+      GenerationStats st;
+      const std::vector<int32_t> out = generate(
+          engine, prompt, greedy, g, [](int32_t) { return true; }, &st);
+      if (!on) {
+        reference = out;
+      } else if (out != reference) {
+        r.same_output = false;
+      }
+      if (rep < 0) continue;
+      const double tps = st.decode_seconds > 0 ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds : 0;
+      r.tokens = st.generated_tokens;
+      if (on) {
+        r.on_tps.push_back(tps);
+        r.acceptance_rate = st.acceptance_rate();
+        r.tokens_per_forward = st.tokens_per_forward();
+        r.decode_forwards_on = st.decode_forwards;
+      } else {
+        r.off_tps.push_back(tps);
+        r.decode_forwards_off = st.decode_forwards;
+      }
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  r.median_off_tps = median(r.off_tps);
+  r.median_on_tps = median(r.on_tps);
   return r;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/speculative.h"
 
 namespace tpinfer {
 
@@ -29,7 +30,7 @@ struct BenchSample {
   double critical_comm_share = 0;
   std::vector<double> rank_comm_share;  // each rank's collective share, [tp_rank]
   std::vector<double> rank_wait_share;  // of it, waiting for the last rank
-  double comm_bytes_per_token = 0;  // tensor-parallel, the driver's
+  double comm_bytes_per_token = 0;      // tensor-parallel, the driver's
   double all_reduces_per_token = 0;
   double pp_bytes_per_token = 0;         // the driver's sends and receives between stages
   double bubble_share = 0;               // ParallelStats::bubble_share()
@@ -62,5 +63,24 @@ struct BenchResult {
 BenchResult bench_prompt(Engine& engine, int n_prompt, int reps, uint64_t seed = 1);
 // n_gen decode steps after a 1-token context, `reps` times (after one warm-up).
 BenchResult bench_generate(Engine& engine, int n_gen, int reps, uint64_t seed = 2);
+
+// Speculative decoding against plain decoding on the same prompt: n_gen
+// greedy tokens after `prompt`, without and with `spec`, alternating, `reps`
+// times each (after one warm-up of each); decode tokens/s (first token, from
+// the prefill, excluded), the guesses accepted, and whether the two outputs
+// are the same tokens (they must be).
+struct SpeculativeBenchResult {
+  int64_t tokens = 0;  // generated per run
+  std::vector<double> off_tps, on_tps;
+  double median_off_tps = 0;
+  double median_on_tps = 0;
+  double acceptance_rate = 0;     // of the last run with speculation
+  double tokens_per_forward = 0;  // of the last run with speculation
+  int64_t decode_forwards_off = 0;
+  int64_t decode_forwards_on = 0;
+  bool same_output = true;
+};
+SpeculativeBenchResult bench_speculative(Engine& engine, const std::vector<int32_t>& prompt, int n_gen, int reps,
+                                         const SpeculativeOptions& spec);
 
 }  // namespace tpinfer

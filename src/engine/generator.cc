@@ -79,18 +79,27 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   const SpeculativeOptions& spec = options.speculative;
   if (spec.method != Speculation::None) check(spec);
   if (spec.draft) check_draft_vocabulary(spec.draft->config().vocab, vocab);
-  const std::unique_ptr<Proposer> proposer = make_proposer(spec);
+  TokenConstraint* const constraint = options.constraint;
+  const std::unique_ptr<Proposer> proposer = constraint ? nullptr : make_proposer(spec);
   // Takes a generated token; false when generation ends with it.
   auto emit = [&](int32_t tok) {
+    if (constraint) constraint->accept(tok);
     out.push_back(tok);
     history.push_back(tok);
     st.generated_tokens += 1;
     const bool eog = options.stop_at_eog && engine.tokenizer().is_eog(tok);
-    return on_token(tok) && !eog && static_cast<int>(out.size()) < options.max_tokens;
+    const bool complete = constraint && constraint->finished();
+    return on_token(tok) && !eog && !complete && static_cast<int>(out.size()) < options.max_tokens;
+  };
+  // The constraint's mask on the logits a token is drawn from.
+  auto allowed = [&](std::span<float> l) {
+    if (constraint && !constraint->mask(l))
+      throw Error("no token can continue the structured output (grammar dead end)");
   };
   Batch b;
   std::vector<int32_t> guess;
   try {
+    if (options.max_tokens > 0) allowed(logits);
     bool going = options.max_tokens > 0 && emit(sampler.sample(logits, history));
     while (going) {
       // The last token is not in the cache yet: it runs now, at `pos`, with
@@ -124,6 +133,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
       for (; going && j <= guess.size(); ++j) {
         std::copy(rows.begin() + static_cast<int64_t>(j) * vocab, rows.begin() + static_cast<int64_t>(j + 1) * vocab,
                   logits.begin());
+        allowed(logits);
         if (j == guess.size()) {
           going = emit(sampler.sample(logits, history));
           break;

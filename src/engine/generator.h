@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
@@ -50,6 +51,9 @@ struct GenerateOptions {
   // With a method, each decode step runs the last token and the proposed
   // ones through the model together (engine/speculative.h).
   SpeculativeOptions speculative;
+  // Structured output (engine/constraint.h): the generation's constraint, or
+  // null. It ends the generation when complete; no guesses are taken with it.
+  TokenConstraint* constraint = nullptr;
 };
 
 // Generates after `prompt`; calls on_token for every new token (return false to

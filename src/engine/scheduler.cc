@@ -9,10 +9,14 @@ namespace tpinfer {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Cancelled: return "cancelled";
-    case FinishReason::Error: return "error";
+    case FinishReason::Stop:
+      return "stop";
+    case FinishReason::Length:
+      return "length";
+    case FinishReason::Cancelled:
+      return "cancelled";
+    case FinishReason::Error:
+      return "error";
   }
   return "unknown";
 }
@@ -36,6 +40,11 @@ struct Scheduler::Sequence {
   size_t n_prompt_hashes = 0;
   int n_committed = 0;     // leading blocks of `table` committed to the prefix cache
   int cached_prompt = -1;  // prompt tokens found in the cache when first prefilled; -1: not yet
+  // Speculative decoding: where guesses come from (null: none), how many per
+  // step, and the guesses in the batch in flight (after the last token).
+  std::unique_ptr<Proposer> proposer;
+  int k = 0;
+  std::vector<int32_t> guess;
 
   Sequence(uint64_t id_, SequenceSpec r) : id(id_), req(std::move(r)), sampler(req.sampling) {
     tokens = req.prompt;
@@ -52,6 +61,12 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& options) : engine_(
   if (options_.max_batch_tokens < options_.max_num_seqs) options_.max_batch_tokens = options_.max_num_seqs;
   metrics_.kv_blocks_total = engine.blocks().n_blocks();
   lanes_.resize(static_cast<size_t>(std::max(1, engine.pp())));
+  if (options_.speculative.method != Speculation::None) {
+    check(options_.speculative);
+    if (options_.speculative.draft) {
+      check_draft_vocabulary(options_.speculative.draft->config().vocab, engine.config().vocab);
+    }
+  }
 }
 
 Scheduler::~Scheduler() = default;
@@ -67,8 +82,15 @@ uint64_t Scheduler::submit(SequenceSpec spec) {
   for (int32_t t : spec.prompt) {
     if (t < 0 || t >= engine_.config().vocab) throw Error(cat("token id ", t, " outside the vocabulary"));
   }
+  if (spec.speculative_tokens < -1 || spec.speculative_tokens > kMaxSpeculativeTokens) {
+    throw Error(cat("speculative tokens must be 0 to ", kMaxSpeculativeTokens, ", got ", spec.speculative_tokens));
+  }
   const BlockAllocator& blocks = engine_.blocks();
   auto seq = std::make_unique<Sequence>(0, std::move(spec));
+  seq->k = seq->req.constraint                ? 0
+           : seq->req.speculative_tokens >= 0 ? seq->req.speculative_tokens
+                                              : options_.speculative.k;
+  if (seq->k > 0) seq->proposer = make_proposer(options_.speculative);
   if (options_.prefix_caching) {
     blocks.hash_blocks(seq->tokens, seq->tokens.size() / static_cast<size_t>(blocks.block_size()), seq->hashes);
     seq->n_prompt_hashes = seq->hashes.size();
@@ -154,6 +176,7 @@ void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& erro
   s.done = true;
   unfinished_.fetch_sub(1, std::memory_order_relaxed);
   engine_.blocks().release(s.table);
+  s.proposer.reset();  // a draft's KV blocks go back too
   if (s.n_prompt_hashes > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (size_t i = 0; i < s.n_prompt_hashes; ++i) {
@@ -332,6 +355,57 @@ bool Scheduler::step() {
   return !running_.empty() || !waiting_.empty() || any_in_flight();
 }
 
+// Asks the sequence's proposer for guesses to check in this step: at most its
+// k, what max_tokens and the model length leave after the token this step
+// gives anyway, and what the step's token budget has left; kept only if free
+// KV blocks hold them (a guess never preempts another sequence).
+void Scheduler::propose(Sequence& s, int64_t budget) {
+  if (!s.proposer) return;
+  const auto len = static_cast<int64_t>(s.tokens.size());
+  const int64_t room = std::min({static_cast<int64_t>(s.k), static_cast<int64_t>(s.req.max_tokens - s.generated) - 1,
+                                 static_cast<int64_t>(options_.max_model_len) - len - 1, budget - 1});
+  if (room <= 0) return;
+  s.guess = s.proposer->propose(s.tokens, static_cast<int>(room));
+  if (static_cast<int64_t>(s.guess.size()) > room) s.guess.resize(static_cast<size_t>(room));
+  if (!engine_.blocks().reserve(s.table, s.n_computed + 1 + static_cast<int64_t>(s.guess.size()))) s.guess.clear();
+}
+
+// `logits` is the row the token was drawn from (penalties applied), for its
+// logprobs; `computed`: the token was a guess of this step, its K/V computed.
+bool Scheduler::deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bool computed) {
+  if (s.req.top_logprobs >= 0) {
+    const int64_t vocab = static_cast<int64_t>(logits.size());
+    Sampler::log_softmax(logits, logprob_scratch_);
+    ev.logprob = logprob_scratch_[static_cast<size_t>(ev.token)];
+    std::vector<int32_t> ids(static_cast<size_t>(vocab));
+    for (int32_t v = 0; v < vocab; ++v) ids[static_cast<size_t>(v)] = v;
+    const size_t k = std::min<size_t>(static_cast<size_t>(s.req.top_logprobs), ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
+      return logprob_scratch_[static_cast<size_t>(a)] > logprob_scratch_[static_cast<size_t>(b)];
+    });
+    for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
+  }
+  if (s.req.constraint) s.req.constraint->accept(ev.token);
+  s.tokens.push_back(ev.token);
+  if (computed) s.n_computed += 1;
+  s.generated += 1;
+  generated_ += 1;
+  bool keep_going = true;
+  if (s.req.on_token) keep_going = s.req.on_token(ev);
+  FinishReason reason = FinishReason::Stop;
+  if (!keep_going || (s.req.stop_at_eog && engine_.tokenizer().is_eog(ev.token)) ||
+      (s.req.constraint && s.req.constraint->finished())) {
+    reason = FinishReason::Stop;
+  } else if (s.generated >= s.req.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.max_model_len) {
+    reason = FinishReason::Length;
+  } else {
+    return true;
+  }
+  commit_blocks(s);
+  finish(s, reason);
+  return false;
+}
+
 // Builds the lane's batch: every sequence of the lane with pending tokens,
 // decode (1 token) first, prefill chunks after, within the token budget.
 void Scheduler::build_and_submit(int lane) {
@@ -349,8 +423,13 @@ void Scheduler::build_and_submit(int lane) {
   for (Sequence* s : order) {
     if (budget <= 0 || s->done) continue;
     attach_prefix(*s);
-    const int64_t chunk = std::min<int64_t>(s->pending(), budget);
+    int64_t chunk = std::min<int64_t>(s->pending(), budget);
     if (!ensure_blocks(*s, s->n_computed + chunk)) continue;
+    s->guess.clear();
+    if (s->pending() == 1) {
+      propose(*s, budget);
+      chunk += static_cast<int64_t>(s->guess.size());
+    }
     budget -= chunk;
     in_batch.push_back(s);
     chunk_of.push_back(chunk);
@@ -371,12 +450,15 @@ void Scheduler::build_and_submit(int lane) {
     Sequence& s = *L.seqs[i];
     const int32_t seq_index = static_cast<int32_t>(batch_.sequences.size());
     batch_.sequences.push_back({s.table});
+    // The sequence's own tokens, then its guesses (every row of a guessing
+    // sequence wants logits: row j decides guess j + 1).
+    const int64_t own = L.chunks[i] - static_cast<int64_t>(s.guess.size());
     for (int64_t k = 0; k < L.chunks[i]; ++k) {
       const int64_t pos = s.n_computed + k;
-      batch_.tokens.push_back(s.tokens[static_cast<size_t>(pos)]);
+      batch_.tokens.push_back(k < own ? s.tokens[static_cast<size_t>(pos)] : s.guess[static_cast<size_t>(k - own)]);
       batch_.positions.push_back(static_cast<int32_t>(pos));
       batch_.seq.push_back(seq_index);
-      batch_.want_logits.push_back(k == L.chunks[i] - 1 && pos + 1 == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
+      batch_.want_logits.push_back(k >= own - 1 && s.n_computed + own == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
     }
   }
   try {
@@ -424,40 +506,55 @@ void Scheduler::collect(int lane) {
 
   const int64_t vocab = engine_.config().vocab;
   int64_t row = 0;
-  uint64_t new_prompt_tokens = 0, new_generated = 0;
+  uint64_t new_prompt_tokens = 0, steps = 0, drafts = 0, draft_tokens = 0, accepted = 0;
+  const uint64_t generated_before = generated_;
   for (size_t i = 0; i < L.seqs.size(); ++i) {
     Sequence& s = *L.seqs[i];
-    const bool has_logits = s.n_computed + L.chunks[i] == static_cast<int64_t>(s.tokens.size());
-    if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(L.chunks[i]);
-    s.n_computed += L.chunks[i];
+    const size_t g = s.guess.size();
+    const int64_t own = L.chunks[i] - static_cast<int64_t>(g);
+    const bool has_logits = s.n_computed + own == static_cast<int64_t>(s.tokens.size());
+    if (s.generated == 0) new_prompt_tokens += static_cast<uint64_t>(own);
+    s.n_computed += own;
     commit_blocks(s);
     if (!has_logits) continue;
-    std::span<float> l(const_cast<float*>(logits->data()) + row * vocab, static_cast<size_t>(vocab));
-    ++row;
-    TokenEvent ev;
-    if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
-    ev.token = s.sampler.sample(l, s.tokens);
-    if (s.req.top_logprobs >= 0) {
-      Sampler::log_softmax(l, logprob_scratch_);
-      ev.logprob = logprob_scratch_[static_cast<size_t>(ev.token)];
-      std::vector<int32_t> ids(static_cast<size_t>(vocab));
-      for (int32_t v = 0; v < vocab; ++v) ids[static_cast<size_t>(v)] = v;
-      const size_t k = std::min<size_t>(static_cast<size_t>(s.req.top_logprobs), ids.size());
-      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
-        return logprob_scratch_[static_cast<size_t>(a)] > logprob_scratch_[static_cast<size_t>(b)];
-      });
-      for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
+    const int64_t first = row;
+    const auto rows = [&](size_t j) {
+      return std::span<float>(const_cast<float*>(logits->data()) + (first + static_cast<int64_t>(j)) * vocab,
+                              static_cast<size_t>(vocab));
+    };
+    row += 1 + static_cast<int64_t>(g);
+    // Guesses are kept while the sampler accepts them (their K/V, computed in
+    // this batch, become the sequence's); the first it rejects is replaced by
+    // its own choice, and if all pass the last row gives one more token.
+    int kept = 0;
+    for (size_t j = 0; j <= g; ++j) {
+      TokenEvent ev;
+      if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
+      bool accepted_guess = false;
+      if (s.req.constraint && !s.req.constraint->mask(rows(j))) {
+        commit_blocks(s);
+        finish(s, FinishReason::Error, "no token can continue the structured output (grammar dead end)");
+        break;
+      }
+      if (j == 0) steps += 1;  // a step that gives the sequence tokens
+      if (j == g) {
+        ev.token = s.sampler.sample(rows(j), s.tokens);
+      } else {
+        const Verdict v = s.sampler.verify(rows(j), s.tokens, s.guess[j]);
+        ev.token = v.token;
+        accepted_guess = v.accepted;
+      }
+      kept += accepted_guess ? 1 : 0;
+      if (!deliver(s, ev, rows(j), accepted_guess) || !accepted_guess) break;
     }
-    s.tokens.push_back(ev.token);
-    s.generated += 1;
-    new_generated += 1;
-    bool keep_going = true;
-    if (s.req.on_token) keep_going = s.req.on_token(ev);
-    if (!keep_going || (s.req.stop_at_eog && engine_.tokenizer().is_eog(ev.token))) {
-      finish(s, FinishReason::Stop);
-    } else if (s.generated >= s.req.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.max_model_len) {
-      finish(s, FinishReason::Length);
+    if (g > 0) {
+      drafts += 1;
+      draft_tokens += g;
+      accepted += static_cast<uint64_t>(kept);
+      if (s.proposer) s.proposer->accepted(kept);
     }
+    s.guess.clear();
+    if (!s.done) commit_blocks(s);
   }
   L.seqs.clear();
   L.chunks.clear();
@@ -466,7 +563,11 @@ void Scheduler::collect(int lane) {
     std::lock_guard<std::mutex> lock(mutex_);
     metrics_.steps += 1;
     metrics_.prompt_tokens += new_prompt_tokens;
-    metrics_.generated_tokens += new_generated;
+    metrics_.generated_tokens += generated_ - generated_before;
+    metrics_.decode_steps += steps;
+    metrics_.spec_drafts += drafts;
+    metrics_.spec_draft_tokens += draft_tokens;
+    metrics_.spec_accepted_tokens += accepted;
     metrics_.running = static_cast<int>(running_.size());
     metrics_.kv_blocks_used = engine_.blocks().used_blocks();
     metrics_.prefix_cache_blocks = engine_.blocks().cached_blocks();

@@ -27,6 +27,18 @@
 // together) waits for it instead of computing it again. Blocks of finished
 // sequences stay cached until reserve() needs room.
 //
+// Speculative decoding (options.speculative): a running sequence whose next
+// step is a decode asks its proposer (engine/speculative.h; n-gram lookup, or
+// a draft model shared by the sequences of this scheduler, each with its own
+// KV table in the draft's cache) for up to k guesses and puts its last token
+// and the guesses in the batch as consecutive rows that all want logits.
+// When the batch comes back, Sampler::verify keeps guesses while it accepts
+// them and its own token replaces the first it rejects (or the last row gives
+// one more); only the kept positions count as computed, so the rest of the
+// K/V is overwritten by the next step. Each sequence accepts its own count.
+// Guesses never preempt: they take KV blocks only when free ones are there,
+// and tokens from the step's budget only when the budget has room.
+//
 // Threading: submit()/cancel()/metrics()/unfinished()/prefix_match() may be
 // called from any thread; run() drives the engine from one thread; callbacks
 // run on that thread.
@@ -39,18 +51,21 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 
 namespace tpinfer {
 
 struct TokenEvent {
   int32_t token = -1;
-  float logprob = 0;                                  // of the chosen token
+  float logprob = 0;                                    // of the chosen token
   std::vector<std::pair<int32_t, float>> top_logprobs;  // when asked for
   // On a sequence's first token: how many of its prompt tokens were found in
   // the prefix cache rather than computed (0 on the others).
@@ -69,11 +84,17 @@ struct SequenceSpec {
   int max_tokens = 16;
   bool stop_at_eog = true;
   int top_logprobs = -1;  // -1: no logprobs; 0..20: chosen token (+ that many alternatives)
+  // Guesses per decode step for this sequence when the scheduler speculates:
+  // -1 the scheduler's k, 0 none, else at most kMaxSpeculativeTokens.
+  int speculative_tokens = -1;
   // Called for every generated token; return false to finish the sequence (a stop
   // string was seen, the client went away).
   std::function<bool(const TokenEvent&)> on_token;
   // Called once at the end (tokens generated, why it ended, error text if any).
   std::function<void(FinishReason, const std::string&)> on_finish;
+  // Structured output (engine/constraint.h): this sequence's own constraint,
+  // or null. A constrained sequence takes no speculative guesses.
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 struct SchedulerOptions {
@@ -81,6 +102,9 @@ struct SchedulerOptions {
   int max_batch_tokens = 512;  // tokens per step (decode tokens + prefill chunks)
   int max_model_len = 0;       // 0: the model's context
   bool prefix_caching = true;  // reuse the computed K/V of shared prompt beginnings
+  // Guesses checked per decode step (method None: off). A draft engine is
+  // used from the scheduler's thread only.
+  SpeculativeOptions speculative;
 };
 
 struct SchedulerMetrics {
@@ -96,6 +120,12 @@ struct SchedulerMetrics {
   uint64_t prefix_cache_queries = 0;    // tokens of the sequences looked up in the prefix cache
   uint64_t prefix_cache_hits = 0;       // of them, tokens found (not computed)
   uint64_t prefix_cache_evictions = 0;  // cached blocks evicted to make room
+  // Decode steps of sequences (one per sequence per step it decodes in); of
+  // them, the ones that carried guesses; the guesses, and those accepted.
+  uint64_t decode_steps = 0;
+  uint64_t spec_drafts = 0;
+  uint64_t spec_draft_tokens = 0;
+  uint64_t spec_accepted_tokens = 0;
 };
 
 class Scheduler {
@@ -142,6 +172,9 @@ class Scheduler {
   void attach_prefix(Sequence& s);
   void commit_blocks(Sequence& s);
   bool waits_for_prefix(const Sequence& s) const;
+  void propose(Sequence& s, int64_t budget);
+  // Hands one sampled token to the sequence; false when it finished with it.
+  bool deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bool computed);
   void build_and_submit(int lane);
   void collect(int lane);
   void collect_all();
@@ -167,6 +200,7 @@ class Scheduler {
   int next_lane_ = 0;
   Batch batch_;
   std::vector<float> logprob_scratch_;
+  uint64_t generated_ = 0;  // tokens delivered (the scheduler thread's count)
 };
 
 }  // namespace tpinfer

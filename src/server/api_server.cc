@@ -103,7 +103,7 @@ ApiServer::ApiServer(Engine& engine, ServerOptions options)
 
 ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
     : options_(std::move(options)),
-      pool_(engines, options_.scheduler, metrics_),
+      pool_(engines, options_.scheduler, metrics_, options_.drafts),
       engine_(pool_.engine()),
       rng_(std::random_device{}()) {
   const Tokenizer& tok = engine_.tokenizer();
@@ -309,6 +309,7 @@ SequenceSpec sequence_spec(const GenerationRequest& request, std::vector<int32_t
   spec.max_tokens = static_cast<int>(max_tokens);
   spec.stop_at_eog = !request.ignore_eos;
   spec.top_logprobs = request.logprobs;
+  spec.speculative_tokens = request.num_speculative_tokens;
   spec.sampling.temperature = static_cast<float>(request.temperature);
   spec.sampling.top_p = static_cast<float>(request.top_p);
   spec.sampling.top_k = request.top_k;

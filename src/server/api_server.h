@@ -72,6 +72,9 @@ struct ServerOptions {
   int http_threads = 0;  // 0: max_num_seqs + 32
   std::chrono::milliseconds drain_timeout{30000};
   SchedulerOptions scheduler;
+  // Speculative decoding with a draft model: one draft engine per replica, in
+  // the order of the engines (each replica's scheduler thread drives its own).
+  std::vector<Engine*> drafts;
 };
 
 class ApiServer {

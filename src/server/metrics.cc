@@ -131,6 +131,10 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
     s.prefix_cache_queries += r.prefix_cache_queries;
     s.prefix_cache_hits += r.prefix_cache_hits;
     s.prefix_cache_evictions += r.prefix_cache_evictions;
+    s.decode_steps += r.decode_steps;
+    s.spec_drafts += r.spec_drafts;
+    s.spec_draft_tokens += r.spec_draft_tokens;
+    s.spec_accepted_tokens += r.spec_accepted_tokens;
   }
   CommStats driver;  // every replica's driver, both dimensions
   for (const ParallelStats& p : parallel_) {
@@ -189,6 +193,26 @@ std::string ServerMetrics::render(const std::vector<SchedulerMetrics>& replicas)
   header(out, "tpinfer_prefix_cache_evictions_total", "counter",
          "Cached blocks no sequence held, evicted (least recently used first) to make room.");
   sample(out, "tpinfer_prefix_cache_evictions_total", static_cast<double>(s.prefix_cache_evictions));
+  // Speculative decoding (vLLM's spec_decode series): a sequence step yields
+  // one token plus the guesses accepted in it.
+  header(out, "tpinfer_sequence_steps_total", "counter",
+         "Steps in which a sequence got logits and took tokens (one per sequence per engine step).");
+  sample(out, "tpinfer_sequence_steps_total", static_cast<double>(s.decode_steps));
+  header(out, "tpinfer_spec_decode_num_drafts_total", "counter", "Sequence steps that checked guesses.");
+  sample(out, "tpinfer_spec_decode_num_drafts_total", static_cast<double>(s.spec_drafts));
+  header(out, "tpinfer_spec_decode_num_draft_tokens_total", "counter", "Guessed tokens checked by the target model.");
+  sample(out, "tpinfer_spec_decode_num_draft_tokens_total", static_cast<double>(s.spec_draft_tokens));
+  header(out, "tpinfer_spec_decode_num_accepted_tokens_total", "counter", "Of the guessed tokens, those accepted.");
+  sample(out, "tpinfer_spec_decode_num_accepted_tokens_total", static_cast<double>(s.spec_accepted_tokens));
+  header(out, "tpinfer_spec_decode_acceptance_rate", "gauge",
+         "Accepted over guessed tokens since the start (0 without guesses).");
+  sample(out, "tpinfer_spec_decode_acceptance_rate",
+         s.spec_draft_tokens > 0 ? static_cast<double>(s.spec_accepted_tokens) / s.spec_draft_tokens : 0.0);
+  header(out, "tpinfer_spec_decode_tokens_per_forward", "gauge",
+         "Tokens a sequence took per target forward since the start: 1 + accepted guesses per step (1 without "
+         "speculation).");
+  sample(out, "tpinfer_spec_decode_tokens_per_forward",
+         s.decode_steps > 0 ? static_cast<double>(s.decode_steps + s.spec_accepted_tokens) / s.decode_steps : 0.0);
 
   header(out, "tpinfer_collective_calls_total", "counter", "Collective operations of the driver rank, by kind.");
   for (const CollectiveSummary& c : comm.by_collective) {

@@ -8,8 +8,13 @@
 
 namespace tpinfer::server {
 
-ReplicaPool::ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOptions& options, ServerMetrics& metrics)
+ReplicaPool::ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOptions& options, ServerMetrics& metrics,
+                         const std::vector<Engine*>& drafts)
     : metrics_(metrics), options_(options) {
+  if (options.speculative.method == Speculation::Draft && drafts.size() != engines.size()) {
+    throw ConfigError(cat("speculative decoding with a draft model needs one draft per replica: ", drafts.size(),
+                          " for ", engines.size()));
+  }
   if (engines.empty() || engines[0] == nullptr) throw ConfigError("the server needs at least one engine");
   const Engine& first = *engines[0];
   const int context = first.config().max_context;
@@ -23,7 +28,9 @@ ReplicaPool::ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOpt
     }
     auto r = std::make_unique<Replica>();
     r->engine = e;
-    r->scheduler = std::make_unique<Scheduler>(*e, options);
+    SchedulerOptions own = options;
+    if (own.speculative.method == Speculation::Draft) own.speculative.draft = drafts[replicas_.size()];
+    r->scheduler = std::make_unique<Scheduler>(*e, own);
     max_model_len_ = replicas_.empty() ? r->scheduler->options().max_model_len
                                        : std::min<int64_t>(max_model_len_, r->scheduler->options().max_model_len);
     replicas_.push_back(std::move(r));

@@ -49,7 +49,10 @@ class ReplicaPool {
   // ConfigError when there is no engine, the engines hold different models, or
   // options.max_model_len is longer than the model's context.
   // `metrics` must outlive the pool.
-  ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOptions& options, ServerMetrics& metrics);
+  // With a draft model (options.speculative.method Draft), `drafts` holds
+  // one draft engine per replica, in the order of `engines`.
+  ReplicaPool(const std::vector<Engine*>& engines, const SchedulerOptions& options, ServerMetrics& metrics,
+              const std::vector<Engine*>& drafts = {});
   ~ReplicaPool();
   ReplicaPool(const ReplicaPool&) = delete;
   ReplicaPool& operator=(const ReplicaPool&) = delete;

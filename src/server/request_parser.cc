@@ -7,6 +7,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "engine/speculative.h"
+
 namespace tpinfer::server {
 
 // Ordered: a body keeps its key order (tools' schemas reach the template as sent).
@@ -585,6 +587,8 @@ void parse_common(const Fields& f, GenerationRequest& r, const ParserLimits& lim
   r.frequency_penalty = f.number("frequency_penalty", -2, 2).value_or(0.0);
   r.seed = f.integer("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
   r.ignore_eos = f.boolean("ignore_eos").value_or(false);
+  r.num_speculative_tokens =
+      static_cast<int>(f.integer("num_speculative_tokens", 0, kMaxSpeculativeTokens).value_or(-1));
   r.skip_special_tokens = f.boolean("skip_special_tokens").value_or(true);
   if (auto u = f.string("user")) r.user = *u;
 

@@ -119,6 +119,9 @@ struct GenerationRequest {
   // `logprobs`; chat: `top_logprobs` when `logprobs` is true).
   int logprobs = -1;
   bool ignore_eos = false;           // vLLM extra
+  // tpinfer extra: guesses per step when the server speculates (0 turns it
+  // off for this request; absent: the server's --num-speculative-tokens).
+  int num_speculative_tokens = -1;
   bool skip_special_tokens = true;   // vLLM extra
   std::string user;
 };

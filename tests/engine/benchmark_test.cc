@@ -138,5 +138,34 @@ TEST(Bench, CriticalPathShareUnderMpirun) {
 #endif
 }
 
+// bench --speculative: plain and speculative greedy decoding of the same
+// quoting prompt give the same tokens in fewer forwards, at tp 1 and 2 (the
+// bench's JSON, through the command line).
+TEST(BenchSpeculative, SameOutputInFewerForwards) {
+  testing::TempDir dir;
+  const std::string out = dir.file("bench.json");
+  std::string log;
+  const int rc = testing::run_command(testing::binary() + " bench --no-pin -m " + testing::source_dir() +
+                                          "/models/bible-q8_0.gguf -tp 1,2 -p 0 -n 32 -r 1 --speculative ngram "
+                                          "--num-speculative-tokens 4 --json > " + out,
+                                      &log);
+  ASSERT_EQ(rc, 0) << log;
+  std::ifstream in(out);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["runs"].size(), 2u) << j.dump();
+  for (const auto& run : j["runs"]) {
+    const auto& s = run["speculative"];
+    SCOPED_TRACE(s.dump());
+    EXPECT_EQ(s["method"], "ngram");
+    EXPECT_TRUE(s["same_output"].get<bool>());
+    EXPECT_EQ(s["tokens"], 32);
+    EXPECT_EQ(s["decode_forwards_off"], 31);
+    EXPECT_LT(s["decode_forwards_on"].get<int>(), 31) << "the quote should have been guessed";
+    EXPECT_GT(s["acceptance_rate"].get<double>(), 0.0);
+    EXPECT_GT(s["tokens_per_forward"].get<double>(), 1.0);
+    EXPECT_EQ(s["samples_on"].size(), 1u);
+  }
+}
+
 }  // namespace
 }  // namespace tpinfer

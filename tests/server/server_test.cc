@@ -664,6 +664,10 @@ TEST(ServerStartup, BadOptionsAreCleanErrors) {
       {"-tp 3", "valid: 1, 2, 4, 8"},
       {"-pp 9", "pipeline-parallel-size 9 does not fit the model's 8 layers"},
       {"-pp 2 --pipeline-split 4,3", "sum to the model's 8 layers"},
+      {"--speculative ngram --num-speculative-tokens 17", "out of range; valid: 1 to 16"},
+      {"--speculative eagle", "valid: none, ngram, draft"},
+      {"--speculative draft", "needs a draft model"},
+      {"--draft-model " + bible_model(), "--draft-model is for --speculative draft"},
   };
   for (const auto& [args, message] : cases) {
     std::string out;
@@ -718,9 +722,11 @@ struct LoadCase {
   bool chat = false;
   std::string prompt;
   int max_tokens = 16;
+  int speculative_tokens = -1;  // -1: the server's
   json body() const {
     json b = chat ? json{{"messages", {{{"role", "user"}, {"content", prompt}}}}} : json{{"prompt", prompt}};
     b["max_tokens"] = max_tokens;
+    if (speculative_tokens >= 0) b["num_speculative_tokens"] = speculative_tokens;
     b["temperature"] = 0;
     b["ignore_eos"] = true;
     return b;
@@ -824,6 +830,49 @@ TEST(ServerConcurrency, SixtyFourStreamsAtTp2EqualTheirRequestsRunAlone) {
   const std::string m = server.client()->Get("/metrics")->body;
   EXPECT_GT(metric_value(m, "tpinfer_collective_calls_total{collective=\"all_reduce\"}"), 0);
   EXPECT_GT(metric_value(m, "tpinfer_collective_bytes_total{collective=\"all_reduce\"}"), 0) << "tp 2 all-reduces";
+}
+
+// Speculative decoding under continuous batching: 16 concurrent streams, each
+// accepting its own number of guesses per step, equal the same requests run
+// one at a time with speculation off for them (num_speculative_tokens 0);
+// with the n-gram proposer, and with a draft model per data-parallel replica.
+// /metrics counts the guesses; a k out of range is a 400.
+TEST(ServerSpeculative, SixteenStreamsEqualTheirRequestsRunAloneWithoutGuesses) {
+  const std::string draft = testing::shared_dir() + "/models/bible/bible-bf16.gguf";
+  for (const std::vector<std::string>& mode : std::vector<std::vector<std::string>>{
+           {"--speculative", "ngram", "--num-speculative-tokens", "4"},
+           {"--speculative", "draft", "--draft-model", draft, "--num-speculative-tokens", "3", "-dp", "2"}}) {
+    std::vector<std::string> args = {"-m", bible_model(), "--threads-per-rank", "1", "--max-num-seqs", "16"};
+    args.insert(args.end(), mode.begin(), mode.end());
+    ServerProcess server(args);
+    ASSERT_TRUE(server.ok()) << server.log();
+    EXPECT_NE(server.log().find("speculative " + mode[1]), std::string::npos) << server.log();
+    std::vector<LoadCase> cases = load_cases(16, 16, 40);
+    const std::vector<std::string> together = run_concurrently(server, cases, /*stream=*/true);
+    auto c = server.client();
+    const std::string m = testing::idle_metrics(*c);
+    const double drafts = metric_value(m, "tpinfer_spec_decode_num_drafts_total");
+    const double guessed = metric_value(m, "tpinfer_spec_decode_num_draft_tokens_total");
+    const double accepted = metric_value(m, "tpinfer_spec_decode_num_accepted_tokens_total");
+    EXPECT_GT(drafts, 0) << m;
+    EXPECT_GT(accepted, 0) << mode[1] << ": no guess accepted\n" << m;
+    EXPECT_LE(accepted, guessed);
+    EXPECT_EQ(metric_value(m, "tpinfer_generation_tokens_total"),
+              metric_value(m, "tpinfer_sequence_steps_total") + accepted);
+    EXPECT_GT(metric_value(m, "tpinfer_spec_decode_tokens_per_forward"), 1.0);
+    for (LoadCase& k : cases) k.speculative_tokens = 0;
+    const std::vector<std::string> alone = run_alone(server, cases);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ(together[i], alone[i]) << mode[1] << " request " << i << ": " << cases[i].prompt;
+    }
+    EXPECT_EQ(metric_value(testing::idle_metrics(*c), "tpinfer_spec_decode_num_drafts_total"), drafts)
+        << "num_speculative_tokens 0 still guessed";
+    json bad = cases[0].body();
+    bad["num_speculative_tokens"] = 17;
+    const HttpResult r = testing::post_json(*c, cases[0].path(), bad);
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_NE(r.raw.find("num_speculative_tokens"), std::string::npos) << r.raw;
+  }
 }
 
 // Data parallel: two replicas behind one endpoint share 32 concurrent
