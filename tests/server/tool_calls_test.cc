@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "server/openai_json.h"
+#include "structured/json_schema.h"
 
 namespace tpinfer::server {
 namespace {
@@ -320,6 +321,25 @@ TEST(ToolCalls, ConstraintSchemasKeepTheirRefsWhole) {
   const ToolCallConstraint named = *tool_call_constraint(H, tools, {ToolChoice::Named, "order"}, true);
   EXPECT_EQ(named.call_schema["properties"]["arguments"]["properties"]["next"]["$ref"], "#/properties/arguments");
   EXPECT_FALSE(named.call_schema["$defs"].contains("old.P"));
+}
+
+// The grammar layer compiles every call schema the seam makes, $defs included.
+TEST(ToolCalls, ConstraintSchemasCompileToGrammars) {
+  const ojson with_defs = ojson::parse(R"([
+    {"type": "function", "function": {"name": "order", "parameters": {"type": "object",
+      "properties": {"item": {"$ref": "#/$defs/Item"}}, "required": ["item"],
+      "$defs": {"Item": {"type": "object", "properties": {"sku": {"type": "string"},
+        "parts": {"type": "array", "items": {"$ref": "#/$defs/Item"}}}, "required": ["sku"]}}}}}])");
+  for (ToolCallFormat f : {H, L, M}) {
+    for (const ojson& tools : {two_tools(), with_defs}) {
+      for (const ToolChoice& choice :
+           {ToolChoice{ToolChoice::Required, ""},
+            ToolChoice{ToolChoice::Named, tools[0]["function"]["name"].get<std::string>()}}) {
+        const ToolCallConstraint c = *tool_call_constraint(f, tools, choice, true);
+        EXPECT_NO_THROW(compile_json_schema(c.call_schema)) << c.call_schema.dump();
+      }
+    }
+  }
 }
 
 // What the constraint describes parses back into the calls it was built from.
