@@ -34,6 +34,7 @@ struct ServeOptions {
   std::string served_model_name;
   std::string api_key;
   std::string chat_template;
+  std::string tool_call_parser = "auto";
   double drain_timeout = 30.0;
   bool no_prefix_caching = false;
   SpeculativeCliOptions speculative;
@@ -103,6 +104,7 @@ std::string read_file(const std::string& path) {
 }
 
 void serve(ServeOptions& o) {
+  server::resolve_tool_call_parser(o.tool_call_parser, "");  // checked before the model loads
   EngineOptions eo = engine_options(o.model, o.dp);
   if (o.dp > 1 && resolve(eo.comm) == CommBackend::Mpi) {
     throw ConfigError(
@@ -136,6 +138,7 @@ void serve(ServeOptions& o) {
   so.served_model_name = o.served_model_name;
   so.api_key = o.api_key;
   if (!o.chat_template.empty()) so.chat_template = read_file(o.chat_template);
+  so.tool_call_parser = o.tool_call_parser;
   so.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000));
   so.scheduler.max_num_seqs = o.max_num_seqs;
   so.scheduler.max_batch_tokens = o.max_num_batched_tokens;
@@ -177,13 +180,15 @@ void serve(ServeOptions& o) {
   for (int c : engine.pipeline().layer_counts()) stages += (stages.empty() ? "" : ",") + std::to_string(c);
   std::fprintf(stderr,
                "tpinfer serve: model '%s', tp %d, pp %d (layers %s), dp %d, KV cache %lld tokens per replica (%s per "
-               "rank), max model length %lld, max %d sequences per replica, prefix caching %s, speculative %s\n",
+               "rank), max model length %lld, max %d sequences per replica, prefix caching %s, speculative %s, tool "
+               "calls %s\n",
                server.model_name().c_str(), engine.tp(), engine.pp(), stages.c_str(), o.dp,
                static_cast<long long>(cache_tokens), format_bytes(kv_bytes).c_str(),
                static_cast<long long>(server.max_model_len()), o.max_num_seqs, o.no_prefix_caching ? "off" : "on",
                so.scheduler.speculative.method == Speculation::None
                    ? "off"
-                   : cat(name(so.scheduler.speculative.method), " k ", so.scheduler.speculative.k).c_str());
+                   : cat(name(so.scheduler.speculative.method), " k ", so.scheduler.speculative.k).c_str(),
+               server::kToolCallFormats[server.tool_call_format()]);
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
   server.run();
@@ -222,6 +227,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model's)");
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's, else ChatML)");
+  cmd->add_option("--tool-call-parser", o->tool_call_parser,
+                  "Format of the model's tool calls: auto (from the chat template), hermes, llama3_json, mistral")
+      ->capture_default_str();
   cmd->add_option("--drain-timeout", o->drain_timeout, "Seconds requests in flight get to finish at shutdown")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

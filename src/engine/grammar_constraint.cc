@@ -1,10 +1,12 @@
 #include "engine/grammar_constraint.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace tpinfer {
 
-std::shared_ptr<const TokenVocabulary> grammar_vocabulary(const Tokenizer& tok, int64_t model_vocab) {
+std::shared_ptr<const TokenVocabulary> grammar_vocabulary(const Tokenizer& tok, int64_t model_vocab,
+                                                          std::span<const int32_t> literal_specials) {
   std::vector<std::string> bytes(static_cast<size_t>(model_vocab));
   std::vector<int32_t> eog;
   const int64_t n = std::min<int64_t>(model_vocab, tok.vocab_size());
@@ -14,6 +16,9 @@ std::shared_ptr<const TokenVocabulary> grammar_vocabulary(const Tokenizer& tok, 
     } else if (!tok.is_special(id)) {
       bytes[static_cast<size_t>(id)] = tok.token_bytes(id);
     }
+  }
+  for (int32_t id : literal_specials) {
+    if (id >= 0 && id < n && !tok.is_eog(id)) bytes[static_cast<size_t>(id)] = tok.token_text(id);
   }
   return TokenVocabulary::build(std::move(bytes), std::move(eog));
 }

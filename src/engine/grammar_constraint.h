@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 
 #include "engine/constraint.h"
 #include "structured/grammar_matcher.h"
@@ -19,7 +20,10 @@ namespace tpinfer {
 // bytes; special and control tokens none (never allowed), except the
 // end-of-generation ones, allowed when the grammar is complete. Ids past the
 // tokenizer's vocabulary (a model's padded embedding) have no bytes.
-std::shared_ptr<const TokenVocabulary> grammar_vocabulary(const Tokenizer& tok, int64_t model_vocab);
+// `literal_specials`: special tokens that stand for their text (a tool-call
+// marker such as [TOOL_CALLS]), so a grammar's literal may be written as them.
+std::shared_ptr<const TokenVocabulary> grammar_vocabulary(const Tokenizer& tok, int64_t model_vocab,
+                                                          std::span<const int32_t> literal_specials = {});
 
 class GrammarConstraint final : public TokenConstraint {
  public:

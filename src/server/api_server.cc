@@ -56,6 +56,9 @@ class ApiServer::HttpServer : public httplib::Server {
 
 struct ApiServer::CompletionInFlight {
   ResponseHead head;
+  // The format its chat output is parsed for tool calls in; None: plain text
+  // (no tools, or tool_choice "none").
+  ToolCallFormat tool_format = ToolCallFormat::None;
   int64_t prompt_tokens = 0;
   int n = 1;  // choices per prompt: seqs[p x n, (p + 1) x n) share prompt p
   SinkChannel channel;
@@ -109,7 +112,12 @@ ApiServer::ApiServer(const std::vector<Engine*>& engines, ServerOptions options)
   if (model_name_.empty()) model_name_ = std::filesystem::path(engine_.source().path()).filename().string();
 
   chat_ = std::make_unique<ChatFormatter>(tok, options_.chat_template);
-  structured_ = std::make_unique<StructuredOutputs>(tok, engine_.config().vocab);
+  tool_format_ = resolve_tool_call_parser(options_.tool_call_parser, chat_->source());
+  for (const std::string& marker : tool_call_marker_tokens(tool_format_)) {
+    const int32_t id = tok.token_id(marker);
+    if (id >= 0 && tok.is_special(id)) tool_markers_.push_back(id);
+  }
+  structured_ = std::make_unique<StructuredOutputs>(tok, engine_.config().vocab, tool_markers_);
 
   limits_.max_model_len = pool_.max_model_len();
   limits_.vocab_size = std::min<int32_t>(engine_.config().vocab, tok.vocab_size());
@@ -284,6 +292,8 @@ std::string ApiServer::new_id(const char* prefix) {
   return buf;
 }
 
+std::string ApiServer::new_tool_call_id() { return tool_call_id(random_u64(), random_u64()); }
+
 uint64_t ApiServer::random_u64() {
   std::lock_guard<std::mutex> lock(rng_mutex_);
   return rng_();
@@ -316,9 +326,9 @@ SequenceSpec sequence_spec(const GenerationRequest& request, std::vector<int32_t
 
 std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const GenerationRequest& request,
                                                                 const std::vector<std::vector<int32_t>>& prompts,
-                                                                const std::vector<int64_t>& max_tokens) {
+                                                                const std::vector<int64_t>& max_tokens,
+                                                                const std::shared_ptr<CompiledGrammar>& grammar) {
   const Tokenizer& tok = engine_.tokenizer();
-  const std::shared_ptr<CompiledGrammar> grammar = structured_->compile(request.output);  // ApiError: 400
   auto st = std::make_shared<CompletionInFlight>();
   st->head.endpoint = request.endpoint;
   st->head.id = new_id(request.endpoint == Endpoint::ChatCompletions ? "chatcmpl" : "cmpl");
@@ -328,11 +338,13 @@ std::shared_ptr<ApiServer::CompletionInFlight> ApiServer::start(const Generation
   st->head.logprobs = request.logprobs;
   st->head.include_usage = request.include_usage;
   st->n = request.n;
+  if (request.tools.is_array() && request.tool_choice.kind != ToolChoice::None) st->tool_format = tool_format_;
+  const std::vector<int32_t> keep = st->tool_format != ToolCallFormat::None ? tool_markers_ : std::vector<int32_t>{};
   for (const auto& p : prompts) st->prompt_tokens += static_cast<int64_t>(p.size());
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int j = 0; j < request.n; ++j) {
       st->seqs.push_back(std::make_unique<SequenceSink>(st->channel, metrics_, tok, request.skip_special_tokens,
-                                                        request.stop, request.logprobs >= 0));
+                                                        request.stop, request.logprobs >= 0, keep));
     }
   }
   {
@@ -391,13 +403,40 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
 
   const Tokenizer& tok = engine_.tokenizer();
   std::vector<std::vector<int32_t>> prompts;
+  std::shared_ptr<CompiledGrammar> grammar;  // the output's constraint, if any
   if (endpoint == Endpoint::Completions) {
     for (const Prompt& p : request.prompts) {
       prompts.push_back(p.is_tokens ? p.tokens : tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true));
     }
   } else {
+    const bool may_call = request.tools.is_array() && request.tool_choice.kind != ToolChoice::None;
+    if (may_call && tool_format_ == ToolCallFormat::None) {
+      return send_error(res, ApiError::invalid("This model's chat template renders no tools, or asks for tool calls "
+                                               "in a format this server does not parse; start the server with "
+                                               "--tool-call-parser hermes, llama3_json or mistral to use tools.",
+                                               "tools"));
+    }
+    // A request that forces calls (tool_choice required or a named
+    // function): its output is the format's calls, by constrained decoding.
+    if (const auto forced = may_call ? tool_call_constraint(tool_format_, request.tools, request.tool_choice,
+                                                            request.parallel_tool_calls)
+                                     : std::nullopt) {
+      if (request.output.kind != OutputFormat::Kind::Text) {
+        return send_error(res, ApiError::invalid("A forced tool call ('tool_choice' required or a function) and a "
+                                                 "'response_format' or 'grammar' cannot both shape the output.",
+                                                 "tool_choice"));
+      }
+      try {
+        grammar = structured_->compile(*forced);
+      } catch (const ApiError& e) {
+        return send_error(res, e);
+      }
+    }
+    ojson messages = request.messages;
+    prepare_messages_for_format(tool_format_, messages);
     try {
-      prompts.push_back(chat_->tokens(request.messages, request.add_generation_prompt, request.chat_template_kwargs));
+      prompts.push_back(
+          chat_->tokens(messages, request.add_generation_prompt, request.chat_template_kwargs, request.tools));
     } catch (const TemplateFailure& e) {
       return send_error(res, ApiError::invalid(std::string("The chat template failed: ") + e.what(), "messages"));
     }
@@ -411,7 +450,8 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
 
   std::shared_ptr<CompletionInFlight> st;
   try {
-    st = start(request, prompts, max_tokens);
+    if (!grammar) grammar = structured_->compile(request.output);
+    st = start(request, prompts, max_tokens, grammar);
   } catch (const ApiError& e) {
     return send_error(res, e);
   }
@@ -431,11 +471,21 @@ void ApiServer::handle_generation(Endpoint endpoint, const httplib::Request& req
   send_json(res, 200, full_response(*st));
 }
 
-ojson ApiServer::full_response(const CompletionInFlight& st) const {
+ojson ApiServer::full_response(const CompletionInFlight& st) {
   const Tokenizer& tok = engine_.tokenizer();
   ojson choices = ojson::array();
   for (size_t i = 0; i < st.seqs.size(); ++i) {
     const SequenceSink& s = *st.seqs[i];
+    if (st.tool_format != ToolCallFormat::None) {
+      ParsedToolCalls parsed = parse_tool_calls(st.tool_format, s.text);
+      if (!parsed.calls.empty()) {
+        ojson calls = ojson::array();
+        for (const ToolCall& call : parsed.calls) calls.push_back(tool_call_json(new_tool_call_id(), call));
+        choices.push_back(
+            choice_json(st.head, ChoiceForm::Message, i, parsed.content, s.logprobs, "tool_calls", tok, calls));
+        continue;
+      }
+    }
     choices.push_back(
         choice_json(st.head, ChoiceForm::Message, i, s.text, s.logprobs, finish_reason_name(s.reason), tok));
   }
@@ -445,8 +495,16 @@ ojson ApiServer::full_response(const CompletionInFlight& st) const {
 void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::Response& res) {
   struct Cursor {
     bool started = false;
+    // Per choice, when the output is parsed for tool calls: the parser and
+    // the calls streamed so far.
+    std::vector<ToolCallStream> parsers;
+    std::vector<size_t> calls;
   };
   auto cursor = std::make_shared<Cursor>();
+  if (st->tool_format != ToolCallFormat::None) {
+    cursor->parsers.assign(st->seqs.size(), ToolCallStream(st->tool_format));
+    cursor->calls.assign(st->seqs.size(), 0);
+  }
   const bool chat = st->head.endpoint == Endpoint::ChatCompletions;
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
@@ -487,7 +545,9 @@ void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::R
           SinkNews& t = taken[i];
           const bool failed = t.finish && (t.reason == FinishReason::Error || t.reason == FinishReason::Cancelled);
           if (t.text.empty() && t.logprobs.empty() && !t.finish) continue;
-          if (!t.text.empty() || !t.logprobs.empty() || (t.finish && !failed)) {
+          if (!cursor->parsers.empty() && !failed) {
+            if (!write_tool_choice_news(*st, i, t, cursor->parsers[i], cursor->calls[i], write_choice)) return false;
+          } else if (!t.text.empty() || !t.logprobs.empty() || (t.finish && !failed)) {
             const char* finish = t.finish && !failed ? finish_reason_name(t.reason) : nullptr;
             if (!write_choice(choice_json(st->head, ChoiceForm::Delta, i, t.text, t.logprobs, finish, tok))) {
               return false;
@@ -520,6 +580,33 @@ void ApiServer::stream(const std::shared_ptr<CompletionInFlight>& st, httplib::R
       });
 }
 
+bool ApiServer::write_tool_choice_news(const CompletionInFlight& st, size_t index, SinkNews& news,
+                                       ToolCallStream& parser, size_t& calls,
+                                       const std::function<bool(ojson)>& write_choice) {
+  const Tokenizer& tok = engine_.tokenizer();
+  std::vector<ToolCallPiece> pieces = parser.push(news.text);
+  if (news.finish) {
+    for (ToolCallPiece& p : parser.finish()) pieces.push_back(std::move(p));
+  }
+  // The news' logprobs go with its first chunk (or a chunk of their own).
+  std::vector<TokenLogprob> logprobs = std::move(news.logprobs);
+  auto chunk = [&](const std::string& text, const ojson& tool_calls) {
+    const bool ok =
+        write_choice(choice_json(st.head, ChoiceForm::Delta, index, text, logprobs, nullptr, tok, tool_calls));
+    logprobs.clear();
+    return ok;
+  };
+  for (const ToolStreamDelta& d : tool_stream_deltas(pieces, calls, [this] { return new_tool_call_id(); })) {
+    if (!chunk(d.content, d.tool_calls)) return false;
+  }
+  if (!logprobs.empty() && !chunk("", nullptr)) return false;
+  if (news.finish) {
+    const char* finish = calls > 0 ? "tool_calls" : finish_reason_name(news.reason);
+    return write_choice(choice_json(st.head, ChoiceForm::Delta, index, "", {}, finish, tok));
+  }
+  return true;
+}
+
 void ApiServer::handle_models(const httplib::Request& req, httplib::Response& res) {
   if (!authorized(req, res)) return;
   ojson model = {{"id", model_name_},
@@ -546,7 +633,9 @@ void ApiServer::handle_tokenize(const httplib::Request& req, httplib::Response& 
   std::vector<int32_t> ids;
   if (r.is_chat) {
     try {
-      ids = chat_->tokens(r.messages, r.add_generation_prompt, ojson::object());
+      ojson messages = r.messages;
+      prepare_messages_for_format(tool_format_, messages);
+      ids = chat_->tokens(messages, r.add_generation_prompt, r.chat_template_kwargs, r.tools);
     } catch (const TemplateFailure& e) {
       return send_error(res, ApiError::invalid(std::string("The chat template failed: ") + e.what(), "messages"));
     }

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -48,6 +49,8 @@
 #include "server/replica_pool.h"
 #include "server/request_parser.h"
 #include "server/structured_output.h"
+#include "server/sequence_sink.h"
+#include "server/tool_calls.h"
 
 namespace httplib {
 class Server;
@@ -63,6 +66,9 @@ struct ServerOptions {
   std::string served_model_name;  // empty: the model's name
   std::string api_key;            // empty: no authentication
   std::string chat_template;      // template text; empty: the model's own, else ChatML
+  // The tool-call format: "auto" (detected from the chat template), or one of
+  // kToolCallFormats' names but "none" (server/tool_calls.h).
+  std::string tool_call_parser = "auto";
   size_t max_body_bytes = 16u << 20;
   int http_threads = 0;  // 0: max_num_seqs + 32
   std::chrono::milliseconds drain_timeout{30000};
@@ -95,6 +101,9 @@ class ApiServer {
   const std::string& model_name() const { return model_name_; }
   int64_t max_model_len() const { return pool_.max_model_len(); }
   size_t replicas() const { return pool_.size(); }
+  // The format tool calls are parsed in (None: requests with tools that may
+  // call them are refused).
+  ToolCallFormat tool_call_format() const { return tool_format_; }
 
  private:
   // One completions or chat-completions request between its submit and its
@@ -110,15 +119,25 @@ class ApiServer {
   void handle_detokenize(const httplib::Request& req, httplib::Response& res);
   void handle_models(const httplib::Request& req, httplib::Response& res);
 
-  // Submits every sequence of a request (prompts x n); throws ApiError.
+  // Submits every sequence of a request (prompts x n), each with its own
+  // constraint over `grammar` when there is one; throws ApiError.
   std::shared_ptr<CompletionInFlight> start(const GenerationRequest& request,
                                             const std::vector<std::vector<int32_t>>& prompts,
-                                            const std::vector<int64_t>& max_tokens);
+                                            const std::vector<int64_t>& max_tokens,
+                                            const std::shared_ptr<CompiledGrammar>& grammar);
   void cancel(CompletionInFlight& completion);
   void end_request(const std::shared_ptr<CompletionInFlight>& completion);
   void stream(const std::shared_ptr<CompletionInFlight>& completion, httplib::Response& res);
-  nlohmann::ordered_json full_response(const CompletionInFlight& completion) const;
+  nlohmann::ordered_json full_response(const CompletionInFlight& completion);
+  // Streams one choice's news through its tool-call parser: content chunks,
+  // each call as a chunk naming it and a chunk of its arguments, and at the
+  // end a finish chunk ("tool_calls" when the choice made any). Returns false
+  // when the client is gone.
+  bool write_tool_choice_news(const CompletionInFlight& completion, size_t index, SinkNews& news,
+                              ToolCallStream& parser, size_t& calls,
+                              const std::function<bool(nlohmann::ordered_json)>& write_choice);
   std::string new_id(const char* prefix);
+  std::string new_tool_call_id();
   uint64_t random_u64();
 
   ServerOptions options_;
@@ -128,6 +147,8 @@ class ApiServer {
   std::string model_name_;
   std::unique_ptr<ChatFormatter> chat_;
   std::unique_ptr<StructuredOutputs> structured_;  // response_format / grammar, compiled once per format
+  ToolCallFormat tool_format_ = ToolCallFormat::None;
+  std::vector<int32_t> tool_markers_;  // the format's marker tokens that are special tokens
   std::unique_ptr<HttpServer> http_;
   ParserLimits limits_;
   int64_t created_ = 0;

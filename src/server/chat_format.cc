@@ -14,11 +14,13 @@ ChatFormatter::ChatFormatter(const Tokenizer& tok, const std::string& override_s
 }
 
 std::vector<int32_t> ChatFormatter::tokens(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                                           const nlohmann::ordered_json& kwargs) const {
+                                           const nlohmann::ordered_json& kwargs,
+                                           const nlohmann::ordered_json& tools) const {
+  nlohmann::ordered_json extra = kwargs.is_object() ? kwargs : nlohmann::ordered_json::object();
+  if (tools.is_array()) extra["tools"] = tools;
   std::string text;
   try {
-    text = render_chat(*template_, tok_, messages, add_generation_prompt,
-                       kwargs.is_object() ? kwargs : nlohmann::ordered_json::object());
+    text = render_chat(*template_, tok_, messages, add_generation_prompt, extra);
   } catch (const TemplateError& e) {
     throw TemplateFailure(e.what());
   }

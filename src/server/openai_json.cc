@@ -70,14 +70,18 @@ const char* chunk_object(const ResponseHead& head) {
 }  // namespace
 
 ojson choice_json(const ResponseHead& head, ChoiceForm form, size_t index, const std::string& text,
-                  const std::vector<TokenLogprob>& logprobs, const char* finish_reason, const Tokenizer& tok) {
+                  const std::vector<TokenLogprob>& logprobs, const char* finish_reason, const Tokenizer& tok,
+                  const ojson& tool_calls) {
   ojson c;
   c["index"] = index;
   if (is_chat(head)) {
+    const bool calls = tool_calls.is_array();
     if (form == ChoiceForm::Message) {
-      c["message"] = {{"role", "assistant"}, {"content", text}};
+      c["message"] = {{"role", "assistant"}, {"content", calls && text.empty() ? ojson(nullptr) : ojson(text)}};
+      if (calls) c["message"]["tool_calls"] = tool_calls;
     } else {
       c["delta"] = text.empty() ? ojson::object() : ojson{{"content", text}};
+      if (calls) c["delta"]["tool_calls"] = tool_calls;
     }
     c["logprobs"] = head.logprobs >= 0 ? chat_logprobs(logprobs, tok) : ojson(nullptr);
   } else {
@@ -86,6 +90,33 @@ ojson choice_json(const ResponseHead& head, ChoiceForm form, size_t index, const
   }
   c["finish_reason"] = finish_reason != nullptr ? ojson(finish_reason) : ojson(nullptr);
   return c;
+}
+
+ojson tool_call_json(const std::string& id, const ToolCall& call) {
+  return {{"id", id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+ojson tool_call_start_delta(size_t index, const std::string& id, const std::string& name) {
+  return {{"index", index}, {"id", id}, {"type", "function"}, {"function", {{"name", name}, {"arguments", ""}}}};
+}
+
+ojson tool_call_arguments_delta(size_t index, const std::string& arguments) {
+  return {{"index", index}, {"function", {{"arguments", arguments}}}};
+}
+
+std::vector<ToolStreamDelta> tool_stream_deltas(const std::vector<ToolCallPiece>& pieces, size_t& calls,
+                                                const std::function<std::string()>& new_id) {
+  std::vector<ToolStreamDelta> out;
+  for (const ToolCallPiece& p : pieces) {
+    if (!p.is_call) {
+      out.push_back({p.content, nullptr});
+      continue;
+    }
+    const size_t k = calls++;
+    out.push_back({"", ojson::array({tool_call_start_delta(k, new_id(), p.call.name)})});
+    out.push_back({"", ojson::array({tool_call_arguments_delta(k, p.call.arguments)})});
+  }
+  return out;
 }
 
 ojson role_delta_json(size_t index) {

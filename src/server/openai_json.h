@@ -10,12 +10,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "server/request_parser.h"
+#include "server/tool_calls.h"
 
 namespace tpinfer {
 class Tokenizer;
@@ -47,9 +49,29 @@ enum class ChoiceForm { Message, Delta };
 
 // One choice: {"index", "message"|"delta"|"text", "logprobs", "finish_reason"}.
 // `finish_reason` null: the choice goes on (streaming) or failed.
+// `tool_calls` (chat), when an array: the message's "tool_calls" (its
+// "content" then null when `text` is empty), or the delta's.
 nlohmann::ordered_json choice_json(const ResponseHead& head, ChoiceForm form, size_t index, const std::string& text,
                                    const std::vector<TokenLogprob>& logprobs, const char* finish_reason,
-                                   const Tokenizer& tok);
+                                   const Tokenizer& tok, const nlohmann::ordered_json& tool_calls = nullptr);
+
+// A call in a whole message: {"id", "type": "function", "function": {"name", "arguments"}}.
+nlohmann::ordered_json tool_call_json(const std::string& id, const ToolCall& call);
+// A call streamed as OpenAI does: first {"index", "id", "type", "function":
+// {"name", "arguments": ""}}, then {"index", "function": {"arguments"}} pieces.
+nlohmann::ordered_json tool_call_start_delta(size_t index, const std::string& id, const std::string& name);
+nlohmann::ordered_json tool_call_arguments_delta(size_t index, const std::string& arguments);
+
+// What one streamed choice sends for pieces of parsed output, in order: a
+// delta of content, or of tool_calls (each call: its start, then its
+// arguments). `calls` counts the choice's calls so far (a call's index);
+// `new_id` gives each call its id.
+struct ToolStreamDelta {
+  std::string content;
+  nlohmann::ordered_json tool_calls;  // an array, or null for a content delta
+};
+std::vector<ToolStreamDelta> tool_stream_deltas(const std::vector<ToolCallPiece>& pieces, size_t& calls,
+                                                const std::function<std::string()>& new_id);
 // The first chunk of each choice of a chat stream: the assistant role, no text.
 nlohmann::ordered_json role_delta_json(size_t index);
 

@@ -5,12 +5,14 @@
 #include <functional>
 #include <limits>
 #include <sstream>
+#include <unordered_map>
 
 #include "engine/speculative.h"
 
 namespace tpinfer::server {
 
-using json = nlohmann::json;
+// Ordered: a body keeps its key order (tools' schemas reach the template as sent).
+using json = nlohmann::ordered_json;
 
 nlohmann::ordered_json ApiError::to_json() const {
   nlohmann::ordered_json e;
@@ -52,25 +54,116 @@ std::string format_number(double v) {
   return s.str();
 }
 
-json parse_body(std::string_view body) {
-  // The callback bounds the nesting depth before a deep body can cost stack or
-  // time anywhere downstream (copies and dumps of nlohmann values recurse).
-  const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxJsonDepth) {
-      fail("The JSON body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels.", "");
-    }
+// Builds an ordered_json from SAX events. nlohmann's own ordered parse looks
+// each key up in a list (quadratic in an object's keys); this one keeps a hash
+// of each open object's keys, so a body of any shape costs linear time. A
+// repeated key keeps its first position and its last value, as Python's
+// json.loads does. It also bounds the nesting depth before a deep body can
+// cost stack or time anywhere downstream (copies and dumps recurse).
+class OrderedBuilder : public nlohmann::json_sax<json> {
+ public:
+  explicit OrderedBuilder(int max_depth) : max_depth_(max_depth) {}
+
+  bool null() override { return place(json(nullptr)); }
+  bool boolean(bool v) override { return place(json(v)); }
+  bool number_integer(number_integer_t v) override { return place(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return place(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return place(json(v)); }
+  bool string(string_t& v) override { return place(json(std::move(v))); }
+  bool binary(binary_t&) override { return false; }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool key(string_t& k) override {
+    Open& top = stack_.back();
+    auto& obj = top.value->get_ref<json::object_t&>();
+    const auto [it, inserted] = top.keys.try_emplace(k, obj.size());
+    if (inserted) obj.emplace_back(k, nullptr);
+    top.slot = it->second;
     return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error_ = e.what();
+    return false;
+  }
+
+  json& root() { return root_; }
+  const std::string& error() const { return error_; }
+  bool too_deep() const { return too_deep_; }
+
+ private:
+  struct Open {
+    json* value;
+    std::unordered_map<std::string, size_t> keys;  // objects: key -> position
+    size_t slot = 0;                               // objects: where the next value goes
   };
-  json root;
-  try {
-    root = json::parse(body.begin(), body.end(), limit_depth);
-  } catch (const json::exception& e) {
-    fail(std::string("We could not parse the JSON body of your request: ") + e.what() +
+
+  json* put(json&& v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Open& top = stack_.back();
+    if (top.value->is_array()) {
+      auto& arr = top.value->get_ref<json::array_t&>();
+      arr.push_back(std::move(v));
+      return &arr.back();
+    }
+    auto& obj = top.value->get_ref<json::object_t&>();
+    json& slot = (obj.begin() + static_cast<std::ptrdiff_t>(top.slot))->second;
+    slot = std::move(v);
+    return &slot;
+  }
+  bool place(json&& v) {
+    put(std::move(v));
+    return true;
+  }
+  bool open(json&& v) {
+    if (static_cast<int>(stack_.size()) >= max_depth_) {
+      too_deep_ = true;
+      return false;
+    }
+    json* p = put(std::move(v));
+    stack_.push_back({p, {}, 0});
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  int max_depth_;
+  std::vector<Open> stack_;
+  json root_;
+  std::string error_;
+  bool too_deep_ = false;
+};
+
+// Parses JSON text keeping key order; nullopt (with `error`) when it is not JSON.
+std::optional<json> parse_ordered(std::string_view text, std::string* error, bool* too_deep = nullptr) {
+  OrderedBuilder builder(kMaxJsonDepth);
+  const bool ok = json::sax_parse(text.begin(), text.end(), &builder);
+  if (too_deep) *too_deep = builder.too_deep();
+  if (!ok) {
+    if (error) *error = builder.error();
+    return std::nullopt;
+  }
+  return std::move(builder.root());
+}
+
+json parse_body(std::string_view body) {
+  std::string error;
+  bool too_deep = false;
+  std::optional<json> root = parse_ordered(body, &error, &too_deep);
+  if (too_deep) fail("The JSON body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels.", "");
+  if (!root) {
+    fail("We could not parse the JSON body of your request: " + error +
              ". The API expects a JSON object as the request body.",
          "");
   }
-  if (!root.is_object()) fail("The request body must be a JSON object.", "");
-  return root;
+  if (!root->is_object()) fail("The request body must be a JSON object.", "");
+  return std::move(*root);
 }
 
 const char* type_name(const json& v) {
@@ -247,6 +340,140 @@ std::vector<Prompt> parse_prompts(const Fields& f, const ParserLimits& limits) {
   return out;
 }
 
+// A tool or function name as OpenAI allows it: [A-Za-z0-9_-]{1,64}.
+bool valid_function_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+// An assistant message's tool_calls: [{id, type: "function", function: {name,
+// arguments}}]. Each arguments JSON string becomes the object it holds, for
+// the templates (they write it with tojson); other text stays a string.
+json parse_tool_calls_of_message(const json& tc, const std::string& where) {
+  if (!tc.is_array()) fail("'" + where + "' must be an array, got " + type_name(tc) + ".", where);
+  json out = json::array();
+  for (size_t k = 0; k < tc.size(); ++k) {
+    const json& call = tc[k];
+    const std::string cw = where + "[" + std::to_string(k) + "]";
+    if (!call.is_object()) fail("'" + cw + "' must be an object, got " + type_name(call) + ".", cw);
+    const Fields cf(call, cw + ".");
+    const std::optional<std::string> id = cf.string("id");
+    if (const std::optional<std::string> type = cf.string("type"); type && *type != "function") {
+      fail("'" + cw + ".type' must be 'function', got '" + *type + "'.", cw + ".type");
+    }
+    const json* fn = cf.object("function");
+    if (!fn) fail("'" + cw + ".function' is required.", cw + ".function");
+    const Fields ff(*fn, cw + ".function.");
+    const std::optional<std::string> name = ff.string("name");
+    if (!name || name->empty()) fail("'" + cw + ".function.name' is required.", cw + ".function.name");
+    json arguments = json::object();
+    if (const json* a = ff.get("arguments")) {
+      if (a->is_string()) {
+        std::optional<json> parsed = parse_ordered(a->get_ref<const std::string&>(), nullptr);
+        arguments = parsed && parsed->is_object() ? std::move(*parsed) : *a;
+      } else if (a->is_object()) {
+        arguments = *a;
+      } else {
+        fail("'" + cw + ".function.arguments' must be a string (JSON) or an object, got " + type_name(*a) + ".",
+             cw + ".function.arguments");
+      }
+    }
+    json item = json::object();
+    if (id) item["id"] = *id;
+    item["type"] = "function";
+    item["function"] = {{"name", *name}, {"arguments", std::move(arguments)}};
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+// tools: [{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}],
+// kept as sent. Returns null for an empty array.
+json parse_tools(const json& tools, const ParserLimits& limits) {
+  if (!tools.is_array()) fail(std::string("'tools' must be an array, got ") + type_name(tools) + ".", "tools");
+  if (tools.size() > limits.max_tools) {
+    fail("'tools' holds " + std::to_string(tools.size()) + " tools; at most " + std::to_string(limits.max_tools) +
+             " are allowed.",
+         "tools");
+  }
+  if (tools.empty()) return nullptr;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const json& t = tools[i];
+    const std::string w = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object()) fail("'" + w + "' must be an object, got " + type_name(t) + ".", w);
+    const Fields tf(t, w + ".");
+    const std::optional<std::string> type = tf.string("type");
+    if (!type) fail("'" + w + ".type' is required.", w + ".type");
+    if (*type != "function") fail("'" + w + ".type' must be 'function', got '" + *type + "'.", w + ".type");
+    const json* fn = tf.object("function");
+    if (!fn) fail("'" + w + ".function' is required.", w + ".function");
+    const Fields ff(*fn, w + ".function.");
+    const std::optional<std::string> name = ff.string("name");
+    if (!name) fail("'" + w + ".function.name' is required.", w + ".function.name");
+    if (!valid_function_name(*name)) {
+      fail("'" + w + ".function.name' must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-', got '" + *name + "'.",
+           w + ".function.name");
+    }
+    if (std::find(names.begin(), names.end(), *name) != names.end()) {
+      fail("'" + w + ".function.name': the tool '" + *name + "' is defined twice.", w + ".function.name");
+    }
+    names.push_back(*name);
+    ff.string("description");
+    ff.object("parameters");
+    ff.boolean("strict");
+  }
+  return tools;
+}
+
+// tool_choice: "none" | "auto" | "required" | {"type": "function", "function": {"name"}}.
+ToolChoice parse_tool_choice(const Fields& f, const json& tools) {
+  const json* c = f.get("tool_choice");
+  const bool has_tools = tools.is_array();
+  if (!c) return ToolChoice{has_tools ? ToolChoice::Auto : ToolChoice::None, ""};
+  ToolChoice out;
+  if (c->is_string()) {
+    const std::string& s = c->get_ref<const std::string&>();
+    if (s == "none") return ToolChoice{ToolChoice::None, ""};
+    if (s == "auto") {
+      out.kind = ToolChoice::Auto;
+    } else if (s == "required") {
+      out.kind = ToolChoice::Required;
+    } else {
+      fail(
+          "'tool_choice' must be 'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": "
+          "...}}, got '" +
+              s + "'.",
+          "tool_choice");
+    }
+  } else if (c->is_object()) {
+    const Fields cf(*c, "tool_choice.");
+    const std::optional<std::string> type = cf.string("type");
+    if (!type || *type != "function") fail("'tool_choice.type' must be 'function'.", "tool_choice.type");
+    const json* fn = cf.object("function");
+    if (!fn) fail("'tool_choice.function' is required.", "tool_choice.function");
+    const std::optional<std::string> name = Fields(*fn, "tool_choice.function.").string("name");
+    if (!name) fail("'tool_choice.function.name' is required.", "tool_choice.function.name");
+    out.kind = ToolChoice::Named;
+    out.name = *name;
+  } else {
+    fail(std::string("'tool_choice' must be a string or an object, got ") + type_name(*c) + ".", "tool_choice");
+  }
+  if (!has_tools) fail("'tool_choice' is only allowed when 'tools' are given.", "tool_choice");
+  if (out.kind == ToolChoice::Named) {
+    const bool known = std::any_of(tools.begin(), tools.end(), [&](const json& t) {
+      return t["function"]["name"].get_ref<const std::string&>() == out.name;
+    });
+    if (!known) {
+      fail("'tool_choice' names the function '" + out.name + "', which is not among the tools.",
+           "tool_choice.function.name");
+    }
+  }
+  return out;
+}
+
 // messages: [{role, content: string | [{type: "text", text}] | null, ...}]
 nlohmann::ordered_json parse_messages(const json* messages, const ParserLimits& limits) {
   if (!messages) fail("'messages' is required.", "messages");
@@ -294,10 +521,28 @@ nlohmann::ordered_json parse_messages(const json* messages, const ParserLimits& 
       fail("'" + where + ".content' must be a string or an array of content parts, got " + type_name(*c) + ".",
            where + ".content");
     }
-    nlohmann::ordered_json msg = nlohmann::ordered_json::object();
-    for (auto it = m.begin(); it != m.end(); ++it) msg[it.key()] = it.value();
-    msg["role"] = *role;
-    msg["content"] = content;
+    json tool_calls;  // null: none
+    if (const json* tc = mf.get("tool_calls")) {
+      if (*role != "assistant")
+        fail("'" + where + ".tool_calls' is allowed only in assistant messages.", where + ".tool_calls");
+      tool_calls = parse_tool_calls_of_message(*tc, where + ".tool_calls");
+      if (!tool_calls.empty() && content.is_null()) content = "";
+    }
+    if (*role == "tool") {
+      const std::optional<std::string> id = mf.string("tool_call_id");
+      if (!id) fail("'" + where + ".tool_call_id' is required in tool messages.", where + ".tool_call_id");
+    }
+    // role, content, the other members as sent, tool_calls last (keys are
+    // unique: appended without a lookup each).
+    json msg = json::object();
+    auto& members = msg.get_ref<json::object_t&>();
+    members.emplace_back("role", *role);
+    members.emplace_back("content", std::move(content));
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (it.key() == "role" || it.key() == "content" || it.key() == "tool_calls") continue;
+      members.emplace_back(it.key(), it.value());
+    }
+    if (tool_calls.is_array() && !tool_calls.empty()) members.emplace_back("tool_calls", std::move(tool_calls));
     out.push_back(std::move(msg));
   }
   return out;
@@ -359,10 +604,6 @@ void parse_common(const Fields& f, GenerationRequest& r, const ParserLimits& lim
 
   if (const json* lb = f.object("logit_bias"); lb && !lb->empty()) {
     fail("'logit_bias' is not supported by this server.", "logit_bias");
-  }
-  if (const json* tools = f.get("tools")) {
-    if (!tools->is_array()) fail("'tools' must be an array.", "tools");
-    if (!tools->empty()) fail("'tools' (function calling) is not supported by this server.", "tools");
   }
   if (const json* rf = f.object("response_format")) {
     const Fields format(*rf, "response_format.");
@@ -436,10 +677,17 @@ GenerationParse parse_generation_request(Endpoint endpoint, std::string_view bod
       if (auto suffix = f.string("suffix"); suffix && !suffix->empty()) {
         fail("'suffix' is not supported by this server.", "suffix");
       }
+      if (const json* tools = f.get("tools")) {
+        if (!tools->is_array()) fail("'tools' must be an array.", "tools");
+        if (!tools->empty()) fail("'tools' is supported only by /v1/chat/completions.", "tools");
+      }
     } else {
       r.messages = parse_messages(f.get("messages"), limits);
       r.add_generation_prompt = f.boolean("add_generation_prompt").value_or(true);
       if (const json* kw = f.object("chat_template_kwargs")) r.chat_template_kwargs = *kw;
+      if (const json* tools = f.get("tools")) r.tools = parse_tools(*tools, limits);
+      r.tool_choice = parse_tool_choice(f, r.tools);
+      r.parallel_tool_calls = f.boolean("parallel_tool_calls").value_or(true);
       // max_completion_tokens replaces the deprecated max_tokens; it wins when both are given.
       max_tokens =
           f.integer("max_completion_tokens", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -486,6 +734,8 @@ TokenizeParse parse_tokenize_request(std::string_view body, const ParserLimits& 
       r.messages = parse_messages(f.get("messages"), limits);
       r.add_generation_prompt = f.boolean("add_generation_prompt").value_or(true);
       f.boolean("add_special_tokens");  // type-checked; chat prompts get BOS as the chat endpoint does
+      if (const json* tools = f.get("tools")) r.tools = parse_tools(*tools, limits);
+      if (const json* kw = f.object("chat_template_kwargs")) r.chat_template_kwargs = *kw;
     } else {
       const std::optional<std::string> prompt = f.string("prompt");
       if (!prompt) fail("'prompt' (or 'messages') is required.", "prompt");

@@ -11,8 +11,23 @@
 //   400 with `param` naming the field. `null` means "not given" for every
 //   optional field, as in OpenAI's API.
 // - Known features this server cannot honour with a non-default value (echo,
-//   best_of > n, logit_bias, suffix, tools, response_format other than text)
-//   are 400 rather than silently ignored.
+//   best_of > n, logit_bias, suffix, tools on /v1/completions, response_format
+//   other than text) are 400 rather than silently ignored.
+// - Chat `tools` are checked as OpenAI defines them (type "function", a name of
+//   [A-Za-z0-9_-]{1,64}, unique; description a string; parameters an object;
+//   strict a boolean) and kept as sent, key order included, for the chat
+//   template. `tool_choice` without tools (other than "none") and a named
+//   function not among the tools are 400s. Whether the model's template can
+//   take tools at all is the server's check (it knows the template).
+// - Chat messages are normalized for the templates as vLLM does: an
+//   assistant turn's tool_calls are checked ({id, type: "function", function:
+//   {name, arguments}}) and each `arguments` JSON string becomes the object it
+//   holds (the templates write it with tojson; a string that is not a JSON
+//   object stays a string); a turn with tool calls and null content gets
+//   content ""; an empty tool_calls is dropped (Llama's template tests only
+//   whether the key exists). A "tool" turn needs tool_call_id.
+// - The body keeps its key order (a tool's JSON schema reaches the template
+//   as sent); an object is built in time linear in its keys whatever it holds.
 // - `model` is optional (vLLM); when given it must name the served model (the
 //   server checks that: 404 model_not_found).
 // - Integers may be written as JSON floats with no fraction (1e3), as Pydantic
@@ -29,6 +44,8 @@
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "server/tool_calls.h"
 
 namespace tpinfer::server {
 
@@ -59,6 +76,7 @@ struct ParserLimits {
   size_t max_stop_bytes = 1024;  // per stop sequence
   int max_logprobs = 20;         // completions logprobs / chat top_logprobs
   size_t max_messages = 4096;
+  size_t max_tools = 128;  // OpenAI's bound
 };
 
 enum class Endpoint { Completions, ChatCompletions };
@@ -88,6 +106,11 @@ struct GenerationRequest {
   nlohmann::ordered_json messages;  // chat: [{role, content: string (null: assistant turn with only tool calls), ...}]
   bool add_generation_prompt = true;            // chat (vLLM extra)
   nlohmann::ordered_json chat_template_kwargs;  // chat (vLLM extra): object or null
+  // chat: the validated tools array as sent (null: no tools, or an empty array),
+  // tool_choice (default auto with tools, none without), parallel_tool_calls.
+  nlohmann::ordered_json tools;
+  ToolChoice tool_choice{ToolChoice::None, ""};
+  bool parallel_tool_calls = true;
 
   int n = 1;
   bool stream = false;
@@ -118,15 +141,18 @@ using GenerationParse = std::variant<GenerationRequest, ApiError>;
 GenerationParse parse_generation_request(Endpoint endpoint, std::string_view body, const ParserLimits& limits);
 
 // POST /tokenize (vLLM): {"prompt": "...", "add_special_tokens": true} or
-// {"messages": [...], "add_generation_prompt": true}; chat prompts are tokenized
-// exactly as the chat endpoint does (add_special_tokens does not apply).
+// {"messages": [...], "add_generation_prompt": true, "tools": [...],
+// "chat_template_kwargs": {...}}; chat prompts are tokenized exactly as the
+// chat endpoint does (add_special_tokens does not apply).
 struct TokenizeRequest {
   std::string model;
   bool is_chat = false;
   std::string prompt;
   nlohmann::ordered_json messages;
   bool add_generation_prompt = true;
-  bool add_special_tokens = true;  // prompts only
+  nlohmann::ordered_json tools;                 // chat: validated, as sent; null: none
+  nlohmann::ordered_json chat_template_kwargs;  // chat: object or null
+  bool add_special_tokens = true;               // prompts only
 };
 using TokenizeParse = std::variant<TokenizeRequest, ApiError>;
 TokenizeParse parse_tokenize_request(std::string_view body, const ParserLimits& limits);

@@ -13,11 +13,11 @@ double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::ste
 }  // namespace
 
 SequenceSink::SequenceSink(SinkChannel& channel, ServerMetrics& metrics, const Tokenizer& tok, bool skip_special,
-                           std::vector<std::string> stops, bool logprobs)
+                           std::vector<std::string> stops, bool logprobs, std::vector<int32_t> keep_special)
     : channel_(channel),
       metrics_(metrics),
       record_logprobs_(logprobs),
-      decoder_(tok, skip_special),
+      decoder_(tok, skip_special, std::move(keep_special)),
       stop_(std::move(stops)) {}
 
 void SequenceSink::mark_submitted() { submitted_ = Clock::now(); }

@@ -52,10 +52,11 @@ struct SinkNews {
 
 class SequenceSink {
  public:
-  // `logprobs`: record a TokenLogprob per token. `channel` and `metrics` must
-  // outlive the sink.
+  // `logprobs`: record a TokenLogprob per token. `keep_special`: special
+  // tokens decoded even with skip_special (a tool-call format's markers).
+  // `channel` and `metrics` must outlive the sink.
   SequenceSink(SinkChannel& channel, ServerMetrics& metrics, const Tokenizer& tok, bool skip_special,
-               std::vector<std::string> stops, bool logprobs);
+               std::vector<std::string> stops, bool logprobs, std::vector<int32_t> keep_special = {});
 
   // Before the sequence is submitted: latencies count from now.
   void mark_submitted();

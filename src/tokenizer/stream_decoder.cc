@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
@@ -11,7 +13,8 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 }
 
 std::string StreamDecoder::push(int32_t id) {
-  tok_.decode_token(id, skip_special_, state_, pending_);
+  const bool skip = skip_special_ && std::find(keep_.begin(), keep_.end(), id) == keep_.end();
+  tok_.decode_token(id, skip, state_, pending_);
   // Emit every complete character and replace every sequence that can never
   // become one; keep only a truncated character at the very end.
   std::string out;

@@ -88,7 +88,10 @@ class Tokenizer {
 // concatenation of everything returned equals utf8::sanitize(decode(all ids)).
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true) : tok_(tok), skip_special_(skip_special) {}
+  // `keep`: special tokens decoded even when skip_special (the server keeps a
+  // tool-call format's marker tokens, such as <|python_tag|>, for its parser).
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true, std::vector<int32_t> keep = {})
+      : tok_(tok), skip_special_(skip_special), keep_(std::move(keep)) {}
   // Returns the text that became complete with this token (possibly empty).
   std::string push(int32_t id);
   // Returns what is left (invalid trailing bytes become U+FFFD) and resets.
@@ -97,6 +100,7 @@ class StreamDecoder {
  private:
   const Tokenizer& tok_;
   bool skip_special_;
+  std::vector<int32_t> keep_;
   std::string pending_;
   Tokenizer::DecodeState state_;
 };

@@ -129,7 +129,7 @@ TEST(RequestParser, ChatMessagesAreNormalized) {
   EXPECT_EQ(r.messages[1]["content"], "a\nb");
   EXPECT_EQ(r.messages[1]["name"], "bob");
   EXPECT_TRUE(r.messages[2]["content"].is_null());
-  EXPECT_TRUE(r.messages[2]["tool_calls"].is_array());
+  EXPECT_FALSE(r.messages[2].contains("tool_calls")) << "an empty tool_calls is dropped";
   EXPECT_EQ(r.max_tokens, 9) << "max_completion_tokens wins";
   EXPECT_EQ(r.logprobs, 5);
   EXPECT_FALSE(r.add_generation_prompt);
@@ -137,6 +137,60 @@ TEST(RequestParser, ChatMessagesAreNormalized) {
   EXPECT_EQ(parse_ok(Endpoint::ChatCompletions, R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})")
                 .logprobs,
             0);
+}
+
+TEST(RequestParser, ToolsAndToolChoiceAreRead) {
+  const char* tools = R"("tools": [
+      {"type": "function", "function": {"name": "get_weather", "description": "d", "strict": true,
+        "parameters": {"type": "object", "properties": {"z": {}, "a": {}}, "required": ["z"]}}},
+      {"type": "function", "function": {"name": "now"}}])";
+  GenerationRequest r = parse_ok(Endpoint::ChatCompletions,
+                                 std::string(R"({"messages": [{"role": "user", "content": "x"}], )") + tools + "}");
+  ASSERT_TRUE(r.tools.is_array());
+  ASSERT_EQ(r.tools.size(), 2u);
+  EXPECT_EQ(r.tools[0]["function"]["parameters"].dump(),
+            R"({"type":"object","properties":{"z":{},"a":{}},"required":["z"]})")
+      << "the schema keeps its key order";
+  EXPECT_EQ(r.tool_choice.kind, ToolChoice::Auto) << "auto is the default with tools";
+  EXPECT_TRUE(r.parallel_tool_calls);
+
+  r = parse_ok(Endpoint::ChatCompletions, std::string(R"({"messages": [{"role": "user", "content": "x"}], )") + tools +
+                                              R"(, "tool_choice": {"type": "function", "function": {"name": "now"}},
+                                              "parallel_tool_calls": false})");
+  EXPECT_EQ(r.tool_choice.kind, ToolChoice::Named);
+  EXPECT_EQ(r.tool_choice.name, "now");
+  EXPECT_FALSE(r.parallel_tool_calls);
+  for (const auto& [text, kind] : std::vector<std::pair<std::string, ToolChoice::Kind>>{
+           {"none", ToolChoice::None}, {"auto", ToolChoice::Auto}, {"required", ToolChoice::Required}}) {
+    r = parse_ok(Endpoint::ChatCompletions, std::string(R"({"messages": [{"role": "user", "content": "x"}], )") +
+                                                tools + R"(, "tool_choice": ")" + text + "\"}");
+    EXPECT_EQ(r.tool_choice.kind, kind) << text;
+  }
+
+  r = parse_ok(Endpoint::ChatCompletions, R"({"messages": [{"role": "user", "content": "x"}], "tools": [],
+                                            "tool_choice": "none"})");
+  EXPECT_TRUE(r.tools.is_null()) << "no tools";
+  EXPECT_EQ(r.tool_choice.kind, ToolChoice::None);
+}
+
+TEST(RequestParser, ToolCallMessagesAreNormalizedForTemplates) {
+  const GenerationRequest r = parse_ok(Endpoint::ChatCompletions, R"({"messages": [
+      {"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"b\": 1, \"a\": [true]}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "not json"}},
+        {"id": "call_3", "function": {"name": "h", "arguments": {"k": "v"}}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]})");
+  ASSERT_EQ(r.messages.size(), 3u);
+  const auto& a = r.messages[1];
+  EXPECT_EQ(a["content"], "") << "null content with tool calls becomes empty text";
+  ASSERT_EQ(a["tool_calls"].size(), 3u);
+  EXPECT_EQ(a["tool_calls"][0].dump(),
+            R"({"id":"call_1","type":"function","function":{"name":"f","arguments":{"b":1,"a":[true]}}})");
+  EXPECT_EQ(a["tool_calls"][1]["function"]["arguments"], "not json") << "not a JSON object: stays a string";
+  EXPECT_EQ(a["tool_calls"][2]["function"]["arguments"].dump(), R"({"k":"v"})");
+  EXPECT_EQ(r.messages[2]["tool_call_id"], "call_1");
+  EXPECT_EQ(r.messages[2]["content"], "sunny");
 }
 
 struct BadCase {
@@ -147,13 +201,13 @@ struct BadCase {
 
 TEST(RequestParser, BadBodiesNameTheirField) {
   const Endpoint C = Endpoint::Completions, H = Endpoint::ChatCompletions;
-  const std::vector<BadCase> cases = {
+  std::vector<BadCase> cases = {
       {C, "", ""},
       {C, "{", ""},
       {C, "null", ""},
       {C, "\"prompt\"", ""},
       {C, "{\"prompt\": \"x\"} trailing", ""},
-      {C, "{\"prompt\": \"\\ud800\"}", ""},  // lone surrogate
+      {C, "{\"prompt\": \"\\ud800\"}", ""},                // lone surrogate
       {C, std::string("{\"prompt\": \"\xff\xfe\"}"), ""},  // invalid UTF-8
       {C, "{}", "prompt"},
       {C, "{\"prompt\": null}", "prompt"},
@@ -217,6 +271,46 @@ TEST(RequestParser, BadBodiesNameTheirField) {
        "chat_template_kwargs"},
       {H, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": {}}", "tools"},
   };
+  // Tools, tool_choice and tool messages (U: a user message before them).
+  const std::string U = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], ";
+  const std::string F = "{\"type\": \"function\", \"function\": {\"name\": \"f\"}}";
+  const std::vector<std::pair<std::string, std::string>> tool_cases = {
+      {U + "\"tools\": [1]}", "tools[0]"},
+      {U + "\"tools\": [{\"function\": {\"name\": \"f\"}}]}", "tools[0].type"},
+      {U + "\"tools\": [{\"type\": \"retrieval\", \"function\": {\"name\": \"f\"}}]}", "tools[0].type"},
+      {U + "\"tools\": [{\"type\": \"function\"}]}", "tools[0].function"},
+      {U + "\"tools\": [{\"type\": \"function\", \"function\": {}}]}", "tools[0].function.name"},
+      {U + "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"a b\"}}]}", "tools[0].function.name"},
+      {U + "\"tools\": [" + F + ", " + F + "]}", "tools[1].function.name"},
+      {U + "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": []}}]}",
+       "tools[0].function.parameters"},
+      {U + "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"description\": 1}}]}",
+       "tools[0].function.description"},
+      {U + "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": 1}}]}",
+       "tools[0].function.strict"},
+      {U + "\"tools\": [" + F + "], \"tool_choice\": \"always\"}", "tool_choice"},
+      {U + "\"tools\": [" + F + "], \"tool_choice\": 1}", "tool_choice"},
+      {U + "\"tools\": [" + F + "], \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"g\"}}}",
+       "tool_choice.function.name"},
+      {U + "\"tools\": [" + F + "], \"tool_choice\": {\"type\": \"function\"}}", "tool_choice.function"},
+      {U + "\"tool_choice\": \"required\"}", "tool_choice"},
+      {U + "\"tools\": [" + F + "], \"parallel_tool_calls\": 1}", "parallel_tool_calls"},
+      {"{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}", "messages[0].tool_call_id"},
+      {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"tool_calls\": []}]}", "messages[0].tool_calls"},
+      {"{\"messages\": [{\"role\": \"assistant\", \"content\": null, \"tool_calls\": {}}]}", "messages[0].tool_calls"},
+      {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"type\": \"function\"}]}]}",
+       "messages[0].tool_calls[0].function"},
+      {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"arguments\": \"{}\"}}]}]}",
+       "messages[0].tool_calls[0].function.name"},
+      {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": \"f\", "
+       "\"arguments\": 1}}]}]}",
+       "messages[0].tool_calls[0].function.arguments"},
+      {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"type\": \"x\", \"function\": {\"name\": "
+       "\"f\"}}]}]}",
+       "messages[0].tool_calls[0].type"},
+  };
+  for (const auto& [body, param] : tool_cases) cases.push_back({H, body, param});
+
   for (const BadCase& k : cases) {
     const ApiError e = parse_err(k.endpoint, k.body);
     EXPECT_EQ(e.status, 400) << k.body;
@@ -237,6 +331,17 @@ TEST(RequestParser, NestingIsBounded) {
     const GenerationParse p = parse_generation_request(Endpoint::Completions, body, limits());
     EXPECT_EQ(std::holds_alternative<GenerationRequest>(p), depth < kMaxJsonDepth) << depth;
   }
+}
+
+// A body keeps its key order, and an object of many keys still costs time
+// linear in them (an ordered parse that looks each key up in a list would
+// take minutes here).
+TEST(RequestParser, ManyKeysParseInLinearTime) {
+  std::string body = "{\"prompt\": \"x\", \"big\": {";
+  for (int i = 0; i < 300000; ++i) body += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": " + std::to_string(i);
+  body += "}, \"big\": 1, \"max_tokens\": 2}";
+  const GenerationRequest r = parse_ok(Endpoint::Completions, body);
+  EXPECT_EQ(r.max_tokens, 2);
 }
 
 TEST(RequestParser, PromptLengthChecks) {
@@ -330,11 +435,42 @@ TEST(RequestParser, MutatedBodiesNeverEscape) {
 // Random JSON documents built from the known field names and values of every
 // type: the parser accepts or rejects each, never escapes.
 TEST(RequestParser, RandomDocumentsNeverEscape) {
-  const std::vector<std::string> keys = {"prompt", "messages", "model", "n", "stream", "stream_options", "stop",
-                                         "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
-                                         "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty",
-                                         "echo", "best_of", "suffix", "tools", "logit_bias", "role", "content",
-                                         "type", "text", "include_usage", "response_format", "top_k"};
+  const std::vector<std::string> keys = {"prompt",
+                                         "messages",
+                                         "model",
+                                         "n",
+                                         "stream",
+                                         "stream_options",
+                                         "stop",
+                                         "max_tokens",
+                                         "max_completion_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "seed",
+                                         "logprobs",
+                                         "top_logprobs",
+                                         "presence_penalty",
+                                         "frequency_penalty",
+                                         "echo",
+                                         "best_of",
+                                         "suffix",
+                                         "tools",
+                                         "logit_bias",
+                                         "role",
+                                         "content",
+                                         "type",
+                                         "text",
+                                         "include_usage",
+                                         "response_format",
+                                         "top_k",
+                                         "tool_choice",
+                                         "tool_calls",
+                                         "function",
+                                         "name",
+                                         "arguments",
+                                         "tool_call_id",
+                                         "parallel_tool_calls",
+                                         "parameters"};
   std::mt19937_64 rng(7);
   std::function<json(int)> value = [&](int depth) -> json {
     switch (rng() % (depth > 3 ? 7 : 9)) {

@@ -438,11 +438,14 @@ TEST_F(ServerApi, BadInputGetsItsStatusAndErrorJsonAndTheServerKeepsServing) {
        "messages[0].content[0].type"},
       {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"top_logprobs\": 2}", 400,
        "top_logprobs"},
-      {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}",
-       400, "max_completion_tokens"},
-      {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}",
-       400, "tools"},
-      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump(), 400, "messages"},
+      {"/v1/chat/completions",
+       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}", 400,
+       "max_completion_tokens"},
+      {"/v1/chat/completions",
+       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}", 400,
+       "tools[0].function"},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump(), 400,
+       "messages"},
       {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"model", "nope"}}.dump(),
        404, "model"},
   };
@@ -550,6 +553,132 @@ TEST(ServerChatTemplate, PromptsAreTheRenderedTemplate) {
   }
 }
 
+// Tools. A template that renders none (the bible model's ChatML) refuses
+// tools that may be called, naming `tools`, and takes tool_choice "none". A
+// Hermes-style template (tool_templates/hermes.jinja: the real ones' prompts
+// do not fit the bible model's 512 tokens; tool_render_test renders those)
+// renders the tools and an OpenAI tool-call history (arguments as a JSON
+// string, null content, a tool result); the output is parsed for calls, and
+// the bible model's verses, with none in them, come back as content, whole
+// and streamed alike. Forcing a call waits for constrained decoding (400
+// naming tool_choice).
+TEST(ServerTools, ToolsReachTheTemplateAndOutputIsParsed) {
+  const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+      "description": "Current weather", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])");
+  const json history = json::parse(R"([
+      {"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_abc", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_abc", "content": "sunny"},
+      {"role": "user", "content": "And the LORD said"}])");
+  {
+    ServerProcess plain({"-m", bible_model()});
+    ASSERT_TRUE(plain.ok()) << plain.log();
+    EXPECT_NE(plain.log().find("tool calls none"), std::string::npos) << plain.log();
+    auto c = plain.client();
+    json req = {{"messages", history}, {"tools", tools}, {"max_tokens", 4}, {"temperature", 0}};
+    const HttpResult refused = testing::post_json(*c, "/v1/chat/completions", req);
+    expect_error_json(refused, 400, "tools with a template that renders none");
+    EXPECT_EQ(refused.body["error"]["param"], "tools") << refused.raw;
+    req["tool_choice"] = "none";
+    const HttpResult none = testing::post_json(*c, "/v1/chat/completions", req);
+    ASSERT_EQ(none.status, 200) << none.raw;
+    EXPECT_TRUE(none.body["choices"][0]["message"]["content"].is_string()) << none.raw;
+    EXPECT_FALSE(none.body["choices"][0]["message"].contains("tool_calls")) << none.raw;
+  }
+  const std::string hermes = testing::source_dir() + "/tests/server/tool_templates/hermes.jinja";
+  ServerProcess server({"-m", bible_model(), "--chat-template", hermes});
+  ASSERT_TRUE(server.ok()) << server.log();
+  EXPECT_NE(server.log().find("tool calls hermes"), std::string::npos) << server.log();
+  auto c = server.client();
+  json req = {{"messages", history}, {"tools", tools}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}};
+  const HttpResult r = testing::post_json(*c, "/v1/chat/completions", req);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const json& choice = r.body["choices"][0];
+  const std::string content = choice["message"]["content"];
+  EXPECT_FALSE(content.empty()) << r.raw;
+  EXPECT_FALSE(choice["message"].contains("tool_calls")) << r.raw;
+  EXPECT_EQ(choice["finish_reason"], "length") << r.raw;
+  json no_tools = req;
+  no_tools.erase("tools");
+  const HttpResult without = testing::post_json(*c, "/v1/chat/completions", no_tools);
+  ASSERT_EQ(without.status, 200) << without.raw;
+  EXPECT_GT(r.body["usage"]["prompt_tokens"].get<int>(), without.body["usage"]["prompt_tokens"].get<int>() + 20)
+      << "the tools are in the prompt";
+  // /tokenize renders the same prompt, tools included.
+  const HttpResult t = testing::post_json(*c, "/tokenize", json{{"messages", history}, {"tools", tools}});
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body["count"], r.body["usage"]["prompt_tokens"]);
+  const HttpResult d = testing::post_json(*c, "/detokenize", json{{"tokens", t.body["tokens"]}});
+  const std::string prompt = d.body["prompt"];
+  EXPECT_NE(prompt.find(R"(<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>)"),
+            std::string::npos)
+      << "the call's arguments string is rendered as the object it holds: " << prompt;
+  EXPECT_NE(prompt.find(R"("required": ["city"])"), std::string::npos) << prompt;
+
+  json sreq = req;
+  sreq["stream"] = true;
+  const StreamResult s = testing::post_stream(*c, "/v1/chat/completions", sreq);
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_TRUE(s.done);
+  std::string streamed;
+  std::string finish;
+  for (const json& e : s.events) {
+    if (!e.contains("choices") || e["choices"].empty()) continue;
+    const json& ch = e["choices"][0];
+    EXPECT_FALSE(ch["delta"].contains("tool_calls")) << e;
+    if (ch["delta"].contains("content")) streamed += ch["delta"]["content"].get<std::string>();
+    if (ch["finish_reason"].is_string()) finish = ch["finish_reason"];
+  }
+  EXPECT_EQ(streamed, content);
+  EXPECT_EQ(finish, "length");
+
+  // A forced call is made by constrained decoding, whole and streamed. (The
+  // city has a maxLength: the bible model would not end a free string.)
+  json bounded = tools;
+  bounded[0]["function"]["parameters"]["properties"]["city"]["maxLength"] = 16;
+  for (const json& choice_json :
+       {json("required"), json{{"type", "function"}, {"function", {{"name", "get_weather"}}}}}) {
+    json forced = req;
+    forced["tools"] = bounded;
+    forced["tool_choice"] = choice_json;
+    forced["max_tokens"] = 130;
+    forced["parallel_tool_calls"] = false;
+    const HttpResult f = testing::post_json(*c, "/v1/chat/completions", forced);
+    ASSERT_EQ(f.status, 200) << f.raw;
+    const json& fc = f.body["choices"][0];
+    EXPECT_EQ(fc["finish_reason"], "tool_calls") << f.raw;
+    ASSERT_EQ(fc["message"]["tool_calls"].size(), 1u) << f.raw;
+    const json& call = fc["message"]["tool_calls"][0];
+    EXPECT_EQ(call["function"]["name"], "get_weather") << f.raw;
+    const json args = json::parse(call["function"]["arguments"].get<std::string>());
+    EXPECT_TRUE(args["city"].is_string() && args["city"].get<std::string>().size() <= 16) << f.raw;
+    forced["stream"] = true;
+    const StreamResult fs = testing::post_stream(*c, "/v1/chat/completions", forced);
+    ASSERT_EQ(fs.status, 200) << fs.raw;
+    std::string name, arguments, reason;
+    for (const json& e : fs.events) {
+      if (!e.contains("choices") || e["choices"].empty()) continue;
+      const json& ch = e["choices"][0];
+      if (ch["delta"].contains("tool_calls")) {
+        const json& d = ch["delta"]["tool_calls"][0]["function"];
+        if (d.contains("name")) name += d["name"].get<std::string>();
+        if (d.contains("arguments")) arguments += d["arguments"].get<std::string>();
+      }
+      if (ch["finish_reason"].is_string()) reason = ch["finish_reason"];
+    }
+    EXPECT_EQ(name, "get_weather");
+    EXPECT_EQ(arguments, call["function"]["arguments"].get<std::string>()) << "streamed as whole, greedy";
+    EXPECT_EQ(reason, "tool_calls");
+  }
+  json unknown = req;
+  unknown["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
+  const HttpResult u = testing::post_json(*c, "/v1/chat/completions", unknown);
+  expect_error_json(u, 400, "unknown function");
+  EXPECT_EQ(u.body["error"]["param"], "tool_choice.function.name") << u.raw;
+}
+
 TEST(ServerStartup, BadOptionsAreCleanErrors) {
   testing::TempDir dir;
   const std::string bad_template = dir.file("bad.jinja");
@@ -559,6 +688,7 @@ TEST(ServerStartup, BadOptionsAreCleanErrors) {
       {"--chat-template " + dir.file("missing.jinja"), "cannot read"},
       {"--max-model-len 100000", "longer than the model's context of 512"},
       {"--kv-cache-memory 12apples", "not a memory size"},
+      {"--tool-call-parser pythonic", "valid: auto, hermes, llama3_json, mistral"},
       {"--kv-cache-memory 1KiB", "less than one block"},
       {"--kv-cache-memory 1MiB -c 256", "give only one"},
       {"-tp 3", "valid: 1, 2, 4, 8"},
