@@ -367,6 +367,7 @@ void Scheduler::build_and_submit(int lane) {
   }
   if (L.seqs.empty()) return;
 
+  SummaryRequest summaries;  // shard-local sampling where exact
   for (size_t i = 0; i < L.seqs.size(); ++i) {
     Sequence& s = *L.seqs[i];
     const int32_t seq_index = static_cast<int32_t>(batch_.sequences.size());
@@ -377,8 +378,11 @@ void Scheduler::build_and_submit(int lane) {
       batch_.positions.push_back(static_cast<int32_t>(pos));
       batch_.seq.push_back(seq_index);
       batch_.want_logits.push_back(k == L.chunks[i] - 1 && pos + 1 == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
+      if (batch_.want_logits.back()) summaries.add(s.sampler, s.tokens, s.req.top_logprobs);
     }
   }
+  summaries.fill(batch_, engine_.summary_top(summaries.wanted()));
+  L.logit_top = batch_.logit_top;
   try {
     engine_.submit(batch_);
   } catch (const std::exception& e) {
@@ -422,7 +426,6 @@ void Scheduler::collect(int lane) {
     throw;
   }
 
-  const int64_t vocab = engine_.config().vocab;
   int64_t row = 0;
   uint64_t new_prompt_tokens = 0, new_generated = 0;
   for (size_t i = 0; i < L.seqs.size(); ++i) {
@@ -432,22 +435,11 @@ void Scheduler::collect(int lane) {
     s.n_computed += L.chunks[i];
     commit_blocks(s);
     if (!has_logits) continue;
-    std::span<float> l(const_cast<float*>(logits->data()) + row * vocab, static_cast<size_t>(vocab));
-    ++row;
+    const LogitRow l = engine_.logit_row(*logits, L.logit_top, row++);
     TokenEvent ev;
     if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
     ev.token = s.sampler.sample(l, s.tokens);
-    if (s.req.top_logprobs >= 0) {
-      Sampler::log_softmax(l, logprob_scratch_);
-      ev.logprob = logprob_scratch_[static_cast<size_t>(ev.token)];
-      std::vector<int32_t> ids(static_cast<size_t>(vocab));
-      for (int32_t v = 0; v < vocab; ++v) ids[static_cast<size_t>(v)] = v;
-      const size_t k = std::min<size_t>(static_cast<size_t>(s.req.top_logprobs), ids.size());
-      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
-        return logprob_scratch_[static_cast<size_t>(a)] > logprob_scratch_[static_cast<size_t>(b)];
-      });
-      for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
-    }
+    if (s.req.top_logprobs >= 0) ev.logprob = Sampler::logprobs(l, ev.token, s.req.top_logprobs, ev.top_logprobs);
     s.tokens.push_back(ev.token);
     s.generated += 1;
     new_generated += 1;

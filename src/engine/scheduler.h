@@ -135,6 +135,7 @@ class Scheduler {
     std::vector<Sequence*> seqs;
     std::vector<int64_t> chunks;
     bool in_flight = false;
+    int logit_top = 0;  // how its batch's logits rows come back (Batch::logit_top)
   };
   bool ensure_blocks(Sequence& s, int64_t tokens);
   void preempt(Sequence& victim);
@@ -166,7 +167,6 @@ class Scheduler {
   std::vector<Lane> lanes_;
   int next_lane_ = 0;
   Batch batch_;
-  std::vector<float> logprob_scratch_;
 };
 
 }  // namespace tpinfer
