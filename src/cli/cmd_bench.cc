@@ -156,6 +156,7 @@ void run(BenchOptions& o) {
   nlohmann::ordered_json out = {{"model", o.model.model},
                                 {"machine_read_bandwidth", machine_bw},
                                 {"expert_parallel", o.model.expert_parallel},
+                                {"sampling_gather", o.model.sampling_gather},
                                 {"runs", nlohmann::ordered_json::array()}};
   for (const Row& r : rows) {
     const double achieved = static_cast<double>(r.weight_bytes) * r.tg.median_tps;

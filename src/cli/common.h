@@ -18,7 +18,7 @@ struct ModelOptions {
   int pp = 1;
   std::string pipeline_split;  // "3,5": layers per stage
   int micro_batches = 0;       // 0: one per stage
-  int threads_per_rank = 0;  // 0: cores / (tp x pp) (at least 1)
+  int threads_per_rank = 0;    // 0: cores / (tp x pp) (at least 1)
   double comm_timeout = 60.0;
   std::string kv_type = "f16";
   int64_t ctx_size = 0;
@@ -28,10 +28,12 @@ struct ModelOptions {
   bool expert_parallel = false;
   std::string device = "cpu";  // cpu, cuda
   bool no_cuda_graphs = false;
+  std::string sampling_gather = "shard";  // shard, full
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
-// --device and --no-cuda-graphs (part of add_model_options; bench adds them alone).
+// --device, --no-cuda-graphs and --sampling-gather (part of add_model_options;
+// bench adds them alone).
 void add_device_options(CLI::App& cmd, ModelOptions& o);
 // `replicas`: engines of this process sharing its cores (serve's
 // --data-parallel-size), for the default threads per rank.
