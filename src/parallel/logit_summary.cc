@@ -61,9 +61,20 @@ void summarize_shard(const float* logits, int64_t rows, int64_t cols, int64_t st
     }
     o[0] = mx;
     o[1] = static_cast<float>(sum);
-    cand.resize(static_cast<size_t>(cols));
-    for (int64_t i = 0; i < cols; ++i) cand[static_cast<size_t>(i)] = {row[i], static_cast<int32_t>(first_id + i)};
-    std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k), cand.end(), before);
+    // The best k in one pass: a heap whose front is the worst kept.
+    cand.clear();
+    for (int64_t i = 0; i < cols && k > 0; ++i) {
+      const std::pair<float, int32_t> c{row[i], static_cast<int32_t>(first_id + i)};
+      if (cand.size() < k) {
+        cand.push_back(c);
+        std::push_heap(cand.begin(), cand.end(), before);
+      } else if (before(c, cand.front())) {
+        std::pop_heap(cand.begin(), cand.end(), before);
+        cand.back() = c;
+        std::push_heap(cand.begin(), cand.end(), before);
+      }
+    }
+    std::sort_heap(cand.begin(), cand.end(), before);
     for (int i = 0; i < top; ++i) {
       const bool have = static_cast<size_t>(i) < k;
       o[2 + 2 * i] = id_bits(have ? cand[static_cast<size_t>(i)].second : -1);
