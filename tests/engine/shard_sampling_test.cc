@@ -146,7 +146,7 @@ struct GenRun {
 };
 
 GenRun generate_with(SamplingGather gather, int tp, int pp, const SamplingParams& params, const Tokens& prompt, int n,
-                  Speculation spec = Speculation::None) {
+                     Speculation spec = Speculation::None) {
   EngineOptions o = testing::f32_options(tp);
   o.parallel.pp = pp;
   o.kv_type = DType::F16;
