@@ -217,6 +217,7 @@ float Sampler::logprobs(const LogitRow& row, int32_t token, int n, std::vector<s
                                                             : -std::numeric_limits<float>::infinity();
   }
   const float lse = summary_log_sum_exp(row);
+  if (std::isnan(lse)) throw Error("logprobs of a row summarised without its log-sum-exp (Batch::logit_lse)");
   std::vector<std::pair<float, int32_t>> cand;
   merge_candidates(row, static_cast<size_t>(row.ranks) * static_cast<size_t>(row.top), cand);
   float out = -std::numeric_limits<float>::infinity();
@@ -231,6 +232,7 @@ float Sampler::logprobs(const LogitRow& row, int32_t token, int n, std::vector<s
 void SummaryRequest::add(const Sampler& s, std::span<const int32_t> history, int top_logprobs) {
   const int top = s.summary_top(top_logprobs);
   if (top == 0) whole_ = true;
+  lse_ = lse_ || top_logprobs >= 0;
   wanted_ = std::max(wanted_, top);
   penalties_.push_back(s.penalizes() ? s.penalties(history) : PenaltyInputs{});
   penalized_ = penalized_ || !penalties_.back().empty();
@@ -238,6 +240,7 @@ void SummaryRequest::add(const Sampler& s, std::span<const int32_t> history, int
 
 void SummaryRequest::fill(Batch& b, int top) {
   b.logit_top = top;
+  b.logit_lse = top > 0 && lse_;
   b.penalties.clear();
   if (top > 0 && penalized_) b.penalties = std::move(penalties_);
 }

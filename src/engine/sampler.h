@@ -112,12 +112,14 @@ class SummaryRequest {
   void add(const Sampler& s, std::span<const int32_t> history, int top_logprobs = -1);
   // Candidates per rank that make every row exact; 0 when some row needs it whole.
   int wanted() const { return whole_ ? 0 : wanted_; }
-  // b.logit_top = top, and with top > 0 the rows' penalties when any has some.
+  // b.logit_top = top, and with top > 0 the rows' penalties when any has
+  // some, and the log-sum-exp when any row wants logprobs.
   void fill(Batch& b, int top);
 
  private:
   int wanted_ = 0;
   bool whole_ = false;
+  bool lse_ = false;
   bool penalized_ = false;
   std::vector<PenaltyInputs> penalties_;
 };

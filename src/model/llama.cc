@@ -124,7 +124,7 @@ void LlamaModel::forward(const Batch& batch, float* logits) {
   dev_.run_step([&] { run(s); });
   if (last_stage()) {
     // Outside run_step: a summary may be reduced on the host.
-    lm_head_.gather(dev_, batch.n_logits(), batch.logit_top, batch.penalties);
+    lm_head_.gather(dev_, batch.n_logits(), batch.logit_top, batch.logit_lse, batch.penalties);
     lm_head_.download(dev_, logits);
   } else {
     stage_out_.resize(static_cast<size_t>(n * hidden));

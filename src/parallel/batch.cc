@@ -35,6 +35,7 @@ void Batch::clear() {
   want_logits.clear();
   sequences.clear();
   logit_top = 0;
+  logit_lse = false;
   penalties.clear();
 }
 
@@ -46,6 +47,7 @@ std::vector<Batch> Batch::split(int parts) const {
   for (int64_t p = 0; p < m; ++p) {
     Batch& b = out[static_cast<size_t>(p)];
     b.logit_top = logit_top;
+    b.logit_lse = logit_lse;
     std::vector<int32_t> index_of(sequences.size(), -1);
     for (int64_t t = n * p / m; t < n * (p + 1) / m; ++t) {
       const size_t i = static_cast<size_t>(t);
@@ -79,6 +81,7 @@ std::vector<int32_t> Batch::encode() const {
     w.insert(w.end(), s.block_table.begin(), s.block_table.end());
   }
   w.push_back(logit_top);
+  w.push_back(logit_lse ? 1 : 0);
   w.push_back(static_cast<int32_t>(penalties.size()));
   for (const PenaltyInputs& p : penalties) {
     for (const float f : {p.repeat_penalty, p.presence_penalty, p.frequency_penalty}) w.push_back(float_word(f));
@@ -117,6 +120,7 @@ Batch Batch::decode(const std::vector<int32_t>& w) {
     at += static_cast<size_t>(len);
   }
   b.logit_top = next();
+  b.logit_lse = next() != 0;
   const int32_t n_pen = next();
   if (b.logit_top < 0 || (n_pen != 0 && n_pen != b.n_logits())) {
     throw Error(cat("malformed batch: ", n_pen, " penalty rows for ", b.n_logits(), " logits rows, top ", b.logit_top));

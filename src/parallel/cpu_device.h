@@ -65,8 +65,8 @@ class CpuDevice final : public Device {
   void all_reduce_sum(float* data, size_t n) override { comm_.all_reduce_sum(data, n); }
   // Reduces in place on the host, with summarize_shard().
   void summarize_logits(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id, int top,
-                        std::span<const PenaltyInputs> penalties, float* out) override {
-    summarize_shard(logits, rows, cols, stride, first_id, top, penalties, out, summary_scratch_);
+                        bool lse, std::span<const PenaltyInputs> penalties, float* out) override {
+    summarize_shard(logits, rows, cols, stride, first_id, top, lse, penalties, out, summary_scratch_);
   }
   void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
     comm_.all_gather(send, counts, recv);

@@ -214,13 +214,14 @@ class Device {
 
   // Shard-local sampling (parallel/logit_summary.h): reduces `rows` rows of
   // this rank's logits (`cols` vocabulary ids from first_id, rows `stride`
-  // floats apart) to their summaries with `top` candidates, after
+  // floats apart) to their summaries with `top` candidates (and the sum of
+  // exps with `lse`), after
   // penalties[row] (none when empty), into out[rows, summary_floats(top)].
   // Not inside run_step(). The default reads the logits to the host, reduces
   // them there with summarize_shard() and uploads the summaries; a device may
   // do better, with the same result bit for bit.
   virtual void summarize_logits(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id,
-                                int top, std::span<const PenaltyInputs> penalties, float* out);
+                                int top, bool lse, std::span<const PenaltyInputs> penalties, float* out);
 
   // Collectives over the tensor-parallel group (every rank calls each, in the
   // same order). data[0, n) <- sum over ranks.

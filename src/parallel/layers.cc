@@ -54,7 +54,7 @@ int64_t ParallelLMHead::row_floats(int top) const {
   return top > 0 ? static_cast<int64_t>(ranges_.size()) * summary_floats(top) : vocab_;
 }
 
-void ParallelLMHead::gather(Device& dev, int64_t rows, int top, std::span<const PenaltyInputs> penalties) {
+void ParallelLMHead::gather(Device& dev, int64_t rows, int top, bool lse, std::span<const PenaltyInputs> penalties) {
   if (rows > n_) throw Error(cat("lm_head: ", rows, " rows wanted of the ", n_, " computed"));
   rows_ = rows;
   top_ = top;
@@ -66,7 +66,7 @@ void ParallelLMHead::gather(Device& dev, int64_t rows, int top, std::span<const 
     const int64_t w = summary_floats(top);
     float* s = reserve_f32(dev, summaries_, static_cast<size_t>(rows * w));
     dev.summarize_logits(local_.f32(), rows, local_cols, local_cols, ranges_[static_cast<size_t>(dev.rank())].begin,
-                         top, penalties, s);
+                         top, lse, penalties, s);
     send = s;
     counts.assign(ranges_.size(), static_cast<size_t>(rows * w));
   } else {

@@ -88,9 +88,9 @@ class ParallelLMHead {
   void forward(Device& dev, const float* x, int64_t n);
   // After the step's layers: brings the first `rows` of them together on
   // every rank with one all-gather: top 0, every rank's logits; else every
-  // rank's summary of each row with `top` candidates, after penalties[row]
-  // (none when empty).
-  void gather(Device& dev, int64_t rows, int top, std::span<const PenaltyInputs> penalties);
+  // rank's summary of each row with `top` candidates (and its log-sum-exp
+  // with `lse`), after penalties[row] (none when empty).
+  void gather(Device& dev, int64_t rows, int top, bool lse, std::span<const PenaltyInputs> penalties);
   // Floats per gathered row: vocab, or ranks x summary_floats(top).
   int64_t row_floats(int top) const;
   // The gathered rows into out[rows, row_floats(top)] on the host: the

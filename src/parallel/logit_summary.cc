@@ -42,7 +42,7 @@ void apply_penalties(std::span<float> logits, int64_t first_id, const PenaltyInp
 }
 
 void summarize_shard(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id, int top,
-                     std::span<const PenaltyInputs> penalties, float* out, std::vector<float>& scratch) {
+                     bool lse, std::span<const PenaltyInputs> penalties, float* out, std::vector<float>& scratch) {
   std::vector<std::pair<float, int32_t>> cand;
   const size_t k = std::min<size_t>(static_cast<size_t>(top), static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
@@ -55,8 +55,8 @@ void summarize_shard(const float* logits, int64_t rows, int64_t cols, int64_t st
     float* o = out + r * summary_floats(top);
     float mx = kNegInf;
     for (int64_t i = 0; i < cols; ++i) mx = std::max(mx, row[i]);
-    double sum = 0;
-    if (cols > 0) {
+    double sum = lse ? 0 : std::numeric_limits<double>::quiet_NaN();
+    if (lse && cols > 0) {
       for (int64_t i = 0; i < cols; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
     }
     o[0] = mx;

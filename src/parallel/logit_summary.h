@@ -12,6 +12,7 @@
 //
 //   [0]            the shard's largest penalised logit (-inf for an empty shard)
 //   [1]            sum over the shard of exp(logit - [0]), summed in double
+//                  (NaN when not asked for: it costs an exp per logit)
 //   [2 + 2i]       candidate i's vocabulary id, its int32 bits (-1: none)
 //   [3 + 2i]       candidate i's penalised logit (-inf: none)
 //
@@ -60,9 +61,10 @@ constexpr int64_t summary_floats(int top) { return 2 + 2 * static_cast<int64_t>(
 // summarize_logits): for each of `rows` rows of `logits` (`stride` floats
 // apart, `cols` of them, vocabulary ids first_id..), penalised by
 // penalties[row] when there are any (penalties empty: none), writes its
-// summary to out + row * summary_floats(top). `scratch` is reused.
+// summary to out + row * summary_floats(top), with the sum of exps when
+// `lse`. `scratch` is reused.
 void summarize_shard(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id, int top,
-                     std::span<const PenaltyInputs> penalties, float* out, std::vector<float>& scratch);
+                     bool lse, std::span<const PenaltyInputs> penalties, float* out, std::vector<float>& scratch);
 
 // One row of a step's output on the driver: either the full row of logits
 // (penalties not yet applied) or every rank's summary of it, rank after rank
@@ -80,7 +82,8 @@ struct LogitRow {
 // ranks: (logit, id), by logit then lower id first.
 void merge_candidates(const LogitRow& row, size_t k, std::vector<std::pair<float, int32_t>>& out);
 
-// log(sum over the whole vocabulary of exp(logit)) of a summarised row.
+// log(sum over the whole vocabulary of exp(logit)) of a summarised row (NaN
+// when its summaries were made without).
 float summary_log_sum_exp(const LogitRow& row);
 
 }  // namespace tpinfer

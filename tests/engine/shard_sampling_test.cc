@@ -59,13 +59,14 @@ std::vector<Setting> settings() {
 }
 
 // `row` cut into shards as `ranks` ranks hold it, each summarised alone.
-std::vector<float> summarise(const std::vector<float>& row, int ranks, int top, const PenaltyInputs& p) {
+std::vector<float> summarise(const std::vector<float>& row, int ranks, int top, const PenaltyInputs& p,
+                             bool lse = true) {
   const int64_t vocab = static_cast<int64_t>(row.size());
   std::vector<float> out(static_cast<size_t>(ranks * summary_floats(top))), scratch;
   const std::vector<PenaltyInputs> pens{p};
   for (int r = 0; r < ranks; ++r) {
     const int64_t a = vocab * r / ranks, b = vocab * (r + 1) / ranks;
-    summarize_shard(row.data() + a, 1, b - a, b - a, a, top, pens, out.data() + r * summary_floats(top), scratch);
+    summarize_shard(row.data() + a, 1, b - a, b - a, a, top, lse, pens, out.data() + r * summary_floats(top), scratch);
   }
   return out;
 }
@@ -92,7 +93,7 @@ TEST(ShardSampling, SampleAndVerifyFromSummariesEqualWholeRows) {
       Tokens history{1, 5, 5, 9, 700, 999, 3};
       for (int i = 0; i < 300; ++i) {
         const std::vector<float> row = random_row(vocab, rng);
-        const std::vector<float> sums = summarise(row, ranks, top, shard.penalties(history));
+        const std::vector<float> sums = summarise(row, ranks, top, shard.penalties(history), i % 4 < 2);
         LogitRow summary;
         summary.summaries = sums.data();
         summary.ranks = ranks;

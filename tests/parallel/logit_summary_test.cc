@@ -84,7 +84,7 @@ TEST(LogitSummary, ShardTopCandidatesAndLogSumExpMatchAPlainReference) {
         pens.push_back(penalised ? p : PenaltyInputs{});
       }
       std::vector<float> out(static_cast<size_t>(rows * summary_floats(top))), scratch;
-      summarize_shard(logits.data(), rows, cols, stride, first, top, pens, out.data(), scratch);
+      summarize_shard(logits.data(), rows, cols, stride, first, top, true, pens, out.data(), scratch);
       for (int64_t r = 0; r < rows; ++r) {
         // The reference works on the whole vocabulary; this shard is [first, first + cols).
         std::vector<float> whole(static_cast<size_t>(first + cols + 200), -100.0f);
@@ -104,6 +104,16 @@ TEST(LogitSummary, ShardTopCandidatesAndLogSumExpMatchAPlainReference) {
         EXPECT_EQ(o[0], static_cast<float>(mx));
         EXPECT_NEAR(std::log(o[1]) + o[0], std::log(sum) + mx, 1e-5);
       }
+      // Without the log-sum-exp: the same candidates, the sum left out.
+      std::vector<float> lean(out.size());
+      summarize_shard(logits.data(), rows, cols, stride, first, top, false, pens, lean.data(), scratch);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* a = out.data() + r * summary_floats(top);
+        const float* b = lean.data() + r * summary_floats(top);
+        EXPECT_EQ(b[0], a[0]);
+        EXPECT_TRUE(std::isnan(b[1]));
+        EXPECT_EQ(std::memcmp(a + 2, b + 2, static_cast<size_t>(2 * top) * sizeof(float)), 0);
+      }
     }
   }
 }
@@ -111,7 +121,7 @@ TEST(LogitSummary, ShardTopCandidatesAndLogSumExpMatchAPlainReference) {
 TEST(LogitSummary, AShardSmallerThanTopIsPaddedAndMergesSkipThePadding) {
   const std::vector<float> l = random_logits(3, 9);
   std::vector<float> out(static_cast<size_t>(summary_floats(5))), scratch;
-  summarize_shard(l.data(), 1, 3, 3, 10, 5, {}, out.data(), scratch);
+  summarize_shard(l.data(), 1, 3, 3, 10, 5, true, {}, out.data(), scratch);
   EXPECT_EQ(id_of(out[2 + 2 * 3]), -1);
   EXPECT_EQ(out[3 + 2 * 4], -std::numeric_limits<float>::infinity());
   LogitRow row;
@@ -138,7 +148,7 @@ TEST(LogitSummary, MergedShardsGiveTheWholeRowsTopKAndLogSumExp) {
       const std::vector<PenaltyInputs> pens{p};
       for (int r = 0; r < ranks; ++r) {
         const int64_t a = cuts[static_cast<size_t>(r)], b = cuts[static_cast<size_t>(r) + 1];
-        summarize_shard(l.data() + a, 1, b - a, b - a, a, top, pens, summaries.data() + r * summary_floats(top),
+        summarize_shard(l.data() + a, 1, b - a, b - a, a, top, true, pens, summaries.data() + r * summary_floats(top),
                         scratch);
       }
       LogitRow row;
@@ -169,9 +179,11 @@ TEST(LogitSummary, BatchWordsCarryTopAndPenaltiesThroughSplits) {
     b.want_logits.push_back(i % 2 == 0 ? 1 : 0);
   }
   b.logit_top = 40;
+  b.logit_lse = true;
   for (int r = 0; r < 3; ++r) b.penalties.push_back(random_penalties(4096, 11 + static_cast<uint64_t>(r)));
   const Batch d = Batch::decode(b.encode());
   EXPECT_EQ(d.logit_top, 40);
+  EXPECT_TRUE(d.logit_lse);
   ASSERT_EQ(d.penalties.size(), 3u);
   for (size_t r = 0; r < 3; ++r) {
     EXPECT_EQ(d.penalties[r].repeat_penalty, b.penalties[r].repeat_penalty);
