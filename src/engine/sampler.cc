@@ -238,6 +238,11 @@ void SummaryRequest::add(const Sampler& s, std::span<const int32_t> history, int
   penalized_ = penalized_ || !penalties_.back().empty();
 }
 
+void SummaryRequest::add_whole() {
+  whole_ = true;
+  penalties_.emplace_back();
+}
+
 void SummaryRequest::fill(Batch& b, int top) {
   b.logit_top = top;
   b.logit_lse = top > 0 && lse_;

@@ -110,6 +110,9 @@ class SummaryRequest {
   // A row sampled by `s` after `history` (prompt and tokens so far), with
   // logprobs of top_logprobs alternatives (-1: none).
   void add(const Sampler& s, std::span<const int32_t> history, int top_logprobs = -1);
+  // A row that must come whole whatever its sampler (a constraint that
+  // masks the whole row first, a caller that reads every logit).
+  void add_whole();
   // Candidates per rank that make every row exact; 0 when some row needs it whole.
   int wanted() const { return whole_ ? 0 : wanted_; }
   // b.logit_top = top, and with top > 0 the rows' penalties when any has

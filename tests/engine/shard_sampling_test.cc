@@ -117,6 +117,31 @@ TEST(ShardSampling, SampleAndVerifyFromSummariesEqualWholeRows) {
   }
 }
 
+TEST(ShardSampling, ARequestWithAWholeRowAsksForWholeRows) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.repeat_penalty = 1.2f;
+  SummaryRequest r;
+  r.add(Sampler(p), Tokens{3, 4}, 2);
+  EXPECT_EQ(r.wanted(), 2);
+  r.add_whole();
+  EXPECT_EQ(r.wanted(), 0);
+  Batch b;
+  r.fill(b, 0);
+  EXPECT_EQ(b.logit_top, 0);
+  EXPECT_TRUE(b.penalties.empty());
+  // Summaries: one penalty row per logits row, the whole one's empty.
+  SummaryRequest s;
+  s.add(Sampler(p), Tokens{3, 4}, 2);
+  s.add(Sampler(SamplingParams{}), Tokens{5});
+  s.fill(b, 40);
+  EXPECT_EQ(b.logit_top, 40);
+  EXPECT_TRUE(b.logit_lse);
+  ASSERT_EQ(b.penalties.size(), 2u);
+  EXPECT_EQ(b.penalties[0].tokens.size(), 2u);
+  EXPECT_TRUE(b.penalties[1].empty());
+}
+
 TEST(ShardSampling, SummaryTopSaysWhichSettingsNeedWholeRows) {
   SamplingParams p;
   p.temperature = 0;
