@@ -187,6 +187,7 @@ void run(BenchOptions& o) {
   nlohmann::ordered_json out = {{"model", o.model.model},
                                 {"machine_read_bandwidth", machine_bw},
                                 {"expert_parallel", o.model.expert_parallel},
+                                {"sampling_gather", o.model.sampling_gather},
                                 {"runs", nlohmann::ordered_json::array()}};
   auto spec_json = [&](const SpeculativeBenchResult& b) {
     return nlohmann::ordered_json{{"method", o.speculative.method},

@@ -183,6 +183,7 @@ void run(RunOptions& o) {
       {"device", name(engine.device())},
       {"device_comm_backend", name(engine.device_comm())},
       {"comm_compression", o.model.compression},
+      {"sampling_gather", o.model.sampling_gather},
       {"weight_bytes_total", total_weights},
       {"ranks", ranks},
       {"decode_comm", comm_json(decode_comm)},

@@ -77,6 +77,9 @@ void add_device_options(CLI::App& cmd, ModelOptions& o) {
                  "Where the ranks compute: cpu (default) or cuda (one GPU per rank when there are enough, else "
                  "ranks as streams of GPU 0)");
   cmd.add_flag("--no-cuda-graphs", o.no_cuda_graphs, "cuda: launch decode steps kernel by kernel (debugging)");
+  cmd.add_option("--sampling-gather", o.sampling_gather,
+                 "How logits reach the sampler: shard (default: each rank's top candidates wherever that is exact, "
+                 "whole rows otherwise) or full (whole rows always)");
 }
 
 std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
@@ -147,6 +150,7 @@ EngineOptions engine_options(const ModelOptions& o, int replicas) {
   e.parallel.expert_parallel = o.expert_parallel;
   e.device = parse_device(o.device);
   e.cuda_graphs = !o.no_cuda_graphs;
+  e.sampling_gather = parse_sampling_gather(o.sampling_gather);
   return e;
 }
 

@@ -29,6 +29,7 @@ struct ModelOptions {
   bool expert_parallel = false;
   std::string device = "cpu";  // cpu, cuda
   bool no_cuda_graphs = false;
+  std::string sampling_gather = "shard";  // shard, full
 };
 
 // --speculative, --draft-model, --num-speculative-tokens (run, bench, serve).
@@ -48,7 +49,8 @@ std::unique_ptr<Engine> open_draft(const SpeculativeCliOptions& o, const ModelOp
 // The options the generator and scheduler take; checked (k in range, a
 // draft there when the method needs one).
 SpeculativeOptions speculative_options(const SpeculativeCliOptions& o, Engine* draft);
-// --device and --no-cuda-graphs (part of add_model_options; bench adds them alone).
+// --device, --no-cuda-graphs and --sampling-gather (part of add_model_options;
+// bench adds them alone).
 void add_device_options(CLI::App& cmd, ModelOptions& o);
 // `replicas`: engines of this process sharing its cores (serve's
 // --data-parallel-size), for the default threads per rank.

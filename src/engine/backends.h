@@ -20,9 +20,16 @@ enum class DeviceKind { Cpu, Cuda };
 // one GPU, comm/cuda/device_comm.h).
 enum class DeviceComm { None, Nccl, Streams };
 
-// "--comm x" / "--device x": ConfigError naming the valid choices otherwise.
+// How the logits rows a sampler needs reach the driver: Full, the whole rows
+// (the lm_head's all-gather); Shard, each rank's summary of its vocabulary
+// shard (parallel/logit_summary.h) wherever that is exact, else whole rows
+// (Engine::summary_top).
+enum class SamplingGather { Full, Shard };
+
+// "--comm x" / "--device x" / "--sampling-gather x": ConfigError naming the valid choices otherwise.
 CommBackend parse_comm_backend(std::string_view name);
 DeviceKind parse_device(std::string_view name);
+SamplingGather parse_sampling_gather(std::string_view name);
 
 // Auto resolved for this process; Local and Mpi unchanged.
 CommBackend resolve(CommBackend backend);
@@ -30,5 +37,6 @@ CommBackend resolve(CommBackend backend);
 const char* name(CommBackend backend);
 const char* name(DeviceKind device);
 const char* name(DeviceComm comm);
+const char* name(SamplingGather gather);
 
 }  // namespace tpinfer

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "engine/comm_summary.h"
 #include "engine/generator.h"
+#include "engine/sampler.h"
 
 namespace tpinfer {
 namespace {
@@ -99,6 +100,8 @@ void run_batch(Engine& engine, std::vector<int32_t>& table, const std::vector<in
   }
   Batch b;
   b.sequences.push_back({table});
+  // The logits come back as the default sampler (top-k 40) would ask for them.
+  b.logit_top = engine.summary_top(Sampler(SamplingParams{}).summary_top());
   for (size_t i = 0; i < tokens.size(); ++i) {
     b.tokens.push_back(tokens[i]);
     b.positions.push_back(static_cast<int32_t>(start + static_cast<int64_t>(i)));

@@ -85,7 +85,7 @@ Engine::~Engine() {
 // model already), appends its forward time and takes its expert counts.
 void Engine::run_stage(Rank& rank, const Batch& batch, std::vector<int64_t>& busy_nanos, std::vector<int64_t>& loads) {
   const Clock::time_point t0 = Clock::now();
-  rank.run(batch, config().vocab);
+  rank.run(batch);
   busy_nanos.push_back(nanos_since(t0));
   expert_load_.take(*rank.model, loads);
 }
@@ -100,9 +100,9 @@ void Engine::send_on(Rank& rank, const std::vector<int32_t>& words, int64_t n_to
                         loads);
     to = world_rank_of(rank.stage + 1, rank.tp_rank, tp());
   } else if (rank.tp_rank == 0) {
-    const int64_t vocab = config().vocab;
-    rank.message.encode(StageCommand::Logits, {}, rank.logits.data(), static_cast<int64_t>(rank.logits.size()) / vocab,
-                        vocab, busy_nanos, loads);
+    const int64_t width = rank.row_floats;
+    rank.message.encode(StageCommand::Logits, {}, rank.logits.data(), static_cast<int64_t>(rank.logits.size()) / width,
+                        width, busy_nanos, loads);
   } else {
     return;
   }
@@ -170,6 +170,18 @@ void validate_batch(const Batch& b, int64_t vocab, int block_size) {
   if (b.positions.size() != n || b.seq.size() != n || b.want_logits.size() != n) {
     throw Error("batch arrays differ in length");
   }
+  if (b.logit_top < 0 || b.logit_top > vocab) {
+    throw Error(cat("batch asks for ", b.logit_top, " candidates per rank of a vocabulary of ", vocab));
+  }
+  if (!b.penalties.empty() && (b.logit_top == 0 || static_cast<int64_t>(b.penalties.size()) != b.n_logits())) {
+    throw Error(cat("batch has ", b.penalties.size(), " penalty rows for ", b.n_logits(), " logits rows with top ",
+                    b.logit_top, " (penalties go with summaries, one per row)"));
+  }
+  for (const PenaltyInputs& p : b.penalties) {
+    for (const PenaltyToken& t : p.tokens) {
+      if (t.count < 0 || t.count > (1 << 29)) throw Error(cat("penalty count ", t.count, " of token ", t.id));
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     if (b.tokens[i] < 0 || b.tokens[i] >= vocab) {
       throw Error(cat("token id ", b.tokens[i], " outside the vocabulary of ", vocab));
@@ -188,6 +200,7 @@ void validate_batch(const Batch& b, int64_t vocab, int block_size) {
 void Engine::fail(const std::string& message) {
   in_flight_ = 0;
   ready_.clear();
+  row_floats_.clear();
   if (shared_) shared_->abort_all(message);
 }
 
@@ -204,6 +217,7 @@ void Engine::submit(const Batch& batch) {
     run_stage(*driver_, batch, busy, loads);
     if (pp() > 1) {
       send_on(*driver_, words_, batch.size(), busy, loads);
+      row_floats_.push_back(logits_row_floats(batch.logit_top));
     } else {
       times_.add_busy(busy);
       expert_load_.add(loads);
@@ -228,7 +242,8 @@ const std::vector<float>& Engine::collect() {
       const int last = world_rank_of(pp() - 1, 0, tp());
       StageHeader h;
       driver_->pipe->recv(&h, sizeof(h), last);
-      message_.expect(h, StageCommand::Logits, pp(), config().vocab, expert_load_.words(pp()), last);
+      message_.expect(h, StageCommand::Logits, pp(), row_floats_.front(), expert_load_.words(pp()), last);
+      row_floats_.pop_front();
       driver_->pipe->recv(message_.payload(), message_.payload_size(), last);
       logits_.assign(message_.rows(), message_.rows() + message_.row_bytes() / sizeof(float));
       std::vector<int64_t> busy, loads;
@@ -261,6 +276,32 @@ const std::vector<float>& Engine::step(const Batch& batch) {
     step_logits_.insert(step_logits_.end(), l.begin(), l.end());
   }
   return step_logits_;
+}
+
+int Engine::summary_top(int wanted) const {
+  if (options_.sampling_gather == SamplingGather::Full || wanted <= 0) return 0;
+  int64_t smallest = config().vocab;
+  for (int r = 0; r < tp(); ++r) smallest = std::min(smallest, plan_.rank(r).vocab.size());
+  // A candidate is two floats; a summary adds two more.
+  return summary_floats(wanted) < smallest ? wanted : 0;
+}
+
+int64_t Engine::logits_row_floats(int top) const { return top > 0 ? tp() * summary_floats(top) : config().vocab; }
+
+// The caller owns `out` (step()'s or collect()'s result) and may modify the
+// row (the sampler penalises a whole row in place).
+LogitRow Engine::logit_row(const std::vector<float>& out, int top, int64_t i) const {
+  const int64_t w = logits_row_floats(top);
+  float* row = const_cast<float*>(out.data()) + i * w;
+  LogitRow r;
+  if (top > 0) {
+    r.summaries = row;
+    r.ranks = tp();
+    r.top = top;
+  } else {
+    r.full = std::span<float>(row, static_cast<size_t>(w));
+  }
+  return r;
 }
 
 const CommStats& Engine::comm_stats() const { return driver_->tp_stats(); }

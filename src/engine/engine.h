@@ -39,6 +39,7 @@
 #include "engine/stats.h"
 #include "formats/model_source.h"
 #include "parallel/batch.h"
+#include "parallel/logit_summary.h"
 #include "parallel/parallel_config.h"
 #include "parallel/pipeline_plan.h"
 #include "parallel/shard_plan.h"
@@ -66,6 +67,8 @@ struct EngineOptions {
   DeviceKind device = DeviceKind::Cpu;
   // cuda: decode steps as CUDA graphs (off: every step launched kernel by kernel, for debugging).
   bool cuda_graphs = true;
+  // Logits rows to the driver whole, or as the ranks' summaries where exact (summary_top()).
+  SamplingGather sampling_gather = SamplingGather::Shard;
 };
 
 // One rank of the replica, by world rank (stage x tp + tp_rank).
@@ -116,6 +119,18 @@ class Engine {
   // logits, [batch.n_logits(), vocab] row-major, valid until the next step,
   // submit() or collect(). Needs no batch in flight.
   const std::vector<float>& step(const Batch& batch);
+
+  // Shard-local sampling. The candidates per rank a batch should ask for
+  // (Batch::logit_top) when its sampler needs `wanted` of them to be exact
+  // (Sampler::summary_top(); 0: whole rows): `wanted`, or 0 (whole rows) with
+  // --sampling-gather full or when a summary would not be smaller than the
+  // smallest rank's shard of a row.
+  int summary_top(int wanted) const;
+  // Floats per logits row of the output (step(), collect()) of a batch with
+  // logit_top `top`: vocab, or tp() x summary_floats(top).
+  int64_t logits_row_floats(int top) const;
+  // Row i of that output as the sampler reads it (valid as long as `out`).
+  LogitRow logit_row(const std::vector<float>& out, int top, int64_t i) const;
 
   // The pipelined halves of step(), for a caller that keeps several batches
   // in flight (the scheduler, one per stage). submit() validates the batch and
@@ -199,6 +214,7 @@ class Engine {
   std::vector<float> logits_;             // what collect() returned last
   std::vector<float> step_logits_;        // step()'s micro-batches, concatenated
   std::deque<std::vector<float>> ready_;  // pp = 1: logits submitted, not collected
+  std::deque<int64_t> row_floats_;        // pp > 1: logits row width of each batch in flight
   std::vector<int32_t> words_;
   StageMessage message_;  // the last logits message (pp > 1)
   int in_flight_ = 0;

@@ -15,11 +15,13 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 // Runs `tokens` at positions [start, start + n) of one sequence in chunks;
 // want_logits selects positions (relative to start) whose logits are returned
-// through on_logits(position, logits).
+// through on_logits(position, row): whole rows with top 0, else the ranks'
+// summaries with `top` candidates, penalised by penalties(position) when
+// that is given.
 void run_chunks(Engine& engine, std::vector<int32_t>& table, const std::vector<int32_t>& tokens, int64_t start,
                 int chunk, const std::function<bool(int64_t)>& want,
-                const std::function<void(int64_t, const float*)>& on_logits) {
-  const int64_t vocab = engine.config().vocab;
+                const std::function<void(int64_t, const LogitRow&)>& on_logits, int top = 0,
+                const std::function<PenaltyInputs(int64_t)>& penalties = {}) {
   Batch b;
   for (int64_t at = 0; at < static_cast<int64_t>(tokens.size()); at += chunk) {
     const int64_t end = std::min<int64_t>(static_cast<int64_t>(tokens.size()), at + chunk);
@@ -29,19 +31,38 @@ void run_chunks(Engine& engine, std::vector<int32_t>& table, const std::vector<i
     }
     b.clear();
     b.sequences.push_back({table});
+    b.logit_top = top;
     for (int64_t i = at; i < end; ++i) {
       b.tokens.push_back(tokens[static_cast<size_t>(i)]);
       b.positions.push_back(static_cast<int32_t>(start + i));
       b.seq.push_back(0);
       b.want_logits.push_back(want(i) ? 1 : 0);
+      if (want(i) && top > 0 && penalties) b.penalties.push_back(penalties(i));
     }
     const std::vector<float>& logits = engine.step(b);
     int64_t row = 0;
     for (int64_t i = at; i < end; ++i) {
-      if (b.want_logits[static_cast<size_t>(i - at)]) on_logits(i, logits.data() + (row++) * vocab);
+      if (b.want_logits[static_cast<size_t>(i - at)]) on_logits(i, engine.logit_row(logits, b.logit_top, row++));
     }
   }
 }
+
+// A copy of a row that outlives the step's output.
+struct RowCopy {
+  std::vector<float> data;
+  LogitRow row;
+  void take(const LogitRow& r) {
+    if (r.is_full()) {
+      data.assign(r.full.begin(), r.full.end());
+      row = r;
+      row.full = data;
+    } else {
+      data.assign(r.summaries, r.summaries + r.ranks * summary_floats(r.top));
+      row = r;
+      row.summaries = data.data();
+    }
+  }
+};
 
 }  // namespace
 
@@ -55,10 +76,15 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
     throw Error(cat("the prompt has ", prompt.size(), " tokens; the KV cache holds ", max_ctx));
   }
   Sampler sampler(sampling);
+  TokenConstraint* const constraint = options.constraint;
+  // Shard-local sampling where exact: the ranks' summaries instead of whole
+  // rows (a constraint masks whole rows).
+  const int top = constraint ? 0 : engine.summary_top(sampler.summary_top());
+  const bool penalize = top > 0 && sampler.penalizes();
   std::vector<int32_t> table;
   std::vector<int32_t> history = prompt;
   std::vector<int32_t> out;
-  std::vector<float> logits(static_cast<size_t>(vocab));
+  RowCopy first;
   GenerationStats local;
   GenerationStats& st = stats ? *stats : local;
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -68,7 +94,7 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   const int64_t last = static_cast<int64_t>(prompt.size()) - 1;
   run_chunks(
       engine, table, prompt, 0, options.prefill_chunk, [&](int64_t i) { return i == last; },
-      [&](int64_t, const float* l) { std::copy(l, l + vocab, logits.begin()); });
+      [&](int64_t, const LogitRow& row) { first.take(row); }, top, [&](int64_t) { return sampler.penalties(history); });
   st.prefill_seconds = since(t0);
   st.prefill_comm = engine.comm_stats();
   st.prefill_parallel = engine.parallel_stats();
@@ -79,7 +105,6 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
   const SpeculativeOptions& spec = options.speculative;
   if (spec.method != Speculation::None) check(spec);
   if (spec.draft) check_draft_vocabulary(spec.draft->config().vocab, vocab);
-  TokenConstraint* const constraint = options.constraint;
   const std::unique_ptr<Proposer> proposer = constraint ? nullptr : make_proposer(spec);
   // Takes a generated token; false when generation ends with it.
   auto emit = [&](int32_t tok) {
@@ -95,19 +120,19 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
     const bool complete = constraint && constraint->finished();
     return on_token(tok) && !eog && !complete && static_cast<int>(out.size()) < options.max_tokens;
   };
-  // The constraint's mask on the logits a token is drawn from.
-  auto allowed = [&](std::span<float> l) {
+  // The constraint's mask on the (whole) row a token is drawn from.
+  auto allowed = [&](const LogitRow& row) {
     if (!constraint) return;
     const auto t = Clock::now();
-    const bool any = constraint->mask(l);
+    const bool any = constraint->mask(row.full);
     st.constraint_seconds += since(t);
     if (!any) throw Error("no token can continue the structured output (grammar dead end)");
   };
   Batch b;
   std::vector<int32_t> guess;
   try {
-    if (options.max_tokens > 0) allowed(logits);
-    bool going = options.max_tokens > 0 && emit(sampler.sample(logits, history));
+    if (options.max_tokens > 0) allowed(first.row);
+    bool going = options.max_tokens > 0 && emit(sampler.sample(first.row, history));
     while (going) {
       // The last token is not in the cache yet: it runs now, at `pos`, with
       // the guesses after it (each row's logits decide the next guess).
@@ -122,12 +147,19 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
       if (!engine.blocks().reserve(table, pos + 1 + static_cast<int64_t>(guess.size()))) break;
       b.clear();
       b.sequences.push_back({table});
+      b.logit_top = top;
       for (size_t j = 0; j <= guess.size(); ++j) {
         b.tokens.push_back(j == 0 ? history.back() : guess[j - 1]);
         b.positions.push_back(static_cast<int32_t>(pos + static_cast<int64_t>(j)));
         b.seq.push_back(0);
         b.want_logits.push_back(1);
+        if (penalize) {
+          // Row j follows the history and the first j guesses.
+          if (j > 0) history.push_back(guess[j - 1]);
+          b.penalties.push_back(sampler.penalties(history));
+        }
       }
+      if (penalize) history.resize(history.size() - guess.size());
       const std::vector<float>& rows = engine.step(b);
       st.decode_forwards += 1;
       st.proposed_tokens += static_cast<int64_t>(guess.size());
@@ -138,14 +170,13 @@ std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt
       size_t j = 0;
       int kept = 0;
       for (; going && j <= guess.size(); ++j) {
-        std::copy(rows.begin() + static_cast<int64_t>(j) * vocab, rows.begin() + static_cast<int64_t>(j + 1) * vocab,
-                  logits.begin());
-        allowed(logits);
+        const LogitRow row = engine.logit_row(rows, b.logit_top, static_cast<int64_t>(j));
+        allowed(row);
         if (j == guess.size()) {
-          going = emit(sampler.sample(logits, history));
+          going = emit(sampler.sample(row, history));
           break;
         }
-        const Verdict v = sampler.verify(logits, history, guess[j]);
+        const Verdict v = sampler.verify(row, history, guess[j]);
         kept += v.accepted ? 1 : 0;
         going = emit(v.token);
         if (!v.accepted) break;
@@ -183,8 +214,9 @@ PerplexityResult perplexity(Engine& engine, const std::vector<int32_t>& tokens, 
     try {
       run_chunks(
           engine, table, chunk, 0, ctx, [&](int64_t i) { return i >= first && i < ctx - 1; },
-          [&](int64_t i, const float* l) {
+          [&](int64_t i, const LogitRow& row) {
             // log softmax of the next token, in double
+            const float* l = row.full.data();
             double mx = l[0];
             for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v]));
             double sum = 0;

@@ -40,6 +40,7 @@ struct Engine::Rank {
 #endif
   std::unique_ptr<RankModel> model;  // holds its KV cache
   std::vector<float> logits;
+  int64_t row_floats = 0;      // floats per row of `logits` (LlamaModel::logits_row_floats)
   StageMessage message;        // the last message to or from the next or previous stage
   CollectiveCounter reported;  // tp_stats().total() after the last report (tp_rank_collectives)
 
@@ -48,8 +49,10 @@ struct Engine::Rank {
   bool tp_measures_wait() const;
   void reset_tp_stats();
 
-  void run(const Batch& batch, int64_t vocab) {
-    logits.resize(model->last_stage() ? static_cast<size_t>(batch.n_logits() * vocab) : 0);
+  // The last stage's logits rows: whole, or the ranks' summaries (Batch::logit_top).
+  void run(const Batch& batch) {
+    row_floats = model->last_stage() ? model->logits_row_floats(batch) : 0;
+    logits.resize(static_cast<size_t>(batch.n_logits() * row_floats));
     model->forward(batch, logits.data());
   }
 };

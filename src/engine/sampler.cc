@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_map>
+#include <limits>
+
+#include "core/error.h"
 
 namespace tpinfer {
 
@@ -25,34 +27,48 @@ void Sampler::log_softmax(std::span<const float> logits, std::vector<float>& out
   for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - lse;
 }
 
-void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> history) const {
-  const int32_t vocab = static_cast<int32_t>(logits.size());
-  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
-    const size_t from = p_.repeat_last_n < 0 || history.size() < static_cast<size_t>(p_.repeat_last_n)
-                            ? 0
-                            : history.size() - static_cast<size_t>(p_.repeat_last_n);
-    std::vector<int32_t> seen(history.begin() + static_cast<std::ptrdiff_t>(from), history.end());
-    std::sort(seen.begin(), seen.end());
-    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= vocab) continue;
-      float& l = logits[static_cast<size_t>(t)];
-      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
-    }
-  }
-  if (p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
-    std::unordered_map<int32_t, int> counts;
-    for (int32_t t : history) counts[t] += 1;
-    for (const auto& [t, c] : counts) {
-      if (t < 0 || t >= vocab) continue;
-      logits[static_cast<size_t>(t)] -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(c);
-    }
-  }
+int Sampler::summary_top(int top_logprobs) const {
+  int top = p_.temperature <= 0.0f ? 1 : p_.top_k;
+  if (top <= 0) return 0;
+  return std::max(top, top_logprobs);
 }
 
-size_t Sampler::truncate(std::span<const float> logits) {
+PenaltyInputs Sampler::penalties(std::span<const int32_t> history) const {
+  PenaltyInputs in;
+  const bool repeat = p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0;
+  const bool additive = p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  if (!repeat && !additive) return in;
+  in.repeat_penalty = repeat ? p_.repeat_penalty : 1.0f;
+  in.presence_penalty = additive ? p_.presence_penalty : 0.0f;
+  in.frequency_penalty = additive ? p_.frequency_penalty : 0.0f;
+  const size_t from = !repeat || p_.repeat_last_n < 0 || history.size() < static_cast<size_t>(p_.repeat_last_n)
+                          ? 0
+                          : history.size() - static_cast<size_t>(p_.repeat_last_n);
+  std::vector<int32_t> ids(history.begin(), history.end());
+  std::sort(ids.begin(), ids.end());
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j < ids.size() && ids[j] == ids[i]) ++j;
+    in.tokens.push_back({ids[i], static_cast<int32_t>(j - i), false});
+    i = j;
+  }
+  if (repeat) {
+    for (size_t i = from; i < history.size(); ++i) {
+      auto it = std::lower_bound(in.tokens.begin(), in.tokens.end(), history[i],
+                                 [](const PenaltyToken& t, int32_t id) { return t.id < id; });
+      it->in_window = true;
+    }
+  }
+  // A token only the repetition window penalises, without presence or
+  // frequency penalties, changes nothing outside it: keep the list short.
+  if (!additive) {
+    std::erase_if(in.tokens, [](const PenaltyToken& t) { return !t.in_window; });
+  }
+  return in;
+}
+
+void Sampler::candidates_of(std::span<const float> logits) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
-  // Candidates sorted by logit, truncated by top-k.
   candidates_.clear();
   for (int32_t i = 0; i < vocab; ++i) candidates_.push_back({logits[static_cast<size_t>(i)], i});
   const size_t k =
@@ -61,6 +77,23 @@ size_t Sampler::truncate(std::span<const float> logits) {
       candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k), candidates_.end(),
       [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
   candidates_.resize(k);
+}
+
+void Sampler::candidates_of(const LogitRow& row) {
+  if (row.is_full()) {
+    candidates_of(row.full);
+    return;
+  }
+  const int k = p_.temperature <= 0.0f ? 1 : p_.top_k;
+  if (k <= 0 || k > row.top) {
+    throw Error(cat("sampling with top_k ", p_.top_k, " from summaries of ", row.top,
+                    " candidates per rank: the row must come whole (Sampler::summary_top)"));
+  }
+  merge_candidates(row, static_cast<size_t>(k), candidates_);
+}
+
+size_t Sampler::truncate() {
+  const size_t k = candidates_.size();
   // Softmax with temperature.
   const float mx = candidates_[0].first;
   probs_.resize(k);
@@ -91,10 +124,8 @@ size_t Sampler::truncate(std::span<const float> logits) {
   return keep;
 }
 
-int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
-  apply_penalties(logits, history);
-  if (p_.temperature <= 0.0f) return argmax(logits);
-  const size_t keep = truncate(logits);
+int32_t Sampler::draw() {
+  const size_t keep = truncate();
   double mass = 0;
   for (size_t i = 0; i < keep; ++i) mass += probs_[i];
   const double r = std::uniform_real_distribution<double>(0.0, mass)(rng_);
@@ -106,13 +137,43 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   return candidates_[keep - 1].second;
 }
 
-Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> history, int32_t proposed) {
-  apply_penalties(logits, history);
-  if (p_.temperature <= 0.0f) {
-    const int32_t best = argmax(logits);
-    return {best == proposed, best};
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  LogitRow row;
+  row.full = logits;
+  return sample(row, history);
+}
+
+int32_t Sampler::sample(const LogitRow& row, std::span<const int32_t> history) {
+  if (row.is_full()) {
+    apply_penalties(row.full, 0, penalties(history));
+    if (p_.temperature <= 0.0f) return argmax(row.full);
   }
-  const size_t keep = truncate(logits);
+  candidates_of(row);
+  if (p_.temperature <= 0.0f) return candidates_[0].second;
+  return draw();
+}
+
+Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> history, int32_t proposed) {
+  LogitRow row;
+  row.full = logits;
+  return verify(row, history, proposed);
+}
+
+Verdict Sampler::verify(const LogitRow& row, std::span<const int32_t> history, int32_t proposed) {
+  if (row.is_full()) {
+    apply_penalties(row.full, 0, penalties(history));
+    if (p_.temperature <= 0.0f) {
+      const int32_t best = argmax(row.full);
+      return {best == proposed, best};
+    }
+  }
+  candidates_of(row);
+  if (p_.temperature <= 0.0f) return {candidates_[0].second == proposed, candidates_[0].second};
+  return decide(proposed);
+}
+
+Verdict Sampler::decide(int32_t proposed) {
+  const size_t keep = truncate();
   double mass = 0, p = 0;
   size_t at = keep;
   for (size_t i = 0; i < keep; ++i) {
@@ -136,6 +197,57 @@ Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> histor
   }
   // Rounding at the end of the walk, or (p = mass) nothing left: the proposal stands.
   return last < keep ? Verdict{false, candidates_[last].second} : Verdict{true, proposed};
+}
+
+float Sampler::logprobs(const LogitRow& row, int32_t token, int n, std::vector<std::pair<int32_t, float>>& top) {
+  top.clear();
+  if (row.is_full()) {
+    std::vector<float> lp;
+    log_softmax(row.full, lp);
+    const size_t vocab = lp.size();
+    std::vector<int32_t> ids(vocab);
+    for (size_t v = 0; v < vocab; ++v) ids[v] = static_cast<int32_t>(v);
+    const size_t k = n > 0 ? std::min<size_t>(static_cast<size_t>(n), vocab) : 0;
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
+      return lp[static_cast<size_t>(a)] > lp[static_cast<size_t>(b)] ||
+             (lp[static_cast<size_t>(a)] == lp[static_cast<size_t>(b)] && a < b);
+    });
+    for (size_t j = 0; j < k; ++j) top.push_back({ids[j], lp[static_cast<size_t>(ids[j])]});
+    return token >= 0 && static_cast<size_t>(token) < vocab ? lp[static_cast<size_t>(token)]
+                                                            : -std::numeric_limits<float>::infinity();
+  }
+  const float lse = summary_log_sum_exp(row);
+  if (std::isnan(lse)) throw Error("logprobs of a row summarised without its log-sum-exp (Batch::logit_lse)");
+  std::vector<std::pair<float, int32_t>> cand;
+  merge_candidates(row, static_cast<size_t>(row.ranks) * static_cast<size_t>(row.top), cand);
+  float out = -std::numeric_limits<float>::infinity();
+  for (size_t j = 0; j < cand.size(); ++j) {
+    const float lp = cand[j].first - lse;
+    if (static_cast<int>(j) < n) top.push_back({cand[j].second, lp});
+    if (cand[j].second == token) out = lp;
+  }
+  return out;
+}
+
+void SummaryRequest::add(const Sampler& s, std::span<const int32_t> history, int top_logprobs) {
+  const int top = s.summary_top(top_logprobs);
+  if (top == 0) whole_ = true;
+  lse_ = lse_ || top_logprobs >= 0;
+  wanted_ = std::max(wanted_, top);
+  penalties_.push_back(s.penalizes() ? s.penalties(history) : PenaltyInputs{});
+  penalized_ = penalized_ || !penalties_.back().empty();
+}
+
+void SummaryRequest::add_whole() {
+  whole_ = true;
+  penalties_.emplace_back();
+}
+
+void SummaryRequest::fill(Batch& b, int top) {
+  b.logit_top = top;
+  b.logit_lse = top > 0 && lse_;
+  b.penalties.clear();
+  if (top > 0 && penalized_) b.penalties = std::move(penalties_);
 }
 
 }  // namespace tpinfer

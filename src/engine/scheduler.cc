@@ -370,21 +370,10 @@ void Scheduler::propose(Sequence& s, int64_t budget) {
   if (!engine_.blocks().reserve(s.table, s.n_computed + 1 + static_cast<int64_t>(s.guess.size()))) s.guess.clear();
 }
 
-// `logits` is the row the token was drawn from (penalties applied), for its
+// `row` is the row the token was drawn from (whole or summarised), for its
 // logprobs; `computed`: the token was a guess of this step, its K/V computed.
-bool Scheduler::deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bool computed) {
-  if (s.req.top_logprobs >= 0) {
-    const int64_t vocab = static_cast<int64_t>(logits.size());
-    Sampler::log_softmax(logits, logprob_scratch_);
-    ev.logprob = logprob_scratch_[static_cast<size_t>(ev.token)];
-    std::vector<int32_t> ids(static_cast<size_t>(vocab));
-    for (int32_t v = 0; v < vocab; ++v) ids[static_cast<size_t>(v)] = v;
-    const size_t k = std::min<size_t>(static_cast<size_t>(s.req.top_logprobs), ids.size());
-    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
-      return logprob_scratch_[static_cast<size_t>(a)] > logprob_scratch_[static_cast<size_t>(b)];
-    });
-    for (size_t j = 0; j < k; ++j) ev.top_logprobs.push_back({ids[j], logprob_scratch_[static_cast<size_t>(ids[j])]});
-  }
+bool Scheduler::deliver(Sequence& s, TokenEvent& ev, const LogitRow& row, bool computed) {
+  if (s.req.top_logprobs >= 0) ev.logprob = Sampler::logprobs(row, ev.token, s.req.top_logprobs, ev.top_logprobs);
   if (s.req.constraint) s.req.constraint->accept(ev.token);
   s.tokens.push_back(ev.token);
   if (computed) s.n_computed += 1;
@@ -446,6 +435,7 @@ void Scheduler::build_and_submit(int lane) {
   }
   if (L.seqs.empty()) return;
 
+  SummaryRequest summaries;  // shard-local sampling where exact
   for (size_t i = 0; i < L.seqs.size(); ++i) {
     Sequence& s = *L.seqs[i];
     const int32_t seq_index = static_cast<int32_t>(batch_.sequences.size());
@@ -458,9 +448,23 @@ void Scheduler::build_and_submit(int lane) {
       batch_.tokens.push_back(k < own ? s.tokens[static_cast<size_t>(pos)] : s.guess[static_cast<size_t>(k - own)]);
       batch_.positions.push_back(static_cast<int32_t>(pos));
       batch_.seq.push_back(seq_index);
-      batch_.want_logits.push_back(k >= own - 1 && s.n_computed + own == static_cast<int64_t>(s.tokens.size()) ? 1 : 0);
+      const bool want = k >= own - 1 && s.n_computed + own == static_cast<int64_t>(s.tokens.size());
+      batch_.want_logits.push_back(want ? 1 : 0);
+      if (!want) continue;
+      if (s.req.constraint) {
+        summaries.add_whole();  // the constraint masks the whole row
+      } else if (k >= own && s.sampler.penalizes()) {
+        // A guess's row follows the text and the guesses before it.
+        std::vector<int32_t> h = s.tokens;
+        h.insert(h.end(), s.guess.begin(), s.guess.begin() + (k - own + 1));
+        summaries.add(s.sampler, h, s.req.top_logprobs);
+      } else {
+        summaries.add(s.sampler, s.tokens, s.req.top_logprobs);
+      }
     }
   }
+  summaries.fill(batch_, engine_.summary_top(summaries.wanted()));
+  L.logit_top = batch_.logit_top;
   try {
     engine_.submit(batch_);
   } catch (const std::exception& e) {
@@ -504,7 +508,6 @@ void Scheduler::collect(int lane) {
     throw;
   }
 
-  const int64_t vocab = engine_.config().vocab;
   int64_t row = 0;
   uint64_t new_prompt_tokens = 0, steps = 0, drafts = 0, draft_tokens = 0, accepted = 0;
   const uint64_t generated_before = generated_;
@@ -519,8 +522,7 @@ void Scheduler::collect(int lane) {
     if (!has_logits) continue;
     const int64_t first = row;
     const auto rows = [&](size_t j) {
-      return std::span<float>(const_cast<float*>(logits->data()) + (first + static_cast<int64_t>(j)) * vocab,
-                              static_cast<size_t>(vocab));
+      return engine_.logit_row(*logits, L.logit_top, first + static_cast<int64_t>(j));
     };
     row += 1 + static_cast<int64_t>(g);
     // Guesses are kept while the sampler accepts them (their K/V, computed in
@@ -531,21 +533,22 @@ void Scheduler::collect(int lane) {
       TokenEvent ev;
       if (s.generated == 0) ev.cached_prompt_tokens = std::max(s.cached_prompt, 0);
       bool accepted_guess = false;
-      if (s.req.constraint && !s.req.constraint->mask(rows(j))) {
+      const LogitRow r = rows(j);
+      if (s.req.constraint && !s.req.constraint->mask(r.full)) {
         commit_blocks(s);
         finish(s, FinishReason::Error, "no token can continue the structured output (grammar dead end)");
         break;
       }
       if (j == 0) steps += 1;  // a step that gives the sequence tokens
       if (j == g) {
-        ev.token = s.sampler.sample(rows(j), s.tokens);
+        ev.token = s.sampler.sample(r, s.tokens);
       } else {
-        const Verdict v = s.sampler.verify(rows(j), s.tokens, s.guess[j]);
+        const Verdict v = s.sampler.verify(r, s.tokens, s.guess[j]);
         ev.token = v.token;
         accepted_guess = v.accepted;
       }
       kept += accepted_guess ? 1 : 0;
-      if (!deliver(s, ev, rows(j), accepted_guess) || !accepted_guess) break;
+      if (!deliver(s, ev, r, accepted_guess) || !accepted_guess) break;
     }
     if (g > 0) {
       drafts += 1;

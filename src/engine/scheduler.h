@@ -165,6 +165,7 @@ class Scheduler {
     std::vector<Sequence*> seqs;
     std::vector<int64_t> chunks;
     bool in_flight = false;
+    int logit_top = 0;  // how its batch's logits rows come back (Batch::logit_top)
   };
   bool ensure_blocks(Sequence& s, int64_t tokens);
   void preempt(Sequence& victim);
@@ -174,7 +175,7 @@ class Scheduler {
   bool waits_for_prefix(const Sequence& s) const;
   void propose(Sequence& s, int64_t budget);
   // Hands one sampled token to the sequence; false when it finished with it.
-  bool deliver(Sequence& s, TokenEvent& ev, std::span<float> logits, bool computed);
+  bool deliver(Sequence& s, TokenEvent& ev, const LogitRow& row, bool computed);
   void build_and_submit(int lane);
   void collect(int lane);
   void collect_all();
@@ -199,7 +200,6 @@ class Scheduler {
   std::vector<Lane> lanes_;
   int next_lane_ = 0;
   Batch batch_;
-  std::vector<float> logprob_scratch_;
   uint64_t generated_ = 0;  // tokens delivered (the scheduler thread's count)
 };
 

@@ -6,6 +6,8 @@
 //            rows               f32   [rows, width]            Run: the residual
 //                                                              stream (width hidden);
 //                                                              Logits: [n_logits, vocab]
+//                                                              or the ranks' summaries
+//                                                              (width tp x summary_floats)
 //            forward nanos      int64 [stages]                 one per stage so far
 //            expert loads       int64 [loads]                  MoE routing counts of
 //                                                              those stages (engine/stats.h)
@@ -32,7 +34,8 @@ struct StageHeader {
 
 class StageMessage {
  public:
-  // Writes a whole message; `width` is the f32 row length (hidden or vocab).
+  // Writes a whole message; `width` is the f32 row length (hidden, vocab, or
+  // the width of a step's summarised logits rows).
   void encode(StageCommand command, const std::vector<int32_t>& words, const float* rows, int64_t n_rows, int64_t width,
               const std::vector<int64_t>& nanos, const std::vector<int64_t>& loads);
 

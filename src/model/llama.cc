@@ -123,7 +123,9 @@ void LlamaModel::forward(const Batch& batch, float* logits) {
   if (!first_stage()) dev_.upload(stage_in_.data(), stage_in_.size() * sizeof(float), x_.data());
   dev_.run_step([&] { run(s); });
   if (last_stage()) {
-    lm_head_.download(dev_, batch.n_logits(), logits);
+    // Outside run_step: a summary may be reduced on the host.
+    lm_head_.gather(dev_, batch.n_logits(), batch.logit_top, batch.logit_lse, batch.penalties);
+    lm_head_.download(dev_, logits);
   } else {
     stage_out_.resize(static_cast<size_t>(n * hidden));
     dev_.download(x_.f32(), n, hidden, stage_out_.data(), hidden);

@@ -40,9 +40,13 @@ class LlamaModel {
   // Runs `batch` through this rank's layers. The first stage starts from the
   // embedded tokens, a later one from what stage_input() was filled with. The
   // last stage writes the logits of the tokens that want them, in batch order,
-  // to `logits` ([batch.n_logits(), vocab], host memory, on every rank); the
-  // others leave their output in stage_output() and do not touch `logits`.
+  // to `logits` ([batch.n_logits(), logits_row_floats(batch)], host memory,
+  // on every rank: whole rows, or with batch.logit_top every rank's summary
+  // of each row, parallel/logit_summary.h); the others leave their output in
+  // stage_output() and do not touch `logits`.
   void forward(const Batch& batch, float* logits);
+  // Floats per logits row forward() writes for `batch` (last stage).
+  int64_t logits_row_floats(const Batch& batch) const { return lm_head_.row_floats(batch.logit_top); }
   // [n_tokens, hidden] to fill before forward() on a stage after the first.
   float* stage_input(int64_t n_tokens);
   // [batch.size(), hidden] after forward() on a stage before the last.

@@ -27,8 +27,9 @@ class RankModel {
   RankModel& operator=(const RankModel&) = delete;
 
   // LlamaModel::forward's contract: the last stage writes [batch.n_logits(),
-  // vocab] to `logits`, the others leave stage_output() filled.
+  // logits_row_floats(batch)] to `logits`, the others leave stage_output() filled.
   void forward(const Batch& batch, float* logits) { model_->forward(batch, logits); }
+  int64_t logits_row_floats(const Batch& batch) const { return model_->logits_row_floats(batch); }
   // Host memory, [n_tokens, hidden]: what a later stage starts from.
   float* stage_input(int64_t n_tokens) { return model_->stage_input(n_tokens); }
   const float* stage_output() const { return model_->stage_output(); }

@@ -1,10 +1,26 @@
 #include "parallel/batch.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 
 namespace tpinfer {
+namespace {
+
+int32_t float_word(float f) {
+  int32_t w;
+  std::memcpy(&w, &f, sizeof(w));
+  return w;
+}
+
+float word_float(int32_t w) {
+  float f;
+  std::memcpy(&f, &w, sizeof(f));
+  return f;
+}
+
+}  // namespace
 
 int64_t Batch::n_logits() const {
   int64_t n = 0;
@@ -18,14 +34,20 @@ void Batch::clear() {
   seq.clear();
   want_logits.clear();
   sequences.clear();
+  logit_top = 0;
+  logit_lse = false;
+  penalties.clear();
 }
 
 std::vector<Batch> Batch::split(int parts) const {
   const int64_t n = size();
   const int64_t m = std::max<int64_t>(1, std::min<int64_t>(parts, n));
   std::vector<Batch> out(static_cast<size_t>(m));
+  size_t logit_row = 0;
   for (int64_t p = 0; p < m; ++p) {
     Batch& b = out[static_cast<size_t>(p)];
+    b.logit_top = logit_top;
+    b.logit_lse = logit_lse;
     std::vector<int32_t> index_of(sequences.size(), -1);
     for (int64_t t = n * p / m; t < n * (p + 1) / m; ++t) {
       const size_t i = static_cast<size_t>(t);
@@ -38,6 +60,7 @@ std::vector<Batch> Batch::split(int parts) const {
       b.positions.push_back(positions[i]);
       b.seq.push_back(index_of[s]);
       b.want_logits.push_back(want_logits[i]);
+      if (want_logits[i] && !penalties.empty()) b.penalties.push_back(penalties[logit_row++]);
     }
   }
   return out;
@@ -56,6 +79,17 @@ std::vector<int32_t> Batch::encode() const {
   for (const BatchSequence& s : sequences) {
     w.push_back(static_cast<int32_t>(s.block_table.size()));
     w.insert(w.end(), s.block_table.begin(), s.block_table.end());
+  }
+  w.push_back(logit_top);
+  w.push_back(logit_lse ? 1 : 0);
+  w.push_back(static_cast<int32_t>(penalties.size()));
+  for (const PenaltyInputs& p : penalties) {
+    for (const float f : {p.repeat_penalty, p.presence_penalty, p.frequency_penalty}) w.push_back(float_word(f));
+    w.push_back(static_cast<int32_t>(p.tokens.size()));
+    for (const PenaltyToken& t : p.tokens) {
+      w.push_back(t.id);
+      w.push_back(t.count * 2 + (t.in_window ? 1 : 0));
+    }
   }
   return w;
 }
@@ -80,9 +114,32 @@ Batch Batch::decode(const std::vector<int32_t>& w) {
   for (int32_t i = 0; i < n_seq; ++i) {
     const int32_t len = next();
     if (len < 0 || static_cast<size_t>(len) > w.size() - at) throw Error("malformed batch block table");
-    b.sequences.push_back({std::vector<int32_t>(w.begin() + static_cast<std::ptrdiff_t>(at),
-                                                w.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(len)))});
+    b.sequences.push_back(
+        {std::vector<int32_t>(w.begin() + static_cast<std::ptrdiff_t>(at),
+                              w.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(len)))});
     at += static_cast<size_t>(len);
+  }
+  b.logit_top = next();
+  b.logit_lse = next() != 0;
+  const int32_t n_pen = next();
+  if (b.logit_top < 0 || (n_pen != 0 && n_pen != b.n_logits())) {
+    throw Error(cat("malformed batch: ", n_pen, " penalty rows for ", b.n_logits(), " logits rows, top ", b.logit_top));
+  }
+  for (int32_t r = 0; r < n_pen; ++r) {
+    PenaltyInputs p;
+    p.repeat_penalty = word_float(next());
+    p.presence_penalty = word_float(next());
+    p.frequency_penalty = word_float(next());
+    const int32_t n_tok = next();
+    if (n_tok < 0 || static_cast<size_t>(n_tok) * 2 > w.size() - at) throw Error("malformed batch penalties");
+    p.tokens.resize(static_cast<size_t>(n_tok));
+    for (PenaltyToken& t : p.tokens) {
+      t.id = next();
+      const int32_t c = next();
+      t.count = c / 2;
+      t.in_window = (c & 1) != 0;
+    }
+    b.penalties.push_back(std::move(p));
   }
   return b;
 }

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "parallel/logit_summary.h"
+
 namespace tpinfer {
 
 struct BatchSequence {
@@ -19,6 +21,14 @@ struct Batch {
   std::vector<int32_t> seq;          // index into `sequences` for each token
   std::vector<uint8_t> want_logits;  // 1 where the driver needs this token's logits
   std::vector<BatchSequence> sequences;
+  // How the logits rows reach the driver (parallel/logit_summary.h): 0, the
+  // full rows (the lm_head's all-gather); else each rank's summary of each
+  // row with this many candidates (and, with logit_lse, the shard's
+  // log-sum-exp), after the rows' penalties: one
+  // PenaltyInputs per logits row, in order, or none at all.
+  int32_t logit_top = 0;
+  bool logit_lse = false;  // the summaries carry the log-sum-exp (logprobs want it)
+  std::vector<PenaltyInputs> penalties;
 
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_logits() const;

@@ -63,6 +63,11 @@ class CpuDevice final : public Device {
   void add_sigmoid_gated(float* out, const float* h, const float* w, const float* ys, int64_t n, int64_t dim) override;
 
   void all_reduce_sum(float* data, size_t n) override { comm_.all_reduce_sum(data, n); }
+  // Reduces in place on the host, with summarize_shard().
+  void summarize_logits(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id, int top,
+                        bool lse, std::span<const PenaltyInputs> penalties, float* out) override {
+    summarize_shard(logits, rows, cols, stride, first_id, top, lse, penalties, out, summary_scratch_);
+  }
   void all_gather(const float* send, std::span<const size_t> counts, float* recv) override {
     comm_.all_gather(send, counts, recv);
   }
@@ -80,6 +85,7 @@ class CpuDevice final : public Device {
 
   Communicator& comm_;
   ThreadPool& pool_;
+  std::vector<float> summary_scratch_;  // summarize_logits: a penalised row
   cpu::MatmulScratch scratch_;
   std::unique_ptr<KVCache> cache_;
   const Batch* batch_ = nullptr;

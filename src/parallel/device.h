@@ -33,6 +33,7 @@
 #include "core/dtype.h"
 #include "formats/model_config.h"
 #include "parallel/batch.h"
+#include "parallel/logit_summary.h"
 #include "parallel/sharded_tensor.h"
 
 namespace tpinfer {
@@ -210,6 +211,17 @@ class Device {
   // shared expert); the dot product in double.
   virtual void add_sigmoid_gated(float* out, const float* h, const float* w, const float* ys, int64_t n,
                                  int64_t dim) = 0;
+
+  // Shard-local sampling (parallel/logit_summary.h): reduces `rows` rows of
+  // this rank's logits (`cols` vocabulary ids from first_id, rows `stride`
+  // floats apart) to their summaries with `top` candidates (and the sum of
+  // exps with `lse`), after
+  // penalties[row] (none when empty), into out[rows, summary_floats(top)].
+  // Not inside run_step(). The default reads the logits to the host, reduces
+  // them there with summarize_shard() and uploads the summaries; a device may
+  // do better, with the same result bit for bit.
+  virtual void summarize_logits(const float* logits, int64_t rows, int64_t cols, int64_t stride, int64_t first_id,
+                                int top, bool lse, std::span<const PenaltyInputs> penalties, float* out);
 
   // Collectives over the tensor-parallel group (every rank calls each, in the
   // same order). data[0, n) <- sum over ranks.

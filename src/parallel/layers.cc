@@ -47,20 +47,54 @@ void VocabParallelEmbedding::forward(Device& dev, int64_t n, float* out) const {
 
 void ParallelLMHead::forward(Device& dev, const float* x, int64_t n) {
   n_ = n;
-  float* local = reserve_f32(dev, local_, static_cast<size_t>(n * w_->rows()));
-  dev.matmul(*w_, x, n, local);
-  if (ranges_.size() == 1) return;
-  std::vector<size_t> counts;
-  for (const Range& r : ranges_) counts.push_back(static_cast<size_t>(n * r.size()));
-  dev.all_gather(local, counts, reserve_f32(dev, gathered_, static_cast<size_t>(n * vocab_)));
+  dev.matmul(*w_, x, n, reserve_f32(dev, local_, static_cast<size_t>(n * w_->rows())));
 }
 
-// The gathered logits hold, rank after rank, [n, vocab_r] blocks.
-void ParallelLMHead::download(Device& dev, int64_t rows, float* logits) const {
-  const float* block = ranges_.size() == 1 ? local_.f32() : gathered_.f32();
+int64_t ParallelLMHead::row_floats(int top) const {
+  return top > 0 ? static_cast<int64_t>(ranges_.size()) * summary_floats(top) : vocab_;
+}
+
+void ParallelLMHead::gather(Device& dev, int64_t rows, int top, bool lse, std::span<const PenaltyInputs> penalties) {
+  if (rows > n_) throw Error(cat("lm_head: ", rows, " rows wanted of the ", n_, " computed"));
+  rows_ = rows;
+  top_ = top;
+  if (rows == 0) return;
+  const float* send = local_.f32();
+  const int64_t local_cols = w_->rows();
+  std::vector<size_t> counts;
+  if (top > 0) {
+    const int64_t w = summary_floats(top);
+    float* s = reserve_f32(dev, summaries_, static_cast<size_t>(rows * w));
+    dev.summarize_logits(local_.f32(), rows, local_cols, local_cols, ranges_[static_cast<size_t>(dev.rank())].begin,
+                         top, lse, penalties, s);
+    send = s;
+    counts.assign(ranges_.size(), static_cast<size_t>(rows * w));
+  } else {
+    for (const Range& r : ranges_) counts.push_back(static_cast<size_t>(rows * r.size()));
+  }
+  if (ranges_.size() == 1) {
+    gathered_source_ = send;
+    return;
+  }
+  size_t total = 0;
+  for (size_t c : counts) total += c;
+  float* recv = reserve_f32(dev, gathered_, total);
+  dev.all_gather(send, counts, recv);
+  gathered_source_ = recv;
+}
+
+// The gathered block holds, rank after rank, [rows, cols_r] blocks: cols_r
+// the rank's vocabulary or its summary's floats.
+void ParallelLMHead::download(Device& dev, float* out) const {
+  if (rows_ == 0) return;
+  const int64_t width = row_floats(top_);
+  const float* block = gathered_source_;
+  int64_t at = 0;
   for (const Range& r : ranges_) {
-    if (r.size() > 0) dev.download(block, rows, r.size(), logits + r.begin, vocab_);
-    block += n_ * r.size();
+    const int64_t cols = top_ > 0 ? summary_floats(top_) : r.size();
+    if (cols > 0) dev.download(block, rows_, cols, out + at, width);
+    block += rows_ * cols;
+    at += cols;
   }
 }
 

@@ -7,11 +7,14 @@
 //   ColumnParallelLinear   y_local = x W_r^T (+ b_r)        input replicated, no comm
 //   RowParallelLinear      y = all_reduce(x_r W_r^T)        input split by the same ranges
 //   VocabParallelEmbedding x = all_reduce(rows of E_r)      out-of-range ids give zeros
-//   ParallelLMHead         logits = all_gather(x W_r^T)     every rank gets the full vocab
+//   ParallelLMHead         logits = all_gather(x W_r^T)     every rank gets the full vocab,
+//                          or all_gather(summary(x W_r^T))  or every rank's top candidates
+//                                                           (parallel/logit_summary.h)
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,20 +83,31 @@ class ParallelLMHead {
   // `w`: the rank's rows of [vocab, hidden]; `ranges`: every rank's rows.
   ParallelLMHead(std::shared_ptr<const DeviceWeight> w, std::vector<Range> ranges, int64_t vocab)
       : w_(std::move(w)), ranges_(std::move(ranges)), vocab_(vocab) {}
-  // x: [n, hidden]; afterwards every rank holds all ranks' logits of the n
-  // rows on the device (one all-gather).
+  // x: [n, hidden]; afterwards the rank holds its shard of the n rows'
+  // logits on the device (no communication: a step's layers may be a graph).
   void forward(Device& dev, const float* x, int64_t n);
-  // The first `rows` of the last forward's n rows into logits [rows, vocab]
-  // on the host (complete after the device's end_step()).
-  void download(Device& dev, int64_t rows, float* logits) const;
+  // After the step's layers: brings the first `rows` of them together on
+  // every rank with one all-gather: top 0, every rank's logits; else every
+  // rank's summary of each row with `top` candidates (and its log-sum-exp
+  // with `lse`), after penalties[row] (none when empty).
+  void gather(Device& dev, int64_t rows, int top, bool lse, std::span<const PenaltyInputs> penalties);
+  // Floats per gathered row: vocab, or ranks x summary_floats(top).
+  int64_t row_floats(int top) const;
+  // The gathered rows into out[rows, row_floats(top)] on the host: the
+  // logits, or the row's summaries rank after rank (complete after the
+  // device's end_step()).
+  void download(Device& dev, float* out) const;
   uint64_t weight_bytes() const { return w_ ? w_->bytes() : 0; }
 
  private:
   std::shared_ptr<const DeviceWeight> w_;
   std::vector<Range> ranges_;  // every rank's vocabulary range
   int64_t vocab_ = 0;
-  int64_t n_ = 0;  // rows of the last forward
-  DeviceMemory local_, gathered_;
+  int64_t n_ = 0;     // rows of the last forward
+  int64_t rows_ = 0;  // rows of the last gather
+  int top_ = 0;       // and its candidates (0: whole rows)
+  DeviceMemory local_, summaries_, gathered_;
+  const float* gathered_source_ = nullptr;  // what download() reads: gathered_, or at tp 1 the rank's own
 };
 
 }  // namespace tpinfer
