@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "formats/gguf.h"
+#include "shared_models.h"
 #include "structured/grammar_matcher.h"
 #include "structured/json_schema.h"
 #include "tokenizer/tokenizer.h"
@@ -26,11 +27,7 @@
 namespace tpinfer {
 namespace {
 
-std::string models_dir() {
-  if (const char* env = std::getenv("TPINFER_SHARED_DIR")) return std::string(env) + "/models";
-  const std::filesystem::path src = std::filesystem::path(__FILE__).parent_path().parent_path();
-  return (src / ".." / "shared" / "models").string();
-}
+using bench::models_dir;
 
 constexpr const char* kSchema = R"({
   "type": "object",

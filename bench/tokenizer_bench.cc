@@ -15,17 +15,14 @@
 #include <sstream>
 
 #include "formats/gguf.h"
+#include "shared_models.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_tokenizer.h"
 
 namespace tpinfer {
 namespace {
 
-std::string models_dir() {
-  if (const char* env = std::getenv("TPINFER_SHARED_DIR")) return std::string(env) + "/models";
-  const std::filesystem::path src = std::filesystem::path(__FILE__).parent_path().parent_path();
-  return (src / ".." / "shared" / "models").string();
-}
+using bench::models_dir;
 
 const std::string& one_megabyte() {
   static const std::string text = [] {

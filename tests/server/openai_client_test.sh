@@ -13,55 +13,26 @@ if [ $# -ne 2 ]; then
   echo "usage: $0 TPINFER_BINARY MODEL" >&2
   exit 2
 fi
-bin=$1
-model=$2
+bin=$(realpath "$1")
+model=$(realpath "$2")
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "node or npm not found"
   exit 77
 fi
 
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=openai_lib.sh
+. "$here/openai_lib.sh"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  stop_server
   rm -rf "$work"
 }
 trap cleanup EXIT
 cd "$work"
-
-npm init -y >/dev/null 2>&1
-if ! npm install --no-audit --no-fund --loglevel=error openai >npm.log 2>&1; then
-  cat npm.log
-  echo "npm install openai failed (is the registry reachable?)"
-  exit 77
-fi
-echo "openai $(node -p 'JSON.parse(require("fs").readFileSync("node_modules/openai/package.json")).version'), node $(node --version)"
-
-# The log exists before the server starts: the background job opens it only
-# after the fork, and the loop below may read it first.
-: >server.log
-"$bin" serve -m "$model" --host 127.0.0.1 --port 0 --no-pin --api-key test-key --served-model-name bible \
-  >>server.log 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 1200); do
-  port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' server.log || true)
-  if [ -n "$port" ]; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    cat server.log
-    echo "the server exited early"
-    exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$port" ]; then
-  cat server.log
-  echo "the server did not start"
-  exit 1
-fi
+install_openai
+start_server
 
 cat >client.mjs <<'EOF'
 import assert from "node:assert/strict";

@@ -27,55 +27,24 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   exit 77
 fi
 
+# shellcheck source=openai_lib.sh
+. "$here/openai_lib.sh"
 work=$(mktemp -d)
 server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
 cleanup() {
   stop_server
   rm -rf "$work"
 }
 trap cleanup EXIT
 cd "$work"
-
-npm init -y >/dev/null 2>&1
-if ! npm install --no-audit --no-fund --loglevel=error openai >npm.log 2>&1; then
-  cat npm.log
-  echo "npm install openai failed (is the registry reachable?)"
-  exit 77
-fi
-echo "openai $(node -p 'JSON.parse(require("fs").readFileSync("node_modules/openai/package.json")).version'), node $(node --version)"
+install_openai
 cp "$here/openai_tools_test.mjs" client.mjs
 
 for case in "hermes:$here/tool_templates/hermes.jinja" "llama3_json:$here/tool_templates/llama3_json.jinja" \
   "mistral:$templates/mistralai-Mistral-Nemo-Instruct-2407.jinja"; do
   format=${case%%:*}
   template=${case#*:}
-  : >server.log
-  "$bin" serve -m "$model" --host 127.0.0.1 --port 0 --no-pin --api-key test-key --served-model-name bible \
-    --chat-template "$template" >>server.log 2>&1 &
-  server_pid=$!
-  port=""
-  for _ in $(seq 1 1200); do
-    port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' server.log || true)
-    if [ -n "$port" ]; then break; fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      cat server.log
-      echo "the server exited early"
-      exit 1
-    fi
-    sleep 0.1
-  done
-  if [ -z "$port" ]; then
-    cat server.log
-    echo "the server did not start"
-    exit 1
-  fi
+  start_server --chat-template "$template"
   if ! grep -q "tool calls $format" server.log; then
     cat server.log
     echo "the server did not detect $format from $template"
